@@ -1,0 +1,37 @@
+# The front door: `make run` and `make test` do all set-up on a fresh machine (Python 3.11+ only).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+export DJANGO_SETTINGS_MODULE ?= portal.settings.dev
+
+.PHONY: run test install lint bench clean
+
+$(STAMP): requirements/dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# uv is fast; plain pip installs the same pinned lock file if uv cannot be had.
+	@($(BIN)/pip install -q uv==0.13.8 && $(BIN)/uv pip install -q --python $(BIN)/python -r requirements/dev.txt) \
+		|| $(BIN)/pip install -q -r requirements/dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@mkdir -p data
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	@echo ""
+	@echo "  Portal: http://127.0.0.1:$(PORT)/   (web, Celery worker and Celery beat start below; Ctrl-C stops all)"
+	@echo ""
+	PORT=$(PORT) $(BIN)/honcho start -f Procfile
+
+test: install
+	DJANGO_SETTINGS_MODULE=portal.settings.test $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

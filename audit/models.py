@@ -1,0 +1,108 @@
+"""The append-only, hash-chained audit trail, and the outbox through which side effects leave."""
+
+from django.db import models
+from django.utils import timezone
+
+from .choices import ActorType, AuditAction, Channel
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditTrailIsAppendOnly(Exception):
+    """Raised on any attempt to change or remove an audit event."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AuditTrailIsAppendOnly("Audit events cannot be updated.")
+
+    def delete(self):
+        raise AuditTrailIsAppendOnly("Audit events cannot be deleted.")
+
+    def for_target(self, obj: models.Model) -> "AuditEventQuerySet":
+        return self.filter(target_type=obj._meta.label_lower, target_id=str(obj.pk))
+
+
+class AuditEvent(models.Model):
+    """One thing that happened: who did what to which object, from where, and why.
+
+    Events form a chain: `hash` is SHA-256 over the event's canonical form and `prev_hash`, and
+    `seq` numbers the chain without gaps, so an edited, inserted or deleted row is detectable
+    (`manage.py verify_audit`). Actors and targets are stored as ids and labels, not foreign
+    keys, so the trail outlives what it describes.
+    """
+
+    seq = models.BigIntegerField("chain position", unique=True, editable=False)
+    occurred_at = models.DateTimeField("time", db_index=True)
+    actor_type = models.CharField("actor type", max_length=16, choices=ActorType.choices)
+    actor_user_id = models.BigIntegerField("actor user id", null=True, blank=True, db_index=True)
+    actor_identity_id = models.BigIntegerField("actor identity id", null=True, blank=True, db_index=True)
+    actor_label = models.CharField("actor", max_length=200)
+    channel = models.CharField("channel", max_length=16, choices=Channel.choices)
+    action = models.CharField("action", max_length=64, choices=AuditAction.choices, db_index=True)
+    target_type = models.CharField("target type", max_length=64, blank=True)
+    target_id = models.CharField("target id", max_length=64, blank=True)
+    target_label = models.CharField("target", max_length=200, blank=True)
+    data = models.JSONField("data", default=dict, blank=True)
+    correlation_id = models.CharField("correlation id", max_length=64, blank=True, db_index=True)
+    client_ip = models.CharField("client address", max_length=45, blank=True)
+    prev_hash = models.CharField("previous hash", max_length=64)
+    hash = models.CharField("hash", max_length=64, unique=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        verbose_name = "audit event"
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_event_target_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} by {self.actor_label}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AuditTrailIsAppendOnly("Audit events cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditTrailIsAppendOnly("Audit events cannot be deleted.")
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    DEAD = "dead", "Dead"
+
+
+class OutboxMessage(models.Model):
+    """A side effect (email, connector call) recorded in the transaction that caused it.
+
+    The dispatcher delivers due rows with backoff; the broker only wakes it early, so a broker
+    outage delays a message but never loses it.
+    """
+
+    kind = models.CharField("kind", max_length=64)
+    payload = models.JSONField("payload", default=dict)
+    idempotency_key = models.CharField("idempotency key", max_length=200, unique=True)
+    status = models.CharField(
+        "status", max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField("attempts", default=0)
+    next_attempt_at = models.DateTimeField("next attempt", default=timezone.now)
+    last_error = models.TextField("last error", blank=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    delivered_at = models.DateTimeField("delivered", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "outbox message"
+        indexes = [
+            # The dispatcher's only query: due pending rows, oldest first.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="audit_outbox_due_idx",
+                condition=models.Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"

@@ -1,0 +1,143 @@
+"""The transactional outbox: the one way side effects leave a transaction.
+
+A service calls `outbox_enqueue` inside its transaction; the row commits or rolls back with the
+state change it belongs to. `outbox_dispatch` (a beat task every few seconds, and woken early on
+commit) delivers due rows one at a time under SKIP LOCKED, retries failures with exponential
+backoff and jitter, and marks a row dead after OUTBOX_MAX_ATTEMPTS so an admin can retry it.
+Delivery is at-least-once: handlers get the idempotency key and must tolerate a repeat.
+"""
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .choices import AuditAction
+from .models import OutboxMessage, OutboxStatus
+from .services import Actor, ActorLike, audit_event_record
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], str], None]
+_handlers: dict[str, Handler] = {}
+
+
+def outbox_handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that delivers messages of `kind` (called with payload and idempotency key)."""
+
+    def register(func: Handler) -> Handler:
+        _handlers[kind] = func
+        return func
+
+    return register
+
+
+def _wake_dispatcher() -> None:
+    # Best effort only: with the broker down the beat schedule (or the next wake) delivers it.
+    from .tasks import outbox_dispatch_task
+
+    try:
+        outbox_dispatch_task.apply_async(retry=False)
+    except Exception:
+        logger.warning("Outbox: broker unreachable, message waits for the next dispatch", exc_info=True)
+
+
+def outbox_enqueue(*, kind: str, payload: dict[str, Any], idempotency_key: str) -> OutboxMessage:
+    """Record a side effect in the caller's transaction; enqueuing the same key twice is a no-op."""
+    if kind not in _handlers:
+        raise ValueError(f"No outbox handler for {kind!r}")
+    message, created = OutboxMessage.objects.get_or_create(
+        idempotency_key=idempotency_key, defaults={"kind": kind, "payload": payload}
+    )
+    if created:
+        transaction.on_commit(_wake_dispatcher)
+    return message
+
+
+def enqueue_many(rows: list[OutboxMessage]) -> None:
+    """Bulk form for set-based sweeps; rows whose idempotency key exists already are skipped."""
+    OutboxMessage.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    if rows:
+        transaction.on_commit(_wake_dispatcher)
+
+
+def backoff_delay(attempts: int) -> timedelta:
+    """Exponential backoff with full jitter in its upper half, capped."""
+    base = settings.OUTBOX_BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0)
+    capped = min(base, settings.OUTBOX_BACKOFF_MAX_SECONDS)
+    return timedelta(seconds=capped * random.uniform(0.5, 1.0))
+
+
+@dataclass
+class DispatchResult:
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+def _deliver_one(result: DispatchResult) -> bool:
+    """Claim, deliver and settle one due message; False when none is due."""
+    with transaction.atomic():
+        message = (
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(status=OutboxStatus.PENDING, next_attempt_at__lte=timezone.now())
+            .order_by("next_attempt_at", "id")
+            .first()
+        )
+        if message is None:
+            return False
+        message.attempts += 1
+        try:
+            handler = _handlers[message.kind]
+            with transaction.atomic():
+                handler(message.payload, message.idempotency_key)
+        except Exception as exc:
+            message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+                message.status = OutboxStatus.DEAD
+                result.dead += 1
+                audit_event_record(
+                    actor=Actor.system(),
+                    action=AuditAction.OUTBOX_DEAD,
+                    target=message,
+                    data={"kind": message.kind, "attempts": message.attempts, "error": message.last_error},
+                )
+            else:
+                message.next_attempt_at = timezone.now() + backoff_delay(message.attempts)
+                result.failed += 1
+            logger.warning("Outbox %s attempt %s failed: %s", message, message.attempts, message.last_error)
+        else:
+            message.status = OutboxStatus.DELIVERED
+            message.delivered_at = timezone.now()
+            message.last_error = ""
+            result.delivered += 1
+        message.save(update_fields=["attempts", "status", "next_attempt_at", "last_error", "delivered_at"])
+    return True
+
+
+def outbox_dispatch(*, limit: int | None = None) -> DispatchResult:
+    """Deliver up to `limit` due messages; safe to run in several workers at once (SKIP LOCKED)."""
+    result = DispatchResult()
+    for _ in range(limit or settings.OUTBOX_BATCH_SIZE):
+        if not _deliver_one(result):
+            break
+    return result
+
+
+@transaction.atomic
+def outbox_retry(*, message_id: int, actor: ActorLike) -> OutboxMessage:
+    """Give a dead message a fresh set of attempts, due now."""
+    message = OutboxMessage.objects.select_for_update().get(pk=message_id)
+    if message.status != OutboxStatus.DEAD:
+        return message
+    message.status, message.attempts, message.next_attempt_at = OutboxStatus.PENDING, 0, timezone.now()
+    message.save(update_fields=["status", "attempts", "next_attempt_at"])
+    audit_event_record(actor=actor, action=AuditAction.OUTBOX_RETRIED, target=message, data={"kind": message.kind})
+    transaction.on_commit(_wake_dispatcher)
+    return message

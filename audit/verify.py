@@ -1,0 +1,31 @@
+"""Walk the audit chain and report the first broken link."""
+
+from dataclasses import dataclass
+
+from .models import GENESIS_HASH, AuditEvent
+from .services import compute_hash
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    checked: int
+    broken_at: int | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+def verify_chain(*, chunk_size: int = 5000) -> ChainReport:
+    """Recompute every hash in chain order: an edit breaks a hash, a deletion a link or the numbering."""
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=chunk_size):
+        if event.seq != expected_seq:
+            return ChainReport(checked, event.seq, f"event #{expected_seq} is missing (next is #{event.seq})")
+        if event.prev_hash != prev_hash:
+            return ChainReport(checked, event.seq, "previous-hash link does not match the event before it")
+        if compute_hash(event) != event.hash:
+            return ChainReport(checked, event.seq, "content does not match its hash (the row was edited)")
+        prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
+    return ChainReport(checked)

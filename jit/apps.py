@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class JitConfig(AppConfig):
+    verbose_name = "Requests and just-in-time access"
+    name = "jit"

@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _bootstrap_roles(sender, using="default", **kwargs) -> None:
+    # After every migrate (and every test-database flush), roles exist with their permissions.
+    from .roles import roles_bootstrap
+
+    roles_bootstrap(using=using)
+
+
+class PortalConfig(AppConfig):
+    name = "portal"
+    verbose_name = "Portal"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  audits logins and logouts
+
+        post_migrate.connect(_bootstrap_roles, sender=self)

@@ -1,0 +1,35 @@
+"""The Celery app and the one beat schedule.
+
+Tasks are thin and idempotent: they find work in the database and call services, so running a
+schedule twice, late, or from two beats at once changes nothing.
+"""
+
+import os
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.base")
+
+app = Celery("portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+BEAT_SCHEDULE = {
+    "audit.tasks.outbox_dispatch_task": {"task": "audit.tasks.outbox_dispatch_task", "schedule": 5.0},
+}
+app.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@signals.task_prerun.connect
+def _audit_context_for_task(task_id=None, **_kwargs) -> None:
+    """Events written by a task carry channel 'task' and the task id as correlation id."""
+    from audit.context import set_context
+
+    set_context(channel="task", correlation_id=task_id or "")
+
+
+@signals.task_postrun.connect
+def _clear_audit_context(**_kwargs) -> None:
+    from audit.context import clear_context
+
+    clear_context()

@@ -1,0 +1,9 @@
+from .navigation import nav_for
+from .roles import user_roles
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_items": [], "user_roles": set()}
+    return {"nav_items": nav_for(user), "user_roles": user_roles(user)}

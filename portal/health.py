@@ -1,0 +1,42 @@
+"""Health checks for load balancers and operators: each returns (ok, detail)."""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import connection
+
+HealthCheck = Callable[[], tuple[bool, str]]
+
+
+def check_database() -> tuple[bool, str]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return False, f"{type(exc).__name__}"
+    return True, connection.vendor
+
+
+def check_broker() -> tuple[bool, str]:
+    from portal.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=settings.HEALTH_BROKER_TIMEOUT_SECONDS)
+            transport = conn.transport_cls
+    except Exception as exc:
+        return False, f"{type(exc).__name__}"
+    return True, str(transport)
+
+
+# Later features (the expiry sweep's heartbeat) append their checks here.
+HEALTH_CHECKS: dict[str, HealthCheck] = {"database": check_database, "broker": check_broker}
+
+
+def run_checks() -> dict[str, dict[str, object]]:
+    results = {}
+    for name, check in HEALTH_CHECKS.items():
+        ok, detail = check()
+        results[name] = {"ok": ok, "detail": detail}
+    return results

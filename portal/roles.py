@@ -1,0 +1,55 @@
+"""Roles are Django groups; what each may do is declared once here as model permissions.
+
+`roles_bootstrap` is idempotent: it runs after every `migrate` (post_migrate, once every app's
+permissions exist), and `manage.py bootstrap_roles` runs it on demand.
+"""
+
+from django.contrib.auth.models import Group, Permission
+from django.db import models
+
+
+class Role(models.TextChoices):
+    REQUESTER = "requester", "Requester"
+    APPROVER = "approver", "Approver"
+    OWNER = "owner", "Owner"
+    AUDITOR = "auditor", "Auditor"
+    ADMIN = "admin", "Admin"
+
+
+# "app_label.codename" of the capabilities each role holds; object-level rights (what one owns)
+# come from django-guardian and ownership, not from here.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    Role.REQUESTER: [],
+    Role.APPROVER: [],
+    Role.OWNER: [],
+    Role.AUDITOR: ["audit.view_auditevent"],
+    Role.ADMIN: ["audit.view_auditevent", "audit.view_outboxmessage", "audit.change_outboxmessage"],
+}
+
+
+def roles_bootstrap(*, using: str = "default") -> None:
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=role)
+        wanted = []
+        for dotted in codenames:
+            app_label, codename = dotted.split(".")
+            wanted.extend(Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename))
+        group.permissions.add(*wanted)
+
+
+def user_roles(user) -> set[str]:
+    """The roles a user holds; a superuser holds all. Cached on the user object for one request."""
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    cached = getattr(user, "_portal_roles", None)
+    if cached is None:
+        if user.is_superuser:
+            cached = set(Role.values)
+        else:
+            cached = set(user.groups.filter(name__in=Role.values).values_list("name", flat=True))
+        user._portal_roles = cached
+    return cached
+
+
+def has_role(user, *roles: str) -> bool:
+    return bool(user_roles(user) & set(roles))

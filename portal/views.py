@@ -1,0 +1,19 @@
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+from .health import run_checks
+
+
+@never_cache
+def health(request):
+    """200 when every check passes, else 503; names and pass/fail only, nothing sensitive."""
+    checks = run_checks()
+    ok = all(check["ok"] for check in checks.values())
+    return JsonResponse({"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503)
+
+
+@login_required
+def dashboard(request):
+    return render(request, "portal/dashboard.html")

@@ -1,0 +1,51 @@
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+
+from audit.choices import AuditAction
+from audit.services import audit_event_record
+
+pytestmark = pytest.mark.django_db
+
+
+def _tamper(sql: str, params: list) -> None:
+    """Change a row behind the portal's back, as an attacker with database access would."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")  # bypasses the triggers
+        cursor.execute(sql, params)
+
+
+@pytest.fixture
+def three_events():
+    return [audit_event_record(actor=None, action=AuditAction.OUTBOX_DEAD, data={"n": n}) for n in range(3)]
+
+
+def test_intact_chain_passes(three_events, capsys):
+    call_command("verify_audit")
+    assert "3 events verified" in capsys.readouterr().out
+
+
+def test_edited_row_is_reported_with_its_position(three_events):
+    _tamper("UPDATE audit_auditevent SET data = %s WHERE seq = 2", ['{"n": 99}'])
+    with pytest.raises(CommandError, match=r"broken at event #2: content does not match"):
+        call_command("verify_audit")
+
+
+def test_deleted_row_is_reported(three_events):
+    _tamper("DELETE FROM audit_auditevent WHERE seq = 2", [])
+    with pytest.raises(CommandError, match=r"event #2 is missing"):
+        call_command("verify_audit")
+
+
+def test_rehashed_row_still_breaks_the_next_link(three_events):
+    # An attacker who recomputes the edited row's own hash still breaks the link after it.
+    from audit.models import AuditEvent
+    from audit.services import compute_hash
+
+    event = AuditEvent.objects.get(seq=2)
+    event.actor_label = "mallory"
+    new_hash = compute_hash(event)
+    _tamper("UPDATE audit_auditevent SET actor_label = 'mallory', hash = %s WHERE seq = 2", [new_hash])
+    with pytest.raises(CommandError, match=r"broken at event #3: previous-hash link"):
+        call_command("verify_audit")
