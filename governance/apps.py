@@ -2,5 +2,8 @@ from django.apps import AppConfig
 
 
 class GovernanceConfig(AppConfig):
-    verbose_name = "Inventory and governance"
     name = "governance"
+    verbose_name = "Inventory and governance"
+
+    def ready(self) -> None:
+        from . import handlers  # noqa: F401  registers the connector outbox handlers

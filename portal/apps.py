@@ -4,7 +4,7 @@ from django.db.models.signals import post_migrate
 
 def _bootstrap_roles(sender, using="default", **kwargs) -> None:
     # After every migrate (and every test-database flush), roles exist with their permissions.
-    from .roles import roles_bootstrap
+    from governance.roles import roles_bootstrap
 
     roles_bootstrap(using=using)
 

@@ -1,5 +1,6 @@
+from governance.roles import user_roles
+
 from .navigation import nav_for
-from .roles import user_roles
 
 
 def navigation(request):

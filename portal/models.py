@@ -1,1 +1,1 @@
-"""The portal wires the apps together and owns no tables; roles are auth groups (portal/roles.py)."""
+"""The portal wires the apps together and owns no tables; roles are auth groups (governance/roles.py)."""

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .roles import Role, user_roles
+from governance.roles import Role, user_roles
 
 
 @dataclass(frozen=True)

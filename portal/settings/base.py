@@ -226,3 +226,26 @@ LOGGING = {
 #
 HEALTH_BROKER_TIMEOUT_SECONDS = 2
 EXPIRY_SWEEP_INTERVAL = timedelta(minutes=1)
+# Default and maximum grant durations by risk tier (an entitlement may set a shorter maximum).
+MAX_DURATION_BY_RISK = {
+    "low": timedelta(days=env_int("MAX_DAYS_LOW", 30)),
+    "medium": timedelta(days=env_int("MAX_DAYS_MEDIUM", 7)),
+    "high": timedelta(hours=env_int("MAX_HOURS_HIGH", 24)),
+    "critical": timedelta(hours=env_int("MAX_HOURS_CRITICAL", 4)),
+}
+DEFAULT_DURATION_BY_RISK = {
+    "low": timedelta(days=7),
+    "medium": timedelta(days=1),
+    "high": timedelta(hours=8),
+    "critical": timedelta(hours=1),
+}
+# The riskiest tier each identity kind may hold before hygiene flags excessive privilege.
+MAX_RISK_TIER_BY_KIND = {
+    "human": "critical",
+    "service_account": "high",
+    "api_key": "medium",
+    "workload": "high",
+    "ai_agent": "medium",
+}
+HYGIENE_STALE_AFTER_DAYS = env_int("HYGIENE_STALE_AFTER_DAYS", 90)
+HYGIENE_UNUSED_GRANT_DAYS = env_int("HYGIENE_UNUSED_GRANT_DAYS", 60)

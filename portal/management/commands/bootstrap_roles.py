@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from portal.roles import roles_bootstrap
+from governance.roles import roles_bootstrap
 
 
 class Command(BaseCommand):

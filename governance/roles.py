@@ -16,6 +16,9 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+# Roles that read the whole inventory; a requester sees only the identities that are theirs.
+READ_INVENTORY_ROLES = (Role.OWNER, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
+
 # "app_label.codename" of the capabilities each role holds; object-level rights (what one owns)
 # come from django-guardian and ownership, not from here.
 ROLE_PERMISSIONS: dict[str, list[str]] = {

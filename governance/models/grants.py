@@ -1,0 +1,87 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from simple_history.models import HistoricalRecords
+
+from ..choices import GrantKind, GrantStatus
+from ..querysets import GrantQuerySet
+
+LIVE = GrantStatus.live()
+
+
+class Grant(models.Model):
+    """An identity holds an entitlement: standing, just-in-time, or break-glass.
+
+    Intent and fact are kept apart: a grant is active only once its system's connector confirmed
+    it, and revoked or expired only once the target confirmed the removal. A grant past its
+    `expires_at` is treated as inactive everywhere even before the sweep reaches it.
+    """
+
+    identity = models.ForeignKey(
+        "governance.Identity", verbose_name="identity", on_delete=models.PROTECT, related_name="grants"
+    )
+    entitlement = models.ForeignKey(
+        "governance.Entitlement", verbose_name="entitlement", on_delete=models.PROTECT, related_name="grants"
+    )
+    kind = models.CharField("kind", max_length=16, choices=GrantKind.choices, default=GrantKind.STANDING)
+    status = models.CharField(
+        "status", max_length=24, choices=GrantStatus.choices, default=GrantStatus.PENDING_PROVISION, db_index=True
+    )
+    external_id = models.CharField("external id", max_length=200, unique=True, null=True, blank=True)
+    granted_at = models.DateTimeField("granted", null=True, blank=True)
+    expires_at = models.DateTimeField("expires", null=True, blank=True)
+    approved_duration = models.DurationField("approved duration", null=True, blank=True)
+    revoked_at = models.DateTimeField("revoked", null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="revoked by",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reason = models.TextField("reason", blank=True)
+    end_reason = models.CharField("why it ended", max_length=200, blank=True)
+    renewal_of = models.ForeignKey(
+        "self", verbose_name="renews", null=True, blank=True, on_delete=models.PROTECT, related_name="renewals"
+    )
+    last_used_at = models.DateTimeField("last used", null=True, blank=True)
+    no_renew = models.BooleanField("reviewed: do not renew", default=False)
+    expiry_warned_at = models.DateTimeField("expiry warning sent", null=True, blank=True)
+    connector_reference = models.CharField("connector reference", max_length=200, blank=True)
+    last_error = models.TextField("last connector error", blank=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    history = HistoricalRecords()
+    objects = GrantQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "grant"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Time-boxed access must have an end; standing access may not pretend to.
+            models.CheckConstraint(
+                condition=Q(kind=GrantKind.STANDING) | Q(expires_at__isnull=False),
+                name="%(app_label)s_%(class)s_timeboxed_has_expiry",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(granted_at__isnull=True) | Q(expires_at__gt=F("granted_at")),
+                name="%(app_label)s_%(class)s_expires_after_granted",
+            ),
+            # One identity holds one live grant per entitlement (renewals replace, never stack).
+            models.UniqueConstraint(
+                fields=["identity", "entitlement"],
+                condition=Q(status__in=LIVE),
+                name="%(app_label)s_%(class)s_one_live_per_entitlement",
+            ),
+        ]
+        indexes = [
+            # The expiry sweep's only access path: active grants by expiry (partial on PostgreSQL).
+            models.Index(fields=["expires_at"], condition=Q(status="active"), name="gov_grant_active_expiry_idx"),
+            models.Index(fields=["identity", "status"], name="gov_grant_ident_status_idx"),
+            models.Index(fields=["entitlement", "status"], name="gov_grant_ent_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Grant #{self.pk}"

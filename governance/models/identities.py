@@ -1,0 +1,93 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from ..choices import CredentialType, IdentityKind, IdentityStatus, SecretLocation
+from ..querysets import IdentityQuerySet
+
+
+class Identity(models.Model):
+    """Anything that can hold access: a person, or a service account, API key, workload or AI agent.
+
+    Non-human identities always have a human owner who answers for them; when that owner leaves,
+    ownership moves to the backup owner or the identity is flagged orphaned.
+    """
+
+    external_id = models.CharField("external id", max_length=200, unique=True, null=True, blank=True)
+    name = models.CharField("name", max_length=200, db_index=True)
+    kind = models.CharField("kind", max_length=32, choices=IdentityKind.choices, db_index=True)
+    status = models.CharField(
+        "status", max_length=16, choices=IdentityStatus.choices, default=IdentityStatus.ACTIVE, db_index=True
+    )
+    email = models.EmailField("email", blank=True)
+    team = models.CharField("team", max_length=120, blank=True, db_index=True)
+    description = models.TextField("description", blank=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        verbose_name="login",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="identity",
+    )
+    owner = models.ForeignKey(
+        "self", verbose_name="owner", null=True, blank=True, on_delete=models.PROTECT, related_name="owned_identities"
+    )
+    backup_owner = models.ForeignKey(
+        "self",
+        verbose_name="backup owner",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="backup_owned_identities",
+    )
+    manager = models.ForeignKey(
+        "self", verbose_name="manager", null=True, blank=True, on_delete=models.PROTECT, related_name="reports"
+    )
+    last_used_at = models.DateTimeField("last used", null=True, blank=True)
+    credential_type = models.CharField(
+        "credential type", max_length=32, choices=CredentialType.choices, blank=True, default=CredentialType.NONE
+    )
+    secret_location = models.CharField(
+        "secret location", max_length=32, choices=SecretLocation.choices, blank=True, default=SecretLocation.NONE
+    )
+    last_rotated_at = models.DateTimeField("last rotated", null=True, blank=True)
+    rotation_period_days = models.PositiveIntegerField("rotation period (days)", null=True, blank=True)
+    credentials_suspended_at = models.DateTimeField("credentials suspended", null=True, blank=True)
+    may_self_request = models.BooleanField("agent may request access itself", default=False)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    history = HistoricalRecords()
+    objects = IdentityQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "identity"
+        verbose_name_plural = "identities"
+        ordering = ["name", "id"]
+        constraints = [
+            # Someone must answer for every machine identity.
+            models.CheckConstraint(
+                condition=Q(kind=IdentityKind.HUMAN) | Q(owner__isnull=False),
+                name="%(app_label)s_%(class)s_non_human_has_owner",
+            ),
+            # Only people sign in to the portal.
+            models.CheckConstraint(
+                condition=Q(kind=IdentityKind.HUMAN) | Q(user__isnull=True),
+                name="%(app_label)s_%(class)s_only_humans_have_logins",
+            ),
+            models.CheckConstraint(condition=~Q(owner=models.F("id")), name="%(app_label)s_%(class)s_not_own_owner"),
+        ]
+        indexes = [models.Index(fields=["owner", "status"], name="gov_identity_owner_status_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_human(self) -> bool:
+        return self.kind == IdentityKind.HUMAN
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == IdentityStatus.ACTIVE

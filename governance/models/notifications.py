@@ -1,0 +1,24 @@
+from django.conf import settings
+from django.db import models
+
+
+class Notification(models.Model):
+    """Something a person should know or do, shown in the portal and (through the outbox) emailed."""
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name="recipient", on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField("kind", max_length=64)
+    subject = models.CharField("subject", max_length=200)
+    body = models.TextField("body", blank=True)
+    link = models.CharField("link", max_length=300, blank=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    read_at = models.DateTimeField("read", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "notification"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["recipient", "read_at"], name="gov_notif_recipient_read_idx")]
+
+    def __str__(self) -> str:
+        return self.subject

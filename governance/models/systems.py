@@ -1,0 +1,42 @@
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from ..choices import Connector, Criticality, LifecycleStatus
+
+
+class System(models.Model):
+    """A target application or resource that grants are provisioned into, through its connector."""
+
+    external_id = models.CharField("external id", max_length=200, unique=True, null=True, blank=True)
+    name = models.CharField("name", max_length=200)
+    description = models.TextField("description", blank=True)
+    owner = models.ForeignKey(
+        "governance.Identity", verbose_name="owner", on_delete=models.PROTECT, related_name="owned_systems"
+    )
+    criticality = models.CharField(
+        "criticality", max_length=16, choices=Criticality.choices, default=Criticality.MEDIUM
+    )
+    connector = models.CharField("connector", max_length=32, choices=Connector.choices, default=Connector.MANUAL)
+    connector_settings = models.JSONField("connector settings", default=dict, blank=True)
+    status = models.CharField(
+        "status", max_length=16, choices=LifecycleStatus.choices, default=LifecycleStatus.ACTIVE, db_index=True
+    )
+    retired_at = models.DateTimeField("retired", null=True, blank=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "system"
+        ordering = ["name", "id"]
+        constraints = [
+            # A retired system keeps its name; a new one with that name is a new system, reviving nothing.
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(status="active"), name="%(app_label)s_%(class)s_unique_live_name"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

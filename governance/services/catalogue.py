@@ -1,0 +1,236 @@
+"""The catalogue: systems, entitlements and SoD rules, kept true by their owners."""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from audit.choices import AuditAction
+from audit.services import ActorLike, audit_event_record
+
+from .. import policies
+from ..choices import ApproverSource, IdentityKind, IdentityStatus, LifecycleStatus
+from ..errors import InvalidTransition, ValidationFailed
+from ..models import Entitlement, Grant, Identity, SodRule, System
+from .common import check, diff, full_clean_or_fail, lock, snapshot
+
+SYSTEM_FIELDS = ["name", "description", "owner", "criticality", "connector", "connector_settings", "external_id"]
+ENTITLEMENT_FIELDS = [
+    "name",
+    "owner",
+    "business_purpose",
+    "risk_tier",
+    "requestable",
+    "max_duration",
+    "approval_stages",
+    "auto_approve_machines",
+    "break_glass_eligible",
+    "justification_required",
+    "ticket_required",
+    "allowed_identity_kinds",
+    "review_cadence_days",
+    "external_id",
+]
+# Later layers register what else retiring an entitlement must close (jit refuses pending requests).
+RETIREMENT_HOOKS: list[Callable[[Entitlement, ActorLike], Any]] = []
+
+
+def _require_active_owner(owner: Identity | None) -> None:
+    if owner is None:
+        raise ValidationFailed("An owner is required.", field_errors={"owner": ["Required."]})
+    if owner.kind != IdentityKind.HUMAN or owner.status != IdentityStatus.ACTIVE:
+        raise ValidationFailed(
+            "The owner must be an active person.", field_errors={"owner": ["Must be an active person."]}
+        )
+
+
+def validate_approval_stages(stages: Any) -> list[dict]:
+    """Normalise and check an approval path: a list of {approver, group?, quorum}."""
+    if not isinstance(stages, list) or not stages:
+        raise ValidationFailed(
+            "At least one approval stage is required.", field_errors={"approval_stages": ["Required."]}
+        )
+    clean = []
+    for number, stage in enumerate(stages, start=1):
+        if not isinstance(stage, dict) or stage.get("approver") not in ApproverSource.values:
+            raise ValidationFailed(
+                f"Stage {number}: approver must be one of {', '.join(ApproverSource.values)}.",
+                field_errors={"approval_stages": [f"Stage {number} has an unknown approver."]},
+            )
+        quorum = stage.get("quorum", 1)
+        if not isinstance(quorum, int) or not 1 <= quorum <= 5:
+            raise ValidationFailed(
+                f"Stage {number}: quorum must be between 1 and 5.",
+                field_errors={"approval_stages": [f"Stage {number}: quorum 1 to 5."]},
+            )
+        entry = {"approver": stage["approver"], "quorum": quorum}
+        if stage["approver"] == ApproverSource.GROUP:
+            if not Group.objects.filter(name=stage.get("group", "")).exists():
+                raise ValidationFailed(
+                    f"Stage {number}: group {stage.get('group')!r} does not exist.",
+                    field_errors={"approval_stages": [f"Stage {number}: unknown group."]},
+                )
+            entry["group"] = stage["group"]
+        clean.append(entry)
+    return clean
+
+
+#
+# Systems
+#
+@transaction.atomic
+def system_create(*, actor: ActorLike, name: str, owner: Identity, **fields: Any) -> System:
+    check(actor, lambda user, _s: policies.is_admin(user), None, "Only admins add systems.")
+    _require_active_owner(owner)
+    system = System(name=name, owner=owner, **fields)
+    full_clean_or_fail(system, exclude=["owner"])
+    system.save()
+    audit_event_record(
+        actor=actor, action=AuditAction.SYSTEM_CREATED, target=system, data={"after": snapshot(system, SYSTEM_FIELDS)}
+    )
+    return system
+
+
+@transaction.atomic
+def system_update(*, system_id: int, actor: ActorLike, changes: dict[str, Any]) -> System:
+    system = lock(System, system_id)
+    check(actor, policies.can_edit_system, system, "Only the system's owner or an admin may edit it.")
+    if system.status != LifecycleStatus.ACTIVE:
+        raise InvalidTransition(f"{system} is retired.")
+    unknown = set(changes) - set(SYSTEM_FIELDS)
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
+    before = snapshot(system, SYSTEM_FIELDS)
+    for name, value in changes.items():
+        setattr(system, name, value)
+    if "owner" in changes:
+        _require_active_owner(system.owner)
+    full_clean_or_fail(system, exclude=["owner"])
+    change = diff(before, snapshot(system, SYSTEM_FIELDS))
+    if change["after"]:
+        system.save()
+        audit_event_record(actor=actor, action=AuditAction.SYSTEM_UPDATED, target=system, data=change)
+    return system
+
+
+@transaction.atomic
+def system_retire(*, system_id: int, actor: ActorLike, reason: str) -> System:
+    """Retire a system and every entitlement in it; live grants go to revocation."""
+    system = lock(System, system_id)
+    check(actor, policies.can_edit_system, system, "Only the system's owner or an admin may retire it.")
+    if system.status == LifecycleStatus.RETIRED:
+        return system
+    for entitlement_id in system.entitlements.filter(status=LifecycleStatus.ACTIVE).values_list("pk", flat=True):
+        entitlement_retire(entitlement_id=entitlement_id, actor=actor, reason=f"System retired: {reason}")
+    system.status, system.retired_at = LifecycleStatus.RETIRED, timezone.now()
+    system.save(update_fields=["status", "retired_at", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.SYSTEM_RETIRED, target=system, data={"reason": reason})
+    return system
+
+
+#
+# Entitlements
+#
+@transaction.atomic
+def entitlement_create(*, actor: ActorLike, system: System, name: str, owner: Identity, **fields: Any) -> Entitlement:
+    check(actor, policies.can_edit_system, system, "Only the system's owner or an admin may add entitlements.")
+    if system.status != LifecycleStatus.ACTIVE:
+        raise ValidationFailed(f"{system} is retired.")
+    _require_active_owner(owner)
+    if "approval_stages" in fields:
+        fields["approval_stages"] = validate_approval_stages(fields["approval_stages"])
+    _check_kinds(fields.get("allowed_identity_kinds"))
+    entitlement = Entitlement(system=system, name=name, owner=owner, **fields)
+    full_clean_or_fail(entitlement, exclude=["owner", "system"])
+    entitlement.save()
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.ENTITLEMENT_CREATED,
+        target=entitlement,
+        data={"after": {"system": system.pk, **snapshot(entitlement, ENTITLEMENT_FIELDS)}},
+    )
+    return entitlement
+
+
+def _check_kinds(kinds: Any) -> None:
+    if kinds is None:
+        return
+    if not isinstance(kinds, list) or not kinds or set(kinds) - set(IdentityKind.values):
+        raise ValidationFailed(
+            "Allowed identity kinds must be a non-empty list of known kinds.",
+            field_errors={"allowed_identity_kinds": [f"Choose from {', '.join(IdentityKind.values)}."]},
+        )
+
+
+@transaction.atomic
+def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[str, Any]) -> Entitlement:
+    entitlement = Entitlement.objects.select_for_update().select_related("system").get(pk=entitlement_id)
+    check(actor, policies.can_edit_entitlement, entitlement, "Only the entitlement's owners or an admin may edit it.")
+    if entitlement.status != LifecycleStatus.ACTIVE:
+        raise InvalidTransition(f"{entitlement} is retired.")
+    unknown = set(changes) - set(ENTITLEMENT_FIELDS)
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
+    if "approval_stages" in changes:
+        changes = {**changes, "approval_stages": validate_approval_stages(changes["approval_stages"])}
+    _check_kinds(changes.get("allowed_identity_kinds"))
+    before = snapshot(entitlement, ENTITLEMENT_FIELDS)
+    for name, value in changes.items():
+        setattr(entitlement, name, value)
+    if "owner" in changes:
+        _require_active_owner(entitlement.owner)
+    full_clean_or_fail(entitlement, exclude=["owner", "system"])
+    change = diff(before, snapshot(entitlement, ENTITLEMENT_FIELDS))
+    if change["after"]:
+        entitlement.save()
+        audit_event_record(actor=actor, action=AuditAction.ENTITLEMENT_UPDATED, target=entitlement, data=change)
+    return entitlement
+
+
+@transaction.atomic
+def entitlement_retire(*, entitlement_id: int, actor: ActorLike, reason: str) -> Entitlement:
+    """Retire an entitlement: no new requests or grants, pending work refused, live grants revoked."""
+    from .grants import grant_revoke
+
+    entitlement = Entitlement.objects.select_for_update().select_related("system").get(pk=entitlement_id)
+    check(actor, policies.can_edit_entitlement, entitlement, "Only the entitlement's owners or an admin may retire it.")
+    if entitlement.status == LifecycleStatus.RETIRED:
+        return entitlement
+    entitlement.status, entitlement.requestable, entitlement.retired_at = LifecycleStatus.RETIRED, False, timezone.now()
+    entitlement.save(update_fields=["status", "requestable", "retired_at", "updated_at"])
+    revoked = []
+    for grant_id in Grant.objects.live().filter(entitlement=entitlement).order_by("pk").values_list("pk", flat=True):
+        grant_revoke(grant_id=grant_id, actor=actor, reason=f"Entitlement retired: {reason}", end_reason="retired")
+        revoked.append(grant_id)
+    hooks = {hook.__name__: hook(entitlement, actor) for hook in RETIREMENT_HOOKS}
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.ENTITLEMENT_RETIRED,
+        target=entitlement,
+        data={"reason": reason, "grants_revoked": revoked, **hooks},
+    )
+    return entitlement
+
+
+@transaction.atomic
+def sod_rule_create(
+    *, actor: ActorLike, name: str, entitlements: list[Entitlement], severity: str, action: str, description: str = ""
+) -> SodRule:
+    check(actor, lambda user, _r: policies.is_admin(user), None, "Only admins define SoD rules.")
+    if len({e.pk for e in entitlements}) < 2:
+        raise ValidationFailed(
+            "An SoD rule needs at least two entitlements.", field_errors={"entitlements": ["Two or more."]}
+        )
+    rule = SodRule(name=name, severity=severity, action=action, description=description)
+    full_clean_or_fail(rule)
+    rule.save()
+    rule.entitlements.set(entitlements)
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.SOD_RULE_CREATED,
+        target=rule,
+        data={"entitlements": sorted(e.pk for e in entitlements), "severity": severity, "action": action},
+    )
+    return rule

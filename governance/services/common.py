@@ -1,0 +1,64 @@
+"""Helpers the inventory services share: locking, diffs for the audit trail, actor checks."""
+
+from typing import Any
+
+from django.db import models
+
+from audit.services import Actor, ActorLike
+
+from .. import policies
+from ..errors import ValidationFailed
+
+
+def lock(model: type[models.Model], pk: int) -> Any:
+    """Fetch one row FOR UPDATE, or fail with a clear error."""
+    try:
+        return model.objects.select_for_update().get(pk=pk)
+    except model.DoesNotExist:
+        raise ValidationFailed(f"{model._meta.verbose_name.capitalize()} {pk} does not exist.") from None
+
+
+def is_system(actor: ActorLike) -> bool:
+    """Tasks, imports and the API's machine identities act as the system; they are checked elsewhere."""
+    if isinstance(actor, Actor):
+        return actor.user is None
+    return actor is None
+
+
+def check(actor: ActorLike, predicate, obj, message: str) -> None:
+    if is_system(actor):
+        return
+    user = actor.user if isinstance(actor, Actor) else actor
+    policies.require(predicate(user, obj), message)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, models.Model):
+        return value.pk
+    return value
+
+
+def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
+    """The allow-listed fields of an object, as stored (foreign keys by id)."""
+    result = {}
+    for name in fields:
+        field = obj._meta.get_field(name)
+        result[name] = getattr(obj, field.attname) if field.is_relation else _plain(getattr(obj, name))
+    return result
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"before": {...}, "after": {...}} holding only the fields that changed."""
+    changed = [k for k in after if before.get(k) != after[k]]
+    return {"before": {k: before.get(k) for k in changed}, "after": {k: after[k] for k in changed}}
+
+
+def full_clean_or_fail(obj: models.Model, exclude: list[str] | None = None) -> None:
+    from django.core.exceptions import ValidationError
+
+    try:
+        obj.full_clean(exclude=exclude, validate_unique=True, validate_constraints=True)
+    except ValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        first = next(iter(errors.values()))[0]
+        raise ValidationFailed(first, field_errors=errors) from None

@@ -1,0 +1,204 @@
+"""Grant lifecycle: create, confirm provisioning, revoke, confirm removal, and the connector's failures.
+
+Intent and fact stay apart: `grant_revoke` only moves a grant to `revoking` and asks the
+connector through the outbox; the grant is `revoked` (or `expired`) when the target confirms.
+"""
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.choices import AuditAction
+from audit.outbox import outbox_enqueue
+from audit.services import Actor, ActorLike, audit_event_record
+
+from .. import policies
+from ..choices import GrantKind, GrantStatus, IdentityStatus
+from ..errors import InvalidTransition, ValidationFailed
+from ..models import Entitlement, Grant, Identity
+from .common import check, lock
+
+PROVISION, REVOKE = "connector.provision", "connector.revoke"
+END_EXPIRED = "expired"
+AUDITED = ["identity_id", "entitlement_id", "kind", "status", "expires_at", "approved_duration"]
+
+
+def _grant_data(grant: Grant, **extra) -> dict:
+    data = {
+        "identity": grant.identity_id,
+        "entitlement": grant.entitlement_id,
+        "kind": grant.kind,
+        "status": grant.status,
+        "expires_at": grant.expires_at,
+        "approved_duration": grant.approved_duration,
+    }
+    data.update(extra)
+    return data
+
+
+def _ask_connector(grant: Grant, kind: str) -> None:
+    attempt = Grant.history.filter(id=grant.pk).count()  # a fresh key for each new ask of the same grant
+    outbox_enqueue(kind=kind, payload={"grant_id": grant.pk}, idempotency_key=f"grant:{grant.pk}:{kind}:{attempt}")
+
+
+@transaction.atomic
+def grant_create(
+    *,
+    actor: ActorLike,
+    identity: Identity,
+    entitlement: Entitlement,
+    kind: str = GrantKind.STANDING,
+    duration: timedelta | None = None,
+    reason: str = "",
+    renewal_of: Grant | None = None,
+) -> Grant:
+    """Record a grant as pending provisioning and ask the system's connector to make it real.
+
+    A time-boxed grant's clock starts when the connector confirms (expires = activation + duration).
+    """
+    check(actor, policies.can_manage_grants, entitlement, "Only the entitlement's owners or an admin may grant it.")
+    identity = Identity.objects.select_for_update().get(pk=identity.pk)
+    entitlement = Entitlement.objects.select_related("system").get(pk=entitlement.pk)
+    if identity.status != IdentityStatus.ACTIVE:
+        raise ValidationFailed(f"{identity} is {identity.get_status_display().lower()}; it cannot receive access.")
+    if not entitlement.is_live or entitlement.system.status != "active":
+        raise ValidationFailed(f"{entitlement} is retired.")
+    if kind != GrantKind.STANDING and not duration:
+        raise ValidationFailed("A time-boxed grant needs a duration.", field_errors={"duration": ["Required."]})
+    if Grant.objects.live().filter(identity=identity, entitlement=entitlement).exists():
+        raise InvalidTransition(f"{identity} already holds {entitlement}.")
+    grant = Grant.objects.create(
+        identity=identity,
+        entitlement=entitlement,
+        kind=kind,
+        approved_duration=duration,
+        reason=reason,
+        renewal_of=renewal_of,
+        status=GrantStatus.PENDING_PROVISION,
+    )
+    audit_event_record(
+        actor=actor, action=AuditAction.GRANT_CREATED, target=grant, data=_grant_data(grant, reason=reason)
+    )
+    _ask_connector(grant, PROVISION)
+    return grant
+
+
+@transaction.atomic
+def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str = "") -> Grant:
+    """The target confirmed the access: the grant becomes active and its clock starts now."""
+    grant = lock(Grant, grant_id)
+    check(actor, policies.can_confirm_provisioning, grant, "Only the system's owner may confirm provisioning.")
+    if grant.status == GrantStatus.ACTIVE:
+        return grant  # a repeated confirmation (callback retry, double click) changes nothing
+    if grant.status not in (GrantStatus.PENDING_PROVISION, GrantStatus.PROVISION_FAILED):
+        raise InvalidTransition(f"Grant #{grant.pk} is {grant.get_status_display().lower()}; nothing to confirm.")
+    now = timezone.now()
+    grant.status, grant.granted_at, grant.connector_reference, grant.last_error = GrantStatus.ACTIVE, now, reference, ""
+    if grant.approved_duration:
+        grant.expires_at = now + grant.approved_duration
+    grant.save(update_fields=["status", "granted_at", "expires_at", "connector_reference", "last_error", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.GRANT_ACTIVATED, target=grant, data=_grant_data(grant))
+    for hook in GRANT_ACTIVATED_HOOKS:
+        hook(grant)
+    return grant
+
+
+@transaction.atomic
+def grant_provision_failed(*, grant_id: int, actor: ActorLike, error: str) -> Grant:
+    grant = lock(Grant, grant_id)
+    if grant.status != GrantStatus.PENDING_PROVISION:
+        return grant
+    grant.status, grant.last_error = GrantStatus.PROVISION_FAILED, error[:2000]
+    grant.save(update_fields=["status", "last_error", "updated_at"])
+    audit_event_record(
+        actor=actor, action=AuditAction.GRANT_PROVISION_FAILED, target=grant, data={"error": error[:500]}
+    )
+    return grant
+
+
+@transaction.atomic
+def grant_revoke(*, grant_id: int, actor: ActorLike, reason: str, end_reason: str = "revoked") -> Grant:
+    """Ask the target to remove access; the grant is `revoking` until the connector confirms.
+
+    Revoking a grant that is already being removed or has ended is a no-op, so offboarding,
+    expiry and a person's click can all ask at once.
+    """
+    grant = lock(Grant, grant_id)
+    check(actor, policies.can_revoke_grant, grant, "You may not revoke this grant.")
+    if grant.status in (GrantStatus.REVOKING, GrantStatus.REVOKED, GrantStatus.EXPIRED):
+        return grant
+    if grant.status == GrantStatus.PROVISION_FAILED:
+        grant.status, grant.revoked_at, grant.end_reason = GrantStatus.REVOKED, timezone.now(), end_reason
+        grant.save(update_fields=["status", "revoked_at", "end_reason", "updated_at"])
+        audit_event_record(actor=actor, action=AuditAction.GRANT_REVOKED, target=grant, data={"reason": reason})
+        return grant
+    grant.status, grant.end_reason = GrantStatus.REVOKING, end_reason
+    user = actor.user if isinstance(actor, Actor) else actor
+    grant.revoked_by = user if getattr(user, "is_authenticated", False) else None
+    grant.save(update_fields=["status", "end_reason", "revoked_by", "updated_at"])
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.GRANT_REVOKE_REQUESTED,
+        target=grant,
+        data={"reason": reason, "end_reason": end_reason},
+    )
+    _ask_connector(grant, REVOKE)
+    return grant
+
+
+@transaction.atomic
+def grant_confirm_revoked(*, grant_id: int, actor: ActorLike) -> Grant:
+    """The target confirmed the removal: the grant has expired or been revoked, for good."""
+    grant = lock(Grant, grant_id)
+    check(actor, policies.can_confirm_provisioning, grant, "Only the system's owner may confirm the removal.")
+    if grant.status in (GrantStatus.REVOKED, GrantStatus.EXPIRED):
+        return grant
+    if grant.status not in (GrantStatus.REVOKING, GrantStatus.REVOKE_FAILED):
+        raise InvalidTransition(f"Grant #{grant.pk} is {grant.get_status_display().lower()}; nothing to confirm.")
+    expired = grant.end_reason == END_EXPIRED
+    grant.status = GrantStatus.EXPIRED if expired else GrantStatus.REVOKED
+    grant.revoked_at, grant.last_error = timezone.now(), ""
+    grant.save(update_fields=["status", "revoked_at", "last_error", "updated_at"])
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.GRANT_EXPIRED if expired else AuditAction.GRANT_REVOKED,
+        target=grant,
+        data={"end_reason": grant.end_reason},
+    )
+    return grant
+
+
+@transaction.atomic
+def grant_revoke_failed(*, grant_id: int, actor: ActorLike, error: str) -> Grant:
+    """The target refused the removal: stays visible as failed and is asked again later, never marked done."""
+    grant = lock(Grant, grant_id)
+    if grant.status != GrantStatus.REVOKING:
+        return grant
+    grant.status, grant.last_error = GrantStatus.REVOKE_FAILED, error[:2000]
+    grant.save(update_fields=["status", "last_error", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.GRANT_REVOKE_FAILED, target=grant, data={"error": error[:500]})
+    return grant
+
+
+@transaction.atomic
+def grant_retry_revoke(*, grant_id: int, actor: ActorLike) -> Grant:
+    grant = lock(Grant, grant_id)
+    check(actor, policies.can_confirm_provisioning, grant, "Only the system's owner may retry the removal.")
+    if grant.status != GrantStatus.REVOKE_FAILED:
+        raise InvalidTransition(f"Grant #{grant.pk} is not a failed revocation.")
+    grant.status = GrantStatus.REVOKING
+    grant.save(update_fields=["status", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.GRANT_REVOKE_REQUESTED, target=grant, data={"retry": True})
+    _ask_connector(grant, REVOKE)
+    return grant
+
+
+def time_left(grant: Grant, now: datetime | None = None) -> timedelta | None:
+    if grant.expires_at is None:
+        return None
+    return max(grant.expires_at - (now or timezone.now()), timedelta(0))
+
+
+# Later layers react to a grant becoming active (jit notifies the holder).
+GRANT_ACTIVATED_HOOKS: list = []

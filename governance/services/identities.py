@@ -1,0 +1,236 @@
+"""Identity lifecycle: create, edit, change owner, suspend, reactivate, offboard."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.choices import AuditAction
+from audit.services import ActorLike, audit_event_record
+
+from .. import policies
+from ..choices import IdentityKind, IdentityStatus
+from ..errors import InvalidTransition, ValidationFailed
+from ..models import Identity
+from .common import check, diff, full_clean_or_fail, lock, snapshot
+
+# What may be edited and what the audit trail records of an identity (never credentials themselves).
+EDITABLE_FIELDS = [
+    "name",
+    "email",
+    "team",
+    "description",
+    "manager",
+    "last_used_at",
+    "credential_type",
+    "secret_location",
+    "last_rotated_at",
+    "rotation_period_days",
+    "may_self_request",
+    "external_id",
+]
+AUDITED_FIELDS = ["kind", "status", "owner", "backup_owner", *EDITABLE_FIELDS]
+
+# Later layers (jit) register what else offboarding must close, e.g. pending requests.
+OffboardingHook = Callable[[Identity, ActorLike], dict[str, Any]]
+OFFBOARDING_HOOKS: list[OffboardingHook] = []
+
+
+def _validate_owner(identity: Identity, owner: Identity | None, role: str = "owner") -> None:
+    if owner is None:
+        return
+    if owner.pk is not None and owner.pk == identity.pk:
+        raise ValidationFailed(f"An identity cannot be its own {role}.", field_errors={role: ["Cannot be itself."]})
+    if owner.kind != IdentityKind.HUMAN:
+        raise ValidationFailed(f"The {role} must be a person.", field_errors={role: ["Must be a human identity."]})
+    if owner.status != IdentityStatus.ACTIVE:
+        raise ValidationFailed(f"The {role} {owner} is not active.", field_errors={role: ["Must be active."]})
+
+
+def _validate(identity: Identity) -> None:
+    if identity.kind != IdentityKind.HUMAN and identity.owner_id is None:
+        raise ValidationFailed(
+            "A non-human identity needs an owner.", field_errors={"owner": ["Required for non-human identities."]}
+        )
+    _validate_owner(identity, identity.owner)
+    _validate_owner(identity, identity.backup_owner, "backup_owner")
+    if identity.kind == IdentityKind.HUMAN and (identity.credential_type or identity.may_self_request):
+        identity.credential_type, identity.may_self_request = "", False
+    full_clean_or_fail(identity, exclude=["owner", "backup_owner", "manager", "user"])
+
+
+@transaction.atomic
+def identity_create(
+    *, actor: ActorLike, kind: str, name: str, owner: Identity | None = None, **fields: Any
+) -> Identity:
+    """Add an identity to the inventory; a non-human one must name an active human owner."""
+    if kind not in IdentityKind.values:
+        raise ValidationFailed(f"Unknown identity kind {kind!r}.", field_errors={"kind": ["Unknown kind."]})
+    identity = Identity(kind=kind, name=name, owner=owner, **fields)
+    check(actor, policies.can_register_identity, identity, "You may only register identities that you will own.")
+    _validate(identity)
+    identity.save()
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.IDENTITY_CREATED,
+        target=identity,
+        data={"after": snapshot(identity, AUDITED_FIELDS)},
+    )
+    return identity
+
+
+@transaction.atomic
+def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, Any]) -> Identity:
+    """Edit the descriptive and credential facts of an identity (not its owner or status)."""
+    identity = lock(Identity, identity_id)
+    check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may edit it.")
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+    before = snapshot(identity, AUDITED_FIELDS)
+    for name, value in changes.items():
+        setattr(identity, name, value)
+    _validate(identity)
+    change = diff(before, snapshot(identity, AUDITED_FIELDS))
+    if not change["after"]:
+        return identity
+    identity.save()
+    audit_event_record(actor=actor, action=AuditAction.IDENTITY_UPDATED, target=identity, data=change)
+    return identity
+
+
+@transaction.atomic
+def identity_change_owner(
+    *,
+    identity_id: int,
+    actor: ActorLike,
+    owner: Identity | None,
+    backup_owner: Identity | None = None,
+    reason: str = "",
+) -> Identity:
+    """Hand an identity to a new (active, human) owner and backup owner."""
+    identity = lock(Identity, identity_id)
+    check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may change its owner.")
+    if identity.status == IdentityStatus.OFFBOARDED:
+        raise InvalidTransition(f"{identity} is offboarded.")
+    before = snapshot(identity, ["owner", "backup_owner"])
+    identity.owner, identity.backup_owner = owner, backup_owner
+    _validate(identity)
+    change = diff(before, snapshot(identity, ["owner", "backup_owner"]))
+    if not change["after"]:
+        return identity
+    identity.save(update_fields=["owner", "backup_owner", "updated_at"])
+    audit_event_record(
+        actor=actor, action=AuditAction.IDENTITY_OWNER_CHANGED, target=identity, data={**change, "reason": reason}
+    )
+    return identity
+
+
+@transaction.atomic
+def identity_suspend(*, identity_id: int, actor: ActorLike, reason: str) -> Identity:
+    """Stop an identity from being used or requesting, without removing its grants."""
+    identity = lock(Identity, identity_id)
+    check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may suspend it.")
+    if identity.status != IdentityStatus.ACTIVE:
+        raise InvalidTransition(f"{identity} is {identity.get_status_display().lower()}, not active.")
+    identity.status = IdentityStatus.SUSPENDED
+    identity.save(update_fields=["status", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.IDENTITY_SUSPENDED, target=identity, data={"reason": reason})
+    return identity
+
+
+@transaction.atomic
+def identity_reactivate(*, identity_id: int, actor: ActorLike, reason: str = "") -> Identity:
+    identity = lock(Identity, identity_id)
+    check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may reactivate it.")
+    if identity.status != IdentityStatus.SUSPENDED:
+        raise InvalidTransition(f"Only a suspended identity can be reactivated; {identity} is {identity.status}.")
+    identity.status = IdentityStatus.ACTIVE
+    identity.save(update_fields=["status", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.IDENTITY_REACTIVATED, target=identity, data={"reason": reason})
+    return identity
+
+
+@dataclass
+class OffboardingResult:
+    identity: Identity
+    grants_revoked: list[int] = field(default_factory=list)
+    transferred: list[int] = field(default_factory=list)
+    orphaned: list[int] = field(default_factory=list)
+    hooks: dict[str, Any] = field(default_factory=dict)
+
+
+@transaction.atomic
+def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> OffboardingResult:
+    """Remove an identity from the organisation in one transaction.
+
+    Revokes all its live grants, suspends its credentials record and its login, runs the
+    registered hooks (jit closes pending requests), and for each non-human identity it owned
+    moves ownership to that identity's backup owner or flags it orphaned.
+    """
+    from .grants import grant_revoke
+
+    identity = lock(Identity, identity_id)
+    check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may offboard it.")
+    if identity.status == IdentityStatus.OFFBOARDED:
+        raise InvalidTransition(f"{identity} is already offboarded.")
+    now = timezone.now()
+    previous_status = identity.status
+    identity.status = IdentityStatus.OFFBOARDED
+    if identity.credential_type:
+        identity.credentials_suspended_at = now
+    identity.save(update_fields=["status", "credentials_suspended_at", "updated_at"])
+    if identity.user_id:
+        identity.user.is_active = False
+        identity.user.save(update_fields=["is_active"])
+    result = OffboardingResult(identity=identity)
+    for grant_id in identity.grants.live().order_by("pk").values_list("pk", flat=True):
+        grant_revoke(grant_id=grant_id, actor=actor, reason=f"Offboarded: {reason}", end_reason="offboarded")
+        result.grants_revoked.append(grant_id)
+    for hook in OFFBOARDING_HOOKS:
+        result.hooks[hook.__name__] = hook(identity, actor)
+    owned = Identity.objects.select_for_update().filter(owner=identity).exclude(status=IdentityStatus.OFFBOARDED)
+    for child in owned.select_related("backup_owner").order_by("pk"):
+        backup = child.backup_owner
+        if backup is not None and backup.status == IdentityStatus.ACTIVE and backup.pk != identity.pk:
+            child.owner, child.backup_owner = backup, None
+            child.save(update_fields=["owner", "backup_owner", "updated_at"])
+            audit_event_record(
+                actor=actor,
+                action=AuditAction.IDENTITY_OWNER_CHANGED,
+                target=child,
+                data={"before": {"owner": identity.pk}, "after": {"owner": backup.pk}, "reason": "owner offboarded"},
+            )
+            result.transferred.append(child.pk)
+        else:
+            audit_event_record(
+                actor=actor,
+                action=AuditAction.IDENTITY_ORPHANED,
+                target=child,
+                data={"former_owner": identity.pk, "reason": "owner offboarded and no active backup owner"},
+            )
+            result.orphaned.append(child.pk)
+    for backed in Identity.objects.select_for_update().filter(backup_owner=identity).order_by("pk"):
+        backed.backup_owner = None
+        backed.save(update_fields=["backup_owner", "updated_at"])
+        audit_event_record(
+            actor=actor,
+            action=AuditAction.IDENTITY_OWNER_CHANGED,
+            target=backed,
+            data={"before": {"backup_owner": identity.pk}, "after": {"backup_owner": None}, "reason": "offboarded"},
+        )
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.IDENTITY_OFFBOARDED,
+        target=identity,
+        data={
+            "reason": reason,
+            "before": {"status": previous_status},
+            "grants_revoked": result.grants_revoked,
+            "ownership_transferred": result.transferred,
+            "orphaned": result.orphaned,
+        },
+    )
+    return result

@@ -1,0 +1,47 @@
+"""Tell people things: an in-app notification and an email through the outbox, in the caller's transaction."""
+
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.handlers import EMAIL
+from audit.outbox import outbox_enqueue
+
+from ..models import Notification
+
+
+def notify(*, recipients: Iterable, kind: str, subject: str, body: str = "", link: str = "", key: str) -> int:
+    """Notify each distinct active user once per `key` (the same key never notifies twice)."""
+    sent = 0
+    seen: set[int] = set()
+    for user in recipients:
+        if user is None or user.pk in seen or not user.is_active:
+            continue
+        seen.add(user.pk)
+        message_key = f"{key}:user:{user.pk}"
+        Notification.objects.create(recipient=user, kind=kind, subject=subject[:200], body=body, link=link)
+        if user.email:
+            url = f"{settings.PORTAL_BASE_URL.rstrip('/')}{link}" if link else settings.PORTAL_BASE_URL
+            outbox_enqueue(
+                kind=EMAIL,
+                idempotency_key=message_key,
+                payload={"to": [user.email], "subject": f"[Access portal] {subject}", "body": f"{body}\n\n{url}\n"},
+            )
+        sent += 1
+    return sent
+
+
+def users_of(*identities) -> list:
+    """The login users behind identities (people), skipping those without one."""
+    return [i.user for i in identities if i is not None and i.user_id is not None]
+
+
+@transaction.atomic
+def notifications_mark_read(*, user, ids: list[int] | None = None) -> int:
+    """Mark the user's own notifications read (all when `ids` is None); never another's."""
+    queryset = Notification.objects.filter(recipient=user, read_at__isnull=True)
+    if ids is not None:
+        queryset = queryset.filter(pk__in=ids)
+    return queryset.update(read_at=timezone.now())
