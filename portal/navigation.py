@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from governance.roles import Role, user_roles
+from governance.roles import READ_INVENTORY_ROLES, Role, user_roles
 
 
 @dataclass(frozen=True)
@@ -15,13 +15,19 @@ class NavItem:
 EVERYONE: frozenset[str] = frozenset()
 NAV_ITEMS: list[NavItem] = [
     NavItem("Dashboard", "dashboard", EVERYONE),
+    NavItem("Catalogue", "governance:entitlement_list", EVERYONE),
+    NavItem("My identities", "governance:my_identities", EVERYONE),
+    NavItem("Identities", "governance:identity_list", frozenset(READ_INVENTORY_ROLES)),
+    NavItem("Systems", "governance:system_list", frozenset(READ_INVENTORY_ROLES)),
+    NavItem("Findings", "governance:finding_list", EVERYONE),
+    NavItem("Import", "governance:import", frozenset({Role.ADMIN})),
     NavItem("Audit trail", "audit:event_list", frozenset({Role.AUDITOR, Role.ADMIN})),
     NavItem("Admin", "admin:index", frozenset({Role.ADMIN})),
 ]
 
 
 def nav_for(user) -> list[NavItem]:
-    roles = user_roles(user)
-    if not roles and not getattr(user, "is_authenticated", False):
+    if not getattr(user, "is_authenticated", False):
         return []
+    roles = user_roles(user)
     return [item for item in NAV_ITEMS if not item.roles or item.roles & roles]

@@ -10,5 +10,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", include("audit.urls")),
+    path("inventory/", include("governance.urls")),
+    path("api/<version>/", include("portal.api_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,4 +1,10 @@
+from django.urls import reverse
+
 from . import BaseConnector, Outcome
+
+
+def grant_url(grant) -> str:
+    return reverse("governance:grant_detail", args=[grant.pk])
 
 
 class ManualConnector(BaseConnector):
@@ -15,7 +21,7 @@ class ManualConnector(BaseConnector):
             kind="grant.provision_requested",
             subject=f"Please grant {grant.entitlement.name} on {system.name} to {grant.identity.name}",
             body="Grant the access in the system, then confirm it in the portal so the clock starts.",
-            link=f"/grants/{grant.pk}/",
+            link=grant_url(grant),
             key=f"grant:{grant.pk}:provision-ask",
         )
         return Outcome.PENDING
@@ -29,7 +35,7 @@ class ManualConnector(BaseConnector):
             kind="grant.revoke_requested",
             subject=f"Please remove {grant.entitlement.name} on {system.name} from {grant.identity.name}",
             body="Remove the access in the system, then confirm it in the portal.",
-            link=f"/grants/{grant.pk}/",
+            link=grant_url(grant),
             key=f"grant:{grant.pk}:revoke-ask:{grant.updated_at.timestamp()}",
         )
         return Outcome.PENDING

@@ -1,0 +1,105 @@
+"""Read paths for pages and the API: each returns a queryset restricted to what the user may see,
+with the joins its list needs declared once (no N+1 in any caller)."""
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from . import policies
+from .choices import FindingStatus, GrantStatus, IdentityStatus
+from .models import Entitlement, Finding, Grant, Identity, System
+
+
+def _visible_identity_q(user, prefix: str = "") -> Q:
+    """Identities a user without inventory-wide read may see: themself and what they own or manage."""
+    me = policies.identity_of(user)
+    if me is None:
+        return Q(pk__in=[])
+    return (
+        Q(**{f"{prefix}pk": me.pk})
+        | Q(**{f"{prefix}owner": me})
+        | Q(**{f"{prefix}backup_owner": me})
+        | Q(**{f"{prefix}manager": me})
+    )
+
+
+#
+# Identities
+#
+def identity_list(*, user) -> QuerySet[Identity]:
+    queryset = Identity.objects.select_related("owner", "backup_owner", "manager").annotate(
+        live_grant_count=Count("grants", filter=Q(grants__status__in=GrantStatus.live()), distinct=True),
+        open_finding_count=Count("findings", filter=Q(findings__status=FindingStatus.OPEN), distinct=True),
+    )
+    if policies.can_view_inventory(user):
+        return queryset
+    return queryset.filter(_visible_identity_q(user))
+
+
+def identities_owned_by(*, user) -> QuerySet[Identity]:
+    """The identities this user answers for (owner or backup owner): the 'my identities' page."""
+    me = policies.identity_of(user)
+    if me is None:
+        return Identity.objects.none()
+    return identity_list(user=user).filter(Q(owner=me) | Q(backup_owner=me))
+
+
+def identity_get(*, user, pk: int) -> Identity:
+    """One identity the user may see, or DoesNotExist (callers turn it into a 404, never a 403 leak)."""
+    return identity_list(user=user).get(pk=pk)
+
+
+#
+# Catalogue
+#
+def system_list(*, user) -> QuerySet[System]:
+    return System.objects.select_related("owner").annotate(
+        entitlement_count=Count("entitlements", filter=Q(entitlements__status="active"), distinct=True)
+    )
+
+
+def entitlement_list(*, user) -> QuerySet[Entitlement]:
+    return Entitlement.objects.select_related("system", "owner", "system__owner")
+
+
+def requestable_entitlements(*, user) -> QuerySet[Entitlement]:
+    """What may be requested now: live, requestable, in a live system, with an active owner."""
+    return entitlement_list(user=user).filter(
+        status="active", requestable=True, system__status="active", owner__status=IdentityStatus.ACTIVE
+    )
+
+
+#
+# Grants
+#
+def grant_list(*, user) -> QuerySet[Grant]:
+    queryset = Grant.objects.select_related(
+        "identity", "identity__owner", "entitlement", "entitlement__system", "entitlement__owner"
+    )
+    if policies.can_view_inventory(user):
+        return queryset
+    me = policies.identity_of(user)
+    if me is None:
+        return queryset.none()
+    return queryset.filter(
+        _visible_identity_q(user, "identity__") | Q(entitlement__owner=me) | Q(entitlement__system__owner=me)
+    )
+
+
+def grants_in_force(queryset: QuerySet[Grant]) -> QuerySet[Grant]:
+    """Active and not past expiry: a grant past its time is inactive even before the sweep reaches it."""
+    return queryset.filter(status=GrantStatus.ACTIVE).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+
+
+#
+# Findings
+#
+def finding_list(*, user) -> QuerySet[Finding]:
+    queryset = Finding.objects.select_related(
+        "identity", "entitlement", "entitlement__system", "grant", "owner_to_act"
+    )
+    if policies.can_view_inventory(user):
+        return queryset
+    me = policies.identity_of(user)
+    return queryset.filter(owner_to_act=me) if me is not None else queryset.none()

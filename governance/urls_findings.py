@@ -1,0 +1,3 @@
+"""Placeholder until the findings pages land."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Placeholder until the imports pages land."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Placeholder until the inventory pages land."""
+
+urlpatterns: list = []
