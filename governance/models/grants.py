@@ -60,9 +60,9 @@ class Grant(models.Model):
         verbose_name = "grant"
         ordering = ["-created_at", "-id"]
         constraints = [
-            # Time-boxed access must have an end; standing access may not pretend to.
+            # Time-boxed access, once granted, has an end (its clock starts when the target confirms).
             models.CheckConstraint(
-                condition=Q(kind=GrantKind.STANDING) | Q(expires_at__isnull=False),
+                condition=Q(kind=GrantKind.STANDING) | Q(expires_at__isnull=False) | Q(granted_at__isnull=True),
                 name="%(app_label)s_%(class)s_timeboxed_has_expiry",
             ),
             models.CheckConstraint(
