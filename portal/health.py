@@ -30,8 +30,17 @@ def check_broker() -> tuple[bool, str]:
     return True, str(transport)
 
 
-# Later features (the expiry sweep's heartbeat) append their checks here.
-HEALTH_CHECKS: dict[str, HealthCheck] = {"database": check_database, "broker": check_broker}
+def check_expiry_sweep() -> tuple[bool, str]:
+    from jit.health import check_expiry_sweep as check
+
+    return check()
+
+
+HEALTH_CHECKS: dict[str, HealthCheck] = {
+    "database": check_database,
+    "broker": check_broker,
+    "expiry_sweep": check_expiry_sweep,
+}
 
 
 def run_checks() -> dict[str, dict[str, object]]:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", include("audit.urls")),
     path("inventory/", include("governance.urls")),
+    path("access/", include("jit.urls")),
     path("api/<version>/", include("portal.api_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -51,13 +51,30 @@ def grant_create(
     kind: str = GrantKind.STANDING,
     duration: timedelta | None = None,
     reason: str = "",
-    renewal_of: Grant | None = None,
+) -> Grant:
+    """Grant access directly (the entitlement's owners or an admin), without a request."""
+    check(actor, policies.can_manage_grants, entitlement, "Only the entitlement's owners or an admin may grant it.")
+    return grant_issue(
+        actor=actor, identity=identity, entitlement=entitlement, kind=kind, duration=duration, reason=reason
+    )
+
+
+@transaction.atomic
+def grant_issue(
+    *,
+    actor: ActorLike,
+    identity: Identity,
+    entitlement: Entitlement,
+    kind: str = GrantKind.STANDING,
+    duration: timedelta | None = None,
+    reason: str = "",
 ) -> Grant:
     """Record a grant as pending provisioning and ask the system's connector to make it real.
 
-    A time-boxed grant's clock starts when the connector confirms (expires = activation + duration).
+    Callers have authorised it already (an owner via `grant_create`, or a finished approval
+    workflow). A time-boxed grant's clock starts when the connector confirms (expires =
+    activation + duration).
     """
-    check(actor, policies.can_manage_grants, entitlement, "Only the entitlement's owners or an admin may grant it.")
     identity = Identity.objects.select_for_update().get(pk=identity.pk)
     entitlement = Entitlement.objects.select_related("system").get(pk=entitlement.pk)
     if identity.status != IdentityStatus.ACTIVE:
@@ -74,7 +91,6 @@ def grant_create(
         kind=kind,
         approved_duration=duration,
         reason=reason,
-        renewal_of=renewal_of,
         status=GrantStatus.PENDING_PROVISION,
     )
     audit_event_record(
@@ -192,6 +208,42 @@ def grant_retry_revoke(*, grant_id: int, actor: ActorLike) -> Grant:
     audit_event_record(actor=actor, action=AuditAction.GRANT_REVOKE_REQUESTED, target=grant, data={"retry": True})
     _ask_connector(grant, REVOKE)
     return grant
+
+
+@transaction.atomic
+def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason: str = "") -> Grant:
+    """Replace an active time-boxed grant by its renewal, without touching the target.
+
+    The access continues, so no connector call: the old grant ends as expired ("renewed") and the
+    new one, linked by `renewal_of`, is active at once until the old expiry plus `duration`.
+    """
+    old = lock(Grant, grant_id)
+    now = timezone.now()
+    if old.status != GrantStatus.ACTIVE or (old.expires_at is not None and old.expires_at <= now):
+        raise InvalidTransition(f"Grant #{old.pk} is no longer active; request the access anew.")
+    if old.no_renew:
+        raise InvalidTransition(f"Grant #{old.pk} was reviewed and marked do-not-renew.")
+    old.status, old.end_reason, old.revoked_at = GrantStatus.EXPIRED, "renewed", now
+    old.save(update_fields=["status", "end_reason", "revoked_at", "updated_at"])
+    new = Grant.objects.create(
+        identity_id=old.identity_id,
+        entitlement_id=old.entitlement_id,
+        kind=old.kind,
+        status=GrantStatus.ACTIVE,
+        granted_at=now,
+        expires_at=max(old.expires_at or now, now) + duration,
+        approved_duration=duration,
+        reason=reason,
+        renewal_of=old,
+        connector_reference=old.connector_reference,
+    )
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.GRANT_RENEWED,
+        target=new,
+        data=_grant_data(new, renews=old.pk, previous_expires_at=old.expires_at, reason=reason),
+    )
+    return new
 
 
 def time_left(grant: Grant, now: datetime | None = None) -> timedelta | None:

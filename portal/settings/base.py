@@ -249,3 +249,20 @@ MAX_RISK_TIER_BY_KIND = {
 }
 HYGIENE_STALE_AFTER_DAYS = env_int("HYGIENE_STALE_AFTER_DAYS", 90)
 HYGIENE_UNUSED_GRANT_DAYS = env_int("HYGIENE_UNUSED_GRANT_DAYS", 60)
+
+#
+# Just-in-time access
+#
+JIT_MIN_QUORUM_BY_RISK = {"low": 1, "medium": 1, "high": 1, "critical": 2}
+JIT_EXTRA_STAGE_GROUP = env_str("JIT_EXTRA_STAGE_GROUP", "approver")  # SoD and step-up stages
+JIT_FALLBACK_GROUP = env_str("JIT_FALLBACK_GROUP", "admin")  # when nobody else may approve; escalation
+JIT_MAX_START_AHEAD = timedelta(days=env_int("JIT_MAX_START_AHEAD_DAYS", 14))
+JIT_ACTIVATION_WINDOW_BY_RISK = {"high": timedelta(hours=8), "critical": timedelta(hours=2)}
+JIT_RENEWAL_WINDOW = timedelta(days=env_int("JIT_RENEWAL_WINDOW_DAYS", 30))
+JIT_RENEWAL_STEP_UP_AFTER = env_int("JIT_RENEWAL_STEP_UP_AFTER", 3)  # renewals in the window
+JIT_CUMULATIVE_STEP_UP_AFTER = timedelta(days=env_int("JIT_CUMULATIVE_STEP_UP_DAYS", 14))
+JIT_REMIND_AFTER = timedelta(hours=env_int("JIT_REMIND_AFTER_HOURS", 4))
+JIT_ESCALATE_AFTER = timedelta(hours=env_int("JIT_ESCALATE_AFTER_HOURS", 24))
+JIT_TIMEOUT_AFTER = timedelta(hours=env_int("JIT_TIMEOUT_AFTER_HOURS", 72))
+JIT_EXPIRY_WARNING_LEAD = timedelta(minutes=env_int("JIT_EXPIRY_WARNING_MINUTES", 60))
+JIT_SWEEP_BATCH_SIZE = env_int("JIT_SWEEP_BATCH_SIZE", 1000)

@@ -69,7 +69,7 @@ class GrantFactory(factory.django.DjangoModelFactory):
     entitlement = factory.SubFactory(EntitlementFactory)
     kind = GrantKind.STANDING
     status = GrantStatus.ACTIVE
-    granted_at = factory.LazyFunction(lambda: timezone.now() - timedelta(hours=1))
+    granted_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=1))
     expires_at = factory.LazyAttribute(
         lambda g: None if g.kind == GrantKind.STANDING else timezone.now() + timedelta(hours=4)
     )

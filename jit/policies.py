@@ -1,0 +1,65 @@
+"""Pure predicates: who may see, decide on, cancel or activate a request."""
+
+from governance import policies as inventory
+from governance.errors import PermissionRefused
+from governance.roles import Role, has_role
+
+
+def _me(user):
+    return inventory.identity_of(user)
+
+
+def owns_identity(user, identity) -> bool:
+    me = _me(user)
+    return me is not None and me.pk in (identity.owner_id, identity.backup_owner_id)
+
+
+def is_beneficiary(user, request) -> bool:
+    me = _me(user)
+    return me is not None and me.pk == request.beneficiary_id
+
+
+def conflict_of_interest(user, request) -> str | None:
+    """Why this user may not decide on this request, or None.
+
+    Nobody approves a request they made, one they benefit from, or one for a non-human identity
+    they own.
+    """
+    if request.requester_id is not None and request.requester_id == user.pk:
+        return "You cannot decide on a request you made."
+    if is_beneficiary(user, request):
+        return "You cannot decide on a request for your own access."
+    if request.beneficiary.kind != "human" and owns_identity(user, request.beneficiary):
+        return "You cannot decide on a request for an identity you own."
+    return None
+
+
+def can_view_request(user, request, *, eligible_user_ids: set[int] | None = None) -> bool:
+    if has_role(user, Role.ADMIN, Role.AUDITOR):
+        return True
+    if request.requester_id == user.pk or is_beneficiary(user, request) or owns_identity(user, request.beneficiary):
+        return True
+    return bool(eligible_user_ids and user.pk in eligible_user_ids)
+
+
+def can_cancel(user, request) -> bool:
+    return request.requester_id == user.pk or owns_identity(user, request.beneficiary)
+
+
+def can_hold(user, grant) -> bool:
+    """The holder (or the owner of a machine holder) may activate, extend or release access."""
+    me = _me(user)
+    return me is not None and (me.pk == grant.identity_id or owns_identity(user, grant.identity))
+
+
+def can_mark_no_renew(user, grant) -> bool:
+    return (
+        has_role(user, Role.ADMIN)
+        or owns_identity(user, grant.identity)
+        or inventory._is_person(user, grant.entitlement.owner_id)
+    )
+
+
+def require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise PermissionRefused(message)

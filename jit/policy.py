@@ -1,0 +1,191 @@
+"""The policy engine: one pure function from a request's facts to a decision.
+
+No database access here: `services.requests.gather_policy_input` collects the facts, and the
+decision is stored on the request as a snapshot (`AccessRequest.policy`), so an auditor can see
+why a request was refused, routed to these approvers, or approved automatically.
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class SodRuleFacts:
+    id: int
+    name: str
+    entitlement_ids: frozenset[int]
+    action: str  # "block" | "extra_stage"
+    severity: str
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    requester_is_beneficiary: bool
+    requester_owns_beneficiary: bool
+    requester_is_machine: bool
+    beneficiary_kind: str
+    beneficiary_status: str
+    beneficiary_may_self_request: bool
+    entitlement_id: int
+    entitlement_live: bool
+    entitlement_requestable: bool
+    entitlement_owner_active: bool
+    risk_tier: str
+    allowed_kinds: tuple[str, ...]
+    stages: tuple[dict, ...]
+    auto_approve_machines: bool
+    justification_required: bool
+    ticket_required: bool
+    max_duration: timedelta
+    default_duration: timedelta
+    duration: timedelta | None
+    justification: str
+    ticket: str
+    intent: str
+    start_at: datetime | None
+    now: datetime
+    held_entitlement_ids: frozenset[int]
+    sod_rules: tuple[SodRuleFacts, ...]
+    # Renewal facts: how often this access was renewed lately and for how long it has been held.
+    is_renewal: bool = False
+    renewals_in_window: int = 0
+    cumulative_active: timedelta = timedelta(0)
+    # Settings the caller passes in, so the function stays pure.
+    min_quorum: int = 1
+    extra_stage_group: str = "approver"
+    max_start_ahead: timedelta = timedelta(days=14)
+    activation_window: timedelta | None = None
+    step_up_after_renewals: int = 3
+    step_up_after_cumulative: timedelta = timedelta(days=14)
+
+
+@dataclass
+class PolicyDecision:
+    allowed: bool
+    reasons: list[str] = field(default_factory=list)
+    field_errors: dict[str, list[str]] = field(default_factory=dict)
+    stages: list[dict] = field(default_factory=list)
+    max_duration_seconds: int = 0
+    duration_seconds: int = 0
+    sod_conflicts: list[dict] = field(default_factory=list)
+    auto_approve: bool = False
+    step_up: bool = False
+    activation_window_seconds: int | None = None
+
+    def snapshot(self) -> dict:
+        return asdict(self)
+
+
+def _refuse(decision: PolicyDecision, reason: str, field_name: str | None = None) -> None:
+    decision.allowed = False
+    decision.reasons.append(reason)
+    if field_name:
+        decision.field_errors.setdefault(field_name, []).append(reason)
+
+
+def _human_duration(delta: timedelta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours // 24} days" if hours >= 48 and hours % 24 == 0 else f"{hours} hours"
+
+
+def evaluate(facts: PolicyInput) -> PolicyDecision:
+    """Decide whether a request may proceed, who must approve it, and for how long at most."""
+    decision = PolicyDecision(allowed=True, max_duration_seconds=int(facts.max_duration.total_seconds()))
+
+    # Who asks, for whom
+    if facts.beneficiary_status != "active":
+        _refuse(decision, f"The identity is {facts.beneficiary_status}; it cannot receive access.", "beneficiary")
+    if not (facts.requester_is_beneficiary or facts.requester_owns_beneficiary):
+        _refuse(decision, "You may request only for yourself or for an identity you own.", "beneficiary")
+    if facts.requester_is_machine and facts.requester_is_beneficiary and not facts.beneficiary_may_self_request:
+        _refuse(decision, "This identity may not request access for itself.", "beneficiary")
+    if facts.beneficiary_kind not in facts.allowed_kinds:
+        _refuse(
+            decision,
+            f"This entitlement is not available to {facts.beneficiary_kind.replace('_', ' ')} identities.",
+            "beneficiary",
+        )
+
+    # What is asked
+    if not facts.entitlement_live or not facts.entitlement_requestable:
+        _refuse(decision, "This entitlement cannot be requested.", "entitlement")
+    if not facts.entitlement_owner_active:
+        _refuse(
+            decision, "This entitlement has no active owner; it cannot be requested until one is set.", "entitlement"
+        )
+
+    # For how long, from when, and why
+    duration = facts.duration or min(facts.default_duration, facts.max_duration)
+    decision.duration_seconds = int(duration.total_seconds())
+    if duration <= timedelta(0):
+        _refuse(decision, "The duration must be positive.", "duration")
+    elif duration > facts.max_duration:
+        _refuse(
+            decision, f"The maximum duration for this entitlement is {_human_duration(facts.max_duration)}.", "duration"
+        )
+    if facts.start_at is not None:
+        if facts.start_at < facts.now - timedelta(minutes=5):
+            _refuse(decision, "The start cannot be in the past.", "start_at")
+        elif facts.start_at > facts.now + facts.max_start_ahead:
+            _refuse(decision, f"The start can be at most {facts.max_start_ahead.days} days ahead.", "start_at")
+    if facts.justification_required and not (facts.justification.strip() or facts.intent.strip()):
+        _refuse(decision, "A justification is required for this entitlement.", "justification")
+    if facts.ticket_required and not facts.ticket.strip():
+        _refuse(decision, "A ticket reference is required for this entitlement.", "ticket")
+
+    # Separation of duties: the rule is hit when the request would complete the set.
+    for rule in facts.sod_rules:
+        if (
+            facts.entitlement_id in rule.entitlement_ids
+            and rule.entitlement_ids - {facts.entitlement_id} <= facts.held_entitlement_ids
+        ):
+            decision.sod_conflicts.append(
+                {"rule": rule.id, "name": rule.name, "severity": rule.severity, "action": rule.action}
+            )
+            if rule.action == "block":
+                _refuse(
+                    decision,
+                    f"Separation of duties: {rule.name} forbids holding this with what the identity holds.",
+                    "entitlement",
+                )
+
+    # Approval path
+    stages = [dict(stage) for stage in facts.stages] or [{"approver": "entitlement_owner", "quorum": 1}]
+    if facts.min_quorum > 1:
+        stages[-1]["quorum"] = max(stages[-1].get("quorum", 1), facts.min_quorum)
+    for conflict in decision.sod_conflicts:
+        if conflict["action"] == "extra_stage":
+            stages.append(
+                {
+                    "approver": "group",
+                    "group": facts.extra_stage_group,
+                    "quorum": 1,
+                    "reason": f"SoD: {conflict['name']}",
+                }
+            )
+    if facts.is_renewal and (
+        facts.renewals_in_window >= facts.step_up_after_renewals
+        or facts.cumulative_active >= facts.step_up_after_cumulative
+    ):
+        decision.step_up = True
+        stages.append(
+            {
+                "approver": "group",
+                "group": facts.extra_stage_group,
+                "quorum": 1,
+                "reason": "Step-up: renewed repeatedly (standing access in disguise)",
+            }
+        )
+    decision.stages = stages
+
+    decision.auto_approve = (
+        decision.allowed
+        and facts.auto_approve_machines
+        and facts.beneficiary_kind != "human"
+        and facts.risk_tier == "low"
+        and not decision.sod_conflicts
+        and not decision.step_up
+    )
+    if facts.activation_window is not None and not facts.is_renewal:
+        decision.activation_window_seconds = int(facts.activation_window.total_seconds())
+    return decision

@@ -1,0 +1,1 @@
+"""Every state change of requests and JIT grants: one function each, one transaction, audited."""

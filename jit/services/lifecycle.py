@@ -1,0 +1,82 @@
+"""What happens to a JIT grant while it runs: warnings before expiry, early release, do-not-renew."""
+
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.choices import AuditAction
+from audit.services import Actor, ActorLike, audit_event_record
+from governance.choices import GrantStatus
+from governance.errors import InvalidTransition
+from governance.models import Grant
+from governance.services.common import lock
+from governance.services.grants import grant_revoke
+from governance.services.notifications import notify, users_of
+
+from .. import policies
+
+
+def _user(actor: ActorLike):
+    return actor.user if isinstance(actor, Actor) else actor
+
+
+@transaction.atomic
+def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant:
+    """The holder gives access back before it expires.
+
+    Locks the grant; if the expiry sweep already took it (or is taking it: SKIP LOCKED makes the
+    sweep pass over a row locked here), exactly one of the two ends the grant.
+    """
+    grant = lock(Grant, grant_id)
+    policies.require(policies.can_hold(_user(actor), grant), "Only the holder may release this access.")
+    if grant.status not in (GrantStatus.ACTIVE, GrantStatus.PENDING_PROVISION) or (
+        grant.expires_at is not None and grant.expires_at <= timezone.now()
+    ):
+        raise InvalidTransition(f"Grant #{grant.pk} is already ending ({grant.get_status_display().lower()}).")
+    audit_event_record(actor=actor, action=AuditAction.GRANT_RELEASED, target=grant, data={"reason": reason})
+    return grant_revoke(
+        grant_id=grant.pk,
+        actor=Actor.system() if actor is None else actor,
+        reason=reason or "released early",
+        end_reason="released",
+    )
+
+
+@transaction.atomic
+def grant_mark_no_renew(*, grant_id: int, actor: ActorLike, note: str = "") -> Grant:
+    """An owner reviewed this expiring access: no more warnings, and no renewal."""
+    grant = lock(Grant, grant_id)
+    policies.require(policies.can_mark_no_renew(_user(actor), grant), "Only an owner may mark this grant.")
+    if grant.no_renew:
+        return grant
+    grant.no_renew = True
+    grant.save(update_fields=["no_renew", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.GRANT_MARKED_NO_RENEW, target=grant, data={"note": note})
+    return grant
+
+
+@transaction.atomic
+def grant_warn_expiry(*, grant_id: int) -> bool:
+    """Tell the holder their access ends soon, once, with a link to extend it (beat task)."""
+    grant = lock(Grant, grant_id)
+    if grant.status != GrantStatus.ACTIVE or grant.expiry_warned_at or grant.no_renew or grant.expires_at is None:
+        return False
+    grant.expiry_warned_at = timezone.now()
+    grant.save(update_fields=["expiry_warned_at", "updated_at"])
+    identity = grant.identity
+    holders = users_of(identity) if identity.kind == "human" else users_of(identity.owner, identity.backup_owner)
+    notify(
+        recipients=holders,
+        kind="grant.expiring",
+        subject=f"{grant.entitlement.name} for {identity.name} expires at {grant.expires_at:%H:%M} UTC",
+        body="Extend it from the grant's page if the work is not finished.",
+        link=reverse("jit:grant_extend", args=[grant.pk]),
+        key=f"grant:{grant.pk}:expiry-warning",
+    )
+    audit_event_record(
+        actor=Actor.system(),
+        action=AuditAction.GRANT_EXPIRY_WARNED,
+        target=grant,
+        data={"expires_at": grant.expires_at},
+    )
+    return True

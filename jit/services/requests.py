@@ -1,0 +1,437 @@
+"""Submitting, cancelling and fulfilling access requests."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.choices import AuditAction
+from audit.services import Actor, ActorLike, audit_event_record
+from governance import policies as inventory
+from governance.choices import GrantKind, GrantStatus, IdentityStatus
+from governance.errors import InvalidTransition, ValidationFailed
+from governance.models import Entitlement, Grant, Identity, SodRule
+from governance.services.grants import grant_issue, grant_renew
+from governance.services.notifications import notify, users_of
+
+from .. import policies
+from ..choices import RequestStatus, StageStatus
+from ..models import AccessRequest, ApprovalStage
+from ..policy import PolicyDecision, PolicyInput, SodRuleFacts, evaluate
+from .routing import eligible_approvers
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who submits: a signed-in person, or a machine identity through the API (maybe on a user's token)."""
+
+    user: object | None = None
+    identity: Identity | None = None
+
+    @classmethod
+    def of(cls, actor: ActorLike) -> "Requester":
+        if isinstance(actor, Actor):
+            return cls(user=actor.user, identity=actor.identity or inventory.identity_of(actor.user))
+        return cls(user=actor, identity=inventory.identity_of(actor))
+
+    @property
+    def actor(self) -> Actor:
+        machine = self.identity if self.identity is not None and self.identity.kind != "human" else None
+        return Actor(user=self.user, identity=machine)
+
+
+def request_url(request: AccessRequest) -> str:
+    return reverse("jit:request_detail", args=[request.pk])
+
+
+#
+# Policy facts
+#
+def _renewal_facts(grant: Grant | None, now: datetime) -> tuple[int, timedelta]:
+    """Renewals of this access within the window, and how long the chain has been held in all."""
+    renewals, cumulative, current = 0, timedelta(0), grant
+    while current is not None:
+        if current.granted_at:
+            end = min(current.expires_at or now, now)
+            cumulative += max(end - current.granted_at, timedelta(0))
+            if current.renewal_of_id and current.granted_at >= now - settings.JIT_RENEWAL_WINDOW:
+                renewals += 1
+        current = current.renewal_of
+    return renewals, cumulative
+
+
+def gather_policy_input(
+    *,
+    requester: Requester,
+    beneficiary: Identity,
+    entitlement: Entitlement,
+    duration: timedelta | None,
+    justification: str = "",
+    ticket: str = "",
+    intent: str = "",
+    start_at: datetime | None = None,
+    renewal_of: Grant | None = None,
+    now: datetime | None = None,
+) -> PolicyInput:
+    now = now or timezone.now()
+    me = requester.identity
+    held = set(Grant.objects.active(now).filter(identity=beneficiary).values_list("entitlement_id", flat=True)) | set(
+        Grant.objects.filter(identity=beneficiary, status=GrantStatus.PENDING_PROVISION).values_list(
+            "entitlement_id", flat=True
+        )
+    )
+    rules = [
+        SodRuleFacts(r.pk, r.name, frozenset(e.pk for e in r.entitlements.all()), r.action, r.severity)
+        for r in SodRule.objects.filter(is_active=True, entitlements=entitlement).prefetch_related("entitlements")
+    ]
+    renewals, cumulative = _renewal_facts(renewal_of, now) if renewal_of else (0, timedelta(0))
+    risk = entitlement.risk_tier
+    return PolicyInput(
+        requester_is_beneficiary=me is not None and me.pk == beneficiary.pk,
+        requester_owns_beneficiary=me is not None and me.pk in (beneficiary.owner_id, beneficiary.backup_owner_id),
+        requester_is_machine=me is not None and me.kind != "human",
+        beneficiary_kind=beneficiary.kind,
+        beneficiary_status=beneficiary.status,
+        beneficiary_may_self_request=beneficiary.may_self_request,
+        entitlement_id=entitlement.pk,
+        entitlement_live=entitlement.is_live and entitlement.system.status == "active",
+        entitlement_requestable=entitlement.requestable,
+        entitlement_owner_active=entitlement.owner.status == IdentityStatus.ACTIVE,
+        risk_tier=risk,
+        allowed_kinds=tuple(entitlement.allowed_identity_kinds or ()),
+        stages=tuple(entitlement.approval_stages or ()),
+        auto_approve_machines=entitlement.auto_approve_machines,
+        justification_required=entitlement.justification_required,
+        ticket_required=entitlement.ticket_required,
+        max_duration=entitlement.effective_max_duration,
+        default_duration=settings.DEFAULT_DURATION_BY_RISK[risk],
+        duration=duration,
+        justification=justification,
+        ticket=ticket,
+        intent=intent,
+        start_at=start_at,
+        now=now,
+        held_entitlement_ids=frozenset(held),
+        sod_rules=tuple(rules),
+        is_renewal=renewal_of is not None,
+        renewals_in_window=renewals,
+        cumulative_active=cumulative,
+        min_quorum=settings.JIT_MIN_QUORUM_BY_RISK.get(risk, 1),
+        extra_stage_group=settings.JIT_EXTRA_STAGE_GROUP,
+        max_start_ahead=settings.JIT_MAX_START_AHEAD,
+        activation_window=settings.JIT_ACTIVATION_WINDOW_BY_RISK.get(risk),
+        step_up_after_renewals=settings.JIT_RENEWAL_STEP_UP_AFTER,
+        step_up_after_cumulative=settings.JIT_CUMULATIVE_STEP_UP_AFTER,
+    )
+
+
+def access_request_preview(
+    *, actor: ActorLike, beneficiary: Identity, entitlement: Entitlement, **facts
+) -> tuple[PolicyDecision, list[list]]:
+    """What would happen if this were submitted: the decision and each stage's approvers (read-only)."""
+    requester = Requester.of(actor)
+    decision = evaluate(
+        gather_policy_input(requester=requester, beneficiary=beneficiary, entitlement=entitlement, **facts)
+    )
+    probe = AccessRequest(requester=requester.user, beneficiary=beneficiary, entitlement=entitlement)
+    return decision, [eligible_approvers(stage, probe) for stage in decision.stages]
+
+
+#
+# Submission
+#
+@transaction.atomic
+def access_request_submit(
+    *,
+    actor: ActorLike,
+    beneficiary_id: int,
+    entitlement_id: int,
+    duration: timedelta | None = None,
+    justification: str = "",
+    ticket: str = "",
+    intent: str = "",
+    start_at: datetime | None = None,
+    delegation_chain: list | None = None,
+    renewal_of_id: int | None = None,
+) -> AccessRequest:
+    """Ask for an entitlement; the policy refuses, routes to approvers, or approves at once.
+
+    The beneficiary's row is locked so a request and an offboarding of the same identity never
+    interleave.
+    """
+    requester = Requester.of(actor)
+    if requester.identity is not None and requester.identity.status != IdentityStatus.ACTIVE:
+        raise ValidationFailed("Your identity is not active; you cannot request access.")
+    try:
+        beneficiary = Identity.objects.select_for_update().get(pk=beneficiary_id)
+        entitlement = Entitlement.objects.select_related("system", "owner", "system__owner").get(pk=entitlement_id)
+    except (Identity.DoesNotExist, Entitlement.DoesNotExist):
+        raise ValidationFailed("Unknown identity or entitlement.") from None
+    renewal_of = None
+    if renewal_of_id is not None:
+        renewal_of = Grant.objects.select_for_update().get(pk=renewal_of_id)
+        if renewal_of.identity_id != beneficiary.pk or renewal_of.entitlement_id != entitlement.pk:
+            raise ValidationFailed("That grant is not this identity's access to this entitlement.")
+        if renewal_of.no_renew:
+            raise InvalidTransition("This grant was reviewed and marked do-not-renew; it cannot be extended.")
+        if renewal_of not in Grant.objects.active().filter(pk=renewal_of.pk):
+            raise InvalidTransition("This grant is no longer active; request the access anew.")
+    elif Grant.objects.live().filter(identity=beneficiary, entitlement=entitlement).exists():
+        raise InvalidTransition(f"{beneficiary} already holds {entitlement.name}; extend that grant instead.")
+    decision = evaluate(
+        gather_policy_input(
+            requester=requester,
+            beneficiary=beneficiary,
+            entitlement=entitlement,
+            duration=duration,
+            justification=justification,
+            ticket=ticket,
+            intent=intent,
+            start_at=start_at,
+            renewal_of=renewal_of,
+        )
+    )
+    if not decision.allowed:
+        raise ValidationFailed(decision.reasons[0], field_errors=decision.field_errors)
+    try:
+        with transaction.atomic():
+            request = AccessRequest.objects.create(
+                requester=requester.user,
+                requester_identity=requester.identity if requester.user is None else None,
+                beneficiary=beneficiary,
+                entitlement=entitlement,
+                duration=timedelta(seconds=decision.duration_seconds),
+                justification=justification,
+                ticket=ticket,
+                intent=intent,
+                start_at=start_at,
+                delegation_chain=delegation_chain or [],
+                policy=decision.snapshot(),
+                renewal_of=renewal_of,
+            )
+    except IntegrityError:
+        raise InvalidTransition("A request for this entitlement is already pending for this identity.") from None
+    first_approvers = _create_stages(request, decision)
+    audit_event_record(
+        actor=requester.actor,
+        action=AuditAction.REQUEST_SUBMITTED,
+        target=request,
+        data={
+            "beneficiary": beneficiary.pk,
+            "entitlement": entitlement.pk,
+            "duration_seconds": decision.duration_seconds,
+            "justification": justification,
+            "ticket": ticket,
+            "intent": intent,
+            "delegation_chain": delegation_chain or [],
+            "start_at": start_at,
+            "renewal_of": renewal_of_id,
+            "stages": decision.stages,
+            "sod_conflicts": decision.sod_conflicts,
+            "auto_approve": decision.auto_approve,
+            "step_up": decision.step_up,
+        },
+    )
+    if decision.auto_approve:
+        request.stages.update(status=StageStatus.APPROVED, decided_at=timezone.now())
+        _approve(request, actor=requester.actor, action=AuditAction.REQUEST_AUTO_APPROVED)
+    else:
+        notify_approvers(request, first_approvers)
+    return request
+
+
+def _create_stages(request: AccessRequest, decision: PolicyDecision) -> list:
+    stages, first = [], []
+    for position, spec in enumerate(decision.stages, start=1):
+        approvers = eligible_approvers(spec, request)
+        if len(approvers) < spec.get("quorum", 1):
+            raise ValidationFailed(
+                f"Nobody can approve stage {position} ({spec['approver'].replace('_', ' ')}) with the quorum it needs; "
+                "ask an admin to fix the approval path."
+            )
+        stage = ApprovalStage.objects.create(
+            request=request,
+            position=position,
+            approver_source=spec["approver"],
+            group=spec.get("group", ""),
+            quorum=spec.get("quorum", 1),
+            reason=spec.get("reason", ""),
+        )
+        stage.eligible.set(approvers)
+        stages.append(stage)
+        if position == 1:
+            first = approvers
+    return first
+
+
+def notify_approvers(
+    request: AccessRequest, approvers: list, *, kind: str = "request.approval_needed", suffix: str = ""
+) -> None:
+    notify(
+        recipients=approvers,
+        kind=kind,
+        subject=f"Approval needed: {request.entitlement.name} for {request.beneficiary.name}{suffix}",
+        body=f"Justification: {request.justification or request.intent or '(none)'}",
+        link=reverse("jit:approval_queue"),
+        key=f"request:{request.pk}:{kind}:{request.stages.filter(status='approved').count()}",
+    )
+
+
+def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAction.REQUEST_APPROVED) -> None:
+    """Final approval: the request is approved and the access fulfilled (now, at its start, or on activation)."""
+    now = timezone.now()
+    request.status, request.decided_at = RequestStatus.APPROVED, now
+    window = request.policy.get("activation_window_seconds")
+    if window and request.renewal_of_id is None:
+        request.activation_deadline = max(request.start_at or now, now) + timedelta(seconds=window)
+    request.save(update_fields=["status", "decided_at", "activation_deadline", "updated_at"])
+    audit_event_record(
+        actor=actor,
+        action=action,
+        target=request,
+        data={
+            "duration_seconds": int(request.duration.total_seconds()),
+            "activation_deadline": request.activation_deadline,
+        },
+    )
+    holders = (
+        users_of(request.beneficiary, request.beneficiary.owner)
+        if request.beneficiary.kind != "human"
+        else users_of(request.beneficiary)
+    )
+    if request.renewal_of_id:
+        request.grant = grant_renew(
+            grant_id=request.renewal_of_id, actor=actor, duration=request.duration, reason=request.justification
+        )
+        request.save(update_fields=["grant", "updated_at"])
+    elif request.activation_deadline is None and (request.start_at is None or request.start_at <= now):
+        _issue(request, actor)
+    notify(
+        recipients=holders + ([request.requester] if request.requester else []),
+        kind="request.approved",
+        subject=f"Approved: {request.entitlement.name} for {request.beneficiary.name}",
+        body=("Activate it before " + f"{request.activation_deadline:%Y-%m-%d %H:%M} UTC.")
+        if request.activation_deadline
+        else "",
+        link=request_url(request),
+        key=f"request:{request.pk}:approved",
+    )
+
+
+def _issue(request: AccessRequest, actor: ActorLike) -> None:
+    request.grant = grant_issue(
+        actor=actor,
+        identity=request.beneficiary,
+        entitlement=request.entitlement,
+        kind=GrantKind.JIT,
+        duration=request.duration,
+        reason=request.justification or request.intent,
+    )
+    request.save(update_fields=["grant", "updated_at"])
+
+
+def _lock_request(request_id: int) -> AccessRequest:
+    try:
+        return AccessRequest.objects.select_for_update().get(pk=request_id)
+    except AccessRequest.DoesNotExist:
+        raise ValidationFailed(f"Request {request_id} does not exist.") from None
+
+
+@transaction.atomic
+def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = "") -> AccessRequest:
+    """The requester withdraws a pending request; a decided one stays decided."""
+    request = _lock_request(request_id)
+    user = actor.user if isinstance(actor, Actor) else actor
+    policies.require(policies.can_cancel(user, request), "Only the requester may cancel this request.")
+    if request.status != RequestStatus.PENDING:
+        raise InvalidTransition(f"Request #{request.pk} is already {request.get_status_display().lower()}.")
+    request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, timezone.now(), reason
+    request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.REQUEST_CANCELLED, target=request, data={"reason": reason})
+    return request
+
+
+@transaction.atomic
+def access_request_activate(*, request_id: int, actor: ActorLike) -> AccessRequest:
+    """The holder starts approved high-risk access within its activation window."""
+    request = _lock_request(request_id)
+    user = actor.user if isinstance(actor, Actor) else actor
+    policies.require(
+        policies.is_beneficiary(user, request) or policies.owns_identity(user, request.beneficiary),
+        "Only the holder may activate this access.",
+    )
+    now = timezone.now()
+    if request.status != RequestStatus.APPROVED or request.grant_id is not None:
+        raise InvalidTransition(f"Request #{request.pk} has nothing to activate.")
+    if request.start_at and now < request.start_at:
+        raise InvalidTransition(f"This access starts at {request.start_at:%Y-%m-%d %H:%M} UTC.")
+    if request.activation_deadline is None or now > request.activation_deadline:
+        raise InvalidTransition("The activation window has passed; request the access again.")
+    _issue(request, actor)
+    audit_event_record(
+        actor=actor, action=AuditAction.REQUEST_ACTIVATED, target=request, data={"grant": request.grant_id}
+    )
+    return request
+
+
+@transaction.atomic
+def access_request_start_scheduled(*, request_id: int) -> AccessRequest:
+    """Issue the grant of an approved request whose later start has come (beat task; idempotent)."""
+    request = _lock_request(request_id)
+    due = (
+        request.status == RequestStatus.APPROVED
+        and request.grant_id is None
+        and request.activation_deadline is None
+        and request.start_at is not None
+        and request.start_at <= timezone.now()
+    )
+    if due:
+        _issue(request, Actor.system())
+    return request
+
+
+#
+# Hooks from the inventory
+#
+def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[int]:
+    """Offboarding closes the pending requests for that identity and the ones it made."""
+    pending = AccessRequest.objects.select_for_update().filter(status=RequestStatus.PENDING)
+    closing = pending.filter(beneficiary=identity) | pending.filter(requester_identity=identity)
+    if identity.user_id:
+        closing = closing | pending.filter(requester_id=identity.user_id)
+    closed = []
+    for request in closing.order_by("pk"):
+        request.status, request.decided_at = RequestStatus.CANCELLED, timezone.now()
+        request.decision_note = "Closed: identity offboarded"
+        request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
+        audit_event_record(
+            actor=actor,
+            action=AuditAction.REQUEST_CLOSED_BY_OFFBOARDING,
+            target=request,
+            data={"identity": identity.pk},
+        )
+        closed.append(request.pk)
+    return closed
+
+
+def refuse_requests_for_retired(entitlement: Entitlement, actor: ActorLike) -> list[int]:
+    closed = []
+    for request in (
+        AccessRequest.objects.select_for_update()
+        .filter(status=RequestStatus.PENDING, entitlement=entitlement)
+        .order_by("pk")
+    ):
+        request.status, request.decided_at = RequestStatus.CANCELLED, timezone.now()
+        request.decision_note = "Closed: entitlement retired"
+        request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
+        audit_event_record(
+            actor=actor,
+            action=AuditAction.REQUEST_REFUSED_BY_RETIREMENT,
+            target=request,
+            data={"entitlement": entitlement.pk},
+        )
+        closed.append(request.pk)
+    return closed

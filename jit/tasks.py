@@ -1,0 +1,44 @@
+"""Beat tasks: thin, idempotent, safe to run twice, late, or from two beats at once."""
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from governance.models import Grant
+
+from .choices import RequestStatus
+from .models import AccessRequest
+from .services.chasing import chase_pending_requests
+from .services.expiry import grants_expire_due
+from .services.lifecycle import grant_warn_expiry
+from .services.requests import access_request_start_scheduled
+
+
+@shared_task(acks_late=True)
+def grants_expire_due_task() -> int:
+    return grants_expire_due()
+
+
+@shared_task(acks_late=True)
+def grants_warn_expiry_task() -> int:
+    horizon = timezone.now() + settings.JIT_EXPIRY_WARNING_LEAD
+    due = Grant.objects.active().filter(expires_at__lte=horizon, expiry_warned_at__isnull=True, no_renew=False)
+    return sum(grant_warn_expiry(grant_id=pk) for pk in due.values_list("pk", flat=True))
+
+
+@shared_task(acks_late=True)
+def access_requests_chase_task() -> dict[str, int]:
+    return chase_pending_requests()
+
+
+@shared_task(acks_late=True)
+def access_requests_start_scheduled_task() -> int:
+    due = AccessRequest.objects.filter(
+        status=RequestStatus.APPROVED,
+        grant__isnull=True,
+        activation_deadline__isnull=True,
+        start_at__lte=timezone.now(),
+    )
+    return sum(
+        access_request_start_scheduled(request_id=pk).grant_id is not None for pk in due.values_list("pk", flat=True)
+    )

@@ -1,0 +1,22 @@
+from django.urls import path
+
+from . import views
+
+app_name = "jit"
+urlpatterns = [
+    path("request/", views.request_catalogue, name="request_catalogue"),
+    path("request/<int:entitlement_id>/", views.request_create, name="request_create"),
+    path("request/<int:entitlement_id>/preview/", views.request_preview, name="request_preview"),
+    path("requests/", views.request_list, name="request_list"),
+    path("requests/<int:pk>/", views.request_detail, name="request_detail"),
+    path("requests/<int:pk>/cancel/", views.request_cancel, name="request_cancel"),
+    path("requests/<int:pk>/activate/", views.request_activate, name="request_activate"),
+    path("approvals/", views.approval_queue, name="approval_queue"),
+    path("approvals/<int:pk>/decide/", views.approval_decide, name="approval_decide"),
+    path("grants/", views.my_grants, name="my_grants"),
+    path("grants/<int:pk>/extend/", views.grant_extend, name="grant_extend"),
+    path("grants/<int:pk>/release/", views.grant_release, name="grant_release"),
+    path("grants/<int:pk>/no-renew/", views.grant_no_renew, name="grant_no_renew"),
+    path("notifications/", views.notification_list, name="notification_list"),
+    path("notifications/read/", views.notifications_read, name="notifications_read"),
+]
