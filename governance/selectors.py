@@ -96,9 +96,7 @@ def grants_in_force(queryset: QuerySet[Grant]) -> QuerySet[Grant]:
 # Findings
 #
 def finding_list(*, user) -> QuerySet[Finding]:
-    queryset = Finding.objects.select_related(
-        "identity", "entitlement", "entitlement__system", "grant", "owner_to_act"
-    )
+    queryset = Finding.objects.select_related("identity", "entitlement", "entitlement__system", "grant", "owner_to_act")
     if policies.can_view_inventory(user):
         return queryset
     me = policies.identity_of(user)

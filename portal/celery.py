@@ -16,6 +16,13 @@ app.autodiscover_tasks()
 
 BEAT_SCHEDULE = {
     "audit.tasks.outbox_dispatch_task": {"task": "audit.tasks.outbox_dispatch_task", "schedule": 5.0},
+    "jit.tasks.grants_expire_due_task": {"task": "jit.tasks.grants_expire_due_task", "schedule": 60.0},
+    "jit.tasks.grants_warn_expiry_task": {"task": "jit.tasks.grants_warn_expiry_task", "schedule": 300.0},
+    "jit.tasks.access_requests_chase_task": {"task": "jit.tasks.access_requests_chase_task", "schedule": 300.0},
+    "jit.tasks.access_requests_start_scheduled_task": {
+        "task": "jit.tasks.access_requests_start_scheduled_task",
+        "schedule": 60.0,
+    },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

@@ -191,7 +191,11 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
         result.grants_revoked.append(grant_id)
     for hook in OFFBOARDING_HOOKS:
         result.hooks[hook.__name__] = hook(identity, actor)
-    owned = Identity.objects.select_for_update(of=("self",)).filter(owner=identity).exclude(status=IdentityStatus.OFFBOARDED)
+    owned = (
+        Identity.objects.select_for_update(of=("self",))
+        .filter(owner=identity)
+        .exclude(status=IdentityStatus.OFFBOARDED)
+    )
     for child in owned.select_related("backup_owner").order_by("pk"):
         backup = child.backup_owner
         if backup is not None and backup.status == IdentityStatus.ACTIVE and backup.pk != identity.pk:
