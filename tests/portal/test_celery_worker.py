@@ -82,16 +82,22 @@ def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _reconnect() -> None:
+    """Drop pooled broker connections so the next publish connects afresh (app.close() would deregister the app)."""
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def redis_broker(tmp_path, monkeypatch):
     redis = PrivateRedis(tmp_path)
     redis.start()
     # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
     monkeypatch.setenv("CELERY_BROKER_URL", redis.url)
-    app.close()  # drop pooled connections to the suite's default broker
+    _reconnect()  # drop pooled connections to the suite's default broker
     yield redis
     monkeypatch.undo()
-    app.close()
+    _reconnect()
     if redis.proc and redis.proc.poll() is None:
         redis.stop()
 
@@ -151,7 +157,7 @@ def test_message_recorded_during_broker_outage_is_delivered_once_when_it_returns
     assert _status(message.pk) == OutboxStatus.PENDING
     # then: the broker returns, beat's next tick reaches the real worker, which delivers it
     redis_broker.start()
-    app.close()
+    _reconnect()
     outbox_dispatch_task.delay()
     try:
         _wait_for(lambda: _status(message.pk) == OutboxStatus.DELIVERED, "the worker to deliver the message", 30)
@@ -167,3 +173,30 @@ def test_message_recorded_during_broker_outage_is_delivered_once_when_it_returns
     sent = [p.read_text() for p in mail_dir.glob("*.log")]
     assert len(sent) == 1 and "Subject: Grant active" in sent[0]
     assert proc.poll() is None, proc.stdout.read()
+
+
+def test_real_worker_runs_the_expiry_sweep(worker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from governance.choices import GrantStatus
+    from governance.models import Grant
+    from tests.factories.governance import GrantFactory
+
+    proc, _ = worker
+    # given: grants that expired while no worker ran
+    due = [GrantFactory(kind="jit", expires_at=timezone.now() - timedelta(minutes=m)) for m in (1, 30, 90)]
+    # when: beat's tick reaches the worker through the broker
+    _reconnect()
+    app.send_task("jit.tasks.grants_expire_due_task")  # as beat sends it: by name
+    # then
+    try:
+        _wait_for(
+            lambda: Grant.objects.filter(pk__in=[g.pk for g in due], status=GrantStatus.REVOKING).count() == 3,
+            "the worker to sweep",
+            30,
+        )
+    except AssertionError:
+        proc.terminate()
+        raise AssertionError(proc.stdout.read()[-3000:]) from None
