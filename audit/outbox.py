@@ -38,7 +38,7 @@ def outbox_handler(kind: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def _wake_dispatcher() -> None:
+def wake_dispatcher() -> None:
     # Best effort only: with the broker down the beat schedule (or the next wake) delivers it.
     from .tasks import outbox_dispatch_task
 
@@ -56,7 +56,7 @@ def outbox_enqueue(*, kind: str, payload: dict[str, Any], idempotency_key: str) 
         idempotency_key=idempotency_key, defaults={"kind": kind, "payload": payload}
     )
     if created:
-        transaction.on_commit(_wake_dispatcher)
+        transaction.on_commit(wake_dispatcher)
     return message
 
 
@@ -64,7 +64,7 @@ def enqueue_many(rows: list[OutboxMessage]) -> None:
     """Bulk form for set-based sweeps; rows whose idempotency key exists already are skipped."""
     OutboxMessage.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
     if rows:
-        transaction.on_commit(_wake_dispatcher)
+        transaction.on_commit(wake_dispatcher)
 
 
 def backoff_delay(attempts: int) -> timedelta:
@@ -139,5 +139,5 @@ def outbox_retry(*, message_id: int, actor: ActorLike) -> OutboxMessage:
     message.status, message.attempts, message.next_attempt_at = OutboxStatus.PENDING, 0, timezone.now()
     message.save(update_fields=["status", "attempts", "next_attempt_at"])
     audit_event_record(actor=actor, action=AuditAction.OUTBOX_RETRIED, target=message, data={"kind": message.kind})
-    transaction.on_commit(_wake_dispatcher)
+    transaction.on_commit(wake_dispatcher)
     return message
