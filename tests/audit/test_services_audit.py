@@ -41,8 +41,8 @@ def test_batch_writes_a_valid_chain_in_one_insert(django_assert_max_num_queries)
     specs = [
         EventSpec(AuditAction.GRANT_EXPIRING, Target("governance.grant", str(i), f"grant {i}")) for i in range(500)
     ]
-    # lock + head read + one bulk insert (COPY on PostgreSQL; SQLite has no lock statement)
-    with django_assert_max_num_queries(3):
+    # lock + head read + one COPY on PostgreSQL; SQLite caps variables per INSERT, so a few more
+    with django_assert_max_num_queries(3 if connection.vendor == "postgresql" else 12):
         audit_events_record_many(actor=None, events=specs)
     assert AuditEvent.objects.count() == 500
     assert list(AuditEvent.objects.order_by("seq").values_list("target_id", flat=True)[:3]) == ["0", "1", "2"]
