@@ -3,7 +3,7 @@
 from django.db import models
 from django.utils import timezone
 
-from .choices import ActorType, AuditAction, Channel
+from .choices import ActorType, Channel
 
 GENESIS_HASH = "0" * 64
 
@@ -39,7 +39,8 @@ class AuditEvent(models.Model):
     actor_identity_id = models.BigIntegerField("actor identity id", null=True, blank=True, db_index=True)
     actor_label = models.CharField("actor", max_length=200)
     channel = models.CharField("channel", max_length=16, choices=Channel.choices)
-    action = models.CharField("action", max_length=64, choices=AuditAction.choices, db_index=True)
+    # Validated against the AuditAction registry by the writer; no `choices` here, so a new action needs no migration.
+    action = models.CharField("action", max_length=64, db_index=True)
     target_type = models.CharField("target type", max_length=64, blank=True)
     target_id = models.CharField("target id", max_length=64, blank=True)
     target_label = models.CharField("target", max_length=200, blank=True)

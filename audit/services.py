@@ -159,7 +159,7 @@ def _build_rows(
         row = {
             **common,
             "seq": seq,
-            "action": str(spec.action),
+            "action": AuditAction(spec.action).value,  # an unknown action is refused here
             "target_type": target.type,
             "target_id": target.id,
             "target_label": target.label[:200],

@@ -42,13 +42,6 @@ class LifecycleStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
-class Criticality(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
-
-
 class RiskTier(models.TextChoices):
     LOW = "low", "Low"
     MEDIUM = "medium", "Medium"
@@ -58,6 +51,11 @@ class RiskTier(models.TextChoices):
     @classmethod
     def rank(cls, tier: str) -> int:
         return cls.values.index(tier)
+
+
+# A system's criticality and a finding's severity use the same four levels as risk tiers.
+Criticality = RiskTier
+Severity = RiskTier
 
 
 class ApproverSource(models.TextChoices):
@@ -97,13 +95,6 @@ class GrantStatus(models.TextChoices):
 class SodAction(models.TextChoices):
     BLOCK = "block", "Block the request"
     EXTRA_STAGE = "extra_stage", "Require an extra approval stage"
-
-
-class Severity(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
 
 
 class FindingKind(models.TextChoices):

@@ -37,7 +37,7 @@ def race(*calls):
         try:
             barrier.wait()
             results[i] = call()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             results[i] = exc
         finally:
             connection.close()
@@ -68,8 +68,11 @@ def approvers_group():
 def _pending_request(requester):
     entitlement = EntitlementFactory(approval_stages=[{"approver": "group", "group": "approver", "quorum": 1}])
     return access_request_submit(
-        actor=requester.user, beneficiary_id=requester.pk, entitlement_id=entitlement.pk,
-        duration=timedelta(hours=1), justification="race",
+        actor=requester.user,
+        beneficiary_id=requester.pk,
+        entitlement_id=entitlement.pk,
+        duration=timedelta(hours=1),
+        justification="race",
     )
 
 
@@ -78,8 +81,12 @@ def test_two_approvers_on_the_last_stage_produce_one_approval(approvers_group):
     for _ in range(ROUNDS):
         request = _pending_request(PersonFactory())
         results = race(
-            lambda r=request: access_request_decide(request_id=r.pk, approver=first, decision="approve", stage_position=1),
-            lambda r=request: access_request_decide(request_id=r.pk, approver=second, decision="approve", stage_position=1),
+            lambda r=request: access_request_decide(
+                request_id=r.pk, approver=first, decision="approve", stage_position=1
+            ),
+            lambda r=request: access_request_decide(
+                request_id=r.pk, approver=second, decision="approve", stage_position=1
+            ),
         )
         assert winners(results) == 1
         request.refresh_from_db()
@@ -114,8 +121,12 @@ def test_two_renewals_of_one_grant_make_one_request():
 
         def renew(g=grant, h=holder):
             return access_request_submit(
-                actor=h.user, beneficiary_id=h.pk, entitlement_id=g.entitlement_id, duration=timedelta(hours=1),
-                justification="more time", renewal_of_id=g.pk,
+                actor=h.user,
+                beneficiary_id=h.pk,
+                entitlement_id=g.entitlement_id,
+                duration=timedelta(hours=1),
+                justification="more time",
+                renewal_of_id=g.pk,
             )
 
         assert winners(race(renew, renew)) == 1
@@ -136,7 +147,9 @@ def test_sweep_racing_early_release_ends_the_grant_once():
         )
         grant.refresh_from_db()
         assert grant.status == GrantStatus.REVOKING
-        ended = AuditEvent.objects.filter(target_id=str(grant.pk), action__in=["grant.expiring", "grant.revoke_requested"])
+        ended = AuditEvent.objects.filter(
+            target_id=str(grant.pk), action__in=["grant.expiring", "grant.revoke_requested"]
+        )
         assert ended.count() == 1, results
         assert OutboxMessage.objects.filter(kind="connector.revoke", payload__grant_id=grant.pk).count() == 1
         outcomes.add(ended.get().action)
@@ -147,7 +160,8 @@ def test_sweep_racing_early_release_ends_the_grant_once():
 def test_two_sweeps_at_once_expire_each_grant_once():
     due = [GrantFactory(kind="jit", expires_at=timezone.now() - timedelta(minutes=1)) for _ in range(300)]
     results = race(
-        lambda: grants_expire_due(batch_size=50), lambda: grants_expire_due(batch_size=50),
+        lambda: grants_expire_due(batch_size=50),
+        lambda: grants_expire_due(batch_size=50),
         lambda: grants_expire_due(batch_size=50),
     )
     assert sum(results) == len(due)
