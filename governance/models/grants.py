@@ -78,9 +78,7 @@ class Grant(models.Model):
         ]
         indexes = [
             # The expiry sweep's only access path: active grants by expiry (partial on PostgreSQL).
-            models.Index(
-                fields=["expires_at", "id"], condition=Q(status="active"), name="gov_grant_active_expiry_idx"
-            ),
+            models.Index(fields=["expires_at", "id"], condition=Q(status="active"), name="gov_grant_active_expiry_idx"),
             models.Index(fields=["identity", "status"], name="gov_grant_ident_status_idx"),
             models.Index(fields=["entitlement", "status"], name="gov_grant_ent_status_idx"),
         ]

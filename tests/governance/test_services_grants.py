@@ -32,7 +32,9 @@ def test_grant_is_pending_until_the_system_owner_confirms_and_its_clock_starts_t
     assert grant.status == GrantStatus.PENDING_PROVISION and grant.expires_at is None
     # when: the manual connector asks the system owner
     outbox_dispatch()
-    assert Notification.objects.filter(recipient=entitlement.system.owner.user, kind="grant.provision_requested").exists()
+    assert Notification.objects.filter(
+        recipient=entitlement.system.owner.user, kind="grant.provision_requested"
+    ).exists()
     # and the owner confirms an hour later
     later = timezone.now() + timedelta(hours=1)
     with time_machine.travel(later, tick=False):
