@@ -83,6 +83,7 @@ def can_revoke_grant(user, grant) -> bool:
         or _is_person(user, grant.entitlement.owner_id)
         or _is_person(user, grant.entitlement.system.owner_id)
         or _is_person(user, grant.identity.owner_id)
+        or _is_person(user, grant.identity.backup_owner_id)
         or _is_person(user, grant.identity_id)
     )
 

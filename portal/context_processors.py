@@ -1,4 +1,7 @@
+from dataclasses import replace
+
 from governance.roles import user_roles
+from jit.selectors import unread_notification_count
 
 from .navigation import nav_for
 
@@ -6,5 +9,10 @@ from .navigation import nav_for
 def navigation(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"nav_items": [], "user_roles": set()}
-    return {"nav_items": nav_for(user), "user_roles": user_roles(user)}
+        return {"nav_items": [], "user_roles": set(), "unread_notification_count": 0}
+    unread = unread_notification_count(user=user)  # one COUNT on the (recipient, read_at) index
+    items = [
+        replace(item, label=f"{item.label} ({unread})") if unread and item.url_name == "jit:notification_list" else item
+        for item in nav_for(user)
+    ]
+    return {"nav_items": items, "user_roles": user_roles(user), "unread_notification_count": unread}

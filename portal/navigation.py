@@ -15,6 +15,11 @@ class NavItem:
 EVERYONE: frozenset[str] = frozenset()
 NAV_ITEMS: list[NavItem] = [
     NavItem("Dashboard", "dashboard", EVERYONE),
+    NavItem("Request access", "jit:request_catalogue", EVERYONE),
+    NavItem("My requests", "jit:request_list", EVERYONE),
+    NavItem("My grants", "jit:my_grants", EVERYONE),
+    NavItem("Approvals", "jit:approval_queue", frozenset({Role.APPROVER, Role.OWNER, Role.ADMIN})),
+    NavItem("Notifications", "jit:notification_list", EVERYONE),
     NavItem("Catalogue", "governance:entitlement_list", EVERYONE),
     NavItem("My identities", "governance:my_identities", EVERYONE),
     NavItem("Identities", "governance:identity_list", frozenset(READ_INVENTORY_ROLES)),

@@ -3,6 +3,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
+from jit.selectors import dashboard_panels
+
 from .health import run_checks
 
 
@@ -16,4 +18,4 @@ def health(request):
 
 @login_required
 def dashboard(request):
-    return render(request, "portal/dashboard.html")
+    return render(request, "portal/dashboard.html", dashboard_panels(user=request.user))

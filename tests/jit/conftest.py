@@ -23,7 +23,9 @@ def alice_bot(alice):
 def entitlement(db):
     """Medium risk, two stages: the entitlement owner, then the system owner."""
     return EntitlementFactory(
-        name="db-write", risk_tier=RiskTier.MEDIUM, approval_stages=TWO_STAGES,
+        name="db-write",
+        risk_tier=RiskTier.MEDIUM,
+        approval_stages=TWO_STAGES,
         system=SystemFactory(name="Payments DB", owner=PersonFactory(name="Sysowner", user__username="sysowner")),
         owner=PersonFactory(name="Entowner", user__username="entowner"),
     )
@@ -43,10 +45,16 @@ def sys_owner(entitlement):
 def submit(alice):
     from jit.services.requests import access_request_submit
 
-    def do(entitlement, *, actor=None, beneficiary=None, duration=timedelta(hours=2), justification="Fix incident 42", **kw):
+    def do(
+        entitlement, *, actor=None, beneficiary=None, duration=timedelta(hours=2), justification="Fix incident 42", **kw
+    ):
         return access_request_submit(
-            actor=actor or alice.user, beneficiary_id=(beneficiary or alice).pk, entitlement_id=entitlement.pk,
-            duration=duration, justification=justification, **kw,
+            actor=actor or alice.user,
+            beneficiary_id=(beneficiary or alice).pk,
+            entitlement_id=entitlement.pk,
+            duration=duration,
+            justification=justification,
+            **kw,
         )
 
     return do

@@ -7,13 +7,32 @@ from jit.policy import PolicyInput, SodRuleFacts, evaluate
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BASE = PolicyInput(
-    requester_is_beneficiary=True, requester_owns_beneficiary=False, requester_is_machine=False,
-    beneficiary_kind="human", beneficiary_status="active", beneficiary_may_self_request=False, entitlement_id=1,
-    entitlement_live=True, entitlement_requestable=True, entitlement_owner_active=True, risk_tier="medium",
-    allowed_kinds=("human", "service_account"), stages=({"approver": "entitlement_owner", "quorum": 1},),
-    auto_approve_machines=False, justification_required=True, ticket_required=False, max_duration=timedelta(days=1),
-    default_duration=timedelta(hours=8), duration=timedelta(hours=2), justification="because", ticket="", intent="",
-    start_at=None, now=NOW, held_entitlement_ids=frozenset(), sod_rules=(),
+    requester_is_beneficiary=True,
+    requester_owns_beneficiary=False,
+    requester_is_machine=False,
+    beneficiary_kind="human",
+    beneficiary_status="active",
+    beneficiary_may_self_request=False,
+    entitlement_id=1,
+    entitlement_live=True,
+    entitlement_requestable=True,
+    entitlement_owner_active=True,
+    risk_tier="medium",
+    allowed_kinds=("human", "service_account"),
+    stages=({"approver": "entitlement_owner", "quorum": 1},),
+    auto_approve_machines=False,
+    justification_required=True,
+    ticket_required=False,
+    max_duration=timedelta(days=1),
+    default_duration=timedelta(hours=8),
+    duration=timedelta(hours=2),
+    justification="because",
+    ticket="",
+    intent="",
+    start_at=None,
+    now=NOW,
+    held_entitlement_ids=frozenset(),
+    sod_rules=(),
 )
 
 
@@ -66,8 +85,14 @@ def test_sod_conflict_blocks_or_adds_a_stage():
 
 
 def test_machine_identity_low_risk_is_approved_automatically_only_when_allowed():
-    machine = replace(BASE, beneficiary_kind="service_account", requester_is_beneficiary=False,
-                      requester_owns_beneficiary=True, risk_tier="low", auto_approve_machines=True)
+    machine = replace(
+        BASE,
+        beneficiary_kind="service_account",
+        requester_is_beneficiary=False,
+        requester_owns_beneficiary=True,
+        risk_tier="low",
+        auto_approve_machines=True,
+    )
     assert evaluate(machine).auto_approve
     assert not evaluate(replace(machine, risk_tier="medium")).auto_approve
     assert not evaluate(replace(machine, beneficiary_kind="human", requester_is_beneficiary=True)).auto_approve

@@ -128,7 +128,9 @@ def test_do_not_renew_stops_warnings_and_refuses_renewal(submit, alice):
 #
 # Renewal and step-up
 #
-def test_renewal_replaces_the_grant_and_repeated_renewals_need_step_up(submit, alice, entitlement, ent_owner, sys_owner):
+def test_renewal_replaces_the_grant_and_repeated_renewals_need_step_up(
+    submit, alice, entitlement, ent_owner, sys_owner
+):
     from django.contrib.auth.models import Group
 
     compliance = PersonFactory().user
@@ -142,7 +144,9 @@ def test_renewal_replaces_the_grant_and_repeated_renewals_need_step_up(submit, a
         else:
             assert request.policy["step_up"] and stages[-1].reason.startswith("Step-up")
         for stage in stages:
-            approver = {"entitlement_owner": ent_owner, "system_owner": sys_owner}.get(stage.approver_source, compliance)
+            approver = {"entitlement_owner": ent_owner, "system_owner": sys_owner}.get(
+                stage.approver_source, compliance
+            )
             access_request_decide(request_id=request.pk, approver=approver, decision="approve")
         request.refresh_from_db()
         assert request.status == RequestStatus.APPROVED

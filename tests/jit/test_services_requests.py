@@ -40,7 +40,11 @@ def test_two_stages_approve_then_grant_is_issued_and_activated(submit, entitleme
     assert grant.kind == "jit" and grant.expires_at - grant.granted_at == timedelta(hours=2)
     actions = list(AuditEvent.objects.order_by("seq").values_list("action", flat=True))
     assert actions[-5:] == [
-        "request.stage_approved", "request.stage_approved", "request.approved", "grant.created", "grant.activated"
+        "request.stage_approved",
+        "request.stage_approved",
+        "request.approved",
+        "grant.created",
+        "grant.activated",
     ]
     submitted = AuditEvent.objects.get(action="request.submitted")
     assert submitted.data["justification"] == "Fix incident 42"
@@ -192,7 +196,10 @@ def test_activation_window_lapses(submit, alice):
     entitlement = EntitlementFactory(risk_tier=RiskTier.HIGH, auto_approve_machines=False)
     request = submit(entitlement, duration=timedelta(hours=1))
     approve(request, entitlement.owner.user)
-    with time_machine.travel(timezone.now() + timedelta(hours=9), tick=False), pytest.raises(InvalidTransition, match="window has passed"):
+    with (
+        time_machine.travel(timezone.now() + timedelta(hours=9), tick=False),
+        pytest.raises(InvalidTransition, match="window has passed"),
+    ):
         access_request_activate(request_id=request.pk, actor=alice.user)
 
 

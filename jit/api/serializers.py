@@ -1,0 +1,101 @@
+from datetime import timedelta
+
+from rest_framework import serializers
+
+from jit.models import AccessRequest, Approval, ApprovalStage
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    approver = serializers.CharField(source="approver.get_username")
+
+    class Meta:
+        model = Approval
+        fields = ["approver", "decision", "comment", "decided_at"]
+
+
+class StageSerializer(serializers.ModelSerializer):
+    approvals = ApprovalSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ApprovalStage
+        fields = ["position", "approver_source", "group", "quorum", "reason", "status", "decided_at", "approvals"]
+
+
+class AccessRequestSerializer(serializers.ModelSerializer):
+    """A request as its requester, approvers and auditors see it (read side)."""
+
+    requester = serializers.CharField(source="requester.get_username", default=None)
+    beneficiary_name = serializers.CharField(source="beneficiary.name")
+    entitlement_name = serializers.CharField(source="entitlement.name")
+    duration_seconds = serializers.SerializerMethodField()
+    stages = StageSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id",
+            "status",
+            "requester",
+            "requester_identity",
+            "beneficiary",
+            "beneficiary_name",
+            "entitlement",
+            "entitlement_name",
+            "duration_seconds",
+            "justification",
+            "ticket",
+            "intent",
+            "delegation_chain",
+            "start_at",
+            "activation_deadline",
+            "renewal_of",
+            "grant",
+            "policy",
+            "decided_at",
+            "decision_note",
+            "created_at",
+            "stages",
+        ]
+
+    def get_duration_seconds(self, request) -> int:
+        return int(request.duration.total_seconds())
+
+
+class SubmitSerializer(serializers.Serializer):
+    """What a requester (person or machine) sends to ask for access."""
+
+    beneficiary = serializers.IntegerField(help_text="Identity id: yourself or an identity you own.")
+    entitlement = serializers.IntegerField()
+    duration_seconds = serializers.IntegerField(min_value=60, required=False)
+    justification = serializers.CharField(required=False, allow_blank=True, default="")
+    ticket = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    intent = serializers.CharField(required=False, allow_blank=True, default="")
+    start_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    delegation_chain = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    renewal_of = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    def to_service_kwargs(self) -> dict:
+        data = self.validated_data
+        seconds = data.get("duration_seconds")
+        return {
+            "beneficiary_id": data["beneficiary"],
+            "entitlement_id": data["entitlement"],
+            "duration": timedelta(seconds=seconds) if seconds else None,
+            "justification": data["justification"],
+            "ticket": data["ticket"],
+            "intent": data["intent"],
+            "start_at": data["start_at"],
+            "delegation_chain": data["delegation_chain"],
+            "renewal_of_id": data["renewal_of"],
+        }
+
+
+class DecisionSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    stage = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="The stage you decided on."
+    )
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")

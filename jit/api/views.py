@@ -1,0 +1,118 @@
+"""The request API: thin views that parse input, call one service and render the result.
+
+Domain errors map to status codes in one place (the project's DRF exception handler):
+bad input 400, not allowed 403, lost race or terminal state 409.
+"""
+
+from django.db.models import Prefetch, Q
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from governance import policies as inventory
+from governance.roles import Role, has_role
+from jit.models import AccessRequest, ApprovalStage
+from jit.services.approvals import access_request_decide
+from jit.services.lifecycle import grant_release
+from jit.services.requests import access_request_activate, access_request_cancel, access_request_submit
+
+from .serializers import AccessRequestSerializer, DecisionSerializer, ReasonSerializer, SubmitSerializer
+
+
+def visible_requests(user):
+    """Requests a user may see: theirs, for identities they own, ones they may decide on; all for auditors."""
+    queryset = AccessRequest.objects.select_related("requester", "beneficiary", "entitlement").prefetch_related(
+        Prefetch("stages", queryset=ApprovalStage.objects.prefetch_related("approvals__approver"))
+    )
+    if has_role(user, Role.ADMIN, Role.AUDITOR):
+        return queryset
+    me = inventory.identity_of(user)
+    mine = Q(requester=user) | Q(stages__eligible=user)
+    if me is not None:
+        mine |= Q(beneficiary=me) | Q(beneficiary__owner=me) | Q(beneficiary__backup_owner=me)
+    return queryset.filter(pk__in=AccessRequest.objects.filter(mine).values("pk"))
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+
+
+class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = AccessRequestSerializer
+    pagination_class = NewestFirst
+    filterset_fields = ["status", "entitlement", "beneficiary"]
+
+    def get_queryset(self):
+        return visible_requests(self.request.user)
+
+    def _done(self, request_obj, code=status.HTTP_200_OK) -> Response:
+        return Response(AccessRequestSerializer(self.get_queryset().get(pk=request_obj.pk)).data, status=code)
+
+    @extend_schema(request=SubmitSerializer, responses={201: AccessRequestSerializer})
+    def create(self, request, *args, **kwargs):
+        payload = SubmitSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        created = access_request_submit(actor=request.user, **payload.to_service_kwargs())
+        return self._done(created, status.HTTP_201_CREATED)
+
+    @extend_schema(request=DecisionSerializer, responses=AccessRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None, version=None):
+        return self._decide(request, "approve")
+
+    @extend_schema(request=DecisionSerializer, responses=AccessRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def deny(self, request, pk=None, version=None):
+        return self._decide(request, "deny")
+
+    def _decide(self, request, decision: str) -> Response:
+        target = self.get_object()
+        payload = DecisionSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        decided = access_request_decide(
+            request_id=target.pk,
+            approver=request.user,
+            decision=decision,
+            comment=payload.validated_data["comment"],
+            stage_position=payload.validated_data["stage"],
+        )
+        return self._done(decided)
+
+    @extend_schema(request=ReasonSerializer, responses=AccessRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None, version=None):
+        target = self.get_object()
+        payload = ReasonSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        return self._done(
+            access_request_cancel(request_id=target.pk, actor=request.user, reason=payload.validated_data["reason"])
+        )
+
+    @extend_schema(request=None, responses=AccessRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None, version=None):
+        target = self.get_object()
+        return self._done(access_request_activate(request_id=target.pk, actor=request.user))
+
+
+class GrantActionsViewSet(viewsets.GenericViewSet):
+    """Actions a holder takes on their JIT grant."""
+
+    serializer_class = ReasonSerializer
+
+    def get_queryset(self):
+        from governance.selectors import grant_list
+
+        return grant_list(user=self.request.user)
+
+    @extend_schema(request=ReasonSerializer, responses={200: None})
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None, version=None):
+        grant = self.get_object()
+        payload = ReasonSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        released = grant_release(grant_id=grant.pk, actor=request.user, reason=payload.validated_data["reason"])
+        return Response({"id": released.pk, "status": released.status, "end_reason": released.end_reason})

@@ -1,0 +1,142 @@
+"""Forms of the request pages: they parse input; the services decide."""
+
+import math
+from datetime import timedelta
+
+from django import forms
+from django.conf import settings
+
+from governance.choices import RiskTier
+from governance.models import System
+
+from .choices import Decision, RequestStatus
+
+DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+# The service maps its field errors onto these form fields.
+SERVICE_FIELDS = {"duration": "duration_hours"}
+
+
+def hours_of(delta: timedelta) -> int:
+    return max(1, math.floor(delta.total_seconds() / 3600))
+
+
+def add_service_errors(form: forms.Form, error) -> bool:
+    """Put a DomainError's field errors beside their fields; True when at least one found a field."""
+    placed = False
+    for name, messages in (error.field_errors or {}).items():
+        field = SERVICE_FIELDS.get(name, name)
+        for message in messages:
+            if field in form.fields:
+                form.add_error(field, message)
+                placed = True
+    return placed
+
+
+class CatalogueFilterForm(forms.Form):
+    q = forms.CharField(label="Search", required=False, widget=forms.TextInput(attrs={"type": "search"}))
+    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False)
+    risk_tier = forms.ChoiceField(label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["system"].queryset = System.objects.filter(status="active").order_by("name")
+
+
+class RequestFilterForm(forms.Form):
+    status = forms.ChoiceField(label="Status", choices=[("", "Any"), *RequestStatus.choices], required=False)
+    order = forms.ChoiceField(
+        label="Sort",
+        choices=[("-created_at", "Newest first"), ("created_at", "Oldest first")],
+        required=False,
+    )
+
+
+class QueueFilterForm(forms.Form):
+    risk_tier = forms.ChoiceField(label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False)
+    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["system"].queryset = System.objects.filter(status="active").order_by("name")
+
+
+class AccessRequestForm(forms.Form):
+    """For whom, for how long, from when, and why; the maximum comes from the entitlement's policy."""
+
+    beneficiary = forms.ModelChoiceField(label="For", queryset=None, empty_label=None)
+    duration_hours = forms.IntegerField(label="Duration (hours)", min_value=1, max_value=24 * 366)
+    start_at = forms.DateTimeField(
+        label="Start later (UTC, optional)",
+        required=False,
+        input_formats=[DATETIME_LOCAL, "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
+        help_text="Leave empty to start as soon as it is approved.",
+    )
+    justification = forms.CharField(label="Justification", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    ticket = forms.CharField(label="Ticket", required=False, max_length=100)
+
+    def __init__(self, *args, entitlement, beneficiaries, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.entitlement = entitlement
+        self.max_hours = hours_of(entitlement.effective_max_duration)
+        self.fields["beneficiary"].queryset = beneficiaries
+        self.fields["beneficiary"].label_from_instance = lambda identity: (
+            f"{identity.name} (you)"
+            if identity.is_human
+            else f"{identity.name} ({identity.get_kind_display().lower()} you own)"
+        )
+        duration = self.fields["duration_hours"]
+        duration.help_text = f"Maximum: {self.max_hours} hours for this entitlement."
+        duration.widget.attrs.update(max=self.max_hours, min=1)
+        self.default_hours = min(hours_of(settings.DEFAULT_DURATION_BY_RISK[entitlement.risk_tier]), self.max_hours)
+        self.initial.setdefault("duration_hours", self.default_hours)
+        justification = self.fields["justification"]
+        if entitlement.justification_required:
+            justification.required = True
+            justification.error_messages["required"] = "A justification is required for this entitlement."
+        if entitlement.ticket_required:
+            self.fields["ticket"].required = True
+            self.fields["ticket"].error_messages["required"] = "A ticket reference is required for this entitlement."
+
+    def preview_facts(self) -> tuple[object | None, dict]:
+        """Lenient parse for the live preview: whatever is valid so far (the form need not be complete)."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        hours = data.get("duration_hours")
+        return data.get("beneficiary"), {
+            "duration": timedelta(hours=hours) if hours else None,
+            "justification": data.get("justification") or "",
+            "ticket": data.get("ticket") or "",
+            "start_at": data.get("start_at"),
+        }
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=Decision.choices)
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    stage_position = forms.IntegerField(required=False, min_value=1)
+
+
+class ExtendForm(forms.Form):
+    duration_hours = forms.IntegerField(label="Extra time (hours)", min_value=1, max_value=24 * 366)
+    justification = forms.CharField(
+        label="Why you still need it", widget=forms.Textarea(attrs={"rows": 3}), required=True
+    )
+    ticket = forms.CharField(label="Ticket", required=False, max_length=100)
+
+    def __init__(self, *args, grant, **kwargs):
+        super().__init__(*args, **kwargs)
+        entitlement = grant.entitlement
+        self.max_hours = hours_of(entitlement.effective_max_duration)
+        field = self.fields["duration_hours"]
+        field.help_text = f"Maximum: {self.max_hours} hours."
+        field.widget.attrs.update(max=self.max_hours, min=1)
+        self.default_hours = min(hours_of(settings.DEFAULT_DURATION_BY_RISK[entitlement.risk_tier]), self.max_hours)
+        self.initial.setdefault("duration_hours", self.default_hours)
+        self.fields["justification"].error_messages["required"] = "Say why the access must continue."
+        if entitlement.ticket_required:
+            self.fields["ticket"].required = True
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label="Reason (optional)", required=False, max_length=500)

@@ -1,0 +1,99 @@
+from datetime import timedelta
+
+import pytest
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from audit.models import AuditEvent
+from jit.choices import RequestStatus
+from jit.models import AccessRequest
+from tests.factories.governance import PersonFactory
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/requests/"
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_requester_submits_and_sees_the_policy_decision(alice, entitlement):
+    response = client_for(alice.user).post(
+        URL,
+        {"beneficiary": alice.pk, "entitlement": entitlement.pk, "duration_seconds": 3600, "justification": "deploy"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["status"] == "pending" and [s["approver_source"] for s in body["stages"]] == [
+        "entitlement_owner",
+        "system_owner",
+    ]
+    assert AuditEvent.objects.get(action="request.submitted").channel == "cli"  # force_authenticate skips middleware
+
+
+def test_over_maximum_is_400_with_the_field_error_and_writes_nothing(alice, entitlement):
+    response = client_for(alice.user).post(
+        URL,
+        {"beneficiary": alice.pk, "entitlement": entitlement.pk, "duration_seconds": 30 * 86400, "justification": "x"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "maximum duration" in str(response.json())
+    assert not AccessRequest.objects.exists()
+
+
+def test_a_stranger_cannot_see_or_act_on_a_request(submit, entitlement):
+    request = submit(entitlement)
+    stranger = client_for(PersonFactory().user)
+    assert stranger.get(f"{URL}{request.pk}/").status_code == 404
+    assert stranger.post(f"{URL}{request.pk}/approve/", {}, format="json").status_code == 404
+    assert stranger.post(f"{URL}{request.pk}/cancel/", {}, format="json").status_code == 404
+    assert stranger.get(URL).json()["results"] == []
+
+
+def test_requester_cannot_approve_own_request(submit, entitlement, alice):
+    request = submit(entitlement)
+    response = client_for(alice.user).post(f"{URL}{request.pk}/approve/", {}, format="json")
+    assert response.status_code == 403
+    assert not request.approvals.exists()
+
+
+def test_approvers_decide_and_a_replay_is_a_conflict(submit, entitlement, ent_owner, sys_owner):
+    request = submit(entitlement)
+    assert client_for(ent_owner).post(f"{URL}{request.pk}/approve/", {"stage": 1}, format="json").status_code == 200
+    replay = client_for(ent_owner).post(f"{URL}{request.pk}/approve/", {"stage": 1}, format="json")
+    assert replay.status_code == 409
+    response = client_for(sys_owner).post(f"{URL}{request.pk}/approve/", {"stage": 2}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "approved"
+    denied_late = client_for(sys_owner).post(f"{URL}{request.pk}/deny/", {"comment": "no"}, format="json")
+    assert denied_late.status_code == 409
+
+
+def test_cancel_then_approve_is_a_conflict(submit, entitlement, alice, ent_owner):
+    request = submit(entitlement)
+    assert client_for(alice.user).post(f"{URL}{request.pk}/cancel/", {}, format="json").status_code == 200
+    assert client_for(ent_owner).post(f"{URL}{request.pk}/approve/", {}, format="json").status_code == 409
+    request.refresh_from_db()
+    assert request.status == RequestStatus.CANCELLED
+
+
+def test_list_query_count_is_constant(alice, entitlement, submit):
+    from django.db import connection
+
+    from tests.factories.governance import EntitlementFactory
+
+    client = client_for(alice.user)
+    submit(entitlement)
+    with CaptureQueriesContext(connection) as one:
+        assert client.get(URL).status_code == 200
+    for _ in range(15):
+        submit(
+            EntitlementFactory(approval_stages=[{"approver": "entitlement_owner", "quorum": 1}]),
+            duration=timedelta(hours=1),
+        )
+    with CaptureQueriesContext(connection) as many:
+        assert len(client.get(URL).json()["results"]) == 16
+    assert len(many.captured_queries) == len(one.captured_queries)
