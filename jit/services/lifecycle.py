@@ -36,7 +36,7 @@ def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant
     audit_event_record(actor=actor, action=AuditAction.GRANT_RELEASED, target=grant, data={"reason": reason})
     return grant_revoke(
         grant_id=grant.pk,
-        actor=Actor.system() if actor is None else actor,
+        actor=actor,
         reason=reason or "released early",
         end_reason="released",
     )

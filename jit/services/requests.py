@@ -177,7 +177,7 @@ def access_request_submit(
             raise ValidationFailed("That grant is not this identity's access to this entitlement.")
         if renewal_of.no_renew:
             raise InvalidTransition("This grant was reviewed and marked do-not-renew; it cannot be extended.")
-        if renewal_of not in Grant.objects.active().filter(pk=renewal_of.pk):
+        if not Grant.objects.active().filter(pk=renewal_of.pk).exists():
             raise InvalidTransition("This grant is no longer active; request the access anew.")
     elif Grant.objects.live().filter(identity=beneficiary, entitlement=entitlement).exists():
         raise InvalidTransition(f"{beneficiary} already holds {entitlement.name}; extend that grant instead.")
