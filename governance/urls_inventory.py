@@ -1,3 +1,25 @@
-"""Placeholder until the inventory pages land."""
+from django.urls import path
 
-urlpatterns: list = []
+from . import views
+
+urlpatterns = [
+    path("identities/", views.identity_list, name="identity_list"),
+    path("identities/new/", views.identity_create, name="identity_create"),
+    path("identities/<int:pk>/", views.identity_detail, name="identity_detail"),
+    path("identities/<int:pk>/edit/", views.identity_edit, name="identity_edit"),
+    path("identities/<int:pk>/owner/", views.identity_owner, name="identity_owner"),
+    path("identities/<int:pk>/suspend/", views.identity_suspend, name="identity_suspend"),
+    path("identities/<int:pk>/reactivate/", views.identity_reactivate, name="identity_reactivate"),
+    path("identities/<int:pk>/offboard/", views.identity_offboard, name="identity_offboard"),
+    path("mine/", views.my_identities, name="my_identities"),
+    path("systems/", views.system_list, name="system_list"),
+    path("systems/<int:pk>/", views.system_detail, name="system_detail"),
+    path("systems/<int:pk>/edit/", views.system_edit, name="system_edit"),
+    path("systems/<int:pk>/retire/", views.system_retire, name="system_retire"),
+    path("catalogue/", views.entitlement_list, name="entitlement_list"),
+    path("catalogue/<int:pk>/", views.entitlement_detail, name="entitlement_detail"),
+    path("catalogue/<int:pk>/edit/", views.entitlement_edit, name="entitlement_edit"),
+    path("catalogue/<int:pk>/retire/", views.entitlement_retire, name="entitlement_retire"),
+    path("grants/<int:pk>/", views.grant_detail, name="grant_detail"),
+    path("grants/<int:pk>/<str:step>/", views.grant_step, name="grant_step"),
+]

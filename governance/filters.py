@@ -1,0 +1,49 @@
+"""Filters for the inventory lists, shared by the pages (and usable by the API)."""
+
+import django_filters
+from django.db.models import Q
+
+from .choices import FindingKind, IdentityKind, IdentityStatus, LifecycleStatus, RiskTier
+from .models import Entitlement, Finding, Identity, System
+
+
+class IdentityFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    kind = django_filters.ChoiceFilter(choices=IdentityKind.choices, label="Kind")
+    status = django_filters.ChoiceFilter(choices=IdentityStatus.choices, label="Status")
+    owner = django_filters.CharFilter(field_name="owner__name", lookup_expr="icontains", label="Owner")
+    finding = django_filters.ChoiceFilter(choices=FindingKind.choices, method="with_finding", label="Open finding")
+
+    class Meta:
+        model = Identity
+        fields = ["q", "kind", "status", "owner", "finding"]
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(email__icontains=value) | Q(team__icontains=value))
+
+    def with_finding(self, queryset, name, value):
+        return queryset.filter(pk__in=Finding.objects.filter(kind=value, status="open").values("identity_id"))
+
+
+class SystemFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Search")
+    status = django_filters.ChoiceFilter(choices=LifecycleStatus.choices, label="Status")
+
+    class Meta:
+        model = System
+        fields = ["q", "status"]
+
+
+class EntitlementFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    system = django_filters.ModelChoiceFilter(queryset=System.objects.order_by("name"), label="System")
+    risk_tier = django_filters.ChoiceFilter(choices=RiskTier.choices, label="Risk tier")
+    requestable = django_filters.BooleanFilter(label="Requestable")
+    status = django_filters.ChoiceFilter(choices=LifecycleStatus.choices, label="Status")
+
+    class Meta:
+        model = Entitlement
+        fields = ["q", "system", "risk_tier", "requestable", "status"]
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(business_purpose__icontains=value))

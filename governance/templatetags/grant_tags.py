@@ -1,0 +1,109 @@
+"""Display helpers for grants, durations and people, shared by the inventory and request pages."""
+
+from datetime import datetime, timedelta
+
+from django import template
+from django.core.exceptions import ObjectDoesNotExist
+from django.utils import timezone
+
+from governance.choices import ApproverSource, GrantStatus
+
+register = template.Library()
+
+SOON = timedelta(hours=1)
+
+
+def _expiry(value) -> datetime | None:
+    return value if isinstance(value, datetime) or value is None else getattr(value, "expires_at", None)
+
+
+def _span(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else "less than a minute"
+
+
+@register.filter
+def timeleft(value) -> str:
+    """How long a grant (or an expiry time) has left: "1 h 59 min", "expired", or "no expiry"."""
+    expires_at = _expiry(value)
+    if expires_at is None:
+        return "no expiry"
+    left = expires_at - timezone.now()
+    return "expired" if left <= timedelta(0) else _span(left)
+
+
+@register.filter
+def expires_soon(value) -> bool:
+    expires_at = _expiry(value)
+    return expires_at is not None and expires_at - timezone.now() <= SOON
+
+
+@register.filter
+def past_expiry(grant) -> bool:
+    """An active grant whose time has passed is shown as expired even before the sweep reaches it."""
+    return grant.status == GrantStatus.ACTIVE and grant.expires_at is not None and grant.expires_at <= timezone.now()
+
+
+@register.filter
+def shown_status(grant) -> str:
+    return "expired" if past_expiry(grant) else grant.status
+
+
+@register.filter
+def shown_status_label(grant) -> str:
+    return "Expired" if past_expiry(grant) else grant.get_status_display()
+
+
+@register.filter
+def duration(value) -> str:
+    """A timedelta, or a number of seconds, in hours or days: "2 hours", "7 days"."""
+    if value is None or value == "":
+        return ""
+    seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
+    hours, minutes = divmod(seconds // 60, 60)
+    if hours >= 48 and hours % 24 == 0 and not minutes:
+        return f"{hours // 24} days"
+    if minutes:
+        return f"{hours} h {minutes} min"
+    return "1 hour" if hours == 1 else f"{hours} hours"
+
+
+@register.filter
+def approver_label(source: str) -> str:
+    try:
+        return ApproverSource(source).label
+    except ValueError:
+        return str(source).replace("_", " ")
+
+
+@register.filter
+def person(user) -> str:
+    """A login shown by the identity it is linked to (the inventory's name), else by its own name."""
+    if user is None:
+        return "—"
+    try:
+        identity = user.identity
+    except ObjectDoesNotExist:
+        identity = None
+    return identity.name if identity is not None else (user.get_full_name() or user.get_username())
+
+
+@register.simple_tag(takes_context=True)
+def sort_link(context, key: str, label: str) -> str:
+    """A column header that sorts by `key`, toggling direction, keeping the other filters."""
+    from django.utils.html import format_html
+
+    request = context["request"]
+    current = request.GET.get("sort", "")
+    target = f"-{key}" if current == key else key
+    query = request.GET.copy()
+    query["sort"] = target
+    query.pop("page", None)
+    arrow = " ▲" if current == key else " ▼" if current == f"-{key}" else ""
+    return format_html('<a class="sort" href="?{}">{}{}</a>', query.urlencode(), label, arrow)

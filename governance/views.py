@@ -1,0 +1,444 @@
+"""Inventory pages. Views parse input, call one service and render; every page restricts what it shows
+to what the user may see (others get 404) and refuses edits the policies do not allow (403)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from audit.models import AuditEvent
+
+from . import policies, selectors
+from .choices import FindingStatus, GrantStatus
+from .errors import DomainError, PermissionRefused
+from .filters import EntitlementFilter, IdentityFilter, SystemFilter
+from .forms import (
+    EntitlementForm,
+    IdentityCreateForm,
+    IdentityForm,
+    OwnerForm,
+    ReasonForm,
+    SystemForm,
+    add_service_errors,
+)
+from .models import Grant, Identity, SodRule
+from .services import catalogue, grants, identities
+
+PAGE_SIZE = 50
+
+
+#
+# Helpers
+#
+def _listing(request, queryset, filter_class, sorts: dict[str, str], default: str) -> dict:
+    """Filter, sort by an allowed key and paginate a list; the context every list template expects."""
+    filterset = filter_class(request.GET or None, queryset=queryset)
+    rows = filterset.qs if filterset.is_bound and filterset.is_valid() else queryset
+    sort = request.GET.get("sort", default)
+    field = sorts.get(sort.lstrip("-"))
+    if field:
+        rows = rows.order_by(f"-{field}" if sort.startswith("-") else field, "pk")
+    query = request.GET.copy()
+    query.pop("page", None)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    return {"filter": filterset, "page_obj": page, "querystring": query.urlencode()}
+
+
+def _get(queryset, pk: int):
+    try:
+        return queryset.get(pk=pk)
+    except queryset.model.DoesNotExist:
+        raise Http404 from None
+
+
+def _attempt(request, action, success: str) -> bool:
+    """Run a service call; show its outcome as a message. PermissionRefused becomes a 403."""
+    try:
+        action()
+    except PermissionRefused as error:
+        raise PermissionDenied(error.message) from None
+    except DomainError as error:
+        messages.error(request, error.message)
+        return False
+    messages.success(request, success)
+    return True
+
+
+def _form_page(request, form, *, title: str, intro: str = "", back: str, submit: str = "Save", status: int = 200):
+    return render(
+        request,
+        "governance/form_page.html",
+        {"form": form, "title": title, "intro": intro, "back": back, "submit": submit},
+        status=status,
+    )
+
+
+#
+# Identities
+#
+IDENTITY_SORTS = {
+    "name": "name",
+    "kind": "kind",
+    "status": "status",
+    "owner": "owner__name",
+    "last_used_at": "last_used_at",
+}
+
+
+@login_required
+def identity_list(request):
+    if not policies.can_view_inventory(request.user):
+        raise PermissionDenied("Only owners, approvers, auditors and admins see the whole inventory.")
+    context = _listing(request, selectors.identity_list(user=request.user), IdentityFilter, IDENTITY_SORTS, "name")
+    context.update(title="Identities", intro="Every person and machine that can hold access, and who answers for it.")
+    context["can_create"] = True
+    return render(request, "governance/identity_list.html", context)
+
+
+@login_required
+def my_identities(request):
+    context = _listing(
+        request, selectors.identities_owned_by(user=request.user), IdentityFilter, IDENTITY_SORTS, "name"
+    )
+    context.update(
+        title="My identities",
+        intro="The service accounts, keys, workloads and agents you own or back up.",
+        mine=True,
+        can_create=policies.identity_of(request.user) is not None,
+    )
+    return render(request, "governance/identity_list.html", context)
+
+
+@login_required
+def identity_detail(request, pk: int):
+    identity = _get(selectors.identity_list(user=request.user), pk)
+    grants_qs = selectors.grant_list(user=request.user).filter(identity=identity)
+    context = {
+        "identity": identity,
+        "can_edit": policies.can_edit_identity(request.user, identity),
+        "live_grants": grants_qs.filter(status__in=GrantStatus.live()).order_by("expires_at"),
+        "ended_grants": grants_qs.exclude(status__in=GrantStatus.live()).order_by("-updated_at")[:10],
+        "findings": identity.findings.filter(status=FindingStatus.OPEN).select_related("owner_to_act"),
+        "owned": identity.owned_identities.order_by("name")[:50],
+        "events": AuditEvent.objects.for_target(identity).order_by("-seq")[:20],
+        "history": identity.history.select_related("history_user")[:10],
+        "reason_form": ReasonForm(),
+    }
+    return render(request, "governance/identity_detail.html", context)
+
+
+def _editable_identity(request, pk: int) -> Identity:
+    identity = _get(selectors.identity_list(user=request.user), pk)
+    if not policies.can_edit_identity(request.user, identity):
+        raise PermissionDenied("Only the identity's owner or an admin may change it.")
+    return identity
+
+
+@login_required
+def identity_create(request):
+    form = IdentityCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        kind, owner = data.pop("kind"), data.pop("owner")
+        try:
+            identity = identities.identity_create(actor=request.user, kind=kind, owner=owner, **data)
+        except PermissionRefused as error:
+            raise PermissionDenied(error.message) from None
+        except DomainError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"{identity} added to the inventory.")
+            return redirect("governance:identity_detail", identity.pk)
+    return _form_page(
+        request,
+        form,
+        title="Add an identity",
+        back="governance:my_identities",
+        submit="Add",
+        intro="A non-human identity needs an active person as its owner.",
+    )
+
+
+@login_required
+def identity_edit(request, pk: int):
+    identity = _editable_identity(request, pk)
+    form = IdentityForm(request.POST or None, instance=Identity.objects.get(pk=identity.pk))
+    if request.method == "POST" and form.is_valid():
+        changes = {name: form.cleaned_data[name] for name in form.Meta.fields}
+        try:
+            identities.identity_update(identity_id=identity.pk, actor=request.user, changes=changes)
+        except DomainError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"{identity} updated.")
+            return redirect("governance:identity_detail", identity.pk)
+    return _form_page(request, form, title=f"Edit {identity}", back="governance:identity_list")
+
+
+@login_required
+def identity_owner(request, pk: int):
+    identity = _editable_identity(request, pk)
+    form = OwnerForm(
+        request.POST or None, initial={"owner": identity.owner_id, "backup_owner": identity.backup_owner_id}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            identities.identity_change_owner(
+                identity_id=identity.pk,
+                actor=request.user,
+                owner=form.cleaned_data["owner"],
+                backup_owner=form.cleaned_data["backup_owner"],
+                reason=form.cleaned_data["reason"],
+            )
+        except DomainError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Ownership of {identity} updated.")
+            return redirect("governance:identity_detail", identity.pk)
+    return _form_page(
+        request,
+        form,
+        title=f"Owner of {identity}",
+        back="governance:identity_list",
+        intro="The owner answers for this identity; the backup owner takes over if the owner leaves.",
+    )
+
+
+def _reason_action(request, pk: int, service, success: str):
+    identity = _editable_identity(request, pk)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason.")
+    else:
+        _attempt(
+            request,
+            lambda: service(identity_id=identity.pk, actor=request.user, reason=form.cleaned_data["reason"]),
+            success.format(identity=identity),
+        )
+    return redirect("governance:identity_detail", identity.pk)
+
+
+@login_required
+@require_POST
+def identity_suspend(request, pk: int):
+    return _reason_action(request, pk, identities.identity_suspend, "{identity} suspended.")
+
+
+@login_required
+@require_POST
+def identity_reactivate(request, pk: int):
+    return _reason_action(request, pk, identities.identity_reactivate, "{identity} is active again.")
+
+
+@login_required
+def identity_offboard(request, pk: int):
+    """GET: what offboarding will do; POST: do it, in one transaction."""
+    identity = _editable_identity(request, pk)
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = identities.identity_offboard(
+                identity_id=identity.pk, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except DomainError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(
+                request,
+                f"{identity} offboarded: {len(result.grants_revoked)} grant(s) being revoked, "
+                f"{len(result.transferred)} identity(ies) moved to their backup owner, {len(result.orphaned)} orphaned.",
+            )
+            return redirect("governance:identity_detail", identity.pk)
+    owned = identity.owned_identities.exclude(status="offboarded").select_related("backup_owner").order_by("name")
+    context = {
+        "identity": identity,
+        "form": form,
+        "grants": Grant.objects.live().filter(identity=identity).select_related("entitlement__system"),
+        "transfers": [i for i in owned if i.backup_owner and i.backup_owner.is_active],
+        "orphans": [i for i in owned if not (i.backup_owner and i.backup_owner.is_active)],
+    }
+    return render(request, "governance/identity_offboard.html", context, status=400 if form.errors else 200)
+
+
+#
+# Systems and the catalogue
+#
+@login_required
+def system_list(request):
+    if not policies.can_view_inventory(request.user):
+        raise PermissionDenied("Only owners, approvers, auditors and admins see the systems.")
+    sorts = {"name": "name", "owner": "owner__name", "criticality": "criticality", "status": "status"}
+    context = _listing(request, selectors.system_list(user=request.user), SystemFilter, sorts, "name")
+    return render(request, "governance/system_list.html", context)
+
+
+@login_required
+def system_detail(request, pk: int):
+    system = _get(selectors.system_list(user=request.user), pk)
+    return render(
+        request,
+        "governance/system_detail.html",
+        {
+            "system": system,
+            "entitlements": selectors.entitlement_list(user=request.user).filter(system=system),
+            "can_edit": policies.can_edit_system(request.user, system),
+            "reason_form": ReasonForm(),
+            "events": AuditEvent.objects.for_target(system).order_by("-seq")[:20],
+        },
+    )
+
+
+@login_required
+def system_edit(request, pk: int):
+    system = _get(selectors.system_list(user=request.user), pk)
+    if not policies.can_edit_system(request.user, system):
+        raise PermissionDenied("Only the system's owner or an admin may edit it.")
+    form = SystemForm(request.POST or None, instance=type(system).objects.get(pk=system.pk))
+    if request.method == "POST" and form.is_valid():
+        try:
+            catalogue.system_update(system_id=system.pk, actor=request.user, changes=form.cleaned_data)
+        except DomainError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"{system} updated.")
+            return redirect("governance:system_detail", system.pk)
+    return _form_page(request, form, title=f"Edit {system}", back="governance:system_list")
+
+
+@login_required
+@require_POST
+def system_retire(request, pk: int):
+    system = _get(selectors.system_list(user=request.user), pk)
+    form = ReasonForm(request.POST)
+    if form.is_valid():
+        _attempt(
+            request,
+            lambda: catalogue.system_retire(
+                system_id=system.pk, actor=request.user, reason=form.cleaned_data["reason"]
+            ),
+            f"{system} retired; its entitlements are retired and their grants are being revoked.",
+        )
+    else:
+        messages.error(request, "Give a reason.")
+    return redirect("governance:system_detail", system.pk)
+
+
+ENTITLEMENT_SORTS = {"name": "name", "system": "system__name", "risk": "risk_tier", "owner": "owner__name"}
+
+
+@login_required
+def entitlement_list(request):
+    context = _listing(
+        request, selectors.entitlement_list(user=request.user), EntitlementFilter, ENTITLEMENT_SORTS, "system"
+    )
+    return render(request, "governance/entitlement_list.html", context)
+
+
+@login_required
+def entitlement_detail(request, pk: int):
+    entitlement = _get(selectors.entitlement_list(user=request.user), pk)
+    return render(
+        request,
+        "governance/entitlement_detail.html",
+        {
+            "entitlement": entitlement,
+            "holders": selectors.grant_list(user=request.user).filter(
+                entitlement=entitlement, status__in=GrantStatus.live()
+            ),
+            "sod_rules": SodRule.objects.filter(entitlements=entitlement).prefetch_related(
+                Prefetch("entitlements", queryset=selectors.entitlement_list(user=request.user))
+            ),
+            "can_edit": policies.can_edit_entitlement(request.user, entitlement),
+            "reason_form": ReasonForm(),
+        },
+    )
+
+
+@login_required
+def entitlement_edit(request, pk: int):
+    entitlement = _get(selectors.entitlement_list(user=request.user), pk)
+    if not policies.can_edit_entitlement(request.user, entitlement):
+        raise PermissionDenied("Only the entitlement's owners or an admin may edit it.")
+    form = EntitlementForm(request.POST or None, instance=type(entitlement).objects.get(pk=entitlement.pk))
+    if request.method == "POST" and form.is_valid():
+        try:
+            catalogue.entitlement_update(entitlement_id=entitlement.pk, actor=request.user, changes=form.changes())
+        except DomainError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"{entitlement} updated.")
+            return redirect("governance:entitlement_detail", entitlement.pk)
+    return _form_page(request, form, title=f"Edit {entitlement}", back="governance:entitlement_list")
+
+
+@login_required
+@require_POST
+def entitlement_retire(request, pk: int):
+    entitlement = _get(selectors.entitlement_list(user=request.user), pk)
+    form = ReasonForm(request.POST)
+    if form.is_valid():
+        _attempt(
+            request,
+            lambda: catalogue.entitlement_retire(
+                entitlement_id=entitlement.pk, actor=request.user, reason=form.cleaned_data["reason"]
+            ),
+            f"{entitlement} retired; pending requests closed and live grants being revoked.",
+        )
+    else:
+        messages.error(request, "Give a reason.")
+    return redirect("governance:entitlement_detail", entitlement.pk)
+
+
+#
+# Grants: where the system owner confirms what the manual connector asked
+#
+@login_required
+def grant_detail(request, pk: int):
+    grant = _get(selectors.grant_list(user=request.user), pk)
+    return render(
+        request,
+        "governance/grant_detail.html",
+        {
+            "grant": grant,
+            "can_confirm": policies.can_confirm_provisioning(request.user, grant),
+            "can_revoke": policies.can_revoke_grant(request.user, grant),
+            "events": AuditEvent.objects.for_target(grant).order_by("-seq")[:20],
+            "reason_form": ReasonForm(),
+        },
+    )
+
+
+GRANT_STEPS = {
+    "confirm-granted": (
+        lambda g, u, r: grants.grant_confirm_provisioned(grant_id=g, actor=u),
+        "Access confirmed: the grant is active.",
+    ),
+    "confirm-removed": (
+        lambda g, u, r: grants.grant_confirm_revoked(grant_id=g, actor=u),
+        "Removal confirmed: the grant has ended.",
+    ),
+    "retry-removal": (lambda g, u, r: grants.grant_retry_revoke(grant_id=g, actor=u), "Removal asked again."),
+    "revoke": (
+        lambda g, u, r: grants.grant_revoke(grant_id=g, actor=u, reason=r),
+        "Revocation requested: waiting for the system.",
+    ),
+}
+
+
+@login_required
+@require_POST
+def grant_step(request, pk: int, step: str):
+    grant = _get(selectors.grant_list(user=request.user), pk)
+    if step not in GRANT_STEPS:
+        raise Http404
+    service, success = GRANT_STEPS[step]
+    reason = request.POST.get("reason", "").strip()
+    if step == "revoke" and not reason:
+        messages.error(request, "Give a reason for the revocation.")
+    else:
+        _attempt(request, lambda: service(grant.pk, request.user, reason), success)
+    return redirect("governance:grant_detail", grant.pk)
