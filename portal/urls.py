@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from . import views
 
@@ -12,6 +12,6 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("inventory/", include("governance.urls")),
     path("access/", include("jit.urls")),
-    path("api/<version>/", include("portal.api_urls")),
+    re_path(r"^api/(?P<version>v1)/", include("portal.api_urls")),
     path("admin/", admin.site.urls),
 ]
