@@ -1,1 +1,11 @@
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from .views import EntitlementViewSet, FindingViewSet, GrantViewSet, IdentityViewSet, SystemViewSet
+
+router = SimpleRouter()
+router.register("identities", IdentityViewSet, basename="identity")
+router.register("systems", SystemViewSet, basename="system")
+router.register("entitlements", EntitlementViewSet, basename="entitlement")
+router.register("grants", GrantViewSet, basename="grant")
+router.register("findings", FindingViewSet, basename="finding")
+urlpatterns = router.urls

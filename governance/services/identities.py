@@ -69,8 +69,8 @@ def identity_create(
     if kind not in IdentityKind.values:
         raise ValidationFailed(f"Unknown identity kind {kind!r}.", field_errors={"kind": ["Unknown kind."]})
     identity = Identity(kind=kind, name=name, owner=owner, **fields)
+    _validate(identity)  # bad input is reported as such before the permission question
     check(actor, policies.can_register_identity, identity, "You may only register identities that you will own.")
-    _validate(identity)
     identity.save()
     audit_event_record(
         actor=actor,

@@ -97,5 +97,5 @@ class DecisionSerializer(serializers.Serializer):
     )
 
 
-class ReasonSerializer(serializers.Serializer):
+class NoteSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")

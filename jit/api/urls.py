@@ -4,5 +4,6 @@ from .views import AccessRequestViewSet, GrantActionsViewSet
 
 router = SimpleRouter()
 router.register("requests", AccessRequestViewSet, basename="access-request")
-router.register("jit-grants", GrantActionsViewSet, basename="jit-grant")
+# Adds POST grants/{id}/release/ beside the inventory's grant routes (this viewset has only that action).
+router.register("grants", GrantActionsViewSet, basename="jit-grant")
 urlpatterns = router.urls

@@ -213,6 +213,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "IdentityKindEnum": "governance.choices.IdentityKind",
+        "IdentityStatusEnum": "governance.choices.IdentityStatus",
+        "LifecycleStatusEnum": "governance.choices.LifecycleStatus",
+        "RiskLevelEnum": "governance.choices.RiskTier",
+        "GrantKindEnum": "governance.choices.GrantKind",
+        "GrantStatusEnum": "governance.choices.GrantStatus",
+        "FindingKindEnum": "governance.choices.FindingKind",
+        "FindingStatusEnum": "governance.choices.FindingStatus",
+        "RequestStatusEnum": "jit.choices.RequestStatus",
+        "StageStatusEnum": "jit.choices.StageStatus",
+        "DecisionEnum": "jit.choices.Decision",
+    },
 }
 
 LOGGING = {

@@ -1,0 +1,208 @@
+"""Serializers: the read shape of the inventory, and the inputs the services accept."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from governance.choices import GrantKind, GrantStatus, IdentityKind
+from governance.models import Entitlement, Finding, Grant, Identity, System
+
+
+class IdentitySerializer(serializers.ModelSerializer):
+    owner_name = serializers.CharField(source="owner.name", default=None, read_only=True)
+    live_grant_count = serializers.IntegerField(read_only=True)
+    open_finding_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Identity
+        fields = [
+            "id",
+            "external_id",
+            "name",
+            "kind",
+            "status",
+            "email",
+            "team",
+            "description",
+            "owner",
+            "owner_name",
+            "backup_owner",
+            "manager",
+            "last_used_at",
+            "credential_type",
+            "secret_location",
+            "last_rotated_at",
+            "rotation_period_days",
+            "credentials_suspended_at",
+            "may_self_request",
+            "live_grant_count",
+            "open_finding_count",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["status", "credentials_suspended_at", "created_at", "updated_at"]
+
+
+class IdentityCreateSerializer(serializers.ModelSerializer):
+    kind = serializers.ChoiceField(choices=IdentityKind.choices)
+
+    class Meta:
+        model = Identity
+        fields = [
+            "external_id",
+            "name",
+            "kind",
+            "email",
+            "team",
+            "description",
+            "owner",
+            "backup_owner",
+            "manager",
+            "last_used_at",
+            "credential_type",
+            "secret_location",
+            "last_rotated_at",
+            "rotation_period_days",
+            "may_self_request",
+        ]
+        extra_kwargs = {"external_id": {"validators": []}}
+
+
+class SystemSerializer(serializers.ModelSerializer):
+    entitlement_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = System
+        fields = [
+            "id",
+            "external_id",
+            "name",
+            "description",
+            "owner",
+            "criticality",
+            "connector",
+            "status",
+            "retired_at",
+            "entitlement_count",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["status", "retired_at", "created_at", "updated_at"]
+        extra_kwargs = {"external_id": {"validators": []}}
+        validators = []
+
+
+class EntitlementSerializer(serializers.ModelSerializer):
+    max_duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Entitlement
+        fields = [
+            "id",
+            "external_id",
+            "system",
+            "name",
+            "owner",
+            "business_purpose",
+            "risk_tier",
+            "requestable",
+            "max_duration",
+            "max_duration_seconds",
+            "approval_stages",
+            "auto_approve_machines",
+            "break_glass_eligible",
+            "justification_required",
+            "ticket_required",
+            "allowed_identity_kinds",
+            "review_cadence_days",
+            "status",
+            "retired_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["status", "retired_at", "created_at", "updated_at"]
+        extra_kwargs = {"external_id": {"validators": []}}
+        validators = []
+
+    def get_max_duration_seconds(self, entitlement) -> int:
+        return int(entitlement.effective_max_duration.total_seconds())
+
+
+class GrantSerializer(serializers.ModelSerializer):
+    in_force = serializers.SerializerMethodField()
+    time_left_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Grant
+        fields = [
+            "id",
+            "identity",
+            "entitlement",
+            "kind",
+            "status",
+            "granted_at",
+            "expires_at",
+            "approved_duration",
+            "revoked_at",
+            "reason",
+            "end_reason",
+            "renewal_of",
+            "no_renew",
+            "in_force",
+            "time_left_seconds",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_in_force(self, grant) -> bool:
+        """A grant past its expiry is not in force, even before the sweep has moved it."""
+        return grant.status == GrantStatus.ACTIVE and (grant.expires_at is None or grant.expires_at > timezone.now())
+
+    def get_time_left_seconds(self, grant) -> int | None:
+        if grant.expires_at is None:
+            return None
+        return max(int((grant.expires_at - timezone.now()).total_seconds()), 0) if self.get_in_force(grant) else 0
+
+
+class GrantCreateSerializer(serializers.Serializer):
+    identity = serializers.PrimaryKeyRelatedField(queryset=Identity.objects.all())
+    entitlement = serializers.PrimaryKeyRelatedField(queryset=Entitlement.objects.all())
+    kind = serializers.ChoiceField(choices=[GrantKind.STANDING, GrantKind.JIT], default=GrantKind.STANDING)
+    duration_seconds = serializers.IntegerField(min_value=60, required=False, allow_null=True, default=None)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def service_kwargs(self) -> dict:
+        data = dict(self.validated_data)
+        seconds = data.pop("duration_seconds")
+        return {**data, "duration": timedelta(seconds=seconds) if seconds else None}
+
+
+class FindingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Finding
+        fields = [
+            "id",
+            "kind",
+            "severity",
+            "status",
+            "identity",
+            "entitlement",
+            "grant",
+            "owner_to_act",
+            "details",
+            "first_seen_at",
+            "last_seen_at",
+            "resolved_at",
+        ]
+        read_only_fields = fields
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class OptionalReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

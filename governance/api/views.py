@@ -1,0 +1,216 @@
+"""The inventory API. Reads come from the selectors (so a user sees what the pages show them, and
+anything else is 404); writes parse input and call exactly one service."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from governance import selectors
+from governance.filters import EntitlementFilter, IdentityFilter, SystemFilter
+from governance.services import catalogue, grants, identities
+
+from .filters import FindingFilter, GrantFilter
+from .serializers import (
+    EntitlementSerializer,
+    FindingSerializer,
+    GrantCreateSerializer,
+    GrantSerializer,
+    IdentityCreateSerializer,
+    IdentitySerializer,
+    ReasonSerializer,
+    SystemSerializer,
+)
+
+
+class ByNewest(CursorPagination):
+    """Cursor pages: no COUNT over millions of rows, stable under inserts."""
+
+    ordering = "-id"
+    page_size = 50
+
+
+def _reason(request, serializer=ReasonSerializer) -> str:
+    payload = serializer(data=request.data)
+    payload.is_valid(raise_exception=True)
+    return payload.validated_data["reason"]
+
+
+class ReadUpdateViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def _fresh(self, obj, code=status.HTTP_200_OK) -> Response:
+        return Response(self.get_serializer(self.get_queryset().get(pk=obj.pk)).data, status=code)
+
+
+class IdentityViewSet(ReadUpdateViewSet):
+    serializer_class = IdentitySerializer
+    pagination_class = ByNewest
+    filterset_class = IdentityFilter
+
+    def get_queryset(self):
+        return selectors.identity_list(user=self.request.user)
+
+    @extend_schema(request=IdentityCreateSerializer, responses={201: IdentitySerializer})
+    def create(self, request, *args, **kwargs):
+        payload = IdentityCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        created = identities.identity_create(actor=request.user, kind=data.pop("kind"), name=data.pop("name"), **data)
+        return self._fresh(created, status.HTTP_201_CREATED)
+
+    @extend_schema(request=IdentitySerializer, responses=IdentitySerializer)
+    def partial_update(self, request, *args, **kwargs):
+        identity = self.get_object()
+        payload = IdentityCreateSerializer(identity, data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        data.pop("kind", None)
+        if "owner" in data or "backup_owner" in data:
+            identities.identity_change_owner(
+                identity_id=identity.pk,
+                actor=request.user,
+                owner=data.pop("owner", identity.owner),
+                backup_owner=data.pop("backup_owner", identity.backup_owner),
+            )
+        if data:
+            identities.identity_update(identity_id=identity.pk, actor=request.user, changes=data)
+        return self._fresh(identity)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(request=ReasonSerializer, responses=IdentitySerializer)
+    @action(detail=True, methods=["post"])
+    def offboard(self, request, pk=None, version=None):
+        identity = self.get_object()
+        identities.identity_offboard(identity_id=identity.pk, actor=request.user, reason=_reason(request))
+        return self._fresh(identity)
+
+    @extend_schema(request=ReasonSerializer, responses=IdentitySerializer)
+    @action(detail=True, methods=["post"])
+    def suspend(self, request, pk=None, version=None):
+        identity = self.get_object()
+        identities.identity_suspend(identity_id=identity.pk, actor=request.user, reason=_reason(request))
+        return self._fresh(identity)
+
+
+class SystemViewSet(ReadUpdateViewSet):
+    serializer_class = SystemSerializer
+    filterset_class = SystemFilter
+
+    def get_queryset(self):
+        return selectors.system_list(user=self.request.user).order_by("name", "id")
+
+    def create(self, request, *args, **kwargs):
+        payload = SystemSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        system = catalogue.system_create(actor=request.user, name=data.pop("name"), owner=data.pop("owner"), **data)
+        return self._fresh(system, status.HTTP_201_CREATED)
+
+    def partial_update(self, request, *args, **kwargs):
+        system = self.get_object()
+        payload = SystemSerializer(system, data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        catalogue.system_update(system_id=system.pk, actor=request.user, changes=dict(payload.validated_data))
+        return self._fresh(system)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(request=ReasonSerializer, responses=SystemSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None, version=None):
+        system = self.get_object()
+        catalogue.system_retire(system_id=system.pk, actor=request.user, reason=_reason(request))
+        return self._fresh(system)
+
+
+class EntitlementViewSet(ReadUpdateViewSet):
+    serializer_class = EntitlementSerializer
+    filterset_class = EntitlementFilter
+
+    def get_queryset(self):
+        return selectors.entitlement_list(user=self.request.user).order_by("system__name", "name", "id")
+
+    def create(self, request, *args, **kwargs):
+        payload = EntitlementSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        entitlement = catalogue.entitlement_create(
+            actor=request.user, system=data.pop("system"), name=data.pop("name"), owner=data.pop("owner"), **data
+        )
+        return self._fresh(entitlement, status.HTTP_201_CREATED)
+
+    def partial_update(self, request, *args, **kwargs):
+        entitlement = self.get_object()
+        payload = EntitlementSerializer(entitlement, data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        changes = dict(payload.validated_data)
+        changes.pop("system", None)
+        catalogue.entitlement_update(entitlement_id=entitlement.pk, actor=request.user, changes=changes)
+        return self._fresh(entitlement)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(request=ReasonSerializer, responses=EntitlementSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None, version=None):
+        entitlement = self.get_object()
+        catalogue.entitlement_retire(entitlement_id=entitlement.pk, actor=request.user, reason=_reason(request))
+        return self._fresh(entitlement)
+
+
+class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    serializer_class = GrantSerializer
+    pagination_class = ByNewest
+    filterset_class = GrantFilter
+
+    def get_queryset(self):
+        return selectors.grant_list(user=self.request.user)
+
+    def _fresh(self, grant) -> Response:
+        return Response(GrantSerializer(self.get_queryset().get(pk=grant.pk)).data)
+
+    @extend_schema(request=GrantCreateSerializer, responses={201: GrantSerializer})
+    def create(self, request, *args, **kwargs):
+        payload = GrantCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        grant = grants.grant_create(actor=request.user, **payload.service_kwargs())
+        return Response(GrantSerializer(grant).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReasonSerializer, responses=GrantSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None, version=None):
+        grant = self.get_object()
+        return self._fresh(grants.grant_revoke(grant_id=grant.pk, actor=request.user, reason=_reason(request)))
+
+    @extend_schema(request=None, responses=GrantSerializer)
+    @action(detail=True, methods=["post"], url_path="confirm-provisioned")
+    def confirm_provisioned(self, request, pk=None, version=None):
+        grant = self.get_object()
+        return self._fresh(grants.grant_confirm_provisioned(grant_id=grant.pk, actor=request.user))
+
+    @extend_schema(request=None, responses=GrantSerializer)
+    @action(detail=True, methods=["post"], url_path="confirm-revoked")
+    def confirm_revoked(self, request, pk=None, version=None):
+        grant = self.get_object()
+        return self._fresh(grants.grant_confirm_revoked(grant_id=grant.pk, actor=request.user))
+
+
+class FindingViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = FindingSerializer
+    pagination_class = ByNewest
+    filterset_class = FindingFilter
+
+    def get_queryset(self):
+        return selectors.finding_list(user=self.request.user)

@@ -1,0 +1,188 @@
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from audit.models import AuditEvent
+from governance.choices import GrantStatus, IdentityStatus
+from governance.models import Identity
+from tests.factories.governance import (
+    EntitlementFactory,
+    GrantFactory,
+    MachineFactory,
+    PersonFactory,
+    SystemFactory,
+)
+
+pytestmark = pytest.mark.django_db
+API = "/api/v1"
+
+
+def api(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def role(identity, name):
+    identity.user.groups.add(Group.objects.get(name=name))
+    return identity
+
+
+@pytest.fixture
+def owner():
+    return role(PersonFactory(name="Olu"), "owner")
+
+
+@pytest.fixture
+def bot(owner):
+    return MachineFactory(name="deploy-bot", owner=owner)
+
+
+@pytest.fixture
+def admin():
+    return role(PersonFactory(name="Sam"), "admin")
+
+
+def test_owner_lists_retrieves_and_patches_their_identity(owner, bot):
+    client = api(owner.user)
+    listed = client.get(f"{API}/identities/").json()
+    assert bot.pk in [row["id"] for row in listed["results"]]
+    assert client.get(f"{API}/identities/{bot.pk}/").json()["owner_name"] == "Olu"
+    response = client.patch(f"{API}/identities/{bot.pk}/", {"team": "Payments"}, format="json")
+    assert response.status_code == 200 and response.json()["team"] == "Payments"
+    event = AuditEvent.objects.get(action="identity.updated")
+    assert event.channel == "api" and event.data["after"] == {"team": "Payments"}
+
+
+def test_a_requester_cannot_see_patch_or_offboard_someone_elses_identity(bot):
+    stranger = role(PersonFactory(), "requester")
+    client = api(stranger.user)
+    assert client.get(f"{API}/identities/{bot.pk}/").status_code == 404
+    assert client.patch(f"{API}/identities/{bot.pk}/", {"team": "x"}, format="json").status_code == 404
+    assert client.post(f"{API}/identities/{bot.pk}/offboard/", {"reason": "x"}, format="json").status_code == 404
+    assert [row["id"] for row in client.get(f"{API}/identities/").json()["results"]] == [stranger.pk]
+
+
+def test_an_owner_of_other_things_may_read_but_not_change(bot):
+    other = role(PersonFactory(), "owner")
+    client = api(other.user)
+    assert client.get(f"{API}/identities/{bot.pk}/").status_code == 200
+    assert client.patch(f"{API}/identities/{bot.pk}/", {"team": "x"}, format="json").status_code == 403
+    assert not AuditEvent.objects.exists()
+
+
+def test_bad_input_is_400_with_field_errors_and_writes_nothing(owner):
+    client = api(owner.user)
+    response = client.post(f"{API}/identities/", {"name": "orphan-key", "kind": "api_key"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"owner": ["Required for non-human identities."]}
+    response = client.post(f"{API}/identities/", {"name": "x", "kind": "robot", "owner": owner.pk}, format="json")
+    assert response.status_code == 400 and "kind" in response.json()
+    assert not Identity.objects.filter(name__in=["orphan-key", "x"]).exists()
+
+
+def test_owner_registers_a_machine_identity(owner):
+    response = api(owner.user).post(
+        f"{API}/identities/", {"name": "etl-agent", "kind": "ai_agent", "owner": owner.pk}, format="json"
+    )
+    assert response.status_code == 201 and response.json()["owner"] == owner.pk
+
+
+def test_offboard_twice_is_a_conflict(owner, bot):
+    client = api(owner.user)
+    assert client.post(f"{API}/identities/{bot.pk}/offboard/", {"reason": "gone"}, format="json").status_code == 200
+    assert client.post(f"{API}/identities/{bot.pk}/offboard/", {"reason": "gone"}, format="json").status_code == 409
+    bot.refresh_from_db()
+    assert bot.status == IdentityStatus.OFFBOARDED
+
+
+def test_admin_creates_system_and_entitlement_and_grants_it(admin, owner, bot):
+    client = api(admin.user)
+    system = client.post(f"{API}/systems/", {"name": "Vault", "owner": owner.pk, "criticality": "high"}, format="json")
+    assert system.status_code == 201, system.json()
+    entitlement = client.post(
+        f"{API}/entitlements/",
+        {
+            "system": system.json()["id"],
+            "name": "vault-admin",
+            "owner": owner.pk,
+            "risk_tier": "high",
+            "approval_stages": [{"approver": "system_owner", "quorum": 1}],
+        },
+        format="json",
+    )
+    assert entitlement.status_code == 201, entitlement.json()
+    assert entitlement.json()["max_duration_seconds"] == 24 * 3600
+    grant = client.post(
+        f"{API}/grants/",
+        {"identity": bot.pk, "entitlement": entitlement.json()["id"], "kind": "standing"},
+        format="json",
+    )
+    assert grant.status_code == 201 and grant.json()["status"] == "pending_provision"
+    confirmed = api(owner.user).post(f"{API}/grants/{grant.json()['id']}/confirm-provisioned/", {}, format="json")
+    assert confirmed.status_code == 200 and confirmed.json()["in_force"] is True
+
+
+def test_grants_past_expiry_are_not_in_force_before_the_sweep(owner, bot):
+    grant = GrantFactory(identity=bot, kind="jit", expires_at=timezone.now() - timedelta(seconds=5))
+    body = api(owner.user).get(f"{API}/grants/{grant.pk}/").json()
+    assert body["status"] == GrantStatus.ACTIVE and body["in_force"] is False and body["time_left_seconds"] == 0
+    in_force = api(owner.user).get(f"{API}/grants/", {"in_force": "true"}).json()["results"]
+    assert grant.pk not in [g["id"] for g in in_force]
+
+
+def test_holder_releases_a_grant(owner, bot):
+    grant = GrantFactory(identity=bot, kind="jit", expires_at=timezone.now() + timedelta(hours=1))
+    response = api(owner.user).post(f"{API}/grants/{grant.pk}/release/", {"reason": "done"}, format="json")
+    assert response.status_code == 200 and response.json()["end_reason"] == "released"
+
+
+@pytest.mark.parametrize("resource", ["identities", "systems", "entitlements", "grants", "findings"])
+def test_list_endpoints_have_a_constant_query_count(admin, owner, resource):
+    from governance.models import Finding
+
+    def add_rows(n):
+        for i in range(n):
+            grant = GrantFactory(
+                identity=MachineFactory(owner=owner), entitlement=EntitlementFactory(system=SystemFactory())
+            )
+            Finding.objects.create(
+                key=f"k{grant.pk}-{i}",
+                kind="stale",
+                identity=grant.identity,
+                owner_to_act=owner,
+                first_seen_at=timezone.now(),
+                last_seen_at=timezone.now(),
+            )
+
+    client = api(admin.user)
+    client.get(f"{API}/{resource}/")  # warm the user's cached roles
+    add_rows(1)
+    with CaptureQueriesContext(connection) as one:
+        assert client.get(f"{API}/{resource}/").status_code == 200
+    add_rows(20)
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(f"{API}/{resource}/").status_code == 200
+    assert len(many.captured_queries) == len(one.captured_queries), resource
+
+
+def test_schema_and_docs(admin):
+    client = api(admin.user)
+    assert client.get(f"{API}/schema/").status_code == 200
+    docs = client.get(f"{API}/docs/")
+    assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_openapi_schema_validates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--api-version", "v1", "--file", str(tmp_path / "s.yaml")
+    )
+    schema = (tmp_path / "s.yaml").read_text()
+    assert "/api/v1/requests/{id}/approve/" in schema and "/api/v1/identities/" in schema
