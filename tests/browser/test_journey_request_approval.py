@@ -1,13 +1,16 @@
 """A requester asks, two stages approve in the queue, the system owner provisions, the grant runs. Ref: #4."""
 
 import re
+from datetime import timedelta
 
 import pytest
+import time_machine
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from governance.choices import RiskTier
-from governance.services.grants import grant_confirm_provisioned
 from jit.models import AccessRequest
+from jit.services.expiry import grants_expire_due
 from tests.factories.governance import EntitlementFactory, PersonFactory, SystemFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -18,6 +21,7 @@ TWO_STAGES = [{"approver": "entitlement_owner", "quorum": 1}, {"approver": "syst
 @pytest.fixture
 def catalogue():
     PersonFactory(name="Alice", user__username="alice", user__roles=["requester"])
+    PersonFactory(name="Ada", user__username="auditor", user__roles=["auditor"])
     return EntitlementFactory(
         name="db-write",
         risk_tier=RiskTier.MEDIUM,
@@ -74,10 +78,11 @@ def test_request_two_stage_approval_provisioning_and_time_left(page, login, cata
     sign_in_as(page, login, "sysowner")
     expect(approve_in_queue(page)).to_contain_text("Approved")
 
-    # The system owner confirms the manual provisioning. The inventory's grant page is not
-    # there yet, so the test calls the service that page will call.
+    # The manual connector asked the system owner; they confirm on the grant's page.
     access_request.refresh_from_db()
-    grant_confirm_provisioned(grant_id=access_request.grant_id, actor=entitlement.system.owner.user)
+    page.goto(f"/inventory/grants/{access_request.grant_id}/")
+    page.get_by_role("button", name="Confirm granted in Payments DB").click()
+    expect(page.get_by_role("status").filter(has_text="the grant is active")).to_be_visible()
 
     # Alice sees the grant active, with its time left.
     sign_in_as(page, login, "alice")
@@ -85,3 +90,24 @@ def test_request_two_stage_approval_provisioning_and_time_left(page, login, cata
     row = page.locator(f"#grant-{access_request.grant_id}")
     expect(row).to_contain_text("Active")
     expect(row.locator(".time-left")).to_have_text(re.compile(r"^(1 h 5\d|2 h 0) min$"))
+
+    # Two hours later the sweep (the beat's job, run here directly) expires it, and the system
+    # owner confirms the removal.
+    grant_id = access_request.grant_id
+    with time_machine.travel(timezone.now() + timedelta(hours=2, minutes=5), tick=True):
+        assert grants_expire_due(now=timezone.now()) == 1
+        sign_in_as(page, login, "sysowner")
+        page.goto(f"/inventory/grants/{grant_id}/")
+        page.get_by_role("button", name="Confirm removed from Payments DB").click()
+        expect(page.locator("h1 .badge")).to_have_text("Expired")
+
+        # An auditor finds every step, with the justification, in the audit trail.
+        sign_in_as(page, login, "auditor")
+        page.goto(f"/audit/?target=governance.grant:{grant_id}")
+        actions = page.locator("tbody tr td:nth-child(5)")
+        expect(actions).to_have_text(["grant.expired", "grant.expiring", "grant.activated", "grant.created"])
+        page.goto(f"/audit/?target=jit.accessrequest:{access_request.pk}")
+        expect(page.locator("tbody tr td:nth-child(5)")).to_have_text(
+            ["request.approved", "request.stage_approved", "request.stage_approved", "request.submitted"]
+        )
+        expect(page.locator("tbody tr").last).to_contain_text("Fix incident 42")
