@@ -49,7 +49,6 @@ def approve_in_queue(page, comment=""):
 
 
 def test_request_two_stage_approval_provisioning_and_time_left(page, login, catalogue):
-    entitlement = catalogue
 
     # Alice asks for db-write for 2 hours and sees the policy preview before submitting.
     sign_in_as(page, login, "alice")
