@@ -1,3 +1,10 @@
-"""Placeholder until the imports pages land."""
+"""URLs for inventory import (admins) and export (admins and auditors)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from governance import views_imports
+
+urlpatterns = [
+    path("", views_imports.import_upload, name="import"),
+    path("export/", views_imports.export_download, name="export"),
+]

@@ -1,0 +1,693 @@
+"""Validate every row of an import against the inventory, in memory, and plan the writes.
+
+Each `plan_<entity>` loads what it needs with one query per model, parses and checks every row
+(collecting every error rather than stopping at the first), and returns a `Plan`: objects to
+create (in levels, so that an owner defined in the same file is created before what it owns),
+objects to update with their snapshot before the change, and how many rows were unchanged.
+Nothing here writes; `governance.services.imports.import_apply` does.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db import models
+from django.utils import timezone
+
+from ..choices import (
+    ApproverSource,
+    Connector,
+    CredentialType,
+    Criticality,
+    GrantKind,
+    GrantStatus,
+    IdentityKind,
+    IdentityStatus,
+    LifecycleStatus,
+    RiskTier,
+    SecretLocation,
+)
+from ..models import Entitlement, Grant, Identity, System
+from ..models.entitlements import default_allowed_kinds, default_approval_stages
+from . import cells
+from .cells import CellError
+from .readers import Row, RowError
+from .specs import PORTAL_KEY_PREFIX, portal_key
+
+Progress = Callable[[str, int, int], None]
+
+# What the audit trail records of each imported object (allow-lists; never credentials themselves).
+IDENTITY_AUDITED = [
+    "kind",
+    "status",
+    "owner",
+    "backup_owner",
+    "name",
+    "email",
+    "team",
+    "manager",
+    "last_used_at",
+    "credential_type",
+    "secret_location",
+    "last_rotated_at",
+    "rotation_period_days",
+    "may_self_request",
+    "external_id",
+]
+SYSTEM_AUDITED = ["name", "description", "owner", "criticality", "connector", "external_id"]
+ENTITLEMENT_AUDITED = [
+    "system",
+    "name",
+    "owner",
+    "business_purpose",
+    "risk_tier",
+    "requestable",
+    "max_duration",
+    "approval_stages",
+    "auto_approve_machines",
+    "break_glass_eligible",
+    "justification_required",
+    "ticket_required",
+    "allowed_identity_kinds",
+    "review_cadence_days",
+    "external_id",
+]
+GRANT_AUDITED = ["identity", "entitlement", "kind", "status", "granted_at", "expires_at", "external_id"]
+
+
+@dataclass
+class Plan:
+    entity: str
+    model: type[models.Model]
+    audited: list[str]
+    rows: int = 0
+    levels: list[list[models.Model]] = field(default_factory=list)
+    updates: list[tuple[models.Model, dict[str, Any]]] = field(default_factory=list)
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    # References to objects that do not exist yet: id(obj) -> [(attname, key of a new object)].
+    links: dict[int, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    new_by_key: dict[str, models.Model] = field(default_factory=dict)
+
+    @property
+    def created(self) -> int:
+        return sum(len(level) for level in self.levels)
+
+    @property
+    def updated(self) -> int:
+        return len(self.updates)
+
+    def snapshot(self, obj: models.Model) -> dict[str, Any]:
+        return snapshot(obj, self.audited)
+
+
+def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
+    """Allow-listed values as stored, foreign keys by id (the shape `services.common.snapshot` uses)."""
+    values = obj.__dict__  # loaded rows and new objects hold every field here: no descriptors per cell
+    result = {}
+    for name in fields:
+        attname = f"{name}_id" if name in _FOREIGN_KEYS else name
+        value = values[attname] if attname in values else getattr(obj, attname)
+        result[name] = list(value) if type(value) is list else value
+    return result
+
+
+_FOREIGN_KEYS = frozenset({"owner", "backup_owner", "manager", "system", "identity", "entitlement"})
+# Checked for every row: frozensets, computed once (TextChoices.values builds a new list per call).
+_KINDS = cells.Choices(IdentityKind.values)
+_IDENTITY_STATUSES = cells.Choices(IdentityStatus.values)
+_CREDENTIAL_TYPES = cells.Choices(CredentialType.values)
+_SECRET_LOCATIONS = cells.Choices(SecretLocation.values)
+_RISK_TIERS = cells.Choices(RiskTier.values)
+_CONNECTORS = cells.Choices(Connector.values)
+_GRANT_KINDS = cells.Choices(GrantKind.values)
+_APPROVERS = cells.Choices(ApproverSource.values)
+
+
+class _Rows:
+    """Walks the rows once, reporting progress and collecting errors for each row."""
+
+    def __init__(self, plan: Plan, rows: list[Row], progress: Progress | None, every: int):
+        self.plan, self.rows, self.progress, self.every = plan, rows, progress, every
+        plan.rows = len(rows)
+
+    def __iter__(self):
+        total = len(self.rows)
+        for number, row in enumerate(self.rows, start=1):
+            yield row
+            if self.progress and (number % self.every == 0 or number == total):
+                self.progress("validated", number, total)
+
+
+def _key_of(row: Row, errors: list[RowError], seen: dict[str, int]) -> str | None:
+    """The row's external id, or None (with an error) when it is missing, too long or a duplicate."""
+    try:
+        key = cells.text(row.values.get("external_id"), column="external_id", max_length=200, required=True)
+    except CellError as exc:
+        errors.append(RowError(row.line, "", str(exc)))
+        return None
+    if key in seen:
+        errors.append(RowError(row.line, key, f"duplicate external_id {key!r} (first on line {seen[key]})"))
+        return None
+    seen[key] = row.line
+    return key
+
+
+def _index(objects) -> dict[str, Any]:
+    return {portal_key(obj): obj for obj in objects}
+
+
+def _new_key_error(key: str) -> str | None:
+    if key.startswith(PORTAL_KEY_PREFIX):
+        return f"unknown portal id {key!r}: new rows need their own external_id"
+    return None
+
+
+def _parse(row: Row, errors: list[RowError], key: str, parsers: dict[str, Callable[[Any], Any]]) -> dict | None:
+    """Parse each present column; every bad cell is reported, and None returned if any was bad."""
+    parsed, ok = {}, True
+    for column, parse in parsers.items():
+        if column not in row.values:
+            continue
+        try:
+            parsed[column] = parse(row.values[column])
+        except CellError as exc:
+            errors.append(RowError(row.line, key, str(exc)))
+            ok = False
+    return parsed if ok else None
+
+
+def _person_error(person: Any, role: str, *, must_be_active: bool) -> str | None:
+    kind, status = person
+    if kind != IdentityKind.HUMAN:
+        return f"{role} must be a human identity"
+    if must_be_active and status != IdentityStatus.ACTIVE:
+        return f"{role} is not active"
+    return None
+
+
+#
+# Identities
+#
+_IDENTITY_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: cells.text(v, column="name", max_length=200, required=True),
+    "kind": lambda v: cells.choice(v, column="kind", choices=_KINDS),
+    "status": lambda v: cells.choice(v, column="status", choices=_IDENTITY_STATUSES, default=IdentityStatus.ACTIVE),
+    "email": lambda v: cells.email(v, column="email"),
+    "team": lambda v: cells.text(v, column="team", max_length=120),
+    "owner_external_id": lambda v: cells.text(v, column="owner_external_id", max_length=200),
+    "backup_owner_external_id": lambda v: cells.text(v, column="backup_owner_external_id", max_length=200),
+    "manager_external_id": lambda v: cells.text(v, column="manager_external_id", max_length=200),
+    "credential_type": lambda v: cells.choice(v, column="credential_type", choices=_CREDENTIAL_TYPES),
+    "secret_location": lambda v: cells.choice(v, column="secret_location", choices=_SECRET_LOCATIONS),
+    "last_rotated_at": lambda v: cells.moment(v, column="last_rotated_at"),
+    "rotation_period_days": lambda v: cells.integer(v, column="rotation_period_days", minimum=1),
+    "last_used_at": lambda v: cells.moment(v, column="last_used_at"),
+    "may_self_request": lambda v: cells.boolean(v, column="may_self_request"),
+}
+_IDENTITY_PLAIN = [
+    "name",
+    "email",
+    "team",
+    "credential_type",
+    "secret_location",
+    "last_rotated_at",
+    "rotation_period_days",
+    "last_used_at",
+    "may_self_request",
+]
+_IDENTITY_REFS = [
+    ("owner_external_id", "owner"),
+    ("backup_owner_external_id", "backup_owner"),
+    ("manager_external_id", "manager"),
+]
+
+
+def plan_identities(rows: list[Row], *, progress: Progress | None = None, every: int = 10_000) -> Plan:
+    plan = Plan("identities", Identity, IDENTITY_AUDITED)
+    errors = plan.errors
+    existing = _index(Identity.objects.all())
+    seen: dict[str, int] = {}
+
+    # Pass 1: parse every row; learn the kind and status of identities that only the file defines.
+    parsed_rows: list[tuple[Row, str, dict]] = []
+    people: dict[str, tuple[str, str]] = {k: (o.kind, o.status) for k, o in existing.items()}
+    for row in _Rows(plan, rows, progress, every):
+        key = _key_of(row, errors, seen)
+        if key is None:
+            continue
+        parsed = _parse(row, errors, key, _IDENTITY_PARSERS)
+        if parsed is None:
+            continue
+        if key not in existing:
+            problem = _new_key_error(key)
+            if problem:
+                errors.append(RowError(row.line, key, problem))
+                continue
+            if "kind" not in parsed:
+                errors.append(RowError(row.line, key, "kind is required"))
+                continue
+            people[key] = (parsed["kind"], parsed.get("status", IdentityStatus.ACTIVE))
+        parsed_rows.append((row, key, parsed))
+
+    # Pass 2: resolve references and build the objects.
+    depends: dict[str, set[str]] = {}
+    for row, key, parsed in parsed_rows:
+        obj = existing.get(key)
+        is_new = obj is None
+        if is_new:
+            obj = Identity(external_id=key, kind=parsed["kind"], status=parsed.get("status", IdentityStatus.ACTIVE))
+            before = None
+        else:
+            before = plan.snapshot(obj)
+            if parsed["kind"] != obj.kind:
+                errors.append(RowError(row.line, key, f"kind cannot change on import (it is {obj.kind})"))
+                continue
+            if "status" in parsed and parsed["status"] != obj.status:
+                errors.append(
+                    RowError(
+                        row.line,
+                        key,
+                        f"status cannot change on import (it is {obj.status}): suspend or offboard in the portal",
+                    )
+                )
+                continue
+        for name in _IDENTITY_PLAIN:
+            if name in parsed:
+                setattr(obj, name, parsed[name])
+        if obj.kind == IdentityKind.HUMAN:
+            # As identity_create does: credentials and self-requests belong to machines.
+            obj.credential_type, obj.may_self_request = CredentialType.NONE, False
+        pending: list[tuple[str, str]] = []
+        ok = True
+        for column, attr in _IDENTITY_REFS:
+            if column not in parsed:
+                continue
+            ref = parsed[column]
+            role = attr.replace("_", " ")
+            if not ref:
+                setattr(obj, f"{attr}_id", None)
+                continue
+            if ref == key:
+                errors.append(RowError(row.line, key, f"an identity cannot be its own {role}"))
+                ok = False
+                continue
+            if ref not in people:
+                errors.append(RowError(row.line, key, f"unknown {role} external id {ref!r}"))
+                ok = False
+                continue
+            target = existing.get(ref)
+            changed = is_new or target is None or getattr(obj, f"{attr}_id") != target.pk
+            problem = _person_error(people[ref], role, must_be_active=changed and attr != "manager")
+            if problem:
+                errors.append(RowError(row.line, key, f"{problem} ({ref})"))
+                ok = False
+                continue
+            if target is not None:
+                setattr(obj, f"{attr}_id", target.pk)
+            else:
+                pending.append((f"{attr}_id", ref))
+        if not ok:
+            continue
+        has_owner = obj.owner_id is not None or any(attname == "owner_id" for attname, _ in pending)
+        if obj.kind != IdentityKind.HUMAN and not has_owner:
+            errors.append(RowError(row.line, key, "a non-human identity needs an owner"))
+            continue
+        if pending:
+            plan.links[id(obj)] = pending
+        if is_new:
+            plan.new_by_key[key] = obj
+            depends[key] = {ref for _, ref in pending}
+        elif pending or plan.snapshot(obj) != before:
+            plan.updates.append((obj, before))
+        else:
+            plan.unchanged += 1
+
+    if not errors:
+        _levels(plan, depends, {key: seen[key] for key in depends})
+    return plan
+
+
+def _levels(plan: Plan, depends: dict[str, set[str]], lines: dict[str, int]) -> None:
+    """Order new objects so that each is created after the new objects it refers to (Kahn, linear)."""
+    waiting = {key: len(refs) for key, refs in depends.items()}
+    dependents: dict[str, list[str]] = defaultdict(list)
+    for key, refs in depends.items():
+        for ref in refs:
+            dependents[ref].append(key)
+    ready = [key for key, count in waiting.items() if count == 0]
+    placed = 0
+    while ready:
+        plan.levels.append([plan.new_by_key[key] for key in ready])
+        placed += len(ready)
+        following = []
+        for key in ready:
+            for dependent in dependents.get(key, ()):
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    following.append(dependent)
+        ready = following
+    if placed < len(waiting):
+        for key, count in waiting.items():
+            if count:
+                plan.errors.append(RowError(lines[key], key, "owner, backup owner or manager references form a cycle"))
+
+
+#
+# Systems
+#
+_SYSTEM_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: cells.text(v, column="name", max_length=200, required=True),
+    "description": lambda v: cells.text(v, column="description", max_length=10_000),
+    "owner_external_id": lambda v: cells.text(v, column="owner_external_id", max_length=200, required=True),
+    "criticality": lambda v: cells.choice(v, column="criticality", choices=_RISK_TIERS, default=Criticality.MEDIUM),
+    "connector": lambda v: cells.choice(v, column="connector", choices=_CONNECTORS, default=Connector.MANUAL),
+}
+
+
+def _owner(
+    row: Row, key: str, ref: str, obj, owners: dict[str, Identity], is_new: bool, errors: list[RowError]
+) -> int | None:
+    """The owner's id, checked like the catalogue services do (an active person when it changes)."""
+    owner = owners.get(ref)
+    if owner is None:
+        errors.append(RowError(row.line, key, f"unknown owner external id {ref!r}"))
+        return None
+    problem = _person_error((owner.kind, owner.status), "owner", must_be_active=is_new or obj.owner_id != owner.pk)
+    if problem:
+        errors.append(RowError(row.line, key, f"{problem} ({ref})"))
+        return None
+    return owner.pk
+
+
+def _retired_change(row: Row, key: str, obj, before: dict, plan: Plan, noun: str) -> bool:
+    if obj.status == LifecycleStatus.RETIRED and plan.snapshot(obj) != before:
+        plan.errors.append(RowError(row.line, key, f"the {noun} is retired; it cannot be changed"))
+        return True
+    return False
+
+
+def plan_systems(rows: list[Row], *, progress: Progress | None = None, every: int = 10_000) -> Plan:
+    plan = Plan("systems", System, SYSTEM_AUDITED)
+    errors = plan.errors
+    existing = _index(System.objects.all())
+    owners = _index(Identity.objects.only("id", "external_id", "kind", "status"))
+    seen: dict[str, int] = {}
+    live_names: list[tuple[str, str, int]] = []  # (name, key, line) of every active system the file defines
+    for row in _Rows(plan, rows, progress, every):
+        key = _key_of(row, errors, seen)
+        if key is None:
+            continue
+        parsed = _parse(row, errors, key, _SYSTEM_PARSERS)
+        if parsed is None:
+            continue
+        obj = existing.get(key)
+        is_new = obj is None
+        if is_new:
+            problem = _new_key_error(key)
+            if problem:
+                errors.append(RowError(row.line, key, problem))
+                continue
+            obj, before = System(external_id=key), None
+        else:
+            before = plan.snapshot(obj)
+        owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, errors)
+        if owner_id is None:
+            continue
+        obj.owner_id = owner_id
+        for name in ("name", "description", "criticality", "connector"):
+            if name in parsed:
+                setattr(obj, name, parsed[name])
+        if not is_new and _retired_change(row, key, obj, before, plan, "system"):
+            continue
+        if obj.status == LifecycleStatus.ACTIVE:
+            live_names.append((obj.name, key, row.line))
+        _keep(plan, obj, key, before, is_new)
+    in_file = {key for _, key, _ in live_names}
+    taken = {
+        obj.name: key for key, obj in existing.items() if obj.status == LifecycleStatus.ACTIVE and key not in in_file
+    }
+    for name, key, line in live_names:
+        if name in taken:
+            errors.append(RowError(line, key, f"another active system is named {name!r} ({taken[name]})"))
+        else:
+            taken[name] = key
+    return plan
+
+
+def _keep(plan: Plan, obj, key: str, before: dict | None, is_new: bool) -> None:
+    if is_new:
+        plan.new_by_key[key] = obj
+    elif plan.snapshot(obj) != before:
+        plan.updates.append((obj, before))
+    else:
+        plan.unchanged += 1
+
+
+#
+# Entitlements
+#
+def _stages(groups: set[str]) -> Callable[[Any], list[dict] | None]:
+    """Parse approval stages as `catalogue.validate_approval_stages` does, with groups known in memory."""
+
+    def parse(value: Any) -> list[dict] | None:
+        stages = cells.json_list(value, column="approval_stages")
+        if stages is None:
+            return None
+        if not stages:
+            raise CellError("approval_stages: at least one stage is required")
+        clean = []
+        for number, stage in enumerate(stages, start=1):
+            if not isinstance(stage, dict) or stage.get("approver") not in _APPROVERS:
+                raise CellError(
+                    f"approval_stages: stage {number} approver must be one of {', '.join(ApproverSource.values)}"
+                )
+            quorum = stage.get("quorum", 1)
+            if not isinstance(quorum, int) or isinstance(quorum, bool) or not 1 <= quorum <= 5:
+                raise CellError(f"approval_stages: stage {number} quorum must be between 1 and 5")
+            entry = {"approver": stage["approver"], "quorum": quorum}
+            if stage["approver"] == ApproverSource.GROUP:
+                if stage.get("group", "") not in groups:
+                    raise CellError(f"approval_stages: stage {number} group {stage.get('group')!r} does not exist")
+                entry["group"] = stage["group"]
+            clean.append(entry)
+        return clean
+
+    return parse
+
+
+def _entitlement_parsers(groups: set[str]) -> dict[str, Callable[[Any], Any]]:
+    stages = _stages(groups)
+    return {
+        "system_external_id": lambda v: cells.text(v, column="system_external_id", max_length=200, required=True),
+        "name": lambda v: cells.text(v, column="name", max_length=200, required=True),
+        "owner_external_id": lambda v: cells.text(v, column="owner_external_id", max_length=200, required=True),
+        "business_purpose": lambda v: cells.text(v, column="business_purpose", max_length=10_000),
+        "risk_tier": lambda v: cells.choice(v, column="risk_tier", choices=_RISK_TIERS, default=RiskTier.LOW),
+        "requestable": lambda v: cells.boolean(v, column="requestable", default=True),
+        "max_duration_hours": lambda v: cells.hours(v, column="max_duration_hours"),
+        "justification_required": lambda v: cells.boolean(v, column="justification_required", default=True),
+        "ticket_required": lambda v: cells.boolean(v, column="ticket_required"),
+        "auto_approve_machines": lambda v: cells.boolean(v, column="auto_approve_machines"),
+        "break_glass_eligible": lambda v: cells.boolean(v, column="break_glass_eligible"),
+        "allowed_identity_kinds": lambda v: (
+            cells.kinds(v, column="allowed_identity_kinds", choices=_KINDS) or default_allowed_kinds()
+        ),
+        "review_cadence_days": lambda v: cells.integer(v, column="review_cadence_days", minimum=1, default=90),
+        "approval_stages": lambda v: stages(v) or default_approval_stages(),
+    }
+
+
+_ENTITLEMENT_PLAIN = [
+    "name",
+    "business_purpose",
+    "risk_tier",
+    "requestable",
+    "justification_required",
+    "ticket_required",
+    "auto_approve_machines",
+    "break_glass_eligible",
+    "allowed_identity_kinds",
+    "review_cadence_days",
+    "approval_stages",
+]
+
+
+def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, every: int = 10_000) -> Plan:
+    plan = Plan("entitlements", Entitlement, ENTITLEMENT_AUDITED)
+    errors = plan.errors
+    existing = _index(Entitlement.objects.all())
+    systems = _index(System.objects.only("id", "external_id", "name", "status"))
+    owners = _index(Identity.objects.only("id", "external_id", "kind", "status"))
+    parsers = _entitlement_parsers(set(Group.objects.values_list("name", flat=True)))
+    seen: dict[str, int] = {}
+    live_names: list[tuple[tuple[int, str], str, int]] = []
+    for row in _Rows(plan, rows, progress, every):
+        key = _key_of(row, errors, seen)
+        if key is None:
+            continue
+        parsed = _parse(row, errors, key, parsers)
+        if parsed is None:
+            continue
+        obj = existing.get(key)
+        is_new = obj is None
+        system = systems.get(parsed["system_external_id"])
+        if system is None:
+            errors.append(RowError(row.line, key, f"unknown system external id {parsed['system_external_id']!r}"))
+            continue
+        if is_new:
+            problem = _new_key_error(key)
+            if problem:
+                errors.append(RowError(row.line, key, problem))
+                continue
+            if system.status != LifecycleStatus.ACTIVE:
+                errors.append(RowError(row.line, key, f"system {parsed['system_external_id']!r} is retired"))
+                continue
+            obj, before = Entitlement(external_id=key, system_id=system.pk), None
+        else:
+            before = plan.snapshot(obj)
+            if obj.system_id != system.pk:
+                errors.append(RowError(row.line, key, "an entitlement cannot move to another system"))
+                continue
+        owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, errors)
+        if owner_id is None:
+            continue
+        obj.owner_id = owner_id
+        for name in _ENTITLEMENT_PLAIN:
+            if name in parsed:
+                setattr(obj, name, parsed[name])
+        if "max_duration_hours" in parsed:
+            obj.max_duration = parsed["max_duration_hours"]
+        if not is_new and _retired_change(row, key, obj, before, plan, "entitlement"):
+            continue
+        if obj.status == LifecycleStatus.ACTIVE:
+            live_names.append(((obj.system_id, obj.name), key, row.line))
+        _keep(plan, obj, key, before, is_new)
+    in_file = {key for _, key, _ in live_names}
+    taken = {
+        (obj.system_id, obj.name): key
+        for key, obj in existing.items()
+        if obj.status == LifecycleStatus.ACTIVE and key not in in_file
+    }
+    for name, key, line in live_names:
+        if name in taken:
+            errors.append(
+                RowError(line, key, f"the system already has an active entitlement named {name[1]!r} ({taken[name]})")
+            )
+        else:
+            taken[name] = key
+    return plan
+
+
+#
+# Grants
+#
+_GRANT_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "identity_external_id": lambda v: cells.text(v, column="identity_external_id", max_length=200, required=True),
+    "entitlement_external_id": lambda v: cells.text(v, column="entitlement_external_id", max_length=200, required=True),
+    "kind": lambda v: cells.choice(v, column="kind", choices=_GRANT_KINDS),
+    "expires_at": lambda v: cells.moment(v, column="expires_at"),
+    "granted_at": lambda v: cells.moment(v, column="granted_at"),
+}
+
+
+def plan_grants(
+    rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, now: datetime | None = None
+) -> Plan:
+    """Grants are access that already exists on the target: imported as active, never changed by a re-import."""
+    now = now or timezone.now()
+    plan = Plan("grants", Grant, GRANT_AUDITED)
+    errors = plan.errors
+    existing = _index(
+        Grant.objects.only("id", "external_id", "identity_id", "entitlement_id", "kind", "granted_at", "expires_at")
+    )
+    identities = _index(Identity.objects.only("id", "external_id", "status"))
+    entitlements = _index(Entitlement.objects.only("id", "external_id", "status"))
+    live = set(Grant.objects.filter(status__in=GrantStatus.live()).values_list("identity_id", "entitlement_id"))
+    seen: dict[str, int] = {}
+    for row in _Rows(plan, rows, progress, every):
+        key = _key_of(row, errors, seen)
+        if key is None:
+            continue
+        parsed = _parse(row, errors, key, _GRANT_PARSERS)
+        if parsed is None:
+            continue
+        identity = identities.get(parsed["identity_external_id"])
+        entitlement = entitlements.get(parsed["entitlement_external_id"])
+        bad = False
+        if identity is None:
+            errors.append(RowError(row.line, key, f"unknown identity external id {parsed['identity_external_id']!r}"))
+            bad = True
+        if entitlement is None:
+            errors.append(
+                RowError(row.line, key, f"unknown entitlement external id {parsed['entitlement_external_id']!r}")
+            )
+            bad = True
+        if bad:
+            continue
+        expires_at = parsed.get("expires_at")
+        obj = existing.get(key)
+        if obj is not None:
+            same = (
+                obj.identity_id == identity.pk
+                and obj.entitlement_id == entitlement.pk
+                and obj.kind == parsed["kind"]
+                and obj.expires_at == expires_at
+                and (
+                    "granted_at" not in parsed or parsed["granted_at"] is None or parsed["granted_at"] == obj.granted_at
+                )
+            )
+            if same:
+                plan.unchanged += 1
+            else:
+                errors.append(RowError(row.line, key, "this grant exists with other values; change it in the portal"))
+            continue
+        problem = _new_key_error(key)
+        if problem:
+            errors.append(RowError(row.line, key, problem))
+            continue
+        granted_at = parsed.get("granted_at") or now
+        problems = []
+        if identity.status == IdentityStatus.OFFBOARDED:
+            problems.append(f"identity {parsed['identity_external_id']!r} is offboarded")
+        if entitlement.status != LifecycleStatus.ACTIVE:
+            problems.append(f"entitlement {parsed['entitlement_external_id']!r} is retired")
+        if parsed["kind"] != GrantKind.STANDING and expires_at is None:
+            problems.append(f"a {parsed['kind']} grant needs expires_at")
+        if expires_at is not None and expires_at <= max(granted_at, now):
+            problems.append("expires_at must be in the future and after granted_at")
+        if (identity.pk, entitlement.pk) in live:
+            problems.append("the identity already holds a live grant of this entitlement")
+        if problems:
+            errors.extend(RowError(row.line, key, p) for p in problems)
+            continue
+        live.add((identity.pk, entitlement.pk))
+        plan.new_by_key[key] = Grant(
+            external_id=key,
+            identity_id=identity.pk,
+            entitlement_id=entitlement.pk,
+            kind=parsed["kind"],
+            status=GrantStatus.ACTIVE,
+            granted_at=granted_at,
+            expires_at=expires_at,
+            reason="imported",
+        )
+    return plan
+
+
+PLANNERS: dict[str, Callable[..., Plan]] = {
+    "identities": plan_identities,
+    "systems": plan_systems,
+    "entitlements": plan_entitlements,
+    "grants": plan_grants,
+}
+
+
+def plan_for(entity: str, rows: list[Row], *, progress: Progress | None = None, every: int = 10_000) -> Plan:
+    plan = PLANNERS[entity](rows, progress=progress, every=every)
+    if entity != "identities" and plan.new_by_key:
+        plan.levels = [list(plan.new_by_key.values())]
+    return plan

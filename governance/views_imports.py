@@ -1,0 +1,113 @@
+"""Inventory import (admins) and export (admins and auditors).
+
+The upload page validates the whole file first: it shows what was created, updated and left
+unchanged, or a table of every bad row with its line number, and then nothing was written.
+"""
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from audit.exports import streaming_csv_response
+
+from . import policies
+from .errors import DomainError
+from .imports.exports import csv_rows, json_chunks
+from .imports.specs import COLUMNS, ENTITIES, FORMATS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from .roles import Role, has_role
+from .services.imports import ImportRejected, import_apply
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+ERRORS_SHOWN = 500
+ENTITY_CHOICES = [(entity, entity.capitalize()) for entity in ENTITIES]
+FORMAT_CHOICES = [("csv", "CSV"), ("json", "JSON")]
+
+
+class ImportForm(forms.Form):
+    entity = forms.ChoiceField(label="What the file holds", choices=ENTITY_CHOICES)
+    format = forms.ChoiceField(label="Format", choices=FORMAT_CHOICES, initial="csv")
+    file = forms.FileField(label="File", help_text="UTF-8, keyed by external_id. All rows are imported, or none.")
+    dry_run = forms.BooleanField(label="Only check the file (write nothing)", required=False)
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
+        return upload
+
+
+def _can_export(user) -> bool:
+    return has_role(user, Role.ADMIN, Role.AUDITOR)
+
+
+def _columns() -> list[dict]:
+    return [
+        {
+            "entity": entity,
+            "columns": COLUMNS[entity] + OPTIONAL_COLUMNS[entity],
+            "required": REQUIRED_COLUMNS[entity],
+        }
+        for entity in ENTITIES
+    ]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_upload(request):
+    if not policies.can_import(request.user):
+        raise PermissionDenied("Only admins may import the inventory.")
+    context = {"columns": _columns(), "entities": ENTITIES, "formats": FORMATS}
+    status = 200
+    if request.method == "POST":
+        form = ImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                context["result"] = import_apply(
+                    actor=request.user,
+                    entity=form.cleaned_data["entity"],
+                    fmt=form.cleaned_data["format"],
+                    content=upload.read(),
+                    file_name=upload.name,
+                    dry_run=form.cleaned_data["dry_run"],
+                )
+            except ImportRejected as exc:
+                context.update(
+                    rejected=exc.message,
+                    row_errors=exc.row_errors[:ERRORS_SHOWN],
+                    more_errors=max(len(exc.row_errors) - ERRORS_SHOWN, 0),
+                    file_name=upload.name,
+                )
+                status = 400
+            except DomainError as exc:
+                context["rejected"] = exc.message
+                status = exc.status_code
+        else:
+            status = 400
+    else:
+        form = ImportForm()
+    context["form"] = form
+    return render(request, "governance/import.html", context, status=status)
+
+
+@login_required
+@require_GET
+def export_download(request):
+    """Without ?entity: a page of download links; with it, the file, streamed."""
+    if not _can_export(request.user):
+        raise PermissionDenied("Only admins and auditors may export the inventory.")
+    entity = request.GET.get("entity", "")
+    fmt = request.GET.get("format", "csv")
+    if not entity:
+        return render(request, "governance/export.html", {"entities": ENTITIES, "formats": FORMATS})
+    if entity not in ENTITIES or fmt not in FORMATS:
+        return HttpResponseBadRequest(f"Choose entity from {', '.join(ENTITIES)} and format from {', '.join(FORMATS)}.")
+    if fmt == "csv":
+        header, rows = csv_rows(entity)
+        return streaming_csv_response(f"{entity}.csv", header, rows)
+    response = StreamingHttpResponse(json_chunks(entity), content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{entity}.json"'
+    return response
