@@ -28,6 +28,8 @@ class AuditAction(models.TextChoices):
     USER_LOGIN_FAILED = "user.login_failed", "Login failed"
     ROLE_ASSIGNED = "role.assigned", "Role assigned"
     ROLE_REMOVED = "role.removed", "Role removed"
+    # Evidence leaving the portal
+    EXPORT_DOWNLOADED = "export.downloaded", "Export downloaded"
     # Outbox (side effects leaving the portal)
     OUTBOX_DEAD = "outbox.dead", "Outbox message gave up"
     OUTBOX_RETRIED = "outbox.retried", "Outbox message retried"

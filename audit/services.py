@@ -245,3 +245,14 @@ def audit_events_record_many(*, actor: ActorLike, events: Iterable[EventSpec]) -
             for row in rows
         ]
         return AuditEvent.objects.bulk_create(events, batch_size=1000)
+
+
+def export_recorded(*, actor: ActorLike, what: str, filters: Mapping[str, Any], file_format: str) -> AuditEvent:
+    """Record that evidence left the portal (who exported what, with which filters)."""
+    with transaction.atomic():
+        return audit_event_record(
+            actor=actor,
+            action=AuditAction.EXPORT_DOWNLOADED,
+            target=None,
+            data={"what": what, "format": file_format, "filters": {k: v for k, v in filters.items() if v}},
+        )

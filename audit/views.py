@@ -4,6 +4,7 @@ from django.views.generic import ListView, View
 from .exports import streaming_csv_response
 from .filters import AuditEventFilter
 from .models import AuditEvent
+from .services import export_recorded
 
 EXPORT_HEADER = [
     "seq",
@@ -50,6 +51,7 @@ class AuditEventExportView(AuditorOnlyMixin, View):
     """The filtered trail as CSV, streamed so a million rows never sit in memory."""
 
     def get(self, request):
+        export_recorded(actor=request.user, what="audit_trail", filters=request.GET.dict(), file_format="csv")
         filterset = AuditEventFilter(request.GET or None, queryset=AuditEvent.objects.order_by("seq"))
         queryset = filterset.qs if filterset.is_bound else filterset.queryset
         rows = (

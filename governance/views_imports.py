@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.exports import streaming_csv_response
+from audit.services import export_recorded
 
 from . import policies
 from .errors import DomainError
@@ -105,6 +106,7 @@ def export_download(request):
         return render(request, "governance/export.html", {"entities": ENTITIES, "formats": FORMATS})
     if entity not in ENTITIES or fmt not in FORMATS:
         return HttpResponseBadRequest(f"Choose entity from {', '.join(ENTITIES)} and format from {', '.join(FORMATS)}.")
+    export_recorded(actor=request.user, what=entity, filters={}, file_format=fmt)
     if fmt == "csv":
         header, rows = csv_rows(entity)
         return streaming_csv_response(f"{entity}.csv", header, rows)

@@ -70,3 +70,12 @@ def test_export_streams_csv_with_formula_cells_neutralised(client, auditor, even
     # filtering applies to the export too
     response = client.get(reverse("audit:event_export"), {"action": "user.logged_in", "actor": "alice"})
     assert len(b"".join(response.streaming_content).decode().strip().splitlines()) == 2
+
+
+def test_export_itself_is_audited(client, auditor, events):
+    from audit.models import AuditEvent
+
+    client.force_login(auditor)
+    b"".join(client.get(reverse("audit:event_export"), {"action": "grant.expired"}).streaming_content)
+    event = AuditEvent.objects.get(action="export.downloaded")
+    assert event.actor_label == auditor.username and event.data["filters"] == {"action": "grant.expired"}
