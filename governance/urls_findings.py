@@ -1,3 +1,9 @@
-"""Placeholder until the findings pages land."""
+"""Hygiene findings pages, mounted under /inventory/findings/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views_findings
+
+urlpatterns = [
+    path("", views_findings.finding_list, name="finding_list"),
+]

@@ -23,6 +23,7 @@ BEAT_SCHEDULE = {
         "task": "jit.tasks.access_requests_start_scheduled_task",
         "schedule": 60.0,
     },
+    "governance.tasks.hygiene_scan_task": {"task": "governance.tasks.hygiene_scan_task", "schedule": 900.0},
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

@@ -1,0 +1,123 @@
+"""Store what the hygiene detectors find: open new findings, refresh ones still seen, resolve the rest."""
+
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.choices import AuditAction
+from audit.services import Actor, EventSpec, Target, audit_events_record_many
+
+from .. import hygiene
+from ..choices import FindingStatus
+from ..models import Finding
+
+BATCH_SIZE = 5000
+# Two scans at once would race on the one-open-finding-per-key constraint; the second one waits.
+_SCAN_LOCK_KEY = 0x68796769656E65  # "hygiene"
+
+
+def _lock_scan() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SCAN_LOCK_KEY])
+    # SQLite: transactions are IMMEDIATE (settings), so one writer at a time already.
+
+
+def _chunks(items: list, size: int = BATCH_SIZE):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _target(pk: int, label: str) -> Target:
+    return Target("governance.finding", str(pk), label[:200])
+
+
+@transaction.atomic
+def findings_scan(*, now: datetime | None = None) -> dict[str, Any]:
+    """Compute every current finding and reconcile the stored ones with it, in one transaction.
+
+    A finding is identified by its key (kind and subject): a new key opens a finding, a key seen
+    again refreshes `last_seen_at` (and the owner to act, severity and details when they changed),
+    an open key no longer seen is resolved. Opened and resolved findings are audited as one batch.
+    Running it twice changes nothing but `last_seen_at`.
+    """
+    now = now or timezone.now()
+    _lock_scan()
+    found = hygiene.findings_detect(now=now)
+    open_rows = {
+        row["key"]: row
+        for row in Finding.objects.filter(status=FindingStatus.OPEN).values(
+            "pk", "key", "severity", "owner_to_act_id", "details"
+        )
+    }
+
+    new = [
+        Finding(
+            key=c.key,
+            kind=c.kind,
+            severity=c.severity,
+            status=FindingStatus.OPEN,
+            identity_id=c.identity_id,
+            entitlement_id=c.entitlement_id,
+            grant_id=c.grant_id,
+            owner_to_act_id=c.owner_to_act_id,
+            details=c.details,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+        for key, c in found.items()
+        if key not in open_rows
+    ]
+    Finding.objects.bulk_create(new, batch_size=BATCH_SIZE)
+
+    seen_pks, changed = [], []
+    for key, row in open_rows.items():
+        candidate = found.get(key)
+        if candidate is None:
+            continue
+        seen_pks.append(row["pk"])
+        if (row["severity"], row["owner_to_act_id"], row["details"]) != (
+            candidate.severity,
+            candidate.owner_to_act_id,
+            candidate.details,
+        ):
+            changed.append(
+                Finding(
+                    pk=row["pk"],
+                    severity=candidate.severity,
+                    owner_to_act_id=candidate.owner_to_act_id,
+                    details=candidate.details,
+                )
+            )
+    for chunk in _chunks(seen_pks):
+        Finding.objects.filter(pk__in=chunk).update(last_seen_at=now)
+    Finding.objects.bulk_update(changed, ["severity", "owner_to_act", "details"], batch_size=1000)
+
+    gone = [(row["pk"], row["details"].get("subject", key)) for key, row in open_rows.items() if key not in found]
+    for chunk in _chunks([pk for pk, _ in gone]):
+        Finding.objects.filter(pk__in=chunk).update(status=FindingStatus.RESOLVED, resolved_at=now)
+
+    events = [
+        EventSpec(
+            AuditAction.FINDING_OPENED,
+            _target(f.pk, f"{f.get_kind_display()}: {f.details['subject']}"),
+            {"kind": f.kind, "severity": f.severity, "owner_to_act": f.owner_to_act_id, "key": f.key},
+        )
+        for f in new
+    ] + [EventSpec(AuditAction.FINDING_RESOLVED, _target(pk, subject), {"resolved_at": now}) for pk, subject in gone]
+    audit_events_record_many(actor=Actor.system(), events=events)
+
+    by_kind: dict[str, int] = {}
+    for candidate in found.values():
+        kind = str(candidate.kind)
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    return {
+        "open": len(found),
+        "opened": len(new),
+        "still_open": len(seen_pks),
+        "updated": len(changed),
+        "resolved": len(gone),
+        "by_kind": by_kind,
+    }

@@ -1,0 +1,11 @@
+"""Beat tasks of the inventory: thin and idempotent (the service reconciles by key)."""
+
+from celery import shared_task
+
+from .services.findings import findings_scan
+
+
+@shared_task(acks_late=True)
+def hygiene_scan_task() -> dict:
+    """Recompute hygiene findings: open new ones, refresh the ones still seen, resolve the rest."""
+    return findings_scan()

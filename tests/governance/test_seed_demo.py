@@ -1,0 +1,98 @@
+"""`manage.py seed_demo`: a believable organisation, every identity kind, findings to look at. Ref: #3 item 9."""
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.db import transaction
+
+from audit.choices import AuditAction
+from audit.models import AuditEvent
+from governance.choices import FindingKind, FindingStatus, GrantKind, IdentityKind, RiskTier
+from governance.models import Entitlement, Finding, Grant, Identity, SodRule, System
+from jit.models import Heartbeat
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(*args) -> str:
+    out = StringIO()
+    call_command("seed_demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_small_run_builds_the_organisation_and_a_second_run_changes_nothing():
+    # when
+    output = seed("--identities", "60", "--seed", "7")
+
+    # then: every kind of identity, a catalogue at every tier, grants and findings
+    assert set(Identity.objects.values_list("kind", flat=True)) == set(IdentityKind.values)
+    assert Identity.objects.count() == 60
+    assert Identity.history.count() >= 60  # a demo-sized run keeps history rows for every identity
+    assert {"AWS production", "Payments DB", "GitHub", "Snowflake", "Kubernetes prod", "Salesforce"} <= set(
+        System.objects.values_list("name", flat=True)
+    )
+    assert set(Entitlement.objects.values_list("risk_tier", flat=True)) == set(RiskTier.values)
+    for critical in Entitlement.objects.filter(risk_tier=RiskTier.CRITICAL):
+        assert [s["approver"] for s in critical.approval_stages] == ["entitlement_owner", "system_owner"]
+    assert SodRule.objects.exists()
+    assert Grant.objects.filter(kind=GrantKind.JIT, expires_at__isnull=False).exists()
+    kinds = set(Finding.objects.filter(status=FindingStatus.OPEN).values_list("kind", flat=True))
+    assert {
+        FindingKind.ORPHANED,
+        FindingKind.ROTATION_OVERDUE,
+        FindingKind.SECRET_OUTSIDE_MANAGER,
+        FindingKind.STALE,
+        FindingKind.STANDING_HIGH_RISK,
+        FindingKind.SOD_CONFLICT,
+        FindingKind.ENTITLEMENT_WITHOUT_OWNER,
+        FindingKind.RENEWED_AS_STANDING,
+    } <= kinds
+    assert Heartbeat.objects.exists()  # the expiry sweep ran once
+    assert AuditEvent.objects.filter(action=AuditAction.IMPORT_APPLIED).count() == 1
+    assert "Demo organisation:" in output
+
+    # and when run again
+    identities, grants = Identity.objects.count(), Grant.objects.count()
+    again = seed("--identities", "60")
+
+    # then
+    assert "exists already" in again
+    assert (Identity.objects.count(), Grant.objects.count()) == (identities, grants)
+    assert AuditEvent.objects.filter(action=AuditAction.IMPORT_APPLIED).count() == 1
+
+
+def test_demo_logins_are_linked_to_people_with_something_to_see():
+    seed()
+    users = {u.username: u for u in get_user_model().objects.all()}
+    owner = Identity.objects.get(user=users["owner"])
+    requester = Identity.objects.get(user=users["requester"])
+
+    assert owner.owned_identities.count() >= 3
+    assert owner.owned_systems.count() >= 2 and owner.owned_entitlements.count() >= 3
+    assert requester.manager is not None and requester.manager.user == users["approver"]
+    assert requester.owned_identities.count() == 1
+    for login in ("approver", "auditor", "admin"):
+        assert Identity.objects.filter(user=users[login], kind=IdentityKind.HUMAN).exists()
+    assert Finding.objects.filter(owner_to_act=owner, status=FindingStatus.OPEN).exists()
+
+
+def test_the_same_seed_builds_the_same_organisation():
+    # given a first build, rolled back
+    with transaction.atomic():
+        seed("--identities", "80", "--seed", "3")
+        first = sorted(Identity.objects.values_list("name", "kind", "status"))
+        transaction.set_rollback(True)
+    assert not Identity.objects.exists()
+
+    # when built again with the same seed
+    seed("--identities", "80", "--seed", "3")
+
+    # then
+    assert sorted(Identity.objects.values_list("name", "kind", "status")) == first
+
+
+def test_negative_size_is_refused():
+    with pytest.raises(CommandError):
+        seed("--identities", "-1")
