@@ -207,6 +207,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
 }
+FILTERS_EMPTY_CHOICE_LABEL = "Any"
+FILTERS_NULL_CHOICE_LABEL = "None"
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Access portal API",
     "VERSION": "v1",
