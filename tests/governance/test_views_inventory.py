@@ -29,15 +29,15 @@ def stranger():
     return with_role(PersonFactory(name="Rick Requester"), "requester")
 
 
-@pytest.mark.parametrize(
-    "url_name", ["identity_list", "my_identities", "system_list", "entitlement_list"]
-)
+@pytest.mark.parametrize("url_name", ["identity_list", "my_identities", "system_list", "entitlement_list"])
 def test_list_pages_render_with_constant_queries(client, owner, count_queries, url_name):
     client.force_login(owner.user)
     grant = GrantFactory(identity=MachineFactory(owner=owner))
     one = count_queries(lambda: client.get(reverse(f"governance:{url_name}")))
     for _ in range(20):
-        GrantFactory(identity=MachineFactory(owner=owner), entitlement=EntitlementFactory(system=grant.entitlement.system))
+        GrantFactory(
+            identity=MachineFactory(owner=owner), entitlement=EntitlementFactory(system=grant.entitlement.system)
+        )
     assert count_queries(lambda: client.get(reverse(f"governance:{url_name}"))) == one
 
 
@@ -90,8 +90,13 @@ def test_owner_edits_and_offboards_their_machine_identity(client, owner, bot):
     client.force_login(owner.user)
     response = client.post(
         reverse("governance:identity_edit", args=[bot.pk]),
-        {"name": "billing-bot", "team": "Payments", "credential_type": "static_secret", "secret_location": "secrets_manager",
-         "rotation_period_days": "30"},
+        {
+            "name": "billing-bot",
+            "team": "Payments",
+            "credential_type": "static_secret",
+            "secret_location": "secrets_manager",
+            "rotation_period_days": "30",
+        },
         follow=True,
     )
     assert response.status_code == 200 and b"updated" in response.content
@@ -121,16 +126,25 @@ def test_entitlement_edit_rejects_bad_json_beside_the_field(client, owner):
     client.force_login(owner.user)
     response = client.post(
         reverse("governance:entitlement_edit", args=[entitlement.pk]),
-        {"name": entitlement.name, "owner": owner.pk, "risk_tier": "low", "review_cadence_days": 90,
-         "approval_stages": "[{oops", "allowed_identity_kinds": ["human"]},
+        {
+            "name": entitlement.name,
+            "owner": owner.pk,
+            "risk_tier": "low",
+            "review_cadence_days": 90,
+            "approval_stages": "[{oops",
+            "allowed_identity_kinds": ["human"],
+        },
     )
     assert "Not valid JSON" in str(response.context["form"].errors["approval_stages"])
 
 
 def test_system_owner_confirms_a_pending_grant_on_its_page(client):
     system_owner = PersonFactory()
-    grant = GrantFactory(status=GrantStatus.PENDING_PROVISION, granted_at=None,
-                         entitlement=EntitlementFactory(system=SystemFactory(owner=system_owner)))
+    grant = GrantFactory(
+        status=GrantStatus.PENDING_PROVISION,
+        granted_at=None,
+        entitlement=EntitlementFactory(system=SystemFactory(owner=system_owner)),
+    )
     client.force_login(system_owner.user)
     response = client.post(reverse("governance:grant_step", args=[grant.pk, "confirm-granted"]), follow=True)
     assert b"the grant is active" in response.content
