@@ -12,30 +12,35 @@ class ManualConnector(BaseConnector):
 
     name = "manual"
 
-    def provision(self, grant) -> Outcome:
+    def _ask_owner(self, grant, *, kind: str, subject: str, body: str, key: str) -> Outcome:
         from ..services.notifications import notify, users_of
 
-        system = grant.entitlement.system
         notify(
-            recipients=users_of(system.owner),
+            recipients=users_of(grant.entitlement.system.owner),
+            kind=kind,
+            subject=subject,
+            body=body,
+            link=grant_url(grant),
+            key=key,
+        )
+        return Outcome.PENDING
+
+    def provision(self, grant) -> Outcome:
+        system = grant.entitlement.system
+        return self._ask_owner(
+            grant,
             kind="grant.provision_requested",
             subject=f"Please grant {grant.entitlement.name} on {system.name} to {grant.identity.name}",
             body="Grant the access in the system, then confirm it in the portal so the clock starts.",
-            link=grant_url(grant),
             key=f"grant:{grant.pk}:provision-ask",
         )
-        return Outcome.PENDING
 
     def revoke(self, grant) -> Outcome:
-        from ..services.notifications import notify, users_of
-
         system = grant.entitlement.system
-        notify(
-            recipients=users_of(system.owner),
+        return self._ask_owner(
+            grant,
             kind="grant.revoke_requested",
             subject=f"Please remove {grant.entitlement.name} on {system.name} from {grant.identity.name}",
             body="Remove the access in the system, then confirm it in the portal.",
-            link=grant_url(grant),
             key=f"grant:{grant.pk}:revoke-ask:{grant.updated_at.timestamp()}",
         )
-        return Outcome.PENDING

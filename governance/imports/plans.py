@@ -32,6 +32,7 @@ from ..choices import (
 )
 from ..models import Entitlement, Grant, Identity, System
 from ..models.entitlements import default_allowed_kinds, default_approval_stages
+from ..services import catalogue, identities
 from . import cells
 from .cells import CellError
 from .readers import Row, RowError
@@ -40,41 +41,9 @@ from .specs import PORTAL_KEY_PREFIX, portal_key
 Progress = Callable[[str, int, int], None]
 
 # What the audit trail records of each imported object (allow-lists; never credentials themselves).
-IDENTITY_AUDITED = [
-    "kind",
-    "status",
-    "owner",
-    "backup_owner",
-    "name",
-    "email",
-    "team",
-    "manager",
-    "last_used_at",
-    "credential_type",
-    "secret_location",
-    "last_rotated_at",
-    "rotation_period_days",
-    "may_self_request",
-    "external_id",
-]
-SYSTEM_AUDITED = ["name", "description", "owner", "criticality", "connector", "external_id"]
-ENTITLEMENT_AUDITED = [
-    "system",
-    "name",
-    "owner",
-    "business_purpose",
-    "risk_tier",
-    "requestable",
-    "max_duration",
-    "approval_stages",
-    "auto_approve_machines",
-    "break_glass_eligible",
-    "justification_required",
-    "ticket_required",
-    "allowed_identity_kinds",
-    "review_cadence_days",
-    "external_id",
-]
+IDENTITY_AUDITED = identities.AUDITED_FIELDS
+SYSTEM_AUDITED = [name for name in catalogue.SYSTEM_FIELDS if name != "connector_settings"]
+ENTITLEMENT_AUDITED = ["system", *catalogue.ENTITLEMENT_FIELDS]
 GRANT_AUDITED = ["identity", "entitlement", "kind", "status", "granted_at", "expires_at", "external_id"]
 
 

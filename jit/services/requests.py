@@ -396,42 +396,39 @@ def access_request_start_scheduled(*, request_id: int) -> AccessRequest:
 #
 # Hooks from the inventory
 #
+def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction, data: dict) -> list[int]:
+    """Cancel pending requests (already locked by the caller's queryset), each audited."""
+    closed = []
+    for request in requests.order_by("pk"):
+        request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, timezone.now(), note
+        request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
+        audit_event_record(actor=actor, action=action, target=request, data=data)
+        closed.append(request.pk)
+    return closed
+
+
 def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[int]:
     """Offboarding closes the pending requests for that identity and the ones it made."""
     pending = AccessRequest.objects.select_for_update().filter(status=RequestStatus.PENDING)
     closing = pending.filter(beneficiary=identity) | pending.filter(requester_identity=identity)
     if identity.user_id:
         closing = closing | pending.filter(requester_id=identity.user_id)
-    closed = []
-    for request in closing.order_by("pk"):
-        request.status, request.decided_at = RequestStatus.CANCELLED, timezone.now()
-        request.decision_note = "Closed: identity offboarded"
-        request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
-        audit_event_record(
-            actor=actor,
-            action=AuditAction.REQUEST_CLOSED_BY_OFFBOARDING,
-            target=request,
-            data={"identity": identity.pk},
-        )
-        closed.append(request.pk)
-    return closed
+    return _close_pending(
+        closing,
+        actor=actor,
+        note="Closed: identity offboarded",
+        action=AuditAction.REQUEST_CLOSED_BY_OFFBOARDING,
+        data={"identity": identity.pk},
+    )
 
 
 def refuse_requests_for_retired(entitlement: Entitlement, actor: ActorLike) -> list[int]:
-    closed = []
-    for request in (
-        AccessRequest.objects.select_for_update()
-        .filter(status=RequestStatus.PENDING, entitlement=entitlement)
-        .order_by("pk")
-    ):
-        request.status, request.decided_at = RequestStatus.CANCELLED, timezone.now()
-        request.decision_note = "Closed: entitlement retired"
-        request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
-        audit_event_record(
-            actor=actor,
-            action=AuditAction.REQUEST_REFUSED_BY_RETIREMENT,
-            target=request,
-            data={"entitlement": entitlement.pk},
-        )
-        closed.append(request.pk)
-    return closed
+    """Retiring an entitlement closes the requests still waiting for it."""
+    pending = AccessRequest.objects.select_for_update().filter(status=RequestStatus.PENDING, entitlement=entitlement)
+    return _close_pending(
+        pending,
+        actor=actor,
+        note="Closed: entitlement retired",
+        action=AuditAction.REQUEST_REFUSED_BY_RETIREMENT,
+        data={"entitlement": entitlement.pk},
+    )
