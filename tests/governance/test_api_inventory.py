@@ -186,3 +186,8 @@ def test_openapi_schema_validates_without_warnings(tmp_path):
     )
     schema = (tmp_path / "s.yaml").read_text()
     assert "/api/v1/requests/{id}/approve/" in schema and "/api/v1/identities/" in schema
+
+
+@pytest.mark.parametrize("path", ["identities", "systems", "entitlements", "grants", "findings", "requests"])
+def test_anonymous_callers_are_refused(path):
+    assert APIClient().get(f"{API}/{path}/").status_code == 403
