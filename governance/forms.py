@@ -7,6 +7,18 @@ from django import forms
 
 from .choices import IdentityKind, IdentityStatus, RiskTier
 from .models import Entitlement, Identity, System
+from .services.identities import EDITABLE_FIELDS
+
+# What an owner edits in the browser; the connector and external id stay with admins and imports.
+SYSTEM_FORM_FIELDS = ["name", "description", "owner", "criticality"]
+# Fields meaningful only for non-human identities (hidden on a person's edit form).
+MACHINE_ONLY_FIELDS = [
+    "credential_type",
+    "secret_location",
+    "last_rotated_at",
+    "rotation_period_days",
+    "may_self_request",
+]
 
 
 def active_people():
@@ -26,50 +38,63 @@ def add_service_errors(form: forms.Form, error) -> None:
 
 
 class ReasonForm(forms.Form):
+    """The reason every suspension, offboarding and retirement records in the audit trail."""
+
     reason = forms.CharField(label="Reason", max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 class IdentityForm(forms.ModelForm):
-    """The descriptive and credential facts an owner keeps true (owner and status have their own actions)."""
+    """The descriptive and credential facts an owner keeps true (owner and status have their own actions).
+
+    The fields are the service's EDITABLE_FIELDS, so the form can never offer what identity_update refuses.
+    """
 
     class Meta:
         model = Identity
-        fields = [
-            "name",
-            "email",
-            "team",
-            "description",
-            "manager",
-            "credential_type",
-            "secret_location",
-            "last_rotated_at",
-            "rotation_period_days",
-            "last_used_at",
-            "may_self_request",
-            "external_id",
-        ]
+        fields = EDITABLE_FIELDS
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
-            "last_rotated_at": forms.DateTimeInput(attrs={"type": "datetime-local"}),
-            "last_used_at": forms.DateTimeInput(attrs={"type": "datetime-local"}),
+            "last_rotated_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+            "last_used_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["manager"].queryset = active_people()
+        if self.instance.pk and self.instance.kind == IdentityKind.HUMAN:
+            for name in MACHINE_ONLY_FIELDS:
+                del self.fields[name]
+        elif self.instance.pk and self.instance.kind != IdentityKind.AI_AGENT:
+            del self.fields["may_self_request"]
+
+    def changes(self) -> dict:
+        return {name: self.cleaned_data[name] for name in self.fields if name in EDITABLE_FIELDS}
 
 
 class IdentityCreateForm(IdentityForm):
+    """Register an identity. Admins register anyone; everyone else registers machines they will own."""
+
     kind = forms.ChoiceField(choices=IdentityKind.choices, label="Kind")
     owner = forms.ModelChoiceField(queryset=Identity.objects.none(), required=False, label="Owner")
 
     class Meta(IdentityForm.Meta):
-        fields = ["kind", "owner", *IdentityForm.Meta.fields]
+        fields = ["kind", "owner", *EDITABLE_FIELDS]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, admin: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["owner"].queryset = active_people()
+        if not admin:
+            self.fields["kind"].choices = [c for c in IdentityKind.choices if c[0] != IdentityKind.HUMAN]
+            self.fields["owner"].help_text = "You, unless you are registering it for someone else (admins only)."
         self.order_fields(["kind", "name", "owner"])
+
+    def _post_clean(self):
+        # No model validation here: identity_create validates the new row and names the field at
+        # fault ("owner: Required for non-human identities."), where a constraint error would not.
+        pass
+
+    def changes(self) -> dict:
+        return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS}
 
 
 class OwnerForm(forms.Form):
@@ -85,7 +110,7 @@ class OwnerForm(forms.Form):
 class SystemForm(forms.ModelForm):
     class Meta:
         model = System
-        fields = ["name", "description", "owner", "criticality"]
+        fields = SYSTEM_FORM_FIELDS
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
     def __init__(self, *args, **kwargs):

@@ -1,3 +1,5 @@
+"""Inventory pages: identities, systems, the catalogue and grants (names under `governance:`)."""
+
 from django.urls import path
 
 from . import views
@@ -21,5 +23,8 @@ urlpatterns = [
     path("catalogue/<int:pk>/edit/", views.entitlement_edit, name="entitlement_edit"),
     path("catalogue/<int:pk>/retire/", views.entitlement_retire, name="entitlement_retire"),
     path("grants/<int:pk>/", views.grant_detail, name="grant_detail"),
-    path("grants/<int:pk>/<str:step>/", views.grant_step, name="grant_step"),
+    path("grants/<int:pk>/confirm-granted/", views.grant_confirm_provisioned, name="grant_confirm_provisioned"),
+    path("grants/<int:pk>/confirm-removed/", views.grant_confirm_revoked, name="grant_confirm_revoked"),
+    path("grants/<int:pk>/retry-removal/", views.grant_retry_revoke, name="grant_retry_revoke"),
+    path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant_revoke"),
 ]

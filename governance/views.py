@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.models import AuditEvent
@@ -34,6 +35,11 @@ PAGE_SIZE = 50
 #
 # Helpers
 #
+def _render_list(request, template: str, results: str, context: dict):
+    """The whole page, or only its results (htmx: the filter form swaps the table in place)."""
+    return render(request, results if request.htmx else template, context)
+
+
 def _listing(request, queryset, filter_class, sorts: dict[str, str], default: str) -> dict:
     """Filter, sort by an allowed key and paginate a list; the context every list template expects."""
     filterset = filter_class(request.GET or None, queryset=queryset)
@@ -68,12 +74,13 @@ def _attempt(request, action, success: str) -> bool:
     return True
 
 
-def _form_page(request, form, *, title: str, intro: str = "", back: str, submit: str = "Save", status: int = 200):
+def _form_page(request, form, *, title: str, intro: str = "", back: str, submit: str = "Save"):
+    """One page for every edit form; errors sit beside their fields (400 when the form was refused)."""
     return render(
         request,
         "governance/form_page.html",
         {"form": form, "title": title, "intro": intro, "back": back, "submit": submit},
-        status=status,
+        status=400 if form.errors else 200,
     )
 
 
@@ -94,9 +101,12 @@ def identity_list(request):
     if not policies.can_view_inventory(request.user):
         raise PermissionDenied("Only owners, approvers, auditors and admins see the whole inventory.")
     context = _listing(request, selectors.identity_list(user=request.user), IdentityFilter, IDENTITY_SORTS, "name")
-    context.update(title="Identities", intro="Every person and machine that can hold access, and who answers for it.")
-    context["can_create"] = True
-    return render(request, "governance/identity_list.html", context)
+    context.update(
+        title="Identities",
+        intro="Every person and machine that can hold access, and who answers for it.",
+        can_create=_can_register(request.user),
+    )
+    return _render_list(request, "governance/identity_list.html", "governance/_identity_results.html", context)
 
 
 @login_required
@@ -108,27 +118,57 @@ def my_identities(request):
         title="My identities",
         intro="The service accounts, keys, workloads and agents you own or back up.",
         mine=True,
-        can_create=policies.identity_of(request.user) is not None,
+        can_create=_can_register(request.user),
     )
-    return render(request, "governance/identity_list.html", context)
+    return _render_list(request, "governance/identity_list.html", "governance/_identity_results.html", context)
+
+
+def _can_register(user) -> bool:
+    """Admins register anyone; a person in the inventory registers the machines they will own."""
+    return policies.is_admin(user) or policies.identity_of(user) is not None
 
 
 @login_required
 def identity_detail(request, pk: int):
-    identity = _get(selectors.identity_list(user=request.user), pk)
+    identity = _get(selectors.identity_list(user=request.user).select_related("owner__manager"), pk)
     grants_qs = selectors.grant_list(user=request.user).filter(identity=identity)
+    # Live rows include those waiting on the system; an active grant past expires_at is shown
+    # as expired (grants_in_force semantics) by the shown_status filter, even before the sweep.
+    live_grants = list(grants_qs.filter(status__in=GrantStatus.live()).order_by("expires_at", "pk"))
+    in_force = set(selectors.grants_in_force(grants_qs).values_list("pk", flat=True))
     context = {
         "identity": identity,
         "can_edit": policies.can_edit_identity(request.user, identity),
-        "live_grants": grants_qs.filter(status__in=GrantStatus.live()).order_by("expires_at"),
+        "live_grants": live_grants,
+        "in_force_count": len(in_force),
         "ended_grants": grants_qs.exclude(status__in=GrantStatus.live()).order_by("-updated_at")[:10],
         "findings": identity.findings.filter(status=FindingStatus.OPEN).select_related("owner_to_act"),
         "owned": identity.owned_identities.order_by("name")[:50],
         "events": AuditEvent.objects.for_target(identity).order_by("-seq")[:20],
-        "history": identity.history.select_related("history_user")[:10],
+        "history": _history_changes(identity),
         "reason_form": ReasonForm(),
     }
     return render(request, "governance/identity_detail.html", context)
+
+
+HISTORY_NOISE = ["updated_at", "created_at"]
+
+
+def _history_changes(obj, limit: int = 10) -> list[dict]:
+    """The latest simple-history rows of `obj`, each with the fields that changed (one query)."""
+    records = list(obj.history.select_related("history_user__identity")[: limit + 1])
+    rows = []
+    for newer, older in zip(records[:limit], [*records[1:], None], strict=False):
+        changed = []
+        if older is not None:
+            delta = newer.diff_against(older, excluded_fields=HISTORY_NOISE)
+            changed = [obj._meta.get_field(c.field).verbose_name for c in delta.changes]
+        rows.append({"record": newer, "changed": changed})
+    return rows
+
+
+def identity_url(identity) -> str:
+    return reverse("governance:identity_detail", args=[identity.pk])
 
 
 def _editable_identity(request, pk: int) -> Identity:
@@ -140,12 +180,19 @@ def _editable_identity(request, pk: int) -> Identity:
 
 @login_required
 def identity_create(request):
-    form = IdentityCreateForm(request.POST or None)
+    if not _can_register(request.user):
+        raise PermissionDenied("Your login is not linked to an identity in the inventory.")
+    admin = policies.is_admin(request.user)
+    me = policies.identity_of(request.user)
+    form = IdentityCreateForm(request.POST or None, admin=admin, initial={"owner": me.pk if me else None})
     if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
-        kind, owner = data.pop("kind"), data.pop("owner")
         try:
-            identity = identities.identity_create(actor=request.user, kind=kind, owner=owner, **data)
+            identity = identities.identity_create(
+                actor=request.user,
+                kind=form.cleaned_data["kind"],
+                owner=form.cleaned_data["owner"],
+                **form.changes(),
+            )
         except PermissionRefused as error:
             raise PermissionDenied(error.message) from None
         except DomainError as error:
@@ -157,7 +204,7 @@ def identity_create(request):
         request,
         form,
         title="Add an identity",
-        back="governance:my_identities",
+        back=reverse("governance:my_identities"),
         submit="Add",
         intro="A non-human identity needs an active person as its owner.",
     )
@@ -166,17 +213,17 @@ def identity_create(request):
 @login_required
 def identity_edit(request, pk: int):
     identity = _editable_identity(request, pk)
+    # A fresh instance: ModelForm validation writes into it, and nothing may leak into `identity`.
     form = IdentityForm(request.POST or None, instance=Identity.objects.get(pk=identity.pk))
     if request.method == "POST" and form.is_valid():
-        changes = {name: form.cleaned_data[name] for name in form.Meta.fields}
         try:
-            identities.identity_update(identity_id=identity.pk, actor=request.user, changes=changes)
+            identities.identity_update(identity_id=identity.pk, actor=request.user, changes=form.changes())
         except DomainError as error:
             add_service_errors(form, error)
         else:
             messages.success(request, f"{identity} updated.")
             return redirect("governance:identity_detail", identity.pk)
-    return _form_page(request, form, title=f"Edit {identity}", back="governance:identity_list")
+    return _form_page(request, form, title=f"Edit {identity}", back=identity_url(identity))
 
 
 @login_required
@@ -203,7 +250,7 @@ def identity_owner(request, pk: int):
         request,
         form,
         title=f"Owner of {identity}",
-        back="governance:identity_list",
+        back=identity_url(identity),
         intro="The owner answers for this identity; the backup owner takes over if the owner leaves.",
     )
 
@@ -273,7 +320,7 @@ def system_list(request):
         raise PermissionDenied("Only owners, approvers, auditors and admins see the systems.")
     sorts = {"name": "name", "owner": "owner__name", "criticality": "criticality", "status": "status"}
     context = _listing(request, selectors.system_list(user=request.user), SystemFilter, sorts, "name")
-    return render(request, "governance/system_list.html", context)
+    return _render_list(request, "governance/system_list.html", "governance/_system_results.html", context)
 
 
 @login_required
@@ -306,7 +353,7 @@ def system_edit(request, pk: int):
         else:
             messages.success(request, f"{system} updated.")
             return redirect("governance:system_detail", system.pk)
-    return _form_page(request, form, title=f"Edit {system}", back="governance:system_list")
+    return _form_page(request, form, title=f"Edit {system}", back=reverse("governance:system_detail", args=[system.pk]))
 
 
 @login_required
@@ -335,7 +382,7 @@ def entitlement_list(request):
     context = _listing(
         request, selectors.entitlement_list(user=request.user), EntitlementFilter, ENTITLEMENT_SORTS, "system"
     )
-    return render(request, "governance/entitlement_list.html", context)
+    return _render_list(request, "governance/entitlement_list.html", "governance/_entitlement_results.html", context)
 
 
 @login_required
@@ -372,7 +419,13 @@ def entitlement_edit(request, pk: int):
         else:
             messages.success(request, f"{entitlement} updated.")
             return redirect("governance:entitlement_detail", entitlement.pk)
-    return _form_page(request, form, title=f"Edit {entitlement}", back="governance:entitlement_list")
+    return _form_page(
+        request,
+        form,
+        title=f"Edit {entitlement}",
+        intro="Changes apply to new requests; grants already issued keep their expiry.",
+        back=reverse("governance:entitlement_detail", args=[entitlement.pk]),
+    )
 
 
 @login_required
@@ -412,33 +465,59 @@ def grant_detail(request, pk: int):
     )
 
 
-GRANT_STEPS = {
-    "confirm-granted": (
-        lambda g, u, r: grants.grant_confirm_provisioned(grant_id=g, actor=u),
-        "Access confirmed: the grant is active.",
-    ),
-    "confirm-removed": (
-        lambda g, u, r: grants.grant_confirm_revoked(grant_id=g, actor=u),
-        "Removal confirmed: the grant has ended.",
-    ),
-    "retry-removal": (lambda g, u, r: grants.grant_retry_revoke(grant_id=g, actor=u), "Removal asked again."),
-    "revoke": (
-        lambda g, u, r: grants.grant_revoke(grant_id=g, actor=u, reason=r),
-        "Revocation requested: waiting for the system.",
-    ),
-}
+def _grant_action(request, pk: int, action, success: str, *, needs_reason: bool = False):
+    """POST only: one grant service on a grant the user may see; the outcome as a message."""
+    grant = _get(selectors.grant_list(user=request.user), pk)
+    reason = request.POST.get("reason", "").strip()
+    if needs_reason and not reason:
+        messages.error(request, "Give a reason.")
+    else:
+        _attempt(request, lambda: action(grant.pk, reason), success)
+    return redirect("governance:grant_detail", grant.pk)
 
 
 @login_required
 @require_POST
-def grant_step(request, pk: int, step: str):
-    grant = _get(selectors.grant_list(user=request.user), pk)
-    if step not in GRANT_STEPS:
-        raise Http404
-    service, success = GRANT_STEPS[step]
-    reason = request.POST.get("reason", "").strip()
-    if step == "revoke" and not reason:
-        messages.error(request, "Give a reason for the revocation.")
-    else:
-        _attempt(request, lambda: service(grant.pk, request.user, reason), success)
-    return redirect("governance:grant_detail", grant.pk)
+def grant_confirm_provisioned(request, pk: int):
+    return _grant_action(
+        request,
+        pk,
+        lambda g, r: grants.grant_confirm_provisioned(
+            grant_id=g, actor=request.user, reference=request.POST.get("reference", "").strip()[:200]
+        ),
+        "Access confirmed: the grant is active.",
+    )
+
+
+@login_required
+@require_POST
+def grant_confirm_revoked(request, pk: int):
+    return _grant_action(
+        request,
+        pk,
+        lambda g, r: grants.grant_confirm_revoked(grant_id=g, actor=request.user),
+        "Removal confirmed: the grant has ended.",
+    )
+
+
+@login_required
+@require_POST
+def grant_retry_revoke(request, pk: int):
+    return _grant_action(
+        request,
+        pk,
+        lambda g, r: grants.grant_retry_revoke(grant_id=g, actor=request.user),
+        "Removal asked again: waiting for the system.",
+    )
+
+
+@login_required
+@require_POST
+def grant_revoke(request, pk: int):
+    return _grant_action(
+        request,
+        pk,
+        lambda g, r: grants.grant_revoke(grant_id=g, actor=request.user, reason=r),
+        "Revocation requested: waiting for the system.",
+        needs_reason=True,
+    )

@@ -39,6 +39,13 @@ def timeleft(value) -> str:
 
 
 @register.filter
+def expires_in(value) -> str:
+    """A grant's expiry in words: "expires in 3 h 20 min", "expired", or "no expiry" (standing)."""
+    left = timeleft(value)
+    return left if left in ("expired", "no expiry") else f"expires in {left}"
+
+
+@register.filter
 def expires_soon(value) -> bool:
     expires_at = _expiry(value)
     return expires_at is not None and expires_at - timezone.now() <= SOON
