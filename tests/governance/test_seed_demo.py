@@ -9,9 +9,11 @@ from django.db import transaction
 
 from audit.choices import AuditAction
 from audit.models import AuditEvent
-from governance.choices import FindingKind, FindingStatus, GrantKind, IdentityKind, RiskTier
+from governance.choices import FindingKind, FindingStatus, GrantKind, GrantStatus, IdentityKind, RiskTier
 from governance.models import Entitlement, Finding, Grant, Identity, SodRule, System
-from jit.models import Heartbeat
+from jit.choices import RequestStatus, StageStatus
+from jit.demo import DEMO_REQUESTS
+from jit.models import AccessRequest, Heartbeat
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +78,29 @@ def test_demo_logins_are_linked_to_people_with_something_to_see():
     for login in ("approver", "auditor", "admin"):
         assert Identity.objects.filter(user=users[login], kind=IdentityKind.HUMAN).exists()
     assert Finding.objects.filter(owner_to_act=owner, status=FindingStatus.OPEN).exists()
+
+
+def test_demo_requests_leave_work_in_every_approver_queue():
+    # when
+    output = seed()
+
+    # then: made by the services, so stages, routing and the audit trail are real
+    users = {u.username: u for u in get_user_model().objects.all()}
+    pending = AccessRequest.objects.filter(status=RequestStatus.PENDING)
+    assert set(pending_for(users["owner"])) and set(pending_for(users["admin"]))
+    deploy = pending.get(beneficiary__user=users["requester"])
+    assert deploy.approvals.get().approver == users["approver"]  # first stage done by her manager
+    assert users["owner"] in deploy.stages.get(position=2).eligible.all()
+    assert Grant.objects.active().filter(kind=GrantKind.JIT, identity__name="svc-riya-report-bot").count() == 1
+    assert Grant.objects.filter(status=GrantStatus.PENDING_PROVISION, identity__name="svc-riya-report-bot").exists()
+    assert AuditEvent.objects.filter(action=AuditAction.REQUEST_SUBMITTED).count() == len(DEMO_REQUESTS)
+    assert "Demo requests: 5 submitted" in output
+
+
+def pending_for(user):
+    return AccessRequest.objects.filter(
+        status=RequestStatus.PENDING, stages__status=StageStatus.PENDING, stages__eligible=user
+    ).values_list("pk", flat=True)
 
 
 def test_the_same_seed_builds_the_same_organisation():

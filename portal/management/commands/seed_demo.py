@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from governance.demo import demo_organisation_build
 from governance.services.findings import findings_scan
+from jit.demo import demo_requests_build
 from jit.services.expiry import grants_expire_due
 from portal.demo import DEMO_PASSWORD, create_demo_users
 
@@ -49,6 +50,11 @@ class Command(BaseCommand):
             f"Hygiene scan: {summary['open']} open findings ({summary['opened']} new, {summary['resolved']} resolved)"
             f" in {time.monotonic() - started:.1f}s."
         )
+        if not built["skipped"]:
+            made = demo_requests_build()
+            self.stdout.write(
+                f"Demo requests: {made['requests']} submitted, {made['active_grants']} just-in-time grant active."
+            )
         # One sweep now, so the health check has a heartbeat from the start.
         expired = grants_expire_due()
         self.stdout.write(f"Expiry sweep: {expired} grant(s) past expiry sent for removal.")
