@@ -1,7 +1,8 @@
 """Read paths for pages and the API: each returns a queryset restricted to what the user may see,
 with the joins its list needs declared once (no N+1 in any caller)."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import policies
@@ -25,10 +26,16 @@ def _visible_identity_q(user, prefix: str = "") -> Q:
 #
 # Identities
 #
+def _count_of(model, field: str, **filters) -> Coalesce:
+    """A correlated COUNT: evaluated for the rows a page shows, not joined and grouped over the whole table."""
+    rows = model.objects.filter(**{field: OuterRef("pk")}, **filters).order_by().values(field)
+    return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")), 0)
+
+
 def identity_list(*, user) -> QuerySet[Identity]:
     queryset = Identity.objects.select_related("owner", "backup_owner", "manager").annotate(
-        live_grant_count=Count("grants", filter=Q(grants__status__in=GrantStatus.live()), distinct=True),
-        open_finding_count=Count("findings", filter=Q(findings__status=FindingStatus.OPEN), distinct=True),
+        live_grant_count=_count_of(Grant, "identity", status__in=GrantStatus.live()),
+        open_finding_count=_count_of(Finding, "identity", status=FindingStatus.OPEN),
     )
     if policies.can_view_inventory(user):
         return queryset

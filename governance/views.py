@@ -4,7 +4,6 @@ to what the user may see (others get 404) and refuses edits the policies do not 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -12,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.models import AuditEvent
+from portal.pagination import DeferredJoinPaginator
 
 from . import policies, selectors
 from .choices import FindingStatus, GrantStatus
@@ -50,7 +50,7 @@ def _listing(request, queryset, filter_class, sorts: dict[str, str], default: st
         rows = rows.order_by(f"-{field}" if sort.startswith("-") else field, "pk")
     query = request.GET.copy()
     query.pop("page", None)
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = DeferredJoinPaginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     return {"filter": filterset, "page_obj": page, "querystring": query.urlencode()}
 
 

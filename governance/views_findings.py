@@ -6,9 +6,10 @@ may narrow to their own; everyone else sees only the findings they must act on (
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.shortcuts import render
+
+from portal.pagination import DeferredJoinPaginator
 
 from . import policies, selectors
 from .choices import FindingKind, FindingStatus, Severity
@@ -61,7 +62,7 @@ def finding_list(request):
     queryset = queryset.alias(severity_rank=SEVERITY_RANK).order_by("-severity_rank", "-last_seen_at", "-id")
     query = request.GET.copy()
     query.pop("page", None)
-    page_obj = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    page_obj = DeferredJoinPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "governance/finding_list.html",

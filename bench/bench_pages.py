@@ -1,0 +1,166 @@
+"""Time the list pages and API lists over a seeded organisation, with their query counts, on PostgreSQL.
+
+    psql -h 127.0.0.1 -U postgres -c "create database portal_seedbench"     # once
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_seedbench \\
+    DJANGO_SETTINGS_MODULE=portal.settings.dev .venv/bin/python bench/bench_pages.py --identities 100000
+
+Seeds the database once if it holds no demo organisation (so it can follow bench_seed.py), tops
+the approval queue up to --requests pending requests made by the real service, then requests
+each page --runs times as a signed-in user through Django's test client (whole stack but the
+socket: middleware, sessions, templates). Reported per page: median and worst time, query count.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.dev")
+os.environ.setdefault("DEBUG", "0")
+os.environ["ALLOWED_HOSTS"] = "testserver,localhost,127.0.0.1"
+os.environ["SECURE_SSL_REDIRECT"] = "0"  # the test client speaks plain http
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+# Production settings but no collectstatic run: plain static URLs.
+settings.STORAGES = {
+    **settings.STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+# (login, path): what people open all day, at the scale of the seeded organisation.
+PAGES = [
+    ("owner", "/"),
+    ("admin", "/inventory/identities/"),
+    ("admin", "/inventory/identities/?kind=service_account&sort=-last_used_at"),
+    ("admin", "/inventory/identities/?q=svc-data&status=active"),
+    ("admin", "/inventory/identities/?finding=stale&sort=owner"),
+    ("admin", "/inventory/identities/?page=200"),
+    ("owner", "/inventory/mine/"),
+    ("admin", "/inventory/systems/"),
+    ("admin", "/inventory/catalogue/"),
+    ("admin", "/inventory/findings/"),
+    ("owner", "/inventory/findings/"),
+    ("owner", "/access/approvals/"),
+    ("owner", "/access/request/"),
+    ("requester", "/access/grants/"),
+    ("requester", "/access/requests/"),
+    ("auditor", "/audit/"),
+    ("admin", "/api/v1/identities/"),
+    ("admin", "/api/v1/identities/?kind=api_key"),
+    ("admin", "/api/v1/grants/"),
+    ("admin", "/api/v1/findings/"),
+    ("owner", "/api/v1/requests/"),
+]
+
+
+def ensure_organisation(identities: int) -> None:
+    from governance.demo import demo_organisation_exists
+
+    call_command("migrate", verbosity=0)
+    if not demo_organisation_exists():
+        print(f"seeding {identities:,} identities (once) ...", flush=True)
+        call_command("seed_demo", identities=identities, verbosity=0, stdout=StringIO())
+
+
+def top_up_queue(target: int) -> int:
+    """Pending requests for entitlements the `owner` login approves, by generated people for themselves."""
+    from audit.services import Actor
+    from governance.models import Entitlement, Grant, Identity
+    from jit.choices import RequestStatus
+    from jit.models import AccessRequest
+    from jit.services.requests import access_request_submit
+
+    missing = target - AccessRequest.objects.filter(status=RequestStatus.PENDING).count()
+    if missing <= 0:
+        return 0
+    owner = Identity.objects.get(user__username="owner")
+    entitlements = list(
+        Entitlement.objects.filter(owner=owner, status="active", requestable=True, risk_tier__in=["low", "medium"])
+    )
+    busy = set(AccessRequest.objects.filter(status=RequestStatus.PENDING).values_list("beneficiary_id", flat=True))
+    people = Identity.objects.filter(kind="human", status="active", user__isnull=True).exclude(pk__in=busy)
+    made = 0
+    for person in people.iterator():
+        held = set(Grant.objects.live().filter(identity=person).values_list("entitlement_id", flat=True))
+        choice = next(
+            (e for e in entitlements if e.pk not in held and "human" in (e.allowed_identity_kinds or ["human"])), None
+        )
+        if choice is None:
+            continue
+        access_request_submit(
+            actor=Actor(identity=person),
+            beneficiary_id=person.pk,
+            entitlement_id=choice.pk,
+            justification="Benchmark: on-call cover this week.",
+            ticket="BENCH-1",
+        )
+        made += 1
+        if made >= missing:
+            break
+    return made
+
+
+def measure(runs: int) -> list[tuple[str, str, float, float, int, int]]:
+    users = {u.username: u for u in get_user_model().objects.filter(username__in={login for login, _ in PAGES})}
+    clients = {}
+    for login, user in users.items():
+        clients[login] = Client()
+        clients[login].force_login(user)
+    rows = []
+    for login, path in PAGES:
+        client, times, queries, status = clients[login], [], 0, 0
+        client.get(path)  # warm caches and templates
+        for _ in range(runs):
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                response = client.get(path)
+                times.append((time.perf_counter() - started) * 1000)
+            queries, status = len(captured), response.status_code
+        rows.append((login, path, statistics.median(times), max(times), queries, status))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--identities", type=int, default=100_000, help="size of the organisation if seeding")
+    parser.add_argument("--requests", type=int, default=500, help="pending requests in the approval queue")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("PostgreSQL only: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_seedbench")
+
+    ensure_organisation(args.identities)
+    started = time.perf_counter()
+    made = top_up_queue(args.requests)
+    if made:
+        print(f"submitted {made} pending requests in {time.perf_counter() - started:.1f}s", flush=True)
+
+    from governance.models import Grant, Identity
+    from jit.models import AccessRequest
+
+    print(
+        f"{Identity.objects.count():,} identities, {Grant.objects.count():,} grants,"
+        f" {AccessRequest.objects.filter(status='pending').count():,} pending requests; {args.runs} runs per page\n"
+    )
+    print(f"{'login':<10} {'page':<62} {'median':>8} {'worst':>8} {'queries':>8}  status")
+    for login, path, median, worst, queries, status in measure(args.runs):
+        print(f"{login:<10} {path:<62} {median:>6.0f}ms {worst:>6.0f}ms {queries:>8}  {status}")
+
+
+if __name__ == "__main__":
+    main()
