@@ -64,6 +64,7 @@ PAGES = [
     ("admin", "/api/v1/identities/?kind=api_key"),
     ("admin", "/api/v1/grants/"),
     ("admin", "/api/v1/findings/"),
+    ("requester", "/api/v1/grants/"),
     ("owner", "/api/v1/requests/"),
 ]
 

@@ -87,9 +87,11 @@ def grant_list(*, user) -> QuerySet[Grant]:
     me = policies.identity_of(user)
     if me is None:
         return queryset.none()
-    return queryset.filter(
-        _visible_identity_q(user, "identity__") | Q(entitlement__owner=me) | Q(entitlement__system__owner=me)
-    )
+    # The few identities and entitlements this user answers for, read first: with plain id lists
+    # PostgreSQL combines two index scans; an OR across joins walked every grant (290 ms at 170k).
+    identity_ids = list(Identity.objects.filter(_visible_identity_q(user)).values_list("pk", flat=True))
+    entitlement_ids = list(Entitlement.objects.filter(Q(owner=me) | Q(system__owner=me)).values_list("pk", flat=True))
+    return queryset.filter(Q(identity_id__in=identity_ids) | Q(entitlement_id__in=entitlement_ids))
 
 
 def grants_in_force(queryset: QuerySet[Grant]) -> QuerySet[Grant]:

@@ -37,8 +37,13 @@ User = get_user_model()
 # Whose access is it
 #
 def _mine_q(me, prefix: str) -> Q:
-    """Access of my own identity or of an identity I own (owner or backup owner)."""
-    return Q(**{prefix: me}) | Q(**{f"{prefix}__owner": me}) | Q(**{f"{prefix}__backup_owner": me})
+    """Access of my own identity or of an identity I own (owner or backup owner).
+
+    A semi-join on the few identities concerned: an OR across the join made PostgreSQL scan every
+    grant (90 ms at 170k grants).
+    """
+    answered_for = Identity.objects.filter(Q(pk=me.pk) | Q(owner=me) | Q(backup_owner=me)).values("pk")
+    return Q(**{f"{prefix}__in": answered_for})
 
 
 def beneficiaries_for(*, user) -> QuerySet[Identity]:
