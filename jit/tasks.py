@@ -1,5 +1,7 @@
 """Beat tasks: thin, idempotent, safe to run twice, late, or from two beats at once."""
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
@@ -12,6 +14,8 @@ from .services.chasing import chase_pending_requests
 from .services.expiry import grants_expire_due
 from .services.lifecycle import grant_warn_expiry
 from .services.requests import access_request_start_scheduled
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True)
@@ -39,6 +43,10 @@ def access_requests_start_scheduled_task() -> int:
         activation_deadline__isnull=True,
         start_at__lte=timezone.now(),
     )
-    return sum(
-        access_request_start_scheduled(request_id=pk).grant_id is not None for pk in due.values_list("pk", flat=True)
-    )
+    started = 0
+    for pk in due.order_by("start_at", "pk").values_list("pk", flat=True):
+        try:
+            started += access_request_start_scheduled(request_id=pk).grant_id is not None
+        except Exception:  # one broken request must not hold back the others
+            logger.exception("Could not start scheduled request %s", pk)
+    return started

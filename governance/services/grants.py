@@ -14,10 +14,10 @@ from audit.outbox import outbox_enqueue
 from audit.services import Actor, ActorLike, audit_event_record
 
 from .. import policies
-from ..choices import GrantKind, GrantStatus, IdentityStatus
-from ..errors import InvalidTransition, ValidationFailed
-from ..models import Entitlement, Grant, Identity
-from .common import check, lock
+from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
+from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
+from ..models import Entitlement, Grant, Identity, SodRule
+from .common import check, is_system, lock
 
 PROVISION, REVOKE = "connector.provision", "connector.revoke"
 END_EXPIRED = "expired"
@@ -52,8 +52,25 @@ def grant_create(
     duration: timedelta | None = None,
     reason: str = "",
 ) -> Grant:
-    """Grant access directly (the entitlement's owners or an admin), without a request."""
+    """Grant access directly (the entitlement's owners or an admin), without a request.
+
+    No approval workflow stands behind it, so the catalogue's limits are enforced here and nobody
+    grants to themself or to an identity they own: that access goes through a request.
+    """
     check(actor, policies.can_manage_grants, entitlement, "Only the entitlement's owners or an admin may grant it.")
+    me = None if is_system(actor) else policies.identity_of(actor.user if isinstance(actor, Actor) else actor)
+    if me is not None and me.pk in (identity.pk, identity.owner_id, identity.backup_owner_id):
+        raise PermissionRefused("Nobody grants access to themself or to an identity they own; request it instead.")
+    if entitlement.allowed_identity_kinds and identity.kind not in entitlement.allowed_identity_kinds:
+        raise ValidationFailed(
+            f"{entitlement} may not be held by a {identity.get_kind_display().lower()}.",
+            field_errors={"identity": ["This kind of identity may not hold this entitlement."]},
+        )
+    if kind != GrantKind.STANDING and duration and duration > entitlement.effective_max_duration:
+        raise ValidationFailed(
+            f"{entitlement} may be granted for at most {entitlement.effective_max_duration}.",
+            field_errors={"duration": [f"At most {entitlement.effective_max_duration}."]},
+        )
     return grant_issue(
         actor=actor, identity=identity, entitlement=entitlement, kind=kind, duration=duration, reason=reason
     )
@@ -83,8 +100,10 @@ def grant_issue(
         raise ValidationFailed(f"{entitlement} is retired.")
     if kind != GrantKind.STANDING and not duration:
         raise ValidationFailed("A time-boxed grant needs a duration.", field_errors={"duration": ["Required."]})
-    if Grant.objects.live().filter(identity=identity, entitlement=entitlement).exists():
+    held = set(Grant.objects.live().filter(identity=identity).values_list("entitlement_id", flat=True))
+    if entitlement.pk in held:
         raise InvalidTransition(f"{identity} already holds {entitlement}.")
+    _refuse_blocked_combination(identity, entitlement, held)
     grant = Grant.objects.create(
         identity=identity,
         entitlement=entitlement,
@@ -223,6 +242,9 @@ def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason:
         raise InvalidTransition(f"Grant #{old.pk} is no longer active; request the access anew.")
     if old.no_renew:
         raise InvalidTransition(f"Grant #{old.pk} was reviewed and marked do-not-renew.")
+    holder = Identity.objects.only("status", "name").get(pk=old.identity_id)
+    if holder.status != IdentityStatus.ACTIVE:
+        raise ValidationFailed(f"{holder} is {holder.get_status_display().lower()}; its access cannot be extended.")
     old.status, old.end_reason, old.revoked_at = GrantStatus.EXPIRED, "renewed", now
     old.save(update_fields=["status", "end_reason", "revoked_at", "updated_at"])
     new = Grant.objects.create(
@@ -244,6 +266,20 @@ def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason:
         data=_grant_data(new, renews=old.pk, previous_expires_at=old.expires_at, reason=reason),
     )
     return new
+
+
+def _refuse_blocked_combination(identity: Identity, entitlement: Entitlement, held: set[int]) -> None:
+    """The last word on blocking SoD rules, under the identity's lock, whatever path issues the grant.
+
+    The policy warns earlier, but two requests in flight at once, or a direct grant, meet here.
+    """
+    rules = SodRule.objects.filter(is_active=True, action=SodAction.BLOCK, entitlements=entitlement)
+    for rule in rules.prefetch_related("entitlements"):
+        others = {e.pk for e in rule.entitlements.all()} - {entitlement.pk}
+        if others and others <= held:
+            raise InvalidTransition(
+                f"Separation of duties ({rule.name}): {identity} may not hold {entitlement} with what it holds already."
+            )
 
 
 def time_left(grant: Grant, now: datetime | None = None) -> timedelta | None:

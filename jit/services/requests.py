@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -12,7 +13,7 @@ from audit.choices import AuditAction
 from audit.services import Actor, ActorLike, audit_event_record
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
-from governance.errors import InvalidTransition, ValidationFailed
+from governance.errors import DomainError, InvalidTransition, ValidationFailed
 from governance.models import Entitlement, Grant, Identity, SodRule
 from governance.services.grants import grant_issue, grant_renew
 from governance.services.notifications import notify, users_of
@@ -63,6 +64,11 @@ def _renewal_facts(grant: Grant | None, now: datetime) -> tuple[int, timedelta]:
     return renewals, cumulative
 
 
+def _in_flight(requests):
+    """Requests still on their way to a grant: pending, or approved with no grant issued yet."""
+    return requests.filter(Q(status=RequestStatus.PENDING) | Q(status=RequestStatus.APPROVED, grant__isnull=True))
+
+
 def gather_policy_input(
     *,
     requester: Requester,
@@ -82,6 +88,11 @@ def gather_policy_input(
         Grant.objects.filter(identity=beneficiary, status=GrantStatus.PENDING_PROVISION).values_list(
             "entitlement_id", flat=True
         )
+    )
+    # Requests in flight count as held for separation of duties: otherwise asking for both halves
+    # of a blocked pair at once, or one while the other waits for activation, would pass.
+    held |= set(
+        _in_flight(AccessRequest.objects.filter(beneficiary=beneficiary)).values_list("entitlement_id", flat=True)
     )
     rules = [
         SodRuleFacts(r.pk, r.name, frozenset(e.pk for e in r.entitlements.all()), r.action, r.severity)
@@ -181,6 +192,10 @@ def access_request_submit(
             raise InvalidTransition("This grant is no longer active; request the access anew.")
     elif Grant.objects.live().filter(identity=beneficiary, entitlement=entitlement).exists():
         raise InvalidTransition(f"{beneficiary} already holds {entitlement.name}; extend that grant instead.")
+    elif _in_flight(AccessRequest.objects.filter(beneficiary=beneficiary, entitlement=entitlement)).exists():
+        raise InvalidTransition(
+            f"A request for {entitlement.name} for {beneficiary} is already pending or approved and waiting to start."
+        )
     decision = evaluate(
         gather_policy_input(
             requester=requester,
@@ -297,18 +312,19 @@ def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAct
             "activation_deadline": request.activation_deadline,
         },
     )
-    holders = (
-        users_of(request.beneficiary, request.beneficiary.owner)
-        if request.beneficiary.kind != "human"
-        else users_of(request.beneficiary)
-    )
-    if request.renewal_of_id:
-        request.grant = grant_renew(
-            grant_id=request.renewal_of_id, actor=actor, duration=request.duration, reason=request.justification
-        )
-        request.save(update_fields=["grant", "updated_at"])
-    elif request.activation_deadline is None and (request.start_at is None or request.start_at <= now):
-        _issue(request, actor)
+    holders = _holders(request)
+    try:
+        with transaction.atomic():
+            if request.renewal_of_id:
+                request.grant = grant_renew(
+                    grant_id=request.renewal_of_id, actor=actor, duration=request.duration, reason=request.justification
+                )
+                request.save(update_fields=["grant", "updated_at"])
+            elif request.activation_deadline is None and (request.start_at is None or request.start_at <= now):
+                _issue(request, actor)
+    except DomainError as error:
+        _fail(request, actor, error.message)
+        return
     notify(
         recipients=holders + ([request.requester] if request.requester else []),
         kind="request.approved",
@@ -319,6 +335,30 @@ def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAct
         link=request_url(request),
         key=f"request:{request.pk}:approved",
     )
+
+
+def _fail(request: AccessRequest, actor: ActorLike, reason: str) -> None:
+    """An approved request that cannot become a grant (holder suspended, entitlement retired, a
+    separation-of-duties block, the renewed grant ended): it ends as failed, said and audited,
+    instead of rolling back the approvals or waiting for ever."""
+    request.refresh_from_db(fields=["grant"])
+    request.status, request.decision_note = RequestStatus.FAILED, reason
+    request.save(update_fields=["status", "decision_note", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.REQUEST_FAILED, target=request, data={"reason": reason})
+    notify(
+        recipients=_holders(request) + ([request.requester] if request.requester else []),
+        kind="request.failed",
+        subject=f"Could not grant {request.entitlement.name} to {request.beneficiary.name}",
+        body=reason,
+        link=request_url(request),
+        key=f"request:{request.pk}:failed",
+    )
+
+
+def _holders(request: AccessRequest) -> list:
+    if request.beneficiary.kind != "human":
+        return users_of(request.beneficiary, request.beneficiary.owner)
+    return users_of(request.beneficiary)
 
 
 def _issue(request: AccessRequest, actor: ActorLike) -> None:
@@ -334,10 +374,13 @@ def _issue(request: AccessRequest, actor: ActorLike) -> None:
 
 
 def _lock_request(request_id: int) -> AccessRequest:
-    try:
-        return AccessRequest.objects.select_for_update().get(pk=request_id)
-    except AccessRequest.DoesNotExist:
-        raise ValidationFailed(f"Request {request_id} does not exist.") from None
+    """Lock the beneficiary, then the request: the order offboarding and submission use, so a
+    decision racing an offboarding waits instead of deadlocking."""
+    beneficiary_id = AccessRequest.objects.filter(pk=request_id).values_list("beneficiary_id", flat=True).first()
+    if beneficiary_id is None:
+        raise ValidationFailed(f"Request {request_id} does not exist.")
+    list(Identity.objects.select_for_update().filter(pk=beneficiary_id).values_list("pk", flat=True))
+    return AccessRequest.objects.select_for_update().get(pk=request_id)
 
 
 @transaction.atomic
@@ -389,7 +432,11 @@ def access_request_start_scheduled(*, request_id: int) -> AccessRequest:
         and request.start_at <= timezone.now()
     )
     if due:
-        _issue(request, Actor.system())
+        try:
+            with transaction.atomic():
+                _issue(request, Actor.system())
+        except DomainError as error:
+            _fail(request, Actor.system(), error.message)
     return request
 
 
@@ -397,7 +444,7 @@ def access_request_start_scheduled(*, request_id: int) -> AccessRequest:
 # Hooks from the inventory
 #
 def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction, data: dict) -> list[int]:
-    """Cancel pending requests (already locked by the caller's queryset), each audited."""
+    """Cancel requests still in flight (locked by the caller's queryset), each audited."""
     closed = []
     for request in requests.order_by("pk"):
         request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, timezone.now(), note
@@ -409,7 +456,7 @@ def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction
 
 def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[int]:
     """Offboarding closes the pending requests for that identity and the ones it made."""
-    pending = AccessRequest.objects.select_for_update().filter(status=RequestStatus.PENDING)
+    pending = _in_flight(AccessRequest.objects.select_for_update())
     closing = pending.filter(beneficiary=identity) | pending.filter(requester_identity=identity)
     if identity.user_id:
         closing = closing | pending.filter(requester_id=identity.user_id)
@@ -424,7 +471,7 @@ def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[i
 
 def refuse_requests_for_retired(entitlement: Entitlement, actor: ActorLike) -> list[int]:
     """Retiring an entitlement closes the requests still waiting for it."""
-    pending = AccessRequest.objects.select_for_update().filter(status=RequestStatus.PENDING, entitlement=entitlement)
+    pending = _in_flight(AccessRequest.objects.select_for_update()).filter(entitlement=entitlement)
     return _close_pending(
         pending,
         actor=actor,
