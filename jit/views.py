@@ -300,6 +300,8 @@ def approval_queue(request):
 def _decision_outcome(access_request: AccessRequest, stage_position: int | None) -> str:
     if access_request.status == RequestStatus.DENIED:
         return f"Denied {access_request}. The requester has been told."
+    if access_request.status == RequestStatus.FAILED:
+        return f"Approved, but {access_request} could not be granted: {access_request.decision_note}"
     if access_request.status == RequestStatus.APPROVED:
         if access_request.activation_deadline and access_request.grant_id is None:
             return f"Approved {access_request}. The holder must activate it before its window closes."
@@ -343,9 +345,11 @@ def approval_decide(request, pk: int):
             form.add_error(None, error.message)
         return _row_with_errors(request, pk, form)
     message = _decision_outcome(decided, data["stage_position"])
+    level = messages.WARNING if decided.status == RequestStatus.FAILED else messages.SUCCESS
     if request.htmx:
-        return render(request, "jit/_outcome.html", {"message": message, "level": "success", "req": decided})
-    messages.success(request, message)
+        tag = messages.DEFAULT_TAGS[level]
+        return render(request, "jit/_outcome.html", {"message": message, "level": tag, "req": decided})
+    messages.add_message(request, level, message)
     return HttpResponseRedirect(_next_url(request, queue_url))
 
 

@@ -49,6 +49,25 @@ def test_approver_approves_in_the_queue_and_the_second_stage_completes_it(
     assert access_request.grant.status == GrantStatus.PENDING_PROVISION
 
 
+def test_the_last_approval_on_a_holder_suspended_meanwhile_says_why_nothing_was_granted(
+    client, alice, entitlement, submit, ent_owner, sys_owner
+):
+    from governance.services.identities import identity_suspend
+
+    access_request = submit(entitlement)
+    client.force_login(ent_owner)
+    decide(client, access_request, stage=1)
+    identity_suspend(identity_id=alice.pk, actor=None, reason="on leave")
+
+    client.force_login(sys_owner)
+    response = decide(client, access_request, stage=2)
+
+    access_request.refresh_from_db()
+    assert response.status_code == 200 and b"could not be granted" in response.content
+    assert b"suspended" in response.content
+    assert access_request.status == RequestStatus.FAILED
+
+
 def test_a_double_click_on_the_same_stage_is_a_409_and_changes_nothing(client, alice, entitlement, submit, ent_owner):
     # given
     access_request = submit(entitlement)
