@@ -83,6 +83,7 @@ class IdentityCreateForm(IdentityForm):
     def __init__(self, *args, admin: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["owner"].queryset = active_people()
+        self.fields["owner"].help_text = "Required for a non-human identity; empty for a person."
         if not admin:
             self.fields["kind"].choices = [c for c in IdentityKind.choices if c[0] != IdentityKind.HUMAN]
             self.fields["owner"].help_text = "You, unless you are registering it for someone else (admins only)."

@@ -7,6 +7,7 @@ admin delegate a single object to someone else.
 
 from django.contrib.auth.models import AbstractBaseUser
 
+from .choices import IdentityKind
 from .errors import PermissionRefused
 from .roles import READ_INVENTORY_ROLES, Role, has_role
 
@@ -46,8 +47,10 @@ def can_view_identity(user, identity) -> bool:
 
 
 def can_register_identity(user, identity) -> bool:
-    """Admins register anyone; an owner registers the machine identities they will own."""
-    return is_admin(user) or (identity.owner_id is not None and _is_person(user, identity.owner_id))
+    """Admins register anyone; others register only the machine identities they will own (never a person)."""
+    if is_admin(user):
+        return True
+    return identity.kind != IdentityKind.HUMAN and identity.owner_id is not None and _is_person(user, identity.owner_id)
 
 
 def can_edit_identity(user, identity) -> bool:

@@ -59,9 +59,18 @@ def identity_get(*, user, pk: int) -> Identity:
 # Catalogue
 #
 def system_list(*, user) -> QuerySet[System]:
-    return System.objects.select_related("owner").annotate(
+    """Systems for those who read the inventory; anyone else sees only the systems they answer for
+    (as owner, or as the owner of one of its entitlements). The request catalogue does not come from
+    here: it lists `requestable_entitlements`, which everyone browses."""
+    queryset = System.objects.select_related("owner").annotate(
         entitlement_count=Count("entitlements", filter=Q(entitlements__status="active"), distinct=True)
     )
+    if policies.can_view_inventory(user):
+        return queryset
+    me = policies.identity_of(user)
+    if me is None:
+        return queryset.none()
+    return queryset.filter(Q(owner=me) | Q(pk__in=Entitlement.objects.filter(owner=me).values("system_id")))
 
 
 def entitlement_list(*, user) -> QuerySet[Entitlement]:

@@ -400,6 +400,9 @@ def entitlement_detail(request, pk: int):
                 Prefetch("entitlements", queryset=selectors.entitlement_list(user=request.user))
             ),
             "can_edit": policies.can_edit_entitlement(request.user, entitlement),
+            # Link the system only for those who may see it (its page is a 404 to anyone else).
+            "can_view_system": policies.can_view_inventory(request.user)
+            or selectors.system_list(user=request.user).filter(pk=entitlement.system_id).exists(),
             "reason_form": ReasonForm(),
         },
     )

@@ -1,6 +1,7 @@
 """The inventory API. Reads come from the selectors (so a user sees what the pages show them, and
 anything else is 404); writes parse input and call exactly one service."""
 
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -73,15 +74,17 @@ class IdentityViewSet(ReadUpdateViewSet):
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
         data.pop("kind", None)
-        if "owner" in data or "backup_owner" in data:
-            identities.identity_change_owner(
-                identity_id=identity.pk,
-                actor=request.user,
-                owner=data.pop("owner", identity.owner),
-                backup_owner=data.pop("backup_owner", identity.backup_owner),
-            )
-        if data:
-            identities.identity_update(identity_id=identity.pk, actor=request.user, changes=data)
+        # One PATCH, one outcome: if the edit is refused, the owner change before it is undone too.
+        with transaction.atomic():
+            if "owner" in data or "backup_owner" in data:
+                identities.identity_change_owner(
+                    identity_id=identity.pk,
+                    actor=request.user,
+                    owner=data.pop("owner", identity.owner),
+                    backup_owner=data.pop("backup_owner", identity.backup_owner),
+                )
+            if data:
+                identities.identity_update(identity_id=identity.pk, actor=request.user, changes=data)
         return self._fresh(identity)
 
     def update(self, request, *args, **kwargs):

@@ -14,7 +14,6 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from audit.exports import csv_lines
 
-from ..choices import GrantStatus
 from ..models import Entitlement, Grant, Identity, System
 from .cells import hours_text
 from .specs import PORTAL_KEY_PREFIX, export_columns
@@ -65,8 +64,9 @@ _QUERYSETS = {
     "identities": lambda: Identity.objects.all(),
     "systems": lambda: System.objects.all(),
     "entitlements": lambda: Entitlement.objects.all(),
-    # Active grants only: the export describes access that exists, as the importer expects it.
-    "grants": lambda: Grant.objects.filter(status=GrantStatus.ACTIVE),
+    # Grants in force only (active and not past expiry, even before the sweep): the export describes
+    # access that exists, as the importer expects it.
+    "grants": lambda: Grant.objects.active(),
 }
 
 

@@ -17,6 +17,11 @@ from ..models import Entitlement, Grant, Identity, SodRule, System
 from .common import check, diff, full_clean_or_fail, lock, snapshot
 
 SYSTEM_FIELDS = ["name", "description", "owner", "criticality", "connector", "connector_settings", "external_id"]
+# How a system is reached stays with admins and imports; its owner keeps the rest true.
+SYSTEM_ADMIN_FIELDS = frozenset({"connector", "connector_settings", "external_id"})
+# What the audit trail records of a system: connector settings may hold secrets, so the trail
+# records only which of their keys changed (`connector_settings_changed`), never a value.
+SYSTEM_AUDITED = [name for name in SYSTEM_FIELDS if name != "connector_settings"]
 ENTITLEMENT_FIELDS = [
     "name",
     "owner",
@@ -80,16 +85,31 @@ def validate_approval_stages(stages: Any) -> list[dict]:
 #
 # Systems
 #
+def _check_connector_settings(settings: Any) -> None:
+    if not isinstance(settings, dict):
+        raise ValidationFailed(
+            "Connector settings must be an object of named settings.",
+            field_errors={"connector_settings": ["Must be an object."]},
+        )
+
+
+def _changed_setting_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The names of the connector settings added, removed or changed; never their values."""
+    return sorted(key for key in before.keys() | after.keys() if before.get(key, ...) != after.get(key, ...))
+
+
 @transaction.atomic
 def system_create(*, actor: ActorLike, name: str, owner: Identity, **fields: Any) -> System:
     check(actor, lambda user, _s: policies.is_admin(user), None, "Only admins add systems.")
     _require_active_owner(owner)
     system = System(name=name, owner=owner, **fields)
+    _check_connector_settings(system.connector_settings)
     full_clean_or_fail(system, exclude=["owner"])
     system.save()
-    audit_event_record(
-        actor=actor, action=AuditAction.SYSTEM_CREATED, target=system, data={"after": snapshot(system, SYSTEM_FIELDS)}
-    )
+    data: dict[str, Any] = {"after": snapshot(system, SYSTEM_AUDITED)}
+    if system.connector_settings:
+        data["connector_settings_changed"] = _changed_setting_keys({}, system.connector_settings)
+    audit_event_record(actor=actor, action=AuditAction.SYSTEM_CREATED, target=system, data=data)
     return system
 
 
@@ -102,14 +122,29 @@ def system_update(*, system_id: int, actor: ActorLike, changes: dict[str, Any]) 
     unknown = set(changes) - set(SYSTEM_FIELDS)
     if unknown:
         raise ValidationFailed(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
-    before = snapshot(system, SYSTEM_FIELDS)
+    current = snapshot(system, SYSTEM_FIELDS)
+    # Sending the current value back (a PUT of what was read) is not a change; changing one is admin-only.
+    admin_changes = sorted(name for name in SYSTEM_ADMIN_FIELDS & set(changes) if changes[name] != current[name])
+    if admin_changes:
+        check(
+            actor,
+            lambda user, _s: policies.is_admin(user),
+            system,
+            f"Only admins change a system's {', '.join(admin_changes)}.",
+        )
+    before_settings = system.connector_settings or {}
+    before = snapshot(system, SYSTEM_AUDITED)
     for name, value in changes.items():
         setattr(system, name, value)
     if "owner" in changes:
         _require_active_owner(system.owner)
+    _check_connector_settings(system.connector_settings)
     full_clean_or_fail(system, exclude=["owner"])
-    change = diff(before, snapshot(system, SYSTEM_FIELDS))
-    if change["after"]:
+    change: dict[str, Any] = diff(before, snapshot(system, SYSTEM_AUDITED))
+    changed_keys = _changed_setting_keys(before_settings, system.connector_settings)
+    if changed_keys:
+        change["connector_settings_changed"] = changed_keys
+    if change["after"] or changed_keys:
         system.save()
         audit_event_record(actor=actor, action=AuditAction.SYSTEM_UPDATED, target=system, data=change)
     return system

@@ -49,13 +49,23 @@ def _validate_owner(identity: Identity, owner: Identity | None, role: str = "own
         raise ValidationFailed(f"The {role} {owner} is not active.", field_errors={role: ["Must be active."]})
 
 
-def _validate(identity: Identity) -> None:
+def _validate(identity: Identity, *, manager_changed: bool = False) -> None:
+    """Check an identity before it is saved; the manager only when it is being set (one who left stays valid)."""
     if identity.kind != IdentityKind.HUMAN and identity.owner_id is None:
         raise ValidationFailed(
             "A non-human identity needs an owner.", field_errors={"owner": ["Required for non-human identities."]}
         )
+    if identity.kind == IdentityKind.HUMAN:
+        for role in ("owner", "backup_owner"):
+            if getattr(identity, f"{role}_id") is not None:
+                raise ValidationFailed(
+                    f"A person has no {role.replace('_', ' ')}; their manager answers for them.",
+                    field_errors={role: ["A human identity has no owner."]},
+                )
     _validate_owner(identity, identity.owner)
     _validate_owner(identity, identity.backup_owner, "backup_owner")
+    if manager_changed:
+        _validate_owner(identity, identity.manager, "manager")
     if identity.kind == IdentityKind.HUMAN and (identity.credential_type or identity.may_self_request):
         identity.credential_type, identity.may_self_request = "", False
     full_clean_or_fail(identity, exclude=["owner", "backup_owner", "manager", "user"])
@@ -65,11 +75,15 @@ def _validate(identity: Identity) -> None:
 def identity_create(
     *, actor: ActorLike, kind: str, name: str, owner: Identity | None = None, **fields: Any
 ) -> Identity:
-    """Add an identity to the inventory; a non-human one must name an active human owner."""
+    """Add an identity to the inventory.
+
+    A non-human one must name an active human owner; a person has no owner, and only admins register
+    people. A manager, when given, must be an active person.
+    """
     if kind not in IdentityKind.values:
         raise ValidationFailed(f"Unknown identity kind {kind!r}.", field_errors={"kind": ["Unknown kind."]})
     identity = Identity(kind=kind, name=name, owner=owner, **fields)
-    _validate(identity)  # bad input is reported as such before the permission question
+    _validate(identity, manager_changed=True)  # bad input is reported as such before the permission question
     check(actor, policies.can_register_identity, identity, "You may only register identities that you will own.")
     identity.save()
     audit_event_record(
@@ -92,7 +106,7 @@ def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, An
     before = snapshot(identity, AUDITED_FIELDS)
     for name, value in changes.items():
         setattr(identity, name, value)
-    _validate(identity)
+    _validate(identity, manager_changed=identity.manager_id != before["manager"])
     change = diff(before, snapshot(identity, AUDITED_FIELDS))
     if not change["after"]:
         return identity

@@ -345,10 +345,11 @@ def test_system_owner_edits_and_retires_their_system(client, owner):
 def test_others_cannot_edit_or_retire_a_system_or_entitlement(client, stranger):
     entitlement = EntitlementFactory()
     client.force_login(stranger.user)
-    assert client.get(reverse("governance:system_edit", args=[entitlement.system_id])).status_code == 403
+    # A requester may not even see someone else's system: 404, not a 403 that tells it exists.
+    assert client.get(reverse("governance:system_edit", args=[entitlement.system_id])).status_code == 404
     assert (
         client.post(reverse("governance:system_retire", args=[entitlement.system_id]), {"reason": "x"}).status_code
-        == 403
+        == 404
     )
     assert client.get(reverse("governance:entitlement_edit", args=[entitlement.pk])).status_code == 403
     assert (
