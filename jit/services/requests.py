@@ -22,7 +22,7 @@ from .. import policies
 from ..choices import RequestStatus, StageStatus
 from ..models import AccessRequest, ApprovalStage
 from ..policy import PolicyDecision, PolicyInput, SodRuleFacts, evaluate
-from .routing import eligible_approvers
+from .routing import stage_approvers
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,20 @@ def access_request_preview(
         gather_policy_input(requester=requester, beneficiary=beneficiary, entitlement=entitlement, **facts)
     )
     probe = AccessRequest(requester=requester.user, beneficiary=beneficiary, entitlement=entitlement)
-    return decision, [eligible_approvers(stage, probe) for stage in decision.stages]
+    approvers = stage_approvers(decision.stages, probe)
+    if decision.allowed and not decision.auto_approve:
+        for position, (spec, people) in enumerate(zip(decision.stages, approvers, strict=True), start=1):
+            if len(people) < spec.get("quorum", 1):
+                decision.allowed = False
+                decision.reasons.append(_shortfall(position, spec))
+    return decision, approvers
+
+
+def _shortfall(position: int, spec: dict) -> str:
+    return (
+        f"Nobody can approve stage {position} ({spec['approver'].replace('_', ' ')}) with the quorum it needs; "
+        "ask an admin to fix the approval path."
+    )
 
 
 #
@@ -260,13 +273,11 @@ def access_request_submit(
 
 def _create_stages(request: AccessRequest, decision: PolicyDecision) -> list:
     stages, first = [], []
-    for position, spec in enumerate(decision.stages, start=1):
-        approvers = eligible_approvers(spec, request)
+    for position, (spec, approvers) in enumerate(
+        zip(decision.stages, stage_approvers(decision.stages, request), strict=True), start=1
+    ):
         if len(approvers) < spec.get("quorum", 1):
-            raise ValidationFailed(
-                f"Nobody can approve stage {position} ({spec['approver'].replace('_', ' ')}) with the quorum it needs; "
-                "ask an admin to fix the approval path."
-            )
+            raise ValidationFailed(_shortfall(position, spec))
         stage = ApprovalStage.objects.create(
             request=request,
             position=position,

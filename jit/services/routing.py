@@ -40,14 +40,43 @@ def excluded_user_ids(request: AccessRequest) -> set[int]:
     return {pk for pk in excluded if pk is not None}
 
 
+def _group(name: str) -> list:
+    return list(get_user_model().objects.filter(groups__name=name, is_active=True).distinct().order_by("pk"))
+
+
 def fallback_approvers(request: AccessRequest) -> list:
     excluded = excluded_user_ids(request)
-    users = get_user_model().objects.filter(groups__name=settings.JIT_FALLBACK_GROUP, is_active=True).distinct()
-    return [u for u in users if u.pk not in excluded]
+    return [u for u in _group(settings.JIT_FALLBACK_GROUP) if u.pk not in excluded]
 
 
-def eligible_approvers(stage: dict, request: AccessRequest) -> list:
-    """The stage's approvers minus anyone with a conflict of interest; the fallback group if none remain."""
+def stage_approvers(stages: list[dict], request: AccessRequest) -> list[list]:
+    """Each stage's approvers, so that every quorum can be met by distinct people.
+
+    Conflicts of interest are excluded. One person cannot decide two stages of a request, so
+    someone an earlier stage cannot do without is not counted on again; a stage left short of its
+    quorum (a critical entitlement's single system owner, say) is topped up from the fallback
+    group, then from the approver group. A stage still short is the caller's to refuse.
+    """
     excluded = excluded_user_ids(request)
-    found = {u.pk: u for u in _candidates(stage, request) if u is not None and u.is_active and u.pk not in excluded}
-    return list(found.values()) or fallback_approvers(request)
+    needed_earlier: set[int] = set()
+    reserves: list | None = None
+    result = []
+    for spec in stages:
+        quorum = spec.get("quorum", 1)
+        found = {
+            u.pk: u
+            for u in _candidates(spec, request)
+            if u is not None and u.is_active and u.pk not in excluded and u.pk not in needed_earlier
+        }
+        if len(found) < quorum:
+            if reserves is None:
+                reserves = _group(settings.JIT_FALLBACK_GROUP) + _group(settings.JIT_EXTRA_STAGE_GROUP)
+            for user in reserves:
+                if len(found) >= quorum:
+                    break
+                if user.pk not in excluded and user.pk not in needed_earlier:
+                    found.setdefault(user.pk, user)
+        if len(found) <= quorum:
+            needed_earlier |= set(found)
+        result.append(list(found.values()))
+    return result

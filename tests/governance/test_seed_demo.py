@@ -121,3 +121,28 @@ def test_the_same_seed_builds_the_same_organisation():
 def test_negative_size_is_refused():
     with pytest.raises(CommandError):
         seed("--identities", "-1")
+
+
+def test_every_demo_entitlement_has_an_approval_path_the_requester_can_complete():
+    from jit.services.requests import access_request_preview
+
+    seed()
+    riya = get_user_model().objects.get(username="requester")
+    checked = set()
+    for entitlement in Entitlement.objects.filter(requestable=True, status="active", owner__status="active"):
+        decision, approvers = access_request_preview(
+            actor=riya,
+            beneficiary=riya.identity,
+            entitlement=entitlement,
+            duration=None,
+            justification="Incident 7 needs it.",
+            ticket="INC-7",
+        )
+        if decision.sod_conflicts:  # an extra stage on top may outnumber the demo's five logins
+            continue
+        assert decision.allowed, (entitlement, decision.reasons)
+        for stage, people in zip(decision.stages, approvers, strict=True):
+            assert len(people) >= stage.get("quorum", 1), (entitlement, stage)
+            assert riya not in people
+        checked.add(entitlement.risk_tier)
+    assert checked == {"low", "medium", "high", "critical"}

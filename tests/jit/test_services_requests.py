@@ -13,7 +13,7 @@ from governance.services.identities import identity_offboard
 from jit.choices import RequestStatus
 from jit.models import AccessRequest
 from jit.services.approvals import access_request_decide
-from jit.services.requests import access_request_activate, access_request_cancel
+from jit.services.requests import access_request_activate, access_request_cancel, access_request_preview
 from tests.factories.governance import EntitlementFactory, GrantFactory, PersonFactory, SodRuleFactory
 
 pytestmark = pytest.mark.django_db
@@ -82,13 +82,91 @@ def test_owner_of_a_machine_identity_cannot_approve_for_it(submit, entitlement, 
         approve(request, alice.user)
 
 
-def test_one_person_cannot_satisfy_two_stages(submit, entitlement, ent_owner):
-    entitlement.system.owner = entitlement.owner  # same person owns both
-    entitlement.system.save()
+def test_one_person_cannot_satisfy_two_stages(submit, entitlement):
+    from django.contrib.auth.models import Group
+
+    # given two stages routed to the same group of two people
+    group = Group.objects.create(name="payments-leads")
+    first, second = PersonFactory().user, PersonFactory().user
+    for user in (first, second):
+        user.groups.add(group)
+    entitlement.approval_stages = [{"approver": "group", "group": "payments-leads", "quorum": 1}] * 2
+    entitlement.save()
     request = submit(entitlement)
-    approve(request, ent_owner)
+    approve(request, first)
+
+    # then the one who decided stage 1 cannot decide stage 2; the other can
     with pytest.raises(InvalidTransition, match="one person cannot approve two stages"):
-        approve(request, ent_owner)
+        approve(request, first)
+    approve(request, second)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.APPROVED
+
+
+def test_an_owner_of_both_stages_decides_the_first_and_the_fallback_the_second(submit, entitlement, ent_owner):
+    from django.contrib.auth.models import Group
+
+    # given the same person owns the entitlement and its system
+    entitlement.system.owner = entitlement.owner
+    entitlement.system.save()
+    admin = PersonFactory(user__username="fallback-admin").user
+    admin.groups.add(Group.objects.get(name="admin"))
+
+    # when
+    request = submit(entitlement)
+
+    # then stage 2 is not routed to someone who must decide stage 1
+    assert list(request.stages.get(position=1).eligible.all()) == [ent_owner]
+    assert list(request.stages.get(position=2).eligible.all()) == [admin]
+    approve(request, ent_owner)
+    approve(request, admin)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.APPROVED
+
+
+def test_an_approval_path_nobody_can_complete_is_refused_in_the_preview_and_at_submission(submit, entitlement, alice):
+    entitlement.system.owner = entitlement.owner  # one person, two stages, and no fallback approvers
+    entitlement.system.save()
+
+    with pytest.raises(ValidationFailed, match="Nobody can approve stage 2"):
+        submit(entitlement)
+
+    assert not AccessRequest.objects.exists()
+    decision, approvers = access_request_preview(
+        actor=alice.user, beneficiary=alice, entitlement=entitlement, duration=None, justification="why"
+    )
+    assert not decision.allowed and "Nobody can approve stage 2" in decision.reasons[-1]
+    assert approvers[1] == []
+
+
+def test_a_critical_entitlement_owned_by_one_person_gets_two_distinct_approvers_on_its_last_stage(
+    submit, entitlement, ent_owner
+):
+    from django.contrib.auth.models import Group
+
+    # given the demo's shape: critical, entitlement owner then system owner, the same person
+    entitlement.risk_tier = RiskTier.CRITICAL
+    entitlement.system.owner = entitlement.owner
+    entitlement.system.save()
+    entitlement.save()
+    admin = PersonFactory(user__username="admin-1").user
+    admin.groups.add(Group.objects.get(name="admin"))
+    approver = PersonFactory(user__username="approver-1").user
+    approver.groups.add(Group.objects.get(name="approver"))
+
+    # when requested
+    request = submit(entitlement, ticket="INC-1")
+
+    # then the last stage needs two and has two who may give it, neither of them the owner
+    last = request.stages.get(position=2)
+    assert last.quorum == 2 and set(last.eligible.all()) == {admin, approver}
+    approve(request, ent_owner)
+    approve(request, admin)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.PENDING
+    approve(request, approver)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.APPROVED
 
 
 def test_not_an_eligible_approver(submit, entitlement):
