@@ -51,6 +51,7 @@ class AuditAction(models.TextChoices):
     GRANT_CREATED = "grant.created", "Grant created"
     GRANT_ACTIVATED = "grant.activated", "Grant active"
     GRANT_PROVISION_FAILED = "grant.provision_failed", "Grant provisioning failed"
+    GRANT_PROVISION_RETRIED = "grant.provision_retried", "Grant provisioning retried"
     GRANT_REVOKE_REQUESTED = "grant.revoke_requested", "Grant revocation requested"
     GRANT_REVOKED = "grant.revoked", "Grant revoked"
     GRANT_EXPIRING = "grant.expiring", "Grant expiring (sweep)"

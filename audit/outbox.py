@@ -25,14 +25,22 @@ from .services import Actor, ActorLike, audit_event_record
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], str], None]
+DeadHandler = Callable[[dict[str, Any], str], None]
 _handlers: dict[str, Handler] = {}
+_dead_handlers: dict[str, DeadHandler] = {}
 
 
-def outbox_handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the function that delivers messages of `kind` (called with payload and idempotency key)."""
+def outbox_handler(kind: str, *, on_dead: DeadHandler | None = None) -> Callable[[Handler], Handler]:
+    """Register the function that delivers messages of `kind` (called with payload and idempotency key).
+
+    `on_dead(payload, error)` runs in the transaction that marks a message dead, so the state the
+    message was serving (a grant waiting on its connector) shows the failure instead of waiting forever.
+    """
 
     def register(func: Handler) -> Handler:
         _handlers[kind] = func
+        if on_dead is not None:
+            _dead_handlers[kind] = on_dead
         return func
 
     return register
@@ -108,6 +116,7 @@ def _deliver_one(result: DispatchResult) -> bool:
                     target=message,
                     data={"kind": message.kind, "attempts": message.attempts, "error": message.last_error},
                 )
+                _settle_dead(message)
             else:
                 message.next_attempt_at = timezone.now() + backoff_delay(message.attempts)
                 result.failed += 1
@@ -119,6 +128,17 @@ def _deliver_one(result: DispatchResult) -> bool:
             result.delivered += 1
         message.save(update_fields=["attempts", "status", "next_attempt_at", "last_error", "delivered_at"])
     return True
+
+
+def _settle_dead(message: OutboxMessage) -> None:
+    on_dead = _dead_handlers.get(message.kind)
+    if on_dead is None:
+        return
+    try:
+        with transaction.atomic():
+            on_dead(message.payload, message.last_error)
+    except Exception:
+        logger.exception("Outbox %s: the dead-letter handler failed", message)
 
 
 def outbox_dispatch(*, limit: int | None = None) -> DispatchResult:

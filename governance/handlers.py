@@ -6,26 +6,42 @@ from audit.services import Actor
 from .choices import GrantStatus
 from .connectors import Outcome, connector_for
 from .models import Grant
-from .services.grants import PROVISION, REVOKE, grant_confirm_provisioned, grant_confirm_revoked
+from .services.grants import (
+    PROVISION,
+    REVOKE,
+    grant_confirm_provisioned,
+    grant_confirm_revoked,
+    grant_provision_failed,
+    grant_revoke_failed,
+)
 
 
 def _grant(payload) -> Grant:
     return Grant.objects.select_related("entitlement__system__owner__user", "identity").get(pk=payload["grant_id"])
 
 
-@outbox_handler(PROVISION)
+def _provision_gave_up(payload, error: str) -> None:
+    grant_provision_failed(grant_id=payload["grant_id"], actor=Actor.system(), error=error)
+
+
+def _revoke_gave_up(payload, error: str) -> None:
+    grant_revoke_failed(grant_id=payload["grant_id"], actor=Actor.system(), error=error)
+
+
+# A failed state still accepts delivery: an admin retrying the dead message finishes the work.
+@outbox_handler(PROVISION, on_dead=_provision_gave_up)
 def provision(payload, idempotency_key) -> None:
     grant = _grant(payload)
-    if grant.status != GrantStatus.PENDING_PROVISION:
+    if grant.status not in (GrantStatus.PENDING_PROVISION, GrantStatus.PROVISION_FAILED):
         return
     if connector_for(grant.entitlement.system).provision(grant) is Outcome.CONFIRMED:
         grant_confirm_provisioned(grant_id=grant.pk, actor=Actor.system())
 
 
-@outbox_handler(REVOKE)
+@outbox_handler(REVOKE, on_dead=_revoke_gave_up)
 def revoke(payload, idempotency_key) -> None:
     grant = _grant(payload)
-    if grant.status != GrantStatus.REVOKING:
+    if grant.status not in (GrantStatus.REVOKING, GrantStatus.REVOKE_FAILED):
         return
     if connector_for(grant.entitlement.system).revoke(grant) is Outcome.CONFIRMED:
         grant_confirm_revoked(grant_id=grant.pk, actor=Actor.system())

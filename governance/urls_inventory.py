@@ -26,5 +26,6 @@ urlpatterns = [
     path("grants/<int:pk>/confirm-granted/", views.grant_confirm_provisioned, name="grant_confirm_provisioned"),
     path("grants/<int:pk>/confirm-removed/", views.grant_confirm_revoked, name="grant_confirm_revoked"),
     path("grants/<int:pk>/retry-removal/", views.grant_retry_revoke, name="grant_retry_revoke"),
+    path("grants/<int:pk>/retry-granting/", views.grant_retry_provision, name="grant_retry_provision"),
     path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant_revoke"),
 ]

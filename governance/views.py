@@ -505,6 +505,17 @@ def grant_confirm_revoked(request, pk: int):
 
 @login_required
 @require_POST
+def grant_retry_provision(request, pk: int):
+    return _grant_action(
+        request,
+        pk,
+        lambda g, r: grants.grant_retry_provision(grant_id=g, actor=request.user),
+        "Provisioning asked again: waiting for the system.",
+    )
+
+
+@login_required
+@require_POST
 def grant_retry_revoke(request, pk: int):
     return _grant_action(
         request,

@@ -32,7 +32,7 @@ class ManualConnector(BaseConnector):
             kind="grant.provision_requested",
             subject=f"Please grant {grant.entitlement.name} on {system.name} to {grant.identity.name}",
             body="Grant the access in the system, then confirm it in the portal so the clock starts.",
-            key=f"grant:{grant.pk}:provision-ask",
+            key=f"grant:{grant.pk}:provision-ask:{grant.updated_at.timestamp()}",
         )
 
     def revoke(self, grant) -> Outcome:

@@ -264,13 +264,17 @@ def plan_identities(rows: list[Row], *, progress: Progress | None = None, every:
                 errors.append(RowError(row.line, key, f"an identity cannot be its own {role}"))
                 ok = False
                 continue
+            if obj.kind == IdentityKind.HUMAN and attr != "manager":
+                errors.append(RowError(row.line, key, f"a person has no {role}; their manager answers for them"))
+                ok = False
+                continue
             if ref not in people:
                 errors.append(RowError(row.line, key, f"unknown {role} external id {ref!r}"))
                 ok = False
                 continue
             target = existing.get(ref)
             changed = is_new or target is None or getattr(obj, f"{attr}_id") != target.pk
-            problem = _person_error(people[ref], role, must_be_active=changed and attr != "manager")
+            problem = _person_error(people[ref], role, must_be_active=changed)
             if problem:
                 errors.append(RowError(row.line, key, f"{problem} ({ref})"))
                 ok = False

@@ -14,11 +14,17 @@ class Notification(models.Model):
     link = models.CharField("link", max_length=300, blank=True)
     created_at = models.DateTimeField("created", auto_now_add=True)
     read_at = models.DateTimeField("read", null=True, blank=True)
+    key = models.CharField("key", max_length=200, blank=True, help_text="The same key never notifies a person twice.")
 
     class Meta:
         verbose_name = "notification"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["recipient", "read_at"], name="gov_notif_recipient_read_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recipient", "key"], condition=~models.Q(key=""), name="gov_notification_once_per_key"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.subject

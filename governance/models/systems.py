@@ -26,7 +26,7 @@ class System(models.Model):
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(excluded_fields=["connector_settings"])  # may hold credentials
 
     class Meta:
         verbose_name = "system"

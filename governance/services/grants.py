@@ -7,6 +7,7 @@ connector through the outbox; the grant is `revoked` (or `expired`) when the tar
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
@@ -18,6 +19,7 @@ from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..models import Entitlement, Grant, Identity, SodRule
 from .common import check, is_system, lock
+from .notifications import holders_of, notify, users_of
 
 PROVISION, REVOKE = "connector.provision", "connector.revoke"
 END_EXPIRED = "expired"
@@ -134,13 +136,31 @@ def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str
         grant.expires_at = now + grant.approved_duration
     grant.save(update_fields=["status", "granted_at", "expires_at", "connector_reference", "last_error", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.GRANT_ACTIVATED, target=grant, data=_grant_data(grant))
-    for hook in GRANT_ACTIVATED_HOOKS:
-        hook(grant)
+    until = f" until {grant.expires_at:%Y-%m-%d %H:%M} UTC" if grant.expires_at else ""
+    _tell_holders(
+        grant,
+        kind="grant.active",
+        subject=f"{grant.entitlement.name} on {grant.entitlement.system.name} is active for {grant.identity.name}{until}",
+        body="The system confirmed the access.",
+        key=f"grant:{grant.pk}:active",
+    )
     return grant
+
+
+def _tell_holders(grant: Grant, *, kind: str, subject: str, body: str, key: str) -> None:
+    notify(
+        recipients=holders_of(grant.identity),
+        kind=kind,
+        subject=subject,
+        body=body,
+        link=reverse("governance:grant_detail", args=[grant.pk]),
+        key=key,
+    )
 
 
 @transaction.atomic
 def grant_provision_failed(*, grant_id: int, actor: ActorLike, error: str) -> Grant:
+    """The connector gave up provisioning (its outbox message went dead): visible, and retried by the system owner."""
     grant = lock(Grant, grant_id)
     if grant.status != GrantStatus.PENDING_PROVISION:
         return grant
@@ -149,7 +169,20 @@ def grant_provision_failed(*, grant_id: int, actor: ActorLike, error: str) -> Gr
     audit_event_record(
         actor=actor, action=AuditAction.GRANT_PROVISION_FAILED, target=grant, data={"error": error[:500]}
     )
+    _tell_system_owner(grant, "could not be granted", error)
     return grant
+
+
+def _tell_system_owner(grant: Grant, what: str, error: str) -> None:
+    system = grant.entitlement.system
+    notify(
+        recipients=users_of(system.owner),
+        kind="grant.connector_failed",
+        subject=f"{grant.entitlement.name} on {system.name} for {grant.identity.name} {what}",
+        body=f"The system answered: {error[:500]}\nFix the cause, then retry or confirm by hand from the grant's page.",
+        link=reverse("governance:grant_detail", args=[grant.pk]),
+        key=f"grant:{grant.pk}:failed:{grant.updated_at.timestamp()}",
+    )
 
 
 @transaction.atomic
@@ -201,6 +234,15 @@ def grant_confirm_revoked(*, grant_id: int, actor: ActorLike) -> Grant:
         target=grant,
         data={"end_reason": grant.end_reason},
     )
+    if grant.end_reason != "released":  # the holder gave it back and needs no telling
+        ended = "expired" if expired else f"was removed ({grant.end_reason or 'revoked'})"
+        _tell_holders(
+            grant,
+            kind="grant.expired" if expired else "grant.revoked",
+            subject=f"{grant.entitlement.name} on {grant.entitlement.system.name} for {grant.identity.name} {ended}",
+            body="Request it again from the catalogue if it is still needed.",
+            key=f"grant:{grant.pk}:ended",
+        )
     return grant
 
 
@@ -213,20 +255,39 @@ def grant_revoke_failed(*, grant_id: int, actor: ActorLike, error: str) -> Grant
     grant.status, grant.last_error = GrantStatus.REVOKE_FAILED, error[:2000]
     grant.save(update_fields=["status", "last_error", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.GRANT_REVOKE_FAILED, target=grant, data={"error": error[:500]})
+    _tell_system_owner(grant, "could not be removed", error)
+    return grant
+
+
+# What a retry moves a failed grant back to, the event it records, and what it asks the connector.
+_RETRIES = {
+    GrantStatus.PROVISION_FAILED: (GrantStatus.PENDING_PROVISION, AuditAction.GRANT_PROVISION_RETRIED, PROVISION),
+    GrantStatus.REVOKE_FAILED: (GrantStatus.REVOKING, AuditAction.GRANT_REVOKE_REQUESTED, REVOKE),
+}
+
+
+def _retry(grant_id: int, actor: ActorLike, failed: str, what: str) -> Grant:
+    grant = lock(Grant, grant_id)
+    check(actor, policies.can_confirm_provisioning, grant, f"Only the system's owner may retry the {what}.")
+    if grant.status != failed:
+        raise InvalidTransition(f"Grant #{grant.pk} is not a failed {what}.")
+    grant.status, action, kind = _RETRIES[failed]
+    grant.save(update_fields=["status", "updated_at"])
+    audit_event_record(actor=actor, action=action, target=grant, data={"retry": True})
+    _ask_connector(grant, kind)
     return grant
 
 
 @transaction.atomic
+def grant_retry_provision(*, grant_id: int, actor: ActorLike) -> Grant:
+    """Ask the connector again after it gave up provisioning."""
+    return _retry(grant_id, actor, GrantStatus.PROVISION_FAILED, "provisioning")
+
+
+@transaction.atomic
 def grant_retry_revoke(*, grant_id: int, actor: ActorLike) -> Grant:
-    grant = lock(Grant, grant_id)
-    check(actor, policies.can_confirm_provisioning, grant, "Only the system's owner may retry the removal.")
-    if grant.status != GrantStatus.REVOKE_FAILED:
-        raise InvalidTransition(f"Grant #{grant.pk} is not a failed revocation.")
-    grant.status = GrantStatus.REVOKING
-    grant.save(update_fields=["status", "updated_at"])
-    audit_event_record(actor=actor, action=AuditAction.GRANT_REVOKE_REQUESTED, target=grant, data={"retry": True})
-    _ask_connector(grant, REVOKE)
-    return grant
+    """Ask the connector again after it gave up removing the access."""
+    return _retry(grant_id, actor, GrantStatus.REVOKE_FAILED, "removal")
 
 
 @transaction.atomic
@@ -286,7 +347,3 @@ def time_left(grant: Grant, now: datetime | None = None) -> timedelta | None:
     if grant.expires_at is None:
         return None
     return max(grant.expires_at - (now or timezone.now()), timedelta(0))
-
-
-# Later layers react to a grant becoming active (jit notifies the holder).
-GRANT_ACTIVATED_HOOKS: list = []

@@ -13,7 +13,11 @@ from ..models import Notification
 
 
 def notify(*, recipients: Iterable, kind: str, subject: str, body: str = "", link: str = "", key: str) -> int:
-    """Notify each distinct active user once per `key` (the same key never notifies twice)."""
+    """Notify each distinct active user once per `key`.
+
+    Callers run in outbox handlers and beat tasks, which may deliver twice; a key already used for
+    a person (a unique constraint) makes the repeat a no-op, for the in-app notice and the email.
+    """
     sent = 0
     seen: set[int] = set()
     for user in recipients:
@@ -21,7 +25,11 @@ def notify(*, recipients: Iterable, kind: str, subject: str, body: str = "", lin
             continue
         seen.add(user.pk)
         message_key = f"{key}:user:{user.pk}"
-        Notification.objects.create(recipient=user, kind=kind, subject=subject[:200], body=body, link=link)
+        _, created = Notification.objects.get_or_create(
+            recipient=user, key=key[:200], defaults={"kind": kind, "subject": subject[:200], "body": body, "link": link}
+        )
+        if not created:
+            continue
         if user.email:
             url = f"{settings.PORTAL_BASE_URL.rstrip('/')}{link}" if link else settings.PORTAL_BASE_URL
             outbox_enqueue(
@@ -36,6 +44,13 @@ def notify(*, recipients: Iterable, kind: str, subject: str, body: str = "", lin
 def users_of(*identities) -> list:
     """The login users behind identities (people), skipping those without one."""
     return [i.user for i in identities if i is not None and i.user_id is not None]
+
+
+def holders_of(identity) -> list:
+    """Who answers for an identity's access: the person, or a machine's owner and backup owner."""
+    if identity.kind == "human":
+        return users_of(identity)
+    return users_of(identity.owner, identity.backup_owner)
 
 
 @transaction.atomic

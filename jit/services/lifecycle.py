@@ -11,7 +11,7 @@ from governance.errors import InvalidTransition
 from governance.models import Grant
 from governance.services.common import lock
 from governance.services.grants import grant_revoke
-from governance.services.notifications import notify, users_of
+from governance.services.notifications import holders_of, notify
 
 from .. import policies
 
@@ -64,9 +64,8 @@ def grant_warn_expiry(*, grant_id: int) -> bool:
     grant.expiry_warned_at = timezone.now()
     grant.save(update_fields=["expiry_warned_at", "updated_at"])
     identity = grant.identity
-    holders = users_of(identity) if identity.kind == "human" else users_of(identity.owner, identity.backup_owner)
     notify(
-        recipients=holders,
+        recipients=holders_of(identity),
         kind="grant.expiring",
         subject=f"{grant.entitlement.name} for {identity.name} expires at {grant.expires_at:%H:%M} UTC",
         body="Extend it from the grant's page if the work is not finished.",

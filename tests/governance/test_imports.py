@@ -156,6 +156,22 @@ def test_owner_must_be_a_person():
     assert errors == [(2, "owner must be a human identity (m-1)")]
 
 
+def test_people_follow_the_same_rules_as_in_the_portal():
+    PersonFactory(external_id="p-boss")
+    PersonFactory(external_id="p-gone", status="offboarded")
+    text = "\n".join(
+        [
+            HEADER,
+            "p-8,Owned Person,human,active,,,p-boss,,,,,,,,",
+            "p-9,Left Manager,human,active,,,,,p-gone,,,,,,",
+        ]
+    )
+    errors = rejected("identities", text)
+    assert errors[0] == (2, "a person has no owner; their manager answers for them")
+    assert errors[1][0] == 3 and "p-gone" in errors[1][1]
+    assert not Identity.objects.filter(external_id__in=["p-8", "p-9"]).exists()
+
+
 def test_duplicate_external_id_is_refused():
     text = "external_id,name,kind\np-1,One,human\np-2,Two,human\np-1,Again,human\n"
     assert rejected("identities", text) == [(4, "duplicate external_id 'p-1' (first on line 2)")]

@@ -201,6 +201,8 @@ def test_admin_changes_the_connection_and_the_trail_names_changed_settings_but_n
     assert event.data["connector_settings_changed"] == ["token", "x"]
     assert event.data["after"] == {"external_id": "vault-1"}
     assert System.objects.get(pk=system.pk).connector_settings["token"] == "new-secret"
+    history = list(System.history.filter(id=system.pk).values())
+    assert len(history) == 2 and "secret" not in str(history)  # the model's history keeps no settings either
 
 
 def test_a_settings_only_change_is_still_audited_without_values(admin, system):
