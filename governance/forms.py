@@ -123,6 +123,7 @@ class EntitlementForm(forms.ModelForm):
     max_duration_hours = forms.IntegerField(
         label="Maximum duration (hours)",
         min_value=1,
+        max_value=24 * 366,
         required=False,
         help_text="Empty: the default for its risk tier.",
     )

@@ -80,6 +80,16 @@ def can_confirm_provisioning(user, grant) -> bool:
     return is_admin(user) or _is_person(user, grant.entitlement.system.owner_id)
 
 
+def can_mark_no_renew(user, grant) -> bool:
+    """An owner who answers for the access reviews an expiring grant: the holder's owners or the entitlement's."""
+    return (
+        is_admin(user)
+        or (grant.identity.kind != IdentityKind.HUMAN and _is_person(user, grant.identity.owner_id))
+        or (grant.identity.kind != IdentityKind.HUMAN and _is_person(user, grant.identity.backup_owner_id))
+        or _is_person(user, grant.entitlement.owner_id)
+    )
+
+
 def can_revoke_grant(user, grant) -> bool:
     return (
         is_admin(user)

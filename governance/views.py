@@ -8,6 +8,7 @@ from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from audit.models import AuditEvent
@@ -462,6 +463,11 @@ def grant_detail(request, pk: int):
             "grant": grant,
             "can_confirm": policies.can_confirm_provisioning(request.user, grant),
             "can_revoke": policies.can_revoke_grant(request.user, grant),
+            "can_mark_no_renew": not grant.no_renew
+            and grant.expires_at is not None
+            and grant.status == GrantStatus.ACTIVE
+            and grant.expires_at > timezone.now()
+            and policies.can_mark_no_renew(request.user, grant),
             "events": AuditEvent.objects.for_target(grant).order_by("-seq")[:20],
             "reason_form": ReasonForm(),
         },

@@ -1,7 +1,9 @@
 """Pure predicates: who may see, decide on, cancel or activate a request."""
 
 from governance import policies as inventory
+from governance.choices import IdentityStatus
 from governance.errors import PermissionRefused
+from governance.models import Identity
 from governance.roles import Role, has_role
 
 
@@ -34,6 +36,17 @@ def conflict_of_interest(user, request) -> str | None:
     return None
 
 
+def suspended_approver(user) -> str | None:
+    """Routing fixed the approvers at submission; someone suspended or offboarded since decides nothing.
+
+    Read fresh: the identity cached on a long-lived user object may predate the suspension.
+    """
+    status = Identity.objects.filter(user_id=user.pk).values_list("status", flat=True).first()
+    if status is not None and status != IdentityStatus.ACTIVE:
+        return f"Your identity is {IdentityStatus(status).label.lower()}; you cannot decide on requests."
+    return None
+
+
 def can_view_request(user, request, *, eligible_user_ids: set[int] | None = None) -> bool:
     if has_role(user, Role.ADMIN, Role.AUDITOR):
         return True
@@ -52,12 +65,7 @@ def can_hold(user, grant) -> bool:
     return me is not None and (me.pk == grant.identity_id or owns_identity(user, grant.identity))
 
 
-def can_mark_no_renew(user, grant) -> bool:
-    return (
-        has_role(user, Role.ADMIN)
-        or owns_identity(user, grant.identity)
-        or inventory._is_person(user, grant.entitlement.owner_id)
-    )
+can_mark_no_renew = inventory.can_mark_no_renew
 
 
 def require(allowed: bool, message: str) -> None:

@@ -46,6 +46,9 @@ class PolicyInput:
     now: datetime
     held_entitlement_ids: frozenset[int]
     sod_rules: tuple[SodRuleFacts, ...]
+    # The requester owns the entitlement or its system: they can rewrite its policy, so no
+    # automatic approval may stand in for someone else's look.
+    requester_controls_entitlement: bool = False
     # Renewal facts: how often this access was renewed lately and for how long it has been held.
     is_renewal: bool = False
     renewals_in_window: int = 0
@@ -181,6 +184,7 @@ def evaluate(facts: PolicyInput) -> PolicyDecision:
     decision.auto_approve = (
         decision.allowed
         and facts.auto_approve_machines
+        and not facts.requester_controls_entitlement
         and facts.beneficiary_kind != "human"
         and facts.risk_tier == "low"
         and not decision.sod_conflicts

@@ -140,6 +140,8 @@ def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -
         .exclude(Exists(decided_by_me))
         .exclude(requester=user)
     )
+    if me is not None and me.status != IdentityStatus.ACTIVE:
+        return AccessRequest.objects.none()
     if me is not None:
         queryset = queryset.exclude(beneficiary=me).exclude(
             Q(beneficiary__owner=me) | Q(beneficiary__backup_owner=me), ~Q(beneficiary__kind="human")

@@ -171,7 +171,9 @@ class GrantCreateSerializer(serializers.Serializer):
     identity = serializers.PrimaryKeyRelatedField(queryset=Identity.objects.all())
     entitlement = serializers.PrimaryKeyRelatedField(queryset=Entitlement.objects.all())
     kind = serializers.ChoiceField(choices=[GrantKind.STANDING, GrantKind.JIT], default=GrantKind.STANDING)
-    duration_seconds = serializers.IntegerField(min_value=60, required=False, allow_null=True, default=None)
+    duration_seconds = serializers.IntegerField(
+        min_value=60, max_value=366 * 24 * 3600, required=False, allow_null=True, default=None
+    )
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
     def service_kwargs(self) -> dict:

@@ -66,7 +66,7 @@ class SubmitSerializer(serializers.Serializer):
 
     beneficiary = serializers.IntegerField(help_text="Identity id: yourself or an identity you own.")
     entitlement = serializers.IntegerField()
-    duration_seconds = serializers.IntegerField(min_value=60, required=False)
+    duration_seconds = serializers.IntegerField(min_value=60, max_value=366 * 24 * 3600, required=False)
     justification = serializers.CharField(required=False, allow_blank=True, default="")
     ticket = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
     intent = serializers.CharField(required=False, allow_blank=True, default="")

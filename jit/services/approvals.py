@@ -32,7 +32,7 @@ def access_request_decide(
     request = _lock_request(request_id)
     if request.status != RequestStatus.PENDING:
         raise InvalidTransition(f"Request #{request.pk} is already {request.get_status_display().lower()}.")
-    reason = policies.conflict_of_interest(approver, request)
+    reason = policies.suspended_approver(approver) or policies.conflict_of_interest(approver, request)
     if reason:
         raise PermissionRefused(reason)
     stage = request.stages.filter(status=StageStatus.PENDING).order_by("position").first()

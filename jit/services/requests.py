@@ -22,7 +22,7 @@ from .. import policies
 from ..choices import RequestStatus, StageStatus
 from ..models import AccessRequest, ApprovalStage
 from ..policy import PolicyDecision, PolicyInput, SodRuleFacts, evaluate
-from .routing import stage_approvers
+from .routing import short_stages, stage_approvers
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ def _renewal_facts(grant: Grant | None, now: datetime) -> tuple[int, timedelta]:
     renewals, cumulative, current = 0, timedelta(0), grant
     while current is not None:
         if current.granted_at:
-            end = min(current.expires_at or now, now)
+            # A renewed grant ended when its renewal replaced it, not at its old expiry.
+            end = min(current.revoked_at or current.expires_at or now, current.expires_at or now, now)
             cumulative += max(end - current.granted_at, timedelta(0))
             if current.renewal_of_id and current.granted_at >= now - settings.JIT_RENEWAL_WINDOW:
                 renewals += 1
@@ -65,8 +66,15 @@ def _renewal_facts(grant: Grant | None, now: datetime) -> tuple[int, timedelta]:
 
 
 def _in_flight(requests):
-    """Requests still on their way to a grant: pending, or approved with no grant issued yet."""
-    return requests.filter(Q(status=RequestStatus.PENDING) | Q(status=RequestStatus.APPROVED, grant__isnull=True))
+    """Requests still on their way to a grant: pending, or approved with no grant issued yet.
+
+    An approved request whose activation window has passed is on its way nowhere (the chaser
+    closes it); until then it must not block asking again.
+    """
+    waiting = Q(status=RequestStatus.APPROVED, grant__isnull=True) & (
+        Q(activation_deadline__isnull=True) | Q(activation_deadline__gt=timezone.now())
+    )
+    return requests.filter(Q(status=RequestStatus.PENDING) | waiting)
 
 
 def gather_policy_input(
@@ -104,6 +112,7 @@ def gather_policy_input(
         requester_is_beneficiary=me is not None and me.pk == beneficiary.pk,
         requester_owns_beneficiary=me is not None and me.pk in (beneficiary.owner_id, beneficiary.backup_owner_id),
         requester_is_machine=me is not None and me.kind != "human",
+        requester_controls_entitlement=me is not None and me.pk in (entitlement.owner_id, entitlement.system.owner_id),
         beneficiary_kind=beneficiary.kind,
         beneficiary_status=beneficiary.status,
         beneficiary_may_self_request=beneficiary.may_self_request,
@@ -150,11 +159,21 @@ def access_request_preview(
     probe = AccessRequest(requester=requester.user, beneficiary=beneficiary, entitlement=entitlement)
     approvers = stage_approvers(decision.stages, probe)
     if decision.allowed and not decision.auto_approve:
-        for position, (spec, people) in enumerate(zip(decision.stages, approvers, strict=True), start=1):
-            if len(people) < spec.get("quorum", 1):
-                decision.allowed = False
-                decision.reasons.append(_shortfall(position, spec))
+        for position in short_stages(decision.stages, approvers):
+            decision.allowed = False
+            decision.reasons.append(_shortfall(position, decision.stages[position - 1]))
     return decision, approvers
+
+
+def _already_held(grant: Grant, beneficiary: Identity, entitlement: Entitlement) -> str:
+    if grant.status == GrantStatus.ACTIVE and (grant.expires_at is None or grant.expires_at > timezone.now()):
+        return f"{beneficiary} already holds {entitlement.name}; extend that grant instead."
+    if grant.status == GrantStatus.PENDING_PROVISION:
+        return f"{entitlement.name} is already being granted to {beneficiary}; it starts when the system confirms."
+    return (
+        f"{beneficiary}'s previous {entitlement.name} access is still being removed from "
+        f"{entitlement.system.name}; ask again once its removal is confirmed."
+    )
 
 
 def _shortfall(position: int, spec: dict) -> str:
@@ -203,8 +222,8 @@ def access_request_submit(
             raise InvalidTransition("This grant was reviewed and marked do-not-renew; it cannot be extended.")
         if not Grant.objects.active().filter(pk=renewal_of.pk).exists():
             raise InvalidTransition("This grant is no longer active; request the access anew.")
-    elif Grant.objects.live().filter(identity=beneficiary, entitlement=entitlement).exists():
-        raise InvalidTransition(f"{beneficiary} already holds {entitlement.name}; extend that grant instead.")
+    elif live := Grant.objects.live().filter(identity=beneficiary, entitlement=entitlement).first():
+        raise InvalidTransition(_already_held(live, beneficiary, entitlement))
     elif _in_flight(AccessRequest.objects.filter(beneficiary=beneficiary, entitlement=entitlement)).exists():
         raise InvalidTransition(
             f"A request for {entitlement.name} for {beneficiary} is already pending or approved and waiting to start."
@@ -273,11 +292,10 @@ def access_request_submit(
 
 def _create_stages(request: AccessRequest, decision: PolicyDecision) -> list:
     stages, first = [], []
-    for position, (spec, approvers) in enumerate(
-        zip(decision.stages, stage_approvers(decision.stages, request), strict=True), start=1
-    ):
-        if len(approvers) < spec.get("quorum", 1):
-            raise ValidationFailed(_shortfall(position, spec))
+    routed = stage_approvers(decision.stages, request)
+    if short := short_stages(decision.stages, routed):
+        raise ValidationFailed(_shortfall(short[0], decision.stages[short[0] - 1]))
+    for position, (spec, approvers) in enumerate(zip(decision.stages, routed, strict=True), start=1):
         stage = ApprovalStage.objects.create(
             request=request,
             position=position,
@@ -396,11 +414,16 @@ def _lock_request(request_id: int) -> AccessRequest:
 
 @transaction.atomic
 def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = "") -> AccessRequest:
-    """The requester withdraws a pending request; a decided one stays decided."""
+    """The requester withdraws a pending request, or an approved one not yet started; a grant stays a grant.
+
+    Under the request's lock, so a cancel racing with the last approval, an activation or the
+    scheduled start ends in exactly one of the two.
+    """
     request = _lock_request(request_id)
     user = actor.user if isinstance(actor, Actor) else actor
     policies.require(policies.can_cancel(user, request), "Only the requester may cancel this request.")
-    if request.status != RequestStatus.PENDING:
+    waiting = request.status == RequestStatus.APPROVED and request.grant_id is None
+    if request.status != RequestStatus.PENDING and not waiting:
         raise InvalidTransition(f"Request #{request.pk} is already {request.get_status_display().lower()}.")
     request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, timezone.now(), reason
     request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])

@@ -49,34 +49,57 @@ def fallback_approvers(request: AccessRequest) -> list:
     return [u for u in _group(settings.JIT_FALLBACK_GROUP) if u.pk not in excluded]
 
 
+def _usable(found: dict | set, earlier: set[int], earlier_quorum: int) -> int:
+    """How many of a stage's people are left whoever decided the earlier stages.
+
+    Earlier stages use up `earlier_quorum` people at most, and only those who are also eligible
+    here take a place from this stage.
+    """
+    return len(found) - min(len(set(found) & earlier), earlier_quorum)
+
+
 def stage_approvers(stages: list[dict], request: AccessRequest) -> list[list]:
     """Each stage's approvers, so that every quorum can be met by distinct people.
 
     Conflicts of interest are excluded. One person cannot decide two stages of a request, so
-    someone an earlier stage cannot do without is not counted on again; a stage left short of its
-    quorum (a critical entitlement's single system owner, say) is topped up from the fallback
-    group, then from the approver group. A stage still short is the caller's to refuse.
+    someone an earlier stage cannot do without is not offered again, and a stage counts on none
+    of the people earlier stages may use up; a stage left short of its quorum
+    (a critical entitlement's single system owner, two stages drawing on one small group) is
+    topped up from the fallback group, then from the approver group, people no earlier stage can
+    take first. A stage still short is the caller's to refuse (see `short_stages`).
     """
     excluded = excluded_user_ids(request)
-    needed_earlier: set[int] = set()
+    earlier: set[int] = set()
+    earlier_quorum = 0
     reserves: list | None = None
     result = []
     for spec in stages:
         quorum = spec.get("quorum", 1)
-        found = {
-            u.pk: u
-            for u in _candidates(spec, request)
-            if u is not None and u.is_active and u.pk not in excluded and u.pk not in needed_earlier
-        }
-        if len(found) < quorum:
+        found = {u.pk: u for u in _candidates(spec, request) if u is not None and u.is_active and u.pk not in excluded}
+        if _usable(found, earlier, earlier_quorum) < quorum:
             if reserves is None:
                 reserves = _group(settings.JIT_FALLBACK_GROUP) + _group(settings.JIT_EXTRA_STAGE_GROUP)
-            for user in reserves:
-                if len(found) >= quorum:
+            for user in sorted(reserves, key=lambda u: u.pk in earlier):
+                if _usable(found, earlier, earlier_quorum) >= quorum:
                     break
-                if user.pk not in excluded and user.pk not in needed_earlier:
+                if user.pk not in excluded:
                     found.setdefault(user.pk, user)
         if len(found) <= quorum:
-            needed_earlier |= set(found)
+            excluded = excluded | set(found)  # this stage cannot do without them: no later stage counts on them
         result.append(list(found.values()))
+        earlier |= set(found)
+        earlier_quorum += quorum
     return result
+
+
+def short_stages(stages: list[dict], approvers: list[list]) -> list[int]:
+    """Positions (from 1) of stages whose quorum the worst order of earlier decisions could leave unmet."""
+    earlier: set[int] = set()
+    earlier_quorum, short = 0, []
+    for position, (spec, people) in enumerate(zip(stages, approvers, strict=True), start=1):
+        found = {u.pk for u in people}
+        if _usable(found, earlier, earlier_quorum) < spec.get("quorum", 1):
+            short.append(position)
+        earlier |= found
+        earlier_quorum += spec.get("quorum", 1)
+    return short

@@ -96,6 +96,7 @@ def test_machine_identity_low_risk_is_approved_automatically_only_when_allowed()
     assert evaluate(machine).auto_approve
     assert not evaluate(replace(machine, risk_tier="medium")).auto_approve
     assert not evaluate(replace(machine, beneficiary_kind="human", requester_is_beneficiary=True)).auto_approve
+    assert not evaluate(replace(machine, requester_controls_entitlement=True)).auto_approve
 
 
 def test_repeated_renewals_require_step_up():
