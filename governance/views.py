@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from audit.models import AuditEvent
+from portal.htmx import render_list
 from portal.pagination import DeferredJoinPaginator
 
 from . import policies, selectors
@@ -36,11 +37,6 @@ PAGE_SIZE = 50
 #
 # Helpers
 #
-def _render_list(request, template: str, results: str, context: dict):
-    """The whole page, or only its results (htmx: the filter form swaps the table in place)."""
-    return render(request, results if request.htmx else template, context)
-
-
 def _listing(request, queryset, filter_class, sorts: dict[str, str], default: str) -> dict:
     """Filter, sort by an allowed key and paginate a list; the context every list template expects."""
     filterset = filter_class(request.GET or None, queryset=queryset)
@@ -107,7 +103,7 @@ def identity_list(request):
         intro="Every person and machine that can hold access, and who answers for it.",
         can_create=_can_register(request.user),
     )
-    return _render_list(request, "governance/identity_list.html", "governance/_identity_results.html", context)
+    return render_list(request, "governance/identity_list.html", "governance/_identity_results.html", context)
 
 
 @login_required
@@ -121,7 +117,7 @@ def my_identities(request):
         mine=True,
         can_create=_can_register(request.user),
     )
-    return _render_list(request, "governance/identity_list.html", "governance/_identity_results.html", context)
+    return render_list(request, "governance/identity_list.html", "governance/_identity_results.html", context)
 
 
 def _can_register(user) -> bool:
@@ -321,7 +317,7 @@ def system_list(request):
         raise PermissionDenied("Only owners, approvers, auditors and admins see the systems.")
     sorts = {"name": "name", "owner": "owner__name", "criticality": "criticality", "status": "status"}
     context = _listing(request, selectors.system_list(user=request.user), SystemFilter, sorts, "name")
-    return _render_list(request, "governance/system_list.html", "governance/_system_results.html", context)
+    return render_list(request, "governance/system_list.html", "governance/_system_results.html", context)
 
 
 @login_required
@@ -383,7 +379,7 @@ def entitlement_list(request):
     context = _listing(
         request, selectors.entitlement_list(user=request.user), EntitlementFilter, ENTITLEMENT_SORTS, "system"
     )
-    return _render_list(request, "governance/entitlement_list.html", "governance/_entitlement_results.html", context)
+    return render_list(request, "governance/entitlement_list.html", "governance/_entitlement_results.html", context)
 
 
 @login_required

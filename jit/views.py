@@ -23,6 +23,7 @@ from governance import selectors as inventory_selectors
 from governance.errors import DomainError, InvalidTransition, PermissionRefused
 from governance.models import Grant
 from governance.services.notifications import notifications_mark_read
+from portal.htmx import render_list
 
 from . import policies, selectors
 from .choices import RequestStatus
@@ -133,9 +134,10 @@ def request_catalogue(request):
         if data["risk_tier"]:
             queryset = queryset.filter(risk_tier=data["risk_tier"])
     page_obj, querystring = _page(request, queryset.order_by("system__name", "name", "pk"))
-    return render(
+    return render_list(
         request,
         "jit/request_catalogue.html",
+        "jit/_catalogue_results.html",
         {
             "filter_form": form,
             "page_obj": page_obj,
@@ -213,8 +215,11 @@ def request_list(request):
     if form.is_valid():
         status, order = form.cleaned_data["status"], form.cleaned_data["order"] or order
     page_obj, querystring = _page(request, selectors.request_list(user=request.user, status=status, order=order))
-    return render(
-        request, "jit/request_list.html", {"filter_form": form, "page_obj": page_obj, "querystring": querystring}
+    return render_list(
+        request,
+        "jit/request_list.html",
+        "jit/_request_results.html",
+        {"filter_form": form, "page_obj": page_obj, "querystring": querystring},
     )
 
 
@@ -237,7 +242,11 @@ def request_detail(request, pk: int):
         "current_stage": current,
         "may_decide": may_decide,
         "decision_form": DecisionForm(initial={"stage_position": current.position if current else None}),
-        "may_cancel": access_request.is_pending and policies.can_cancel(user, access_request),
+        "may_cancel": (
+            access_request.is_pending
+            or (access_request.status == RequestStatus.APPROVED and access_request.grant_id is None)
+        )
+        and policies.can_cancel(user, access_request),
         "may_activate": (
             holder
             and access_request.status == RequestStatus.APPROVED
@@ -290,9 +299,10 @@ def approval_queue(request):
         system_id = form.cleaned_data["system"].pk if form.cleaned_data["system"] else None
     queryset = selectors.approval_queue(user=request.user, risk_tier=risk_tier, system_id=system_id)
     page_obj, querystring = _page(request, queryset)
-    return render(
+    return render_list(
         request,
         "jit/approval_queue.html",
+        "jit/_queue_results.html",
         {"filter_form": form, "page_obj": page_obj, "querystring": querystring},
     )
 
@@ -336,10 +346,10 @@ def approval_decide(request, pk: int):
             comment=data["comment"],
             stage_position=data["stage_position"],
         )
-    except InvalidTransition as error:
-        return _error_response(request, error, fallback_url=queue_url)
-    except PermissionRefused as error:
-        return _error_response(request, error, fallback_url=queue_url)
+    except (InvalidTransition, PermissionRefused) as error:
+        # A conflict (409) or a refusal (403): in place for htmx, else back where the decision was made
+        # (the request's page sends `next`) when that is a local URL, or the queue.
+        return _error_response(request, error, fallback_url=_next_url(request, queue_url))
     except DomainError as error:
         if not add_service_errors(form, error):
             form.add_error(None, error.message)
@@ -453,7 +463,12 @@ def grant_no_renew(request, pk: int):
 @login_required
 def notification_list(request):
     page_obj, querystring = _page(request, selectors.notification_list(user=request.user), per_page=30)
-    return render(request, "jit/notification_list.html", {"page_obj": page_obj, "querystring": querystring})
+    return render_list(
+        request,
+        "jit/notification_list.html",
+        "jit/_notification_results.html",
+        {"page_obj": page_obj, "querystring": querystring},
+    )
 
 
 @login_required

@@ -203,3 +203,15 @@ def test_the_holder_of_a_persons_grant_is_not_offered_do_not_renew(client, alice
         reverse("jit:grant_no_renew", args=[grant.pk]).encode()
         not in client.get(reverse("governance:grant_detail", args=[grant.pk])).content
     )
+
+
+def test_the_requester_withdraws_an_approved_request_from_its_page_before_activating_it(client, submit, alice):
+    entitlement = EntitlementFactory(risk_tier=RiskTier.HIGH, approval_stages=ONE_STAGE)
+    request = submit(entitlement, duration=timedelta(hours=1))
+    approve(request, entitlement.owner.user)
+    client.force_login(alice.user)
+    page = client.get(reverse("jit:request_detail", args=[request.pk]))
+    assert b"Activate now" in page.content and b"Cancel this request" in page.content
+    client.post(reverse("jit:request_cancel", args=[request.pk]), {"reason": "done without it"})
+    request.refresh_from_db()
+    assert request.status == RequestStatus.CANCELLED and request.grant is None
