@@ -75,6 +75,7 @@ class AuditAction(models.TextChoices):
     REQUEST_REMINDED = "request.reminded", "Approvers reminded"
     REQUEST_ESCALATED = "request.escalated", "Request escalated"
     REQUEST_ACTIVATED = "request.activated", "Approved access activated by holder"
+    REQUEST_ACTIVATION_LAPSED = "request.activation_lapsed", "Approved access not activated in time"
     REQUEST_FAILED = "request.failed", "Approved request could not be fulfilled"
     REQUEST_REFUSED_BY_RETIREMENT = "request.refused_by_retirement", "Request closed: entitlement retired"
     REQUEST_CLOSED_BY_OFFBOARDING = "request.closed_by_offboarding", "Request closed: identity offboarded"

@@ -2,7 +2,8 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from .choices import Decision, RequestStatus, StageStatus
 
@@ -65,8 +66,6 @@ class AccessRequest(models.Model):
     )
     decided_at = models.DateTimeField("decided", null=True, blank=True)
     decision_note = models.TextField("decision note", blank=True)
-    reminded_at = models.DateTimeField("approvers reminded", null=True, blank=True)
-    escalated_at = models.DateTimeField("escalated", null=True, blank=True)
     created_at = models.DateTimeField("submitted", auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
@@ -95,8 +94,36 @@ class AccessRequest(models.Model):
         return self.status == RequestStatus.PENDING
 
 
+class ApprovalStageQuerySet(models.QuerySet):
+    def waiting(self):
+        """The stage each pending request waits on: pending, with every earlier stage approved."""
+        undecided_earlier = ApprovalStage.objects.filter(
+            request=OuterRef("request"), position__lt=OuterRef("position")
+        ).exclude(status=StageStatus.APPROVED)
+        return self.filter(request__status=RequestStatus.PENDING, status=StageStatus.PENDING).exclude(
+            Exists(undecided_earlier)
+        )
+
+    def with_started_at(self):
+        """Annotate `started_at`: when the stage began waiting.
+
+        Stage 1 starts when the request is submitted; a later stage when the stage before it was
+        approved (its `decided_at`), so the time is derived, never stored twice.
+        """
+        previous = ApprovalStage.objects.filter(request=OuterRef("request"), position__lt=OuterRef("position"))
+        return self.annotate(
+            started_at=Coalesce(
+                Subquery(previous.order_by("-position").values("decided_at")[:1]), F("request__created_at")
+            )
+        )
+
+
 class ApprovalStage(models.Model):
-    """One ordered stage of a request: who may approve it and how many distinct approvals it needs."""
+    """One ordered stage of a request: who may approve it and how many distinct approvals it needs.
+
+    `reminded_at` and `escalated_at` record the chaser's once-only nudges for this stage, timed
+    from when the stage started waiting (see `ApprovalStageQuerySet.with_started_at`).
+    """
 
     request = models.ForeignKey(AccessRequest, verbose_name="request", on_delete=models.CASCADE, related_name="stages")
     position = models.PositiveSmallIntegerField("position")
@@ -109,6 +136,10 @@ class ApprovalStage(models.Model):
     )
     status = models.CharField("status", max_length=16, choices=StageStatus.choices, default=StageStatus.PENDING)
     decided_at = models.DateTimeField("decided", null=True, blank=True)
+    reminded_at = models.DateTimeField("approvers reminded", null=True, blank=True)
+    escalated_at = models.DateTimeField("escalated", null=True, blank=True)
+
+    objects = ApprovalStageQuerySet.as_manager()
 
     class Meta:
         verbose_name = "approval stage"

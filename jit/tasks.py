@@ -10,7 +10,7 @@ from governance.models import Grant
 
 from .choices import RequestStatus
 from .models import AccessRequest
-from .services.chasing import chase_pending_requests
+from .services.chasing import chase_pending_requests, lapse_unactivated_requests
 from .services.expiry import grants_expire_due
 from .services.lifecycle import grant_warn_expiry
 from .services.requests import access_request_start_scheduled
@@ -32,7 +32,8 @@ def grants_warn_expiry_task() -> int:
 
 @shared_task(acks_late=True)
 def access_requests_chase_task() -> dict[str, int]:
-    return chase_pending_requests()
+    """Chase pending requests, then close approved ones whose activation window passed unused."""
+    return {**chase_pending_requests(), "lapsed": lapse_unactivated_requests()}
 
 
 @shared_task(acks_late=True)
