@@ -1,4 +1,5 @@
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.http import HttpResponseBadRequest
 from django.views.generic import ListView, View
 
 from .exports import streaming_csv_response
@@ -37,7 +38,10 @@ class AuditEventListView(AuditorOnlyMixin, ListView):
 
     def get_queryset(self):
         self.filterset = AuditEventFilter(self.request.GET or None, queryset=AuditEvent.objects.order_by("-seq"))
-        return self.filterset.qs if self.filterset.is_bound else self.filterset.queryset
+        if not self.filterset.is_bound:
+            return self.filterset.queryset
+        # A filter that does not parse shows its error beside the field and no rows, never the whole trail.
+        return self.filterset.qs if self.filterset.is_valid() else self.filterset.queryset.none()
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -51,8 +55,11 @@ class AuditEventExportView(AuditorOnlyMixin, View):
     """The filtered trail as CSV, streamed so a million rows never sit in memory."""
 
     def get(self, request):
-        export_recorded(actor=request.user, what="audit_trail", filters=request.GET.dict(), file_format="csv")
         filterset = AuditEventFilter(request.GET or None, queryset=AuditEvent.objects.order_by("seq"))
+        if filterset.is_bound and not filterset.is_valid():
+            problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in filterset.errors.items())
+            return HttpResponseBadRequest(f"Nothing exported: {problems}", content_type="text/plain")
+        export_recorded(actor=request.user, what="audit_trail", filters=request.GET.dict(), file_format="csv")
         queryset = filterset.qs if filterset.is_bound else filterset.queryset
         rows = (
             [

@@ -6,4 +6,10 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Inventory and governance"
 
     def ready(self) -> None:
+        from audit.filters import ACTOR_NAME_SEARCHES
+
         from . import handlers  # noqa: F401  registers the connector outbox handlers
+        from .selectors import audit_actors_named
+
+        if audit_actors_named not in ACTOR_NAME_SEARCHES:
+            ACTOR_NAME_SEARCHES.append(audit_actors_named)

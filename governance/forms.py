@@ -1,7 +1,8 @@
 """Forms for the inventory pages: they parse input; the services decide."""
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django import forms
 
@@ -37,6 +38,9 @@ def add_service_errors(form: forms.Form, error) -> None:
         form.add_error(None, error.message)
 
 
+SECONDS = "%Y-%m-%dT%H:%M:%S"
+
+
 class ReasonForm(forms.Form):
     """The reason every suspension, offboarding and retirement records in the audit trail."""
 
@@ -54,8 +58,8 @@ class IdentityForm(forms.ModelForm):
         fields = EDITABLE_FIELDS
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
-            "last_rotated_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-            "last_used_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+            "last_rotated_at": forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format=SECONDS),
+            "last_used_at": forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format=SECONDS),
         }
 
     def __init__(self, *args, **kwargs):
@@ -68,7 +72,20 @@ class IdentityForm(forms.ModelForm):
             del self.fields["may_self_request"]
 
     def changes(self) -> dict:
-        return {name: self.cleaned_data[name] for name in self.fields if name in EDITABLE_FIELDS}
+        """Only what the person changed: a field sent back as shown must not rewrite the stored value.
+
+        The times are shown to the second, so a usage time with microseconds, sent back as shown,
+        counts as unchanged (it feeds the stale and rotation findings).
+        """
+        changed = {}
+        for name in self.changed_data:
+            if name not in EDITABLE_FIELDS:
+                continue
+            value, stored = self.cleaned_data[name], getattr(self.instance, name)
+            if isinstance(stored, datetime) and value is not None and stored.replace(microsecond=0) == value:
+                continue
+            changed[name] = value
+        return changed
 
 
 class IdentityCreateForm(IdentityForm):
@@ -120,10 +137,11 @@ class SystemForm(forms.ModelForm):
 
 
 class EntitlementForm(forms.ModelForm):
-    max_duration_hours = forms.IntegerField(
+    max_duration_hours = forms.DecimalField(
         label="Maximum duration (hours)",
-        min_value=1,
+        min_value=Decimal("0.01"),
         max_value=24 * 366,
+        decimal_places=2,
         required=False,
         help_text="Empty: the default for its risk tier.",
     )
@@ -160,7 +178,10 @@ class EntitlementForm(forms.ModelForm):
             self.initial["approval_stages"] = json.dumps(self.instance.approval_stages)
             self.initial["allowed_identity_kinds"] = self.instance.allowed_identity_kinds
             if self.instance.max_duration:
-                self.initial["max_duration_hours"] = int(self.instance.max_duration.total_seconds() // 3600)
+                hours = (Decimal(self.instance.max_duration.total_seconds()) / 3600).quantize(Decimal("0.01"))
+                self.initial["max_duration_hours"] = (
+                    hours.quantize(Decimal(1)) if hours == hours.to_integral() else hours
+                )
 
     def clean_approval_stages(self):
         try:
@@ -171,7 +192,10 @@ class EntitlementForm(forms.ModelForm):
     def changes(self) -> dict:
         data = {name: self.cleaned_data[name] for name in self.Meta.fields}
         hours = self.cleaned_data.get("max_duration_hours")
-        data["max_duration"] = timedelta(hours=hours) if hours else None
+        if self.instance.pk and "max_duration_hours" not in self.changed_data:
+            data["max_duration"] = self.instance.max_duration  # shown rounded; sent back as shown, kept exact
+        else:
+            data["max_duration"] = timedelta(seconds=round(hours * 3600)) if hours else None
         data["approval_stages"] = self.cleaned_data["approval_stages"]
         data["allowed_identity_kinds"] = list(self.cleaned_data["allowed_identity_kinds"])
         return data

@@ -47,10 +47,26 @@ def can_view_identity(user, identity) -> bool:
 
 
 def can_register_identity(user, identity) -> bool:
-    """Admins register anyone; others register only the machine identities they will own (never a person)."""
+    """Admins register anyone; others register only the machine identities they will own (never a person).
+
+    An auditor only reads: the read-only role registers nothing unless another role says otherwise.
+    """
     if is_admin(user):
         return True
-    return identity.kind != IdentityKind.HUMAN and identity.owner_id is not None and _is_person(user, identity.owner_id)
+    return (
+        may_own_machines(user)
+        and identity.kind != IdentityKind.HUMAN
+        and identity.owner_id is not None
+        and _is_person(user, identity.owner_id)
+    )
+
+
+def may_own_machines(user) -> bool:
+    """Who may register the machines they will own: a person in the inventory, unless they are only an auditor."""
+    read_only = has_role(user, Role.AUDITOR) and not has_role(
+        user, Role.REQUESTER, Role.OWNER, Role.APPROVER, Role.ADMIN
+    )
+    return identity_of(user) is not None and not read_only
 
 
 def can_edit_identity(user, identity) -> bool:

@@ -119,3 +119,11 @@ def finding_list(*, user) -> QuerySet[Finding]:
         return queryset
     me = policies.identity_of(user)
     return queryset.filter(owner_to_act=me) if me is not None else queryset.none()
+
+
+def audit_actors_named(value: str) -> Q:
+    """Audit events by the people and machines named `value` (the trail records logins and ids)."""
+    named = Identity.objects.filter(name__icontains=value)
+    return Q(actor_user_id__in=named.filter(user__isnull=False).values("user_id")) | Q(
+        actor_identity_id__in=named.values("pk")
+    )

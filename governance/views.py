@@ -122,7 +122,7 @@ def my_identities(request):
 
 def _can_register(user) -> bool:
     """Admins register anyone; a person in the inventory registers the machines they will own."""
-    return policies.is_admin(user) or policies.identity_of(user) is not None
+    return policies.is_admin(user) or policies.may_own_machines(user)
 
 
 @login_required

@@ -98,12 +98,31 @@ def _changed_setting_keys(before: dict[str, Any], after: dict[str, Any]) -> list
     return sorted(key for key in before.keys() | after.keys() if before.get(key, ...) != after.get(key, ...))
 
 
+def _refuse_name_clash(obj: System | Entitlement) -> None:
+    """One live system (one live entitlement per system) per name, reported beside the name field.
+
+    The database constraint has a condition, so Django would report it as a form-wide error
+    (and skips it for entitlements, whose system is validated elsewhere); this says it plainly.
+    """
+    same = type(obj).objects.filter(name=obj.name, status=LifecycleStatus.ACTIVE).exclude(pk=obj.pk)
+    where = ""
+    if isinstance(obj, Entitlement):
+        same, where = same.filter(system_id=obj.system_id), f" in {obj.system.name}"
+    if same.exists():
+        what = type(obj)._meta.verbose_name
+        raise ValidationFailed(
+            f"A live {what} named “{obj.name}” already exists{where}.",
+            field_errors={"name": [f"Another live {what}{where} has this name."]},
+        )
+
+
 @transaction.atomic
 def system_create(*, actor: ActorLike, name: str, owner: Identity, **fields: Any) -> System:
     check(actor, lambda user, _s: policies.is_admin(user), None, "Only admins add systems.")
     _require_active_owner(owner)
     system = System(name=name, owner=owner, **fields)
     _check_connector_settings(system.connector_settings)
+    _refuse_name_clash(system)
     full_clean_or_fail(system, exclude=["owner"])
     system.save()
     data: dict[str, Any] = {"after": snapshot(system, SYSTEM_AUDITED)}
@@ -139,6 +158,7 @@ def system_update(*, system_id: int, actor: ActorLike, changes: dict[str, Any]) 
     if "owner" in changes:
         _require_active_owner(system.owner)
     _check_connector_settings(system.connector_settings)
+    _refuse_name_clash(system)
     full_clean_or_fail(system, exclude=["owner"])
     change: dict[str, Any] = diff(before, snapshot(system, SYSTEM_AUDITED))
     changed_keys = _changed_setting_keys(before_settings, system.connector_settings)
@@ -178,6 +198,7 @@ def entitlement_create(*, actor: ActorLike, system: System, name: str, owner: Id
         fields["approval_stages"] = validate_approval_stages(fields["approval_stages"])
     _check_kinds(fields.get("allowed_identity_kinds"))
     entitlement = Entitlement(system=system, name=name, owner=owner, **fields)
+    _refuse_name_clash(entitlement)
     full_clean_or_fail(entitlement, exclude=["owner", "system"])
     entitlement.save()
     audit_event_record(
@@ -216,6 +237,7 @@ def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[s
         setattr(entitlement, name, value)
     if "owner" in changes:
         _require_active_owner(entitlement.owner)
+    _refuse_name_clash(entitlement)
     full_clean_or_fail(entitlement, exclude=["owner", "system"])
     change = diff(before, snapshot(entitlement, ENTITLEMENT_FIELDS))
     if change["after"]:

@@ -28,9 +28,22 @@ def _span(delta: timedelta) -> str:
     return f"{minutes} min" if minutes else "less than a minute"
 
 
+# A grant that is not running has no time left to show, whatever its expiry says.
+_NOT_RUNNING = {
+    GrantStatus.REVOKED: "ended",
+    GrantStatus.EXPIRED: "ended",
+    GrantStatus.REVOKING: "being removed",
+    GrantStatus.REVOKE_FAILED: "being removed",
+    GrantStatus.PROVISION_FAILED: "not started",
+}
+
+
 @register.filter
 def timeleft(value) -> str:
-    """How long a grant (or an expiry time) has left: "1 h 59 min", "expired", or "no expiry"."""
+    """How long a grant (or an expiry time) has left: "1 h 59 min", "expired", "ended", or "no expiry"."""
+    stopped = _NOT_RUNNING.get(getattr(value, "status", None))
+    if stopped:
+        return stopped
     expires_at = _expiry(value)
     if expires_at is None:
         return "no expiry"
@@ -42,11 +55,13 @@ def timeleft(value) -> str:
 def expires_in(value) -> str:
     """A grant's expiry in words: "expires in 3 h 20 min", "expired", or "no expiry" (standing)."""
     left = timeleft(value)
-    return left if left in ("expired", "no expiry") else f"expires in {left}"
+    return left if left in ("expired", "no expiry", *_NOT_RUNNING.values()) else f"expires in {left}"
 
 
 @register.filter
 def expires_soon(value) -> bool:
+    if getattr(value, "status", None) in _NOT_RUNNING:
+        return False
     expires_at = _expiry(value)
     return expires_at is not None and expires_at - timezone.now() <= SOON
 
