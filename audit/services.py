@@ -87,6 +87,17 @@ def _as_actor(actor: ActorLike) -> Actor:
     return Actor(user=actor)
 
 
+def _without_nul(value: Any) -> Any:
+    """PostgreSQL's jsonb refuses NUL characters; a pasted one must not turn a decision into an error."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Mapping):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def data_json(data: Mapping[str, Any]) -> str:
     """The canonical JSON text of an event's data: keys sorted, compact, dates and decimals as strings."""
     return json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -165,7 +176,7 @@ def _build_rows(
             "target_label": target.label[:200],
             "prev_hash": prev_hash,
         }
-        text = data_json(spec.data)
+        text = data_json(_without_nul(spec.data))
         values = [occurred if name == "occurred_at" else row[name] for name in HASHED_FIELDS]
         row["hash"] = prev_hash = _digest(values, text)
         row["data_text"] = text

@@ -7,7 +7,7 @@ admin delegate a single object to someone else.
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from .choices import IdentityKind
+from .choices import IdentityKind, IdentityStatus
 from .errors import PermissionRefused
 from .roles import READ_INVENTORY_ROLES, Role, has_role
 
@@ -27,8 +27,9 @@ def is_admin(user) -> bool:
 
 
 def _is_person(user, identity_id: int | None) -> bool:
+    """The user is this identity, and an active one: a suspended owner's powers are suspended too."""
     me = identity_of(user)
-    return me is not None and identity_id is not None and me.pk == identity_id
+    return me is not None and identity_id is not None and me.pk == identity_id and me.status == IdentityStatus.ACTIVE
 
 
 def can_view_inventory(user) -> bool:

@@ -144,15 +144,24 @@ def identity_change_owner(
 
 @transaction.atomic
 def identity_suspend(*, identity_id: int, actor: ActorLike, reason: str) -> Identity:
-    """Stop an identity from being used or requesting, without removing its grants."""
+    """Stop an identity from being used or requesting, without removing its grants.
+
+    A suspended person's login stops working too (their sessions with it): nobody under suspension
+    keeps the owner's or approver's powers they had.
+    """
     identity = lock(Identity, identity_id)
     check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may suspend it.")
     if identity.status != IdentityStatus.ACTIVE:
         raise InvalidTransition(f"{identity} is {identity.get_status_display().lower()}, not active.")
-    identity.status = IdentityStatus.SUSPENDED
-    identity.save(update_fields=["status", "updated_at"])
-    audit_event_record(actor=actor, action=AuditAction.IDENTITY_SUSPENDED, target=identity, data={"reason": reason})
-    return identity
+    return _move_status(identity, IdentityStatus.SUSPENDED, actor, AuditAction.IDENTITY_SUSPENDED, reason)
+
+
+def _set_login_active(identity: Identity, active: bool) -> bool:
+    """Turn a person's login on or off with their status; True when there was one to change."""
+    if identity.user_id is None:
+        return False
+    type(identity.user).objects.filter(pk=identity.user_id).update(is_active=active)
+    return True
 
 
 @transaction.atomic
@@ -161,9 +170,17 @@ def identity_reactivate(*, identity_id: int, actor: ActorLike, reason: str = "")
     check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may reactivate it.")
     if identity.status != IdentityStatus.SUSPENDED:
         raise InvalidTransition(f"Only a suspended identity can be reactivated; {identity} is {identity.status}.")
-    identity.status = IdentityStatus.ACTIVE
+    return _move_status(identity, IdentityStatus.ACTIVE, actor, AuditAction.IDENTITY_REACTIVATED, reason)
+
+
+def _move_status(identity: Identity, status: str, actor: ActorLike, action: str, reason: str) -> Identity:
+    """Change a locked identity's status, its login with it, and audit both together."""
+    identity.status = status
     identity.save(update_fields=["status", "updated_at"])
-    audit_event_record(actor=actor, action=AuditAction.IDENTITY_REACTIVATED, target=identity, data={"reason": reason})
+    active = status == IdentityStatus.ACTIVE
+    login_changed = _set_login_active(identity, active)
+    login_key = "login_enabled" if active else "login_disabled"
+    audit_event_record(actor=actor, action=action, target=identity, data={"reason": reason, login_key: login_changed})
     return identity
 
 
@@ -196,9 +213,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
     if identity.credential_type:
         identity.credentials_suspended_at = now
     identity.save(update_fields=["status", "credentials_suspended_at", "updated_at"])
-    if identity.user_id:
-        identity.user.is_active = False
-        identity.user.save(update_fields=["is_active"])
+    _set_login_active(identity, False)
     result = OffboardingResult(identity=identity)
     for grant_id in identity.grants.live().order_by("pk").values_list("pk", flat=True):
         grant_revoke(grant_id=grant_id, actor=actor, reason=f"Offboarded: {reason}", end_reason="offboarded")

@@ -165,6 +165,22 @@ def access_request_preview(
     return decision, approvers
 
 
+def _beneficiary_for(requester: Requester, beneficiary_id: int) -> Identity:
+    """The beneficiary, locked, if the requester may ask for it at all; otherwise one refusal for all.
+
+    Checked before anything about the beneficiary is said (what it holds, what it has pending), and
+    an unknown id gets the same answer as someone else's, so the API is no oracle for either.
+    """
+    me = requester.identity
+    mine = Identity.objects.filter(pk=beneficiary_id)
+    mine = mine.filter(Q(pk=me.pk) | Q(owner=me) | Q(backup_owner=me)) if me is not None else mine.none()
+    beneficiary = mine.select_for_update().first()
+    if beneficiary is None:
+        message = "You may request only for yourself or for an identity you own."
+        raise ValidationFailed(message, field_errors={"beneficiary": [message]})
+    return beneficiary
+
+
 def _already_held(grant: Grant, beneficiary: Identity, entitlement: Entitlement) -> str:
     if grant.status == GrantStatus.ACTIVE and (grant.expires_at is None or grant.expires_at > timezone.now()):
         return f"{beneficiary} already holds {entitlement.name}; extend that grant instead."
@@ -208,15 +224,19 @@ def access_request_submit(
     requester = Requester.of(actor)
     if requester.identity is not None and requester.identity.status != IdentityStatus.ACTIVE:
         raise ValidationFailed("Your identity is not active; you cannot request access.")
+    beneficiary = _beneficiary_for(requester, beneficiary_id)
     try:
-        beneficiary = Identity.objects.select_for_update().get(pk=beneficiary_id)
         entitlement = Entitlement.objects.select_related("system", "owner", "system__owner").get(pk=entitlement_id)
-    except (Identity.DoesNotExist, Entitlement.DoesNotExist):
-        raise ValidationFailed("Unknown identity or entitlement.") from None
+    except Entitlement.DoesNotExist:
+        raise ValidationFailed("Unknown entitlement.", field_errors={"entitlement": ["Unknown entitlement."]}) from None
     renewal_of = None
     if renewal_of_id is not None:
-        renewal_of = Grant.objects.select_for_update().get(pk=renewal_of_id)
-        if renewal_of.identity_id != beneficiary.pk or renewal_of.entitlement_id != entitlement.pk:
+        renewal_of = Grant.objects.select_for_update().filter(pk=renewal_of_id).first()
+        if (
+            renewal_of is None
+            or renewal_of.identity_id != beneficiary.pk
+            or renewal_of.entitlement_id != entitlement.pk
+        ):
             raise ValidationFailed("That grant is not this identity's access to this entitlement.")
         if renewal_of.no_renew:
             raise InvalidTransition("This grant was reviewed and marked do-not-renew; it cannot be extended.")

@@ -308,3 +308,36 @@ def test_the_grant_export_leaves_out_grants_past_expiry_before_the_sweep():
     assert past_expiry.status == "active"
     exported = {row["identity_external_id"] for row in export_records("grants")}
     assert exported == {f"portal:{in_force.identity_id}", f"portal:{standing.identity_id}"}
+
+
+#
+# A suspended person's ownership powers are suspended with them
+#
+def test_a_suspended_owner_can_neither_sign_in_nor_act_on_what_they_own(client, owner, admin, bot):
+    from governance.services.identities import identity_reactivate, identity_suspend
+    from tests.factories.governance import EntitlementFactory
+
+    entitlement = EntitlementFactory(owner=owner)
+    client.force_login(owner.user)
+    identity_suspend(identity_id=owner.pk, actor=admin.user, reason="under investigation")
+    # the open session is gone, and a new sign-in fails
+    assert client.get(reverse("governance:my_identities")).status_code == 302
+    assert not client.login(username=owner.user.username, password="pw-for-tests")
+    # the object checks refuse even a user object held from before
+    stale = type(owner.user).objects.get(pk=owner.user.pk)
+    stale.is_active = True
+    colleague = PersonFactory()
+    response = api(stale).post(
+        f"{API}/grants/", {"identity": colleague.pk, "entitlement": entitlement.pk, "kind": "standing"}, format="json"
+    )
+    assert response.status_code == 403
+    assert api(stale).patch(f"{API}/identities/{bot.pk}/", {"description": "x"}, format="json").status_code == 403
+    # reactivation gives both back
+    identity_reactivate(identity_id=owner.pk, actor=admin.user)
+    owner.user.refresh_from_db()
+    assert owner.user.is_active
+    events = AuditEvent.objects.for_target(owner).order_by("seq")
+    assert [e.data.get("login_disabled", e.data.get("login_enabled")) for e in events if "login" in str(e.data)] == [
+        True,
+        True,
+    ]

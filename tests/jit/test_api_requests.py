@@ -98,3 +98,31 @@ def test_list_query_count_is_constant(alice, entitlement, submit):
     with CaptureQueriesContext(connection) as many:
         assert len(client.get(URL).json()["results"]) == 16
     assert len(many.captured_queries) == len(one.captured_queries)
+
+
+def test_asking_for_someone_elses_identity_says_nothing_about_it(alice, entitlement):
+    from tests.factories.governance import GrantFactory, MachineFactory
+
+    hidden = MachineFactory(name="hidden-bot")
+    GrantFactory(identity=hidden, entitlement=entitlement)
+    answers = [
+        client_for(alice.user).post(
+            URL, {"beneficiary": beneficiary, "entitlement": entitlement.pk, "justification": "x"}, format="json"
+        )
+        for beneficiary in (hidden.pk, 999_999)
+    ]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].json() == answers[1].json()  # someone else's identity and no identity look the same
+    assert "hidden-bot" not in str(answers[0].json()) and not AccessRequest.objects.exists()
+
+
+def test_renewing_a_grant_that_is_not_yours_or_does_not_exist_is_the_same_400(alice, entitlement):
+    from tests.factories.governance import GrantFactory
+
+    other = GrantFactory(entitlement=entitlement, kind="jit")
+    body = {"beneficiary": alice.pk, "entitlement": entitlement.pk, "justification": "x"}
+    answers = [
+        client_for(alice.user).post(URL, {**body, "renewal_of": grant}, format="json") for grant in (other.pk, 999_999)
+    ]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].json() == answers[1].json()

@@ -102,7 +102,9 @@ def test_final_approval_for_a_suspended_holder_fails_the_request_and_keeps_the_d
     assert request.approvals.count() == 2
     assert AuditEvent.objects.filter(action="request.failed", target_id=str(request.pk)).count() == 1
     assert not Grant.objects.filter(identity=alice, entitlement=entitlement).exists()
-    assert alice.user.notifications.filter(kind="request.failed").exists()
+    alice.user.refresh_from_db()
+    assert not alice.user.is_active  # suspension turned her login off; she sees the outcome when back
+    assert not alice.user.notifications.filter(kind="request.failed").exists()
 
 
 def test_a_renewal_approved_after_suspension_does_not_extend_the_access(

@@ -81,13 +81,15 @@ def test_pages_treat_a_grant_past_expiry_as_inactive_before_the_sweep():
     assert not Grant.objects.active().filter(pk=grant.pk).exists()
 
 
-def test_health_turns_red_when_the_sweep_stops_or_grants_are_overdue(client):
+def test_health_turns_red_when_the_sweep_stops_or_grants_are_overdue(client, admin_user):
     grants_expire_due()
     assert client.get("/health/").json()["checks"]["expiry_sweep"]["ok"]
     with time_machine.travel(timezone.now() + timedelta(minutes=4), tick=False):
         response = client.get("/health/")
     assert response.status_code == 503 and not response.json()["checks"]["expiry_sweep"]["ok"]
     jit_grant(expires_at=timezone.now() - timedelta(minutes=3))
+    assert client.get("/health/").json()["checks"]["expiry_sweep"] == {"ok": False}  # strangers: pass/fail only
+    client.force_login(admin_user)  # staff see why
     assert "overdue" in client.get("/health/").json()["checks"]["expiry_sweep"]["detail"]
 
 

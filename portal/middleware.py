@@ -1,0 +1,25 @@
+"""Refuse text the database cannot store before any view sees it."""
+
+from django.http import HttpResponseBadRequest
+
+MESSAGE = "Text may not contain NUL characters (\\x00); remove them and try again."
+
+
+class RejectNulCharactersMiddleware:
+    """A NUL in a query string or form field is a clear 400, never a database error half-way through.
+
+    PostgreSQL text and jsonb columns refuse NUL; forms and DRF serializers already reject it in
+    the fields they declare, this covers the raw parameters (reasons, notes, filters) too.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if _has_nul(request.GET) or (request.method == "POST" and _has_nul(request.POST)):
+            return HttpResponseBadRequest(MESSAGE, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+def _has_nul(params) -> bool:
+    return any("\x00" in key or any("\x00" in value for value in params.getlist(key)) for key in params)
