@@ -49,8 +49,11 @@ class PolicyInput:
     # The requester owns the entitlement or its system: they can rewrite its policy, so no
     # automatic approval may stand in for someone else's look.
     requester_controls_entitlement: bool = False
+    # Who the requester says it acts for: only a machine acting for someone may declare this.
+    has_delegation_chain: bool = False
     # Renewal facts: how often this access was renewed lately and for how long it has been held.
     is_renewal: bool = False
+    renewal_time_left: timedelta = timedelta(0)
     renewals_in_window: int = 0
     cumulative_active: timedelta = timedelta(0)
     # Settings the caller passes in, so the function stays pure.
@@ -87,8 +90,15 @@ def _refuse(decision: PolicyDecision, reason: str, field_name: str | None = None
 
 
 def _human_duration(delta: timedelta) -> str:
-    hours = int(delta.total_seconds() // 3600)
-    return f"{hours // 24} days" if hours >= 48 and hours % 24 == 0 else f"{hours} hours"
+    seconds = int(delta.total_seconds())
+    hours = seconds // 3600
+    if hours >= 48 and hours % 24 == 0:
+        amount, unit = hours // 24, "day"
+    elif hours:
+        amount, unit = hours, "hour"
+    else:
+        amount, unit = seconds // 60, "minute"
+    return f"{amount} {unit}{'' if amount == 1 else 's'}"
 
 
 def evaluate(facts: PolicyInput) -> PolicyDecision:
@@ -109,6 +119,9 @@ def evaluate(facts: PolicyInput) -> PolicyDecision:
             "beneficiary",
         )
 
+    if facts.has_delegation_chain and not facts.requester_is_machine:
+        _refuse(decision, "Only a machine identity acting for someone declares a delegation chain.", "delegation_chain")
+
     # What is asked
     if not facts.entitlement_live or not facts.entitlement_requestable:
         _refuse(decision, "This entitlement cannot be requested.", "entitlement")
@@ -126,12 +139,23 @@ def evaluate(facts: PolicyInput) -> PolicyDecision:
         _refuse(
             decision, f"The maximum duration for this entitlement is {_human_duration(facts.max_duration)}.", "duration"
         )
+    elif facts.is_renewal and facts.renewal_time_left + duration > facts.max_duration:
+        # An extension adds to what is left: together they may not outrun one grant's maximum.
+        room = max(facts.max_duration - facts.renewal_time_left, timedelta(0))
+        _refuse(
+            decision,
+            f"This grant still has {_human_duration(facts.renewal_time_left)} left and may run at most "
+            f"{_human_duration(facts.max_duration)} from now; extend it by at most {_human_duration(room)}.",
+            "duration",
+        )
     if facts.start_at is not None:
         if facts.start_at < facts.now - timedelta(minutes=5):
             _refuse(decision, "The start cannot be in the past.", "start_at")
         elif facts.start_at > facts.now + facts.max_start_ahead:
             _refuse(decision, f"The start can be at most {facts.max_start_ahead.days} days ahead.", "start_at")
-    if facts.justification_required and not (facts.justification.strip() or facts.intent.strip()):
+    # A machine's declared task is its justification; a person must say why in their own words.
+    stated_why = facts.justification.strip() or (facts.requester_is_machine and facts.intent.strip())
+    if facts.justification_required and not stated_why:
         _refuse(decision, "A justification is required for this entitlement.", "justification")
     if facts.ticket_required and not facts.ticket.strip():
         _refuse(decision, "A ticket reference is required for this entitlement.", "ticket")

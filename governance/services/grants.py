@@ -295,7 +295,8 @@ def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason:
     """Replace an active time-boxed grant by its renewal, without touching the target.
 
     The access continues, so no connector call: the old grant ends as expired ("renewed") and the
-    new one, linked by `renewal_of`, is active at once until the old expiry plus `duration`.
+    new one, linked by `renewal_of`, is active at once until the old expiry plus `duration`
+    (capped at the entitlement's maximum from now).
     """
     old = lock(Grant, grant_id)
     now = timezone.now()
@@ -314,7 +315,8 @@ def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason:
         kind=old.kind,
         status=GrantStatus.ACTIVE,
         granted_at=now,
-        expires_at=max(old.expires_at or now, now) + duration,
+        # Never past one grant's maximum from now, however the extension was approved.
+        expires_at=min(max(old.expires_at or now, now) + duration, now + old.entitlement.effective_max_duration),
         approved_duration=duration,
         reason=reason,
         renewal_of=old,

@@ -71,7 +71,13 @@ class SubmitSerializer(serializers.Serializer):
     ticket = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
     intent = serializers.CharField(required=False, allow_blank=True, default="")
     start_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    delegation_chain = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    delegation_chain = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        default=list,
+        max_length=10,
+        help_text="For a machine acting for someone: who it acts for, outermost first.",
+    )
     renewal_of = serializers.IntegerField(required=False, allow_null=True, default=None)
 
     def to_service_kwargs(self) -> dict:

@@ -89,6 +89,7 @@ def gather_policy_input(
     start_at: datetime | None = None,
     renewal_of: Grant | None = None,
     now: datetime | None = None,
+    has_delegation_chain: bool = False,
 ) -> PolicyInput:
     now = now or timezone.now()
     me = requester.identity
@@ -134,6 +135,10 @@ def gather_policy_input(
         intent=intent,
         start_at=start_at,
         now=now,
+        has_delegation_chain=has_delegation_chain,
+        renewal_time_left=max(renewal_of.expires_at - now, timedelta(0))
+        if renewal_of and renewal_of.expires_at
+        else timedelta(0),
         held_entitlement_ids=frozenset(held),
         sod_rules=tuple(rules),
         is_renewal=renewal_of is not None,
@@ -259,6 +264,7 @@ def access_request_submit(
             intent=intent,
             start_at=start_at,
             renewal_of=renewal_of,
+            has_delegation_chain=bool(delegation_chain),
         )
     )
     if not decision.allowed:

@@ -126,3 +126,20 @@ def test_renewing_a_grant_that_is_not_yours_or_does_not_exist_is_the_same_400(al
     ]
     assert [a.status_code for a in answers] == [400, 400]
     assert answers[0].json() == answers[1].json()
+
+
+def test_a_person_cannot_claim_a_delegation_chain_or_let_intent_stand_for_a_justification(alice, entitlement):
+    response = client_for(alice.user).post(
+        URL,
+        {
+            "beneficiary": alice.pk,
+            "entitlement": entitlement.pk,
+            "duration_seconds": 3600,
+            "intent": "rotate keys",
+            "delegation_chain": ["ceo"],
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"justification", "delegation_chain"}
+    assert not AccessRequest.objects.exists() and not AuditEvent.objects.filter(action="request.submitted").exists()

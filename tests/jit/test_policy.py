@@ -117,3 +117,27 @@ def test_agent_may_request_for_itself_only_when_allowed():
     agent = replace(BASE, beneficiary_kind="ai_agent", requester_is_machine=True, allowed_kinds=("ai_agent",))
     assert not evaluate(agent).allowed
     assert evaluate(replace(agent, beneficiary_may_self_request=True)).allowed
+
+
+def test_an_extension_may_not_outrun_one_grants_maximum_from_now():
+    renewal = replace(BASE, is_renewal=True, renewal_time_left=timedelta(hours=23), duration=timedelta(hours=2))
+    decision = evaluate(renewal)
+    assert not decision.allowed
+    assert decision.field_errors["duration"] == [
+        "This grant still has 23 hours left and may run at most 24 hours from now; extend it by at most 1 hour."
+    ]
+    assert evaluate(replace(renewal, duration=timedelta(hours=1))).allowed
+
+
+def test_a_persons_intent_is_no_justification_but_a_machines_declared_task_is():
+    person = replace(BASE, justification="", intent="rotate the keys")
+    assert evaluate(person).field_errors["justification"]
+    machine = replace(person, requester_is_machine=True, beneficiary_kind="service_account")
+    assert "justification" not in evaluate(machine).field_errors
+
+
+def test_only_a_machine_declares_a_delegation_chain():
+    decision = evaluate(replace(BASE, has_delegation_chain=True))
+    assert decision.field_errors["delegation_chain"] == [
+        "Only a machine identity acting for someone declares a delegation chain."
+    ]

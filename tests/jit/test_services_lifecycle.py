@@ -9,10 +9,11 @@ from audit.models import AuditEvent, OutboxMessage
 from audit.outbox import outbox_dispatch
 from audit.verify import verify_chain
 from governance.choices import GrantStatus
-from governance.errors import InvalidTransition, PermissionRefused
+from governance.errors import InvalidTransition, PermissionRefused, ValidationFailed
 from governance.models import Grant, Notification
 from governance.services.grants import grant_confirm_revoked
 from jit.choices import RequestStatus
+from jit.models import AccessRequest
 from jit.services.approvals import access_request_decide
 from jit.services.chasing import chase_pending_requests
 from jit.services.expiry import grants_expire_due
@@ -157,6 +158,14 @@ def test_renewal_replaces_the_grant_and_repeated_renewals_need_step_up(
         assert Grant.objects.get(pk=grant.pk).status == GrantStatus.EXPIRED
         grant = new
     assert AuditEvent.objects.filter(action="grant.renewed").count() == 4
+
+
+def test_an_extension_cannot_carry_a_grant_past_its_maximum_from_now(submit, alice, entitlement):
+    grant = jit_grant(identity=alice, entitlement=entitlement, expires_at=timezone.now() + timedelta(hours=23))
+    with pytest.raises(ValidationFailed, match="extend it by at most") as refused:
+        submit(entitlement, renewal_of_id=grant.pk, duration=timedelta(days=6, hours=12))
+    assert "duration" in refused.value.field_errors
+    assert not AccessRequest.objects.exists()
 
 
 #
