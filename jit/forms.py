@@ -5,11 +5,14 @@ from datetime import timedelta
 
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator
+from django.utils import timezone
 
 from governance.choices import RiskTier
 from governance.models import System
 
 from .choices import Decision, RequestStatus
+from .policy import human_duration
 
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 # The service maps its field errors onto these form fields.
@@ -60,7 +63,31 @@ class QueueFilterForm(forms.Form):
         self.fields["system"].queryset = System.objects.filter(status="active").order_by("name")
 
 
-class AccessRequestForm(forms.Form):
+class BoundedDurationForm(forms.Form):
+    """A duration in hours whose bound is the policy's, said in the policy's words, not a generic one."""
+
+    def bound_duration(self, max_hours: int, message: str, help_text: str) -> None:
+        field = self.fields["duration_hours"]
+        field.validators = [v for v in field.validators if not isinstance(v, MaxValueValidator)]
+        field.validators.append(MaxValueValidator(max_hours, message=message))
+        field.help_text = help_text
+        field.widget.attrs.update(max=max_hours, min=1)
+
+    def asked_hours(self) -> int | None:
+        """The hours asked, even when out of bounds, so the preview judges what was typed."""
+        if not self.is_bound:
+            return None
+        self.is_valid()
+        if "duration_hours" in self.cleaned_data:
+            return self.cleaned_data["duration_hours"]
+        try:
+            hours = int(self.data.get("duration_hours", ""))
+        except (TypeError, ValueError):
+            return None
+        return min(hours, 10**6) if hours > 0 else None
+
+
+class AccessRequestForm(BoundedDurationForm):
     """For whom, for how long, from when, and why; the maximum comes from the entitlement's policy."""
 
     beneficiary = forms.ModelChoiceField(label="For", queryset=None, empty_label=None)
@@ -85,9 +112,11 @@ class AccessRequestForm(forms.Form):
             if identity.is_human
             else f"{identity.name} ({identity.get_kind_display().lower()} you own)"
         )
-        duration = self.fields["duration_hours"]
-        duration.help_text = f"Maximum: {self.max_hours} hours for this entitlement."
-        duration.widget.attrs.update(max=self.max_hours, min=1)
+        self.bound_duration(
+            self.max_hours,
+            f"The maximum duration for this entitlement is {human_duration(entitlement.effective_max_duration)}.",
+            f"Maximum: {self.max_hours} hours for this entitlement.",
+        )
         self.default_hours = min(hours_of(settings.DEFAULT_DURATION_BY_RISK[entitlement.risk_tier]), self.max_hours)
         self.initial.setdefault("duration_hours", self.default_hours)
         justification = self.fields["justification"]
@@ -102,7 +131,7 @@ class AccessRequestForm(forms.Form):
         """Lenient parse for the live preview: whatever is valid so far (the form need not be complete)."""
         self.is_valid()
         data = getattr(self, "cleaned_data", {})
-        hours = data.get("duration_hours")
+        hours = self.asked_hours()
         return data.get("beneficiary"), {
             "duration": timedelta(hours=hours) if hours else None,
             "justification": data.get("justification") or "",
@@ -117,7 +146,7 @@ class DecisionForm(forms.Form):
     stage_position = forms.IntegerField(required=False, min_value=1)
 
 
-class ExtendForm(forms.Form):
+class ExtendForm(BoundedDurationForm):
     duration_hours = forms.IntegerField(label="Extra time (hours)", min_value=1, max_value=24 * 366)
     justification = forms.CharField(
         label="Why you still need it", widget=forms.Textarea(attrs={"rows": 3}), required=True
@@ -127,10 +156,19 @@ class ExtendForm(forms.Form):
     def __init__(self, *args, grant, **kwargs):
         super().__init__(*args, **kwargs)
         entitlement = grant.entitlement
-        self.max_hours = hours_of(entitlement.effective_max_duration)
-        field = self.fields["duration_hours"]
-        field.help_text = f"Maximum: {self.max_hours} hours."
-        field.widget.attrs.update(max=self.max_hours, min=1)
+        # What is left plus the extension may not outrun one grant's maximum from now.
+        left = max((grant.expires_at or timezone.now()) - timezone.now(), timedelta(0))
+        room = entitlement.effective_max_duration - left
+        self.max_hours = max(0, math.floor(room.total_seconds() / 3600))
+        limit = (
+            f"It has {human_duration(left)} left and may run at most "
+            f"{human_duration(entitlement.effective_max_duration)} from now"
+        )
+        self.bound_duration(
+            self.max_hours,
+            f"At most {self.max_hours} more hours: {limit.lower()}.",
+            f"At most {self.max_hours} more hours. {limit}.",
+        )
         self.default_hours = min(hours_of(settings.DEFAULT_DURATION_BY_RISK[entitlement.risk_tier]), self.max_hours)
         self.initial.setdefault("duration_hours", self.default_hours)
         self.fields["justification"].error_messages["required"] = "Say why the access must continue."

@@ -89,7 +89,7 @@ def _refuse(decision: PolicyDecision, reason: str, field_name: str | None = None
         decision.field_errors.setdefault(field_name, []).append(reason)
 
 
-def _human_duration(delta: timedelta) -> str:
+def human_duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     hours = seconds // 3600
     if hours >= 48 and hours % 24 == 0:
@@ -137,15 +137,15 @@ def evaluate(facts: PolicyInput) -> PolicyDecision:
         _refuse(decision, "The duration must be positive.", "duration")
     elif duration > facts.max_duration:
         _refuse(
-            decision, f"The maximum duration for this entitlement is {_human_duration(facts.max_duration)}.", "duration"
+            decision, f"The maximum duration for this entitlement is {human_duration(facts.max_duration)}.", "duration"
         )
     elif facts.is_renewal and facts.renewal_time_left + duration > facts.max_duration:
         # An extension adds to what is left: together they may not outrun one grant's maximum.
         room = max(facts.max_duration - facts.renewal_time_left, timedelta(0))
         _refuse(
             decision,
-            f"This grant still has {_human_duration(facts.renewal_time_left)} left and may run at most "
-            f"{_human_duration(facts.max_duration)} from now; extend it by at most {_human_duration(room)}.",
+            f"This grant still has {human_duration(facts.renewal_time_left)} left and may run at most "
+            f"{human_duration(facts.max_duration)} from now; extend it by at most {human_duration(room)}.",
             "duration",
         )
     if facts.start_at is not None:

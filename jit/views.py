@@ -414,8 +414,8 @@ def grant_extend(request, pk: int):
         else:
             messages.success(request, f"Extension requested: {access_request}.")
             return redirect("jit:request_detail", pk=access_request.pk)
-    hours = (form.cleaned_data.get("duration_hours") if form.is_bound else None) or form.default_hours
-    facts = {"duration": timedelta(hours=hours)}
+    hours = form.asked_hours() or form.default_hours
+    facts = {"duration": timedelta(hours=hours) if hours else None}
     context = {
         "grant": grant,
         "form": form,

@@ -89,6 +89,18 @@ def test_extend_submits_a_renewal_request(client, alice, entitlement):
     assert renewal.renewal_of == grant and renewal.duration == timedelta(hours=4)
 
 
+def test_extend_offers_only_the_room_left_under_the_maximum(client, alice, entitlement, frozen):
+    grant = jit_grant(alice, entitlement, expires_at=timezone.now() + timedelta(days=6))
+    client.force_login(alice.user)
+    page = client.get(reverse("jit:grant_extend", args=[grant.pk]))
+    assert b"At most 24 more hours. It has 6 days left and may run at most 7 days from now." in page.content
+    response = client.post(reverse("jit:grant_extend", args=[grant.pk]), {"duration_hours": 48, "justification": "x"})
+    assert response.context["form"].errors["duration_hours"] == [
+        "At most 24 more hours: it has 6 days left and may run at most 7 days from now."
+    ]
+    assert not AccessRequest.objects.exists()
+
+
 def test_extend_requires_a_reason_and_writes_nothing_without_one(client, alice, entitlement):
     grant = jit_grant(alice, entitlement)
     client.force_login(alice.user)

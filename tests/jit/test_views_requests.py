@@ -70,6 +70,16 @@ def test_duration_over_the_maximum_shows_the_error_beside_the_field_and_writes_n
     assert AuditEvent.objects.count() == events_before
 
 
+def test_an_absurd_duration_names_the_policys_maximum_and_the_preview_refuses_it(client, alice, entitlement):
+    client.force_login(alice.user)
+    response = client.post(
+        reverse("jit:request_create", args=[entitlement.pk]), form_data(alice, duration_hours=100000)
+    )
+    assert response.context["form"].errors["duration_hours"] == ["The maximum duration for this entitlement is 7 days."]
+    assert b"would be refused" in response.content
+    assert not AccessRequest.objects.exists()
+
+
 def test_missing_justification_shows_the_error_beside_the_field_and_writes_nothing(client, alice, entitlement):
     client.force_login(alice.user)
     response = client.post(reverse("jit:request_create", args=[entitlement.pk]), form_data(alice, justification=""))
