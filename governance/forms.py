@@ -8,7 +8,7 @@ from django import forms
 
 from .choices import IdentityKind, IdentityStatus, RiskTier
 from .models import Entitlement, Identity, System
-from .services.identities import EDITABLE_FIELDS
+from .services.identities import EDITABLE_FIELDS, USAGE_FIELDS
 
 # What an owner edits in the browser; the connector and external id stay with admins and imports.
 SYSTEM_FORM_FIELDS = ["name", "description", "owner", "criticality"]
@@ -62,9 +62,12 @@ class IdentityForm(forms.ModelForm):
             "last_used_at": forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format=SECONDS),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, admin: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["manager"].queryset = active_people()
+        if not admin:
+            for name in USAGE_FIELDS:
+                del self.fields[name]
         if self.instance.pk and self.instance.kind == IdentityKind.HUMAN:
             for name in MACHINE_ONLY_FIELDS:
                 del self.fields[name]
@@ -97,13 +100,19 @@ class IdentityCreateForm(IdentityForm):
     class Meta(IdentityForm.Meta):
         fields = ["kind", "owner", *EDITABLE_FIELDS]
 
-    def __init__(self, *args, admin: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = active_people()
-        self.fields["owner"].help_text = "Required for a non-human identity; empty for a person."
+    def __init__(self, *args, admin: bool = True, me: Identity | None = None, **kwargs):
+        super().__init__(*args, admin=admin, **kwargs)
+        owner = self.fields["owner"]
+        owner.queryset = active_people()
+        owner.help_text = "Required for a non-human identity; empty for a person."
         if not admin:
+            # Everyone else registers machines they will own themselves: offer nothing they would be refused.
             self.fields["kind"].choices = [c for c in IdentityKind.choices if c[0] != IdentityKind.HUMAN]
-            self.fields["owner"].help_text = "You, unless you are registering it for someone else (admins only)."
+            owner.queryset = Identity.objects.filter(pk=me.pk if me else None)
+            owner.required, owner.empty_label = True, None
+            owner.help_text = (
+                "You will own it. An admin can register it for someone else, or you can hand it over later."
+            )
         self.order_fields(["kind", "name", "owner"])
 
     def _post_clean(self):
@@ -112,7 +121,7 @@ class IdentityCreateForm(IdentityForm):
         pass
 
     def changes(self) -> dict:
-        return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS}
+        return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS if name in self.cleaned_data}
 
 
 class OwnerForm(forms.Form):

@@ -181,7 +181,7 @@ def identity_create(request):
         raise PermissionDenied("Your login is not linked to an identity in the inventory.")
     admin = policies.is_admin(request.user)
     me = policies.identity_of(request.user)
-    form = IdentityCreateForm(request.POST or None, admin=admin, initial={"owner": me.pk if me else None})
+    form = IdentityCreateForm(request.POST or None, admin=admin, me=me, initial={"owner": me.pk if me else None})
     if request.method == "POST" and form.is_valid():
         try:
             identity = identities.identity_create(
@@ -211,7 +211,9 @@ def identity_create(request):
 def identity_edit(request, pk: int):
     identity = _editable_identity(request, pk)
     # A fresh instance: ModelForm validation writes into it, and nothing may leak into `identity`.
-    form = IdentityForm(request.POST or None, instance=Identity.objects.get(pk=identity.pk))
+    form = IdentityForm(
+        request.POST or None, instance=Identity.objects.get(pk=identity.pk), admin=policies.is_admin(request.user)
+    )
     if request.method == "POST" and form.is_valid():
         try:
             identities.identity_update(identity_id=identity.pk, actor=request.user, changes=form.changes())

@@ -12,7 +12,7 @@ from audit.services import ActorLike, audit_event_record
 
 from .. import policies
 from ..choices import IdentityKind, IdentityStatus
-from ..errors import InvalidTransition, ValidationFailed
+from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..models import Identity
 from .common import check, diff, full_clean_or_fail, lock, snapshot
 
@@ -32,6 +32,20 @@ EDITABLE_FIELDS = [
     "external_id",
 ]
 AUDITED_FIELDS = ["kind", "status", "owner", "backup_owner", *EDITABLE_FIELDS]
+# Usage is a fact the systems report (imports, connectors) or an admin corrects: an owner who could
+# type it in could silence the stale finding that asks them to act.
+USAGE_FIELDS = ["last_used_at"]
+USAGE_MESSAGE = "When it was last used comes from the systems (imports, connectors) or an admin."
+
+
+def _refuse_usage_edits(actor: ActorLike, names: set[str]) -> None:
+    if names & set(USAGE_FIELDS):
+        try:
+            check(actor, lambda user, _obj: policies.is_admin(user), None, USAGE_MESSAGE)
+        except PermissionRefused:
+            errors = {name: [USAGE_MESSAGE] for name in names & set(USAGE_FIELDS)}
+            raise ValidationFailed(USAGE_MESSAGE, field_errors=errors) from None
+
 
 # Later layers (jit) register what else offboarding must close, e.g. pending requests.
 OffboardingHook = Callable[[Identity, ActorLike], dict[str, Any]]
@@ -82,6 +96,7 @@ def identity_create(
     """
     if kind not in IdentityKind.values:
         raise ValidationFailed(f"Unknown identity kind {kind!r}.", field_errors={"kind": ["Unknown kind."]})
+    _refuse_usage_edits(actor, {name for name, value in fields.items() if value is not None})
     identity = Identity(kind=kind, name=name, owner=owner, **fields)
     _validate(identity, manager_changed=True)  # bad input is reported as such before the permission question
     check(actor, policies.can_register_identity, identity, "You may only register identities that you will own.")
@@ -103,6 +118,7 @@ def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, An
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationFailed(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+    _refuse_usage_edits(actor, set(changes))
     before = snapshot(identity, AUDITED_FIELDS)
     for name, value in changes.items():
         setattr(identity, name, value)

@@ -10,7 +10,9 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from governance.choices import GrantKind, GrantStatus, IdentityStatus, LifecycleStatus
+from governance.errors import ValidationFailed
 from governance.models import Finding, Identity
+from governance.services import identities
 from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, PersonFactory, SystemFactory
 
 pytestmark = pytest.mark.django_db
@@ -273,7 +275,18 @@ def test_owner_registers_a_machine_identity_they_own_but_not_for_someone_else(cl
     response = client.post(
         reverse("governance:identity_create"), {"kind": "api_key", "name": "their-key", "owner": someone.pk}
     )
-    assert response.status_code == 403 and not Identity.objects.filter(name="their-key").exists()
+    # Only themselves is offered as the owner; picking someone else is an error beside the field.
+    assert response.status_code == 400 and "owner" in response.context["form"].errors
+    assert list(response.context["form"].fields["owner"].queryset) == [owner]
+    assert not Identity.objects.filter(name="their-key").exists()
+
+
+def test_an_owner_cannot_type_in_when_a_machine_was_last_used(client, owner, bot):
+    client.force_login(owner.user)
+    form = client.get(reverse("governance:identity_edit", args=[bot.pk])).context["form"]
+    assert "last_used_at" not in form.fields
+    with pytest.raises(ValidationFailed, match="comes from the systems"):
+        identities.identity_update(identity_id=bot.pk, actor=owner.user, changes={"last_used_at": timezone.now()})
 
 
 def test_a_login_without_an_identity_cannot_register_one(client, make_user):
@@ -450,7 +463,7 @@ def test_saving_the_edit_form_unchanged_keeps_every_value(client, owner, bot):
     form = client.get(reverse("governance:identity_edit", args=[bot.pk])).context["form"]
     data = {name: form[name].value() for name in form.fields}
     data = {k: ("" if v is None else v) for k, v in data.items() if v not in (False,)}
-    for name in ["last_rotated_at", "last_used_at"]:
+    for name in {"last_rotated_at", "last_used_at"} & set(form.fields):
         data[name] = form.fields[name].widget.format_value(form[name].value())
     # when posted back unchanged
     client.post(reverse("governance:identity_edit", args=[bot.pk]), data)

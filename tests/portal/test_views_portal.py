@@ -79,3 +79,16 @@ def test_roles_exist_with_their_permissions():
 
     assert set(Group.objects.values_list("name", flat=True)) >= {"requester", "approver", "owner", "auditor", "admin"}
     assert Group.objects.get(name="auditor").permissions.filter(codename="view_auditevent").exists()
+
+
+def test_refusals_and_misses_are_pages_of_the_portal_that_say_why(client, requester, rf):
+    from django.views.defaults import server_error
+
+    client.force_login(requester)
+    refused = client.get(reverse("audit:event_list"))
+    assert refused.status_code == 403
+    assert b"You may not do this" in refused.content and b'aria-label="Main"' in refused.content
+    missing = client.get("/no/such/page/")
+    assert missing.status_code == 404 and b"Nothing here" in missing.content
+    broken = server_error(rf.get("/"))
+    assert broken.status_code == 500 and b"Nothing was changed" in broken.content
