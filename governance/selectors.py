@@ -6,7 +6,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import policies
-from .choices import FindingStatus, GrantStatus, IdentityStatus
+from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus
 from .models import Entitlement, Finding, Grant, Identity, System
 
 
@@ -107,6 +107,19 @@ def grants_in_force(queryset: QuerySet[Grant]) -> QuerySet[Grant]:
     """Active and not past expiry: a grant past its time is inactive even before the sweep reaches it."""
     return queryset.filter(status=GrantStatus.ACTIVE).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+
+
+def provisioning_work_for(*, identity: Identity) -> QuerySet[Grant]:
+    """Grants the manual connector asked this system owner to put in place or take away, oldest first."""
+    return (
+        Grant.objects.select_related("identity", "entitlement", "entitlement__system")
+        .filter(
+            status__in=[GrantStatus.PENDING_PROVISION, GrantStatus.REVOKING],
+            entitlement__system__owner=identity,
+            entitlement__system__connector=Connector.MANUAL,
+        )
+        .order_by("updated_at", "pk")
     )
 
 

@@ -2,9 +2,17 @@
 
 from django.urls import include, path
 
+from . import views_sod
+
 app_name = "governance"
 urlpatterns = [
     path("", include("governance.urls_inventory")),
     path("findings/", include("governance.urls_findings")),
     path("import/", include("governance.urls_imports")),
+    # Separation-of-duties rules: few routes, kept here beside the parts they sit with.
+    path("sod-rules/", views_sod.sod_rule_list, name="sod_rule_list"),
+    path("sod-rules/new/", views_sod.sod_rule_create, name="sod_rule_create"),
+    path("sod-rules/<int:pk>/edit/", views_sod.sod_rule_edit, name="sod_rule_edit"),
+    path("sod-rules/<int:pk>/deactivate/", views_sod.sod_rule_deactivate, name="sod_rule_deactivate"),
+    path("sod-rules/<int:pk>/reactivate/", views_sod.sod_rule_reactivate, name="sod_rule_reactivate"),
 ]

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
@@ -271,23 +271,141 @@ def entitlement_retire(*, entitlement_id: int, actor: ActorLike, reason: str) ->
     return entitlement
 
 
+#
+# Separation-of-duties rules
+#
+SOD_RULE_FIELDS = ["name", "description", "severity", "action"]
+
+
+def _sod_entitlement_ids(entitlements: list[Entitlement], *, already: frozenset[int] = frozenset()) -> list[int]:
+    """The rule's distinct entitlements, sorted by id: at least two, and none retired unless already in the rule.
+
+    A retired entitlement can no longer be held, so a rule gains nothing from it; one already in
+    the rule stays, so that renaming a rule never silently changes what it covers.
+    """
+    ids = sorted({e.pk for e in entitlements})
+    if len(ids) < 2:
+        raise ValidationFailed(
+            "An SoD rule needs at least two different entitlements.",
+            field_errors={"entitlements": ["Choose two or more different entitlements."]},
+        )
+    retired = [
+        str(e)
+        for e in entitlements
+        if e.pk not in already and (e.status != LifecycleStatus.ACTIVE or e.system.status != LifecycleStatus.ACTIVE)
+    ]
+    if retired:
+        raise ValidationFailed(
+            f"Retired entitlements cannot be added to an SoD rule: {', '.join(sorted(set(retired)))}.",
+            field_errors={"entitlements": ["Choose live entitlements only."]},
+        )
+    return ids
+
+
+def _refuse_sod_name_clash(rule: SodRule) -> None:
+    """One rule per name, active or not (the column is unique), reported beside the name field."""
+    if SodRule.objects.filter(name=rule.name).exclude(pk=rule.pk).exists():
+        raise ValidationFailed(
+            f"An SoD rule named “{rule.name}” already exists.",
+            field_errors={"name": ["Another SoD rule has this name."]},
+        )
+
+
+def _save_sod_rule(rule: SodRule) -> None:
+    """Save in a savepoint: a concurrent rule taking the same name is a field error, never a 500."""
+    try:
+        with transaction.atomic():
+            rule.save()
+    except IntegrityError:
+        raise ValidationFailed(
+            f"An SoD rule named “{rule.name}” already exists.",
+            field_errors={"name": ["Another SoD rule has this name."]},
+        ) from None
+
+
+def _require_sod_admin(actor: ActorLike, message: str) -> None:
+    check(actor, lambda user, _r: policies.is_admin(user), None, message)
+
+
 @transaction.atomic
 def sod_rule_create(
     *, actor: ActorLike, name: str, entitlements: list[Entitlement], severity: str, action: str, description: str = ""
 ) -> SodRule:
-    check(actor, lambda user, _r: policies.is_admin(user), None, "Only admins define SoD rules.")
-    if len({e.pk for e in entitlements}) < 2:
-        raise ValidationFailed(
-            "An SoD rule needs at least two entitlements.", field_errors={"entitlements": ["Two or more."]}
-        )
+    """Define entitlements that must not be held together. Admins only; two or more live entitlements."""
+    _require_sod_admin(actor, "Only admins define SoD rules.")
+    ids = _sod_entitlement_ids(entitlements)
     rule = SodRule(name=name, severity=severity, action=action, description=description)
+    _refuse_sod_name_clash(rule)
     full_clean_or_fail(rule)
-    rule.save()
-    rule.entitlements.set(entitlements)
+    _save_sod_rule(rule)
+    rule.entitlements.set(ids)
     audit_event_record(
         actor=actor,
         action=AuditAction.SOD_RULE_CREATED,
         target=rule,
-        data={"entitlements": sorted(e.pk for e in entitlements), "severity": severity, "action": action},
+        data={"entitlements": ids, "severity": severity, "action": action},
     )
     return rule
+
+
+@transaction.atomic
+def sod_rule_update(
+    *,
+    rule_id: int,
+    actor: ActorLike,
+    name: str,
+    entitlements: list[Entitlement],
+    severity: str,
+    action: str,
+    description: str = "",
+) -> SodRule:
+    """Change a rule (active or not); the audit event holds the changed fields before and after.
+
+    Sending the rule back unchanged writes nothing. New requests see the change at once; requests
+    already routed keep the stages they were given.
+    """
+    _require_sod_admin(actor, "Only admins change SoD rules.")
+    rule = lock(SodRule, rule_id)
+    current_ids = frozenset(rule.entitlements.values_list("pk", flat=True))
+    ids = _sod_entitlement_ids(entitlements, already=current_ids)
+    before = {**snapshot(rule, SOD_RULE_FIELDS), "entitlements": sorted(current_ids)}
+    rule.name, rule.severity, rule.action, rule.description = name, severity, action, description
+    _refuse_sod_name_clash(rule)
+    full_clean_or_fail(rule)
+    change = diff(before, {**snapshot(rule, SOD_RULE_FIELDS), "entitlements": ids})
+    if not change["after"]:
+        return rule
+    _save_sod_rule(rule)
+    if "entitlements" in change["after"]:
+        rule.entitlements.set(ids)
+    audit_event_record(actor=actor, action=AuditAction.SOD_RULE_UPDATED, target=rule, data=change)
+    return rule
+
+
+def _sod_rule_set_active(*, rule_id: int, actor: ActorLike, reason: str, active: bool) -> SodRule:
+    _require_sod_admin(actor, "Only admins deactivate or reactivate SoD rules.")
+    rule = lock(SodRule, rule_id)
+    # Raise rather than no-op: a second click or a stale page must not record a change that did not happen.
+    if rule.is_active == active:
+        raise InvalidTransition(f"SoD rule “{rule.name}” is already {'active' if active else 'inactive'}.")
+    rule.is_active = active
+    rule.save(update_fields=["is_active"])
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.SOD_RULE_REACTIVATED if active else AuditAction.SOD_RULE_DEACTIVATED,
+        target=rule,
+        data={"reason": reason},
+    )
+    return rule
+
+
+@transaction.atomic
+def sod_rule_deactivate(*, rule_id: int, actor: ActorLike, reason: str) -> SodRule:
+    """Stop applying a rule to new requests, grants and hygiene scans; it is kept, and can come back."""
+    return _sod_rule_set_active(rule_id=rule_id, actor=actor, reason=reason, active=False)
+
+
+@transaction.atomic
+def sod_rule_reactivate(*, rule_id: int, actor: ActorLike, reason: str) -> SodRule:
+    """Apply a deactivated rule again, from the next request on."""
+    return _sod_rule_set_active(rule_id=rule_id, actor=actor, reason=reason, active=True)

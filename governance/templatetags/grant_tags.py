@@ -6,7 +6,7 @@ from django import template
 from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
-from governance.choices import ApproverSource, GrantStatus
+from governance.choices import ApproverSource, GrantKind, GrantStatus
 
 register = template.Library()
 
@@ -36,14 +36,19 @@ _NOT_RUNNING = {
     GrantStatus.REVOKE_FAILED: "being removed",
     GrantStatus.PROVISION_FAILED: "not started",
 }
+# A time-boxed grant waiting for its target: its clock starts when the access is in place.
+_WAITING = "starts when provisioned"
 
 
 @register.filter
 def timeleft(value) -> str:
     """How long a grant (or an expiry time) has left: "1 h 59 min", "expired", "ended", or "no expiry"."""
-    stopped = _NOT_RUNNING.get(getattr(value, "status", None))
+    status = getattr(value, "status", None)
+    stopped = _NOT_RUNNING.get(status)
     if stopped:
         return stopped
+    if status == GrantStatus.PENDING_PROVISION and value.kind != GrantKind.STANDING:
+        return _WAITING
     expires_at = _expiry(value)
     if expires_at is None:
         return "no expiry"
@@ -55,7 +60,7 @@ def timeleft(value) -> str:
 def expires_in(value) -> str:
     """A grant's expiry in words: "expires in 3 h 20 min", "expired", or "no expiry" (standing)."""
     left = timeleft(value)
-    return left if left in ("expired", "no expiry", *_NOT_RUNNING.values()) else f"expires in {left}"
+    return left if left in ("expired", "no expiry", _WAITING, *_NOT_RUNNING.values()) else f"expires in {left}"
 
 
 @register.filter

@@ -1,4 +1,4 @@
-"""The inventory's panel on the dashboard: what the signed-in person answers for, in two queries."""
+"""The inventory's panel on the dashboard: what the signed-in person answers for, a query per list."""
 
 from django import template
 
@@ -16,11 +16,12 @@ def inventory_panel(context) -> dict:
     user = context["request"].user
     me = policies.identity_of(user)
     if me is None:
-        return {"me": None, "owned": [], "findings": []}
+        return {"me": None, "owned": [], "findings": [], "provisioning": []}
     owned = selectors.identities_owned_by(user=user).order_by("-open_finding_count", "name")
     findings = list(
         selectors.finding_list(user=user)
         .filter(status=FindingStatus.OPEN, owner_to_act=me)
         .order_by("-last_seen_at")[:PANEL_ROWS]
     )
-    return {"me": me, "owned": list(owned[:PANEL_ROWS]), "findings": findings}
+    provisioning = list(selectors.provisioning_work_for(identity=me)[: PANEL_ROWS + 1])
+    return {"me": me, "owned": list(owned[:PANEL_ROWS]), "findings": findings, "provisioning": provisioning}

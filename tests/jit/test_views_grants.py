@@ -163,11 +163,32 @@ def test_notifications_unread_first_count_in_the_nav_and_mark_all_read(client, a
     assert b"Notifications (" not in client.get(reverse("jit:notification_list")).content
 
 
-def test_dashboard_panels_have_empty_states(client, alice):
+def test_dashboard_panels_have_empty_states_and_approvals_only_for_approvers(client, alice, make_user):
     client.force_login(alice.user)
     response = client.get(reverse("dashboard"))
-    for text in (b"No access in force", b"No pending requests", b"Nothing waits for your approval", b"all caught up"):
+    for text in (b"No access in force", b"No pending requests", b"all caught up"):
         assert text in response.content
+    assert b"My approvals to do" not in response.content  # a plain requester approves nothing
+    client.force_login(make_user(roles=("approver",)))
+    assert b"Nothing waits for your approval" in client.get(reverse("dashboard")).content
+
+
+def test_a_system_owner_sees_the_access_to_put_in_place_by_hand_on_the_dashboard(client, alice, entitlement):
+    waiting = GrantFactory(
+        identity=alice,
+        entitlement=entitlement,
+        kind=GrantKind.JIT,
+        status=GrantStatus.PENDING_PROVISION,
+        expires_at=None,
+        granted_at=None,
+        approved_duration=timedelta(hours=2),
+    )
+    client.force_login(entitlement.system.owner.user)
+    page = client.get(reverse("dashboard"))
+    assert b"Access for you to put in place or remove" in page.content
+    assert reverse("governance:grant_detail", args=[waiting.pk]).encode() in page.content
+    client.force_login(alice.user)
+    assert b"Access for you to put in place" not in client.get(reverse("dashboard")).content
 
 
 def test_dashboard_shows_grants_with_time_left_requests_and_approvals(client, alice, entitlement, submit, frozen):
