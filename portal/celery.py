@@ -24,6 +24,7 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
     "governance.tasks.hygiene_scan_task": {"task": "governance.tasks.hygiene_scan_task", "schedule": 900.0},
+    "governance.tasks.manual_work_chase_task": {"task": "governance.tasks.manual_work_chase_task", "schedule": 900.0},
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 
