@@ -30,6 +30,7 @@ REQUEST_JOINS = (
 )
 GRANT_JOINS = ("identity", "identity__owner", "entitlement", "entitlement__system", "entitlement__owner")
 RECENTLY_ENDED = timedelta(days=30)
+RECENT_REQUESTS_SHOWN = 3
 User = get_user_model()
 
 
@@ -157,6 +158,14 @@ def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -
         .prefetch_related(
             Prefetch("stages", queryset=ApprovalStage.objects.order_by("position").prefetch_related("eligible")),
             Prefetch("beneficiary__grants", queryset=grants_now, to_attr="grants_in_force"),
+            # The latest few (one may be this request), so an approver sees a pattern, not just a count.
+            Prefetch(
+                "beneficiary__access_requests",
+                queryset=AccessRequest.objects.select_related("entitlement", "entitlement__system").order_by(
+                    "-created_at", "-pk"
+                )[: RECENT_REQUESTS_SHOWN + 1],
+                to_attr="recent_requests",
+            ),
         )
         .order_by("created_at", "pk")
     )

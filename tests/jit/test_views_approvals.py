@@ -147,6 +147,22 @@ def test_queue_row_shows_sod_findings_and_the_beneficiarys_current_grants(
     assert b"payments-approve" in response.content
 
 
+def test_queue_row_shows_how_long_it_waited_and_the_beneficiarys_latest_requests(
+    client, alice, entitlement, submit, ent_owner
+):
+    from jit.services.requests import access_request_cancel
+
+    earlier = [submit(EntitlementFactory(name=f"old-{n}")) for n in range(4)]
+    for request in earlier:
+        access_request_cancel(request_id=request.pk, actor=alice.user)
+    submit(entitlement)
+    client.force_login(ent_owner)
+    content = client.get(reverse("jit:approval_queue")).content.decode()
+    assert "times out in 2 d 23 h" in content or "times out in 3 d" in content
+    assert content.count('class="badge status-cancelled"') == 3 and "4 in all" in content
+    assert "old-3" in content and "old-0" not in content  # the latest first
+
+
 def test_queue_filters_by_risk_tier_and_system(client, alice, entitlement, submit, ent_owner):
     submit(entitlement)
     client.force_login(ent_owner)
