@@ -4,7 +4,7 @@ to what the user may see (others get 404) and refuses edits the policies do not 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -392,9 +392,13 @@ def entitlement_detail(request, pk: int):
         "governance/entitlement_detail.html",
         {
             "entitlement": entitlement,
-            "holders": selectors.grant_list(user=request.user).filter(
-                entitlement=entitlement, status__in=GrantStatus.live()
-            ),
+            # Thousands may hold a popular entitlement: a page of holders, soonest expiry first.
+            "page_obj": DeferredJoinPaginator(
+                selectors.grant_list(user=request.user)
+                .filter(entitlement=entitlement, status__in=GrantStatus.live())
+                .order_by(F("expires_at").asc(nulls_last=True), "pk"),
+                PAGE_SIZE,
+            ).get_page(request.GET.get("page")),
             "sod_rules": SodRule.objects.filter(entitlements=entitlement).prefetch_related(
                 Prefetch("entitlements", queryset=selectors.entitlement_list(user=request.user))
             ),

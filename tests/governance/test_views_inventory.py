@@ -92,6 +92,19 @@ def test_detail_pages_render(client, owner, bot):
     assert "left" in body or "min" in body  # time left shown for the JIT grant
 
 
+def test_an_entitlements_holders_come_a_page_at_a_time_with_constant_queries(client, admin_user, count_queries):
+    entitlement = EntitlementFactory()
+    GrantFactory(entitlement=entitlement)
+    client.force_login(admin_user)
+    url = reverse("governance:entitlement_detail", args=[entitlement.pk])
+    one = count_queries(lambda: client.get(url))
+    GrantFactory.create_batch(55, entitlement=entitlement)
+    many = count_queries(lambda: client.get(url))
+    page = client.get(url)
+    assert one == many and len(page.context["page_obj"]) == 50
+    assert b"Page 1 of 2 \xc2\xb7 56 in all" in page.content
+
+
 def test_requester_cannot_see_the_whole_inventory_or_others_identities(client, stranger, bot):
     client.force_login(stranger.user)
     assert client.get(reverse("governance:identity_list")).status_code == 403
