@@ -12,6 +12,15 @@ from .models import AuditEvent
 ACTOR_NAME_SEARCHES: list[Callable[[str], Q]] = []
 
 
+class AuditFilterForm(forms.Form):
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "The end date is before the start date.")
+        return data
+
+
 class AuditEventFilter(django_filters.FilterSet):
     """Search the trail by actor, action, target and time (the auditor's questions)."""
 
@@ -35,6 +44,7 @@ class AuditEventFilter(django_filters.FilterSet):
 
     class Meta:
         model = AuditEvent
+        form = AuditFilterForm
         fields = ["actor", "action", "channel", "target", "since", "until", "correlation_id"]
 
     def filter_actor(self, queryset, name, value):

@@ -1,5 +1,5 @@
+from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
-from django.http import HttpResponseBadRequest
 from django.views.generic import ListView, View
 
 from .exports import streaming_csv_response
@@ -43,6 +43,12 @@ class AuditEventListView(AuditorOnlyMixin, ListView):
         # A filter that does not parse shows its error beside the field and no rows, never the whole trail.
         return self.filterset.qs if self.filterset.is_valid() else self.filterset.queryset.none()
 
+    def paginate_queryset(self, queryset, page_size):
+        # A page past the end shows the last page, as every other list does, not a 404.
+        paginator = self.get_paginator(queryset, page_size)
+        page = paginator.get_page(self.request.GET.get("page"))
+        return paginator, page, page.object_list, page.has_other_pages()
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         query = self.request.GET.copy()
@@ -57,8 +63,11 @@ class AuditEventExportView(AuditorOnlyMixin, View):
     def get(self, request):
         filterset = AuditEventFilter(request.GET or None, queryset=AuditEvent.objects.order_by("seq"))
         if filterset.is_bound and not filterset.is_valid():
-            problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in filterset.errors.items())
-            return HttpResponseBadRequest(f"Nothing exported: {problems}", content_type="text/plain")
+            # The trail page again, with each error beside its filter: an auditor fixes it in place.
+            messages.error(request, "Nothing exported: fix the filters marked below.")
+            response = AuditEventListView.as_view()(request)
+            response.status_code = 400
+            return response
         export_recorded(actor=request.user, what="audit_trail", filters=request.GET.dict(), file_format="csv")
         queryset = filterset.qs if filterset.is_bound else filterset.queryset
         rows = (

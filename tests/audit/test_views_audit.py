@@ -2,6 +2,7 @@ import pytest
 from django.urls import reverse
 
 from audit.choices import AuditAction
+from audit.models import AuditEvent
 from audit.services import Target, audit_event_record
 
 pytestmark = pytest.mark.django_db
@@ -79,3 +80,19 @@ def test_export_itself_is_audited(client, auditor, events):
     b"".join(client.get(reverse("audit:event_export"), {"action": "grant.expired"}).streaming_content)
     event = AuditEvent.objects.get(action="export.downloaded")
     assert event.actor_label == auditor.username and event.data["filters"] == {"action": "grant.expired"}
+
+
+def test_bad_filters_are_shown_beside_their_fields_and_export_nothing(client, auditor):
+    client.force_login(auditor)
+    listed = client.get(reverse("audit:event_list"), {"since": "2026-11-20", "until": "2026-11-01"})
+    assert listed.context["filter"].errors["until"] == ["The end date is before the start date."]
+    assert b"Fix the filters marked above" in listed.content
+    exported = client.get(reverse("audit:event_export"), {"since": "2026-13-45"})
+    assert exported.status_code == 400 and b"Nothing exported: fix the filters" in exported.content
+    assert b'id="id_since_error"' in exported.content
+    assert not AuditEvent.objects.filter(action=AuditAction.EXPORT_DOWNLOADED).exists()
+
+
+def test_a_page_past_the_end_shows_the_last_page(client, auditor):
+    client.force_login(auditor)
+    assert client.get(reverse("audit:event_list"), {"page": 9999}).status_code == 200
