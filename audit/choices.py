@@ -41,6 +41,8 @@ class AuditAction(models.TextChoices):
     IDENTITY_REACTIVATED = "identity.reactivated", "Identity reactivated"
     IDENTITY_OFFBOARDED = "identity.offboarded", "Identity offboarded"
     IDENTITY_ORPHANED = "identity.orphaned", "Identity left without owner"
+    IDENTITY_DELEGATED = "identity.delegated", "Identity delegated"
+    IDENTITY_DELEGATION_REMOVED = "identity.delegation_removed", "Identity delegation removed"
     SYSTEM_CREATED = "system.created", "System created"
     SYSTEM_UPDATED = "system.updated", "System updated"
     SYSTEM_RETIRED = "system.retired", "System retired"

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django import forms
+from django.db.models import Q
 
 from .choices import IdentityKind, IdentityStatus, RiskTier
 from .models import Entitlement, Identity, System
@@ -39,6 +40,28 @@ def add_service_errors(form: forms.Form, error) -> None:
 
 
 SECONDS = "%Y-%m-%dT%H:%M:%S"
+
+
+class DelegateForm(forms.Form):
+    """A person who may edit and suspend an identity without owning it."""
+
+    # A login or an email, not a list of every person in the organisation.
+    delegate = forms.CharField(label="Person (login or email)", max_length=254)
+    reason = forms.CharField(label="Why (optional)", required=False, max_length=500)
+
+    def clean_delegate(self) -> Identity:
+        value = self.cleaned_data["delegate"].strip()
+        if value.isdigit():
+            found = active_people().filter(pk=int(value), user__isnull=False).first()
+        else:
+            found = (
+                active_people()
+                .filter(Q(user__username__iexact=value) | Q(email__iexact=value), user__isnull=False)
+                .first()
+            )
+        if found is None:
+            raise forms.ValidationError(f"No active person signs in as {value!r}.")
+        return found
 
 
 class ReasonForm(forms.Form):

@@ -22,6 +22,9 @@ def identity_of(user: AbstractBaseUser):
         return None
 
 
+DELEGATED_PERMISSION = "governance.change_identity"
+
+
 def is_admin(user) -> bool:
     return has_role(user, Role.ADMIN)
 
@@ -70,13 +73,14 @@ def may_own_machines(user) -> bool:
     return identity_of(user) is not None and not read_only
 
 
+def can_manage_identity(user, identity) -> bool:
+    """Who answers for an identity: hands it over, offboards it, names delegates. Never a delegate."""
+    return is_admin(user) or _is_person(user, identity.owner_id) or _is_person(user, identity.backup_owner_id)
+
+
 def can_edit_identity(user, identity) -> bool:
-    return (
-        is_admin(user)
-        or _is_person(user, identity.owner_id)
-        or _is_person(user, identity.backup_owner_id)
-        or user.has_perm("governance.change_identity", identity)
-    )
+    """Keep its facts true and suspend it: its owners, or someone they delegated (a guardian object permission)."""
+    return can_manage_identity(user, identity) or user.has_perm(DELEGATED_PERMISSION, identity)
 
 
 def can_edit_system(user, system) -> bool:

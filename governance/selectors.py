@@ -4,6 +4,7 @@ with the joins its list needs declared once (no N+1 in any caller)."""
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from guardian.shortcuts import get_objects_for_user
 
 from . import policies
 from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus
@@ -20,7 +21,15 @@ def _visible_identity_q(user, prefix: str = "") -> Q:
         | Q(**{f"{prefix}owner": me})
         | Q(**{f"{prefix}backup_owner": me})
         | Q(**{f"{prefix}manager": me})
+        | Q(**{f"{prefix}pk__in": _delegated_to(user)})
     )
+
+
+def _delegated_to(user) -> QuerySet[Identity]:
+    """Identities delegated to this user by their owners (guardian object permissions), as a subquery."""
+    return get_objects_for_user(
+        user, policies.DELEGATED_PERMISSION, klass=Identity, accept_global_perms=False, with_superuser=False
+    ).values("pk")
 
 
 #

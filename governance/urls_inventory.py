@@ -13,6 +13,7 @@ urlpatterns = [
     path("identities/<int:pk>/suspend/", views.identity_suspend, name="identity_suspend"),
     path("identities/<int:pk>/reactivate/", views.identity_reactivate, name="identity_reactivate"),
     path("identities/<int:pk>/offboard/", views.identity_offboard, name="identity_offboard"),
+    path("identities/<int:pk>/delegates/", views.identity_delegate, name="identity_delegate"),
     path("mine/", views.my_identities, name="my_identities"),
     path("systems/", views.system_list, name="system_list"),
     path("systems/<int:pk>/", views.system_detail, name="system_detail"),

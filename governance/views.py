@@ -20,6 +20,7 @@ from .choices import FindingStatus, GrantStatus
 from .errors import DomainError, PermissionRefused
 from .filters import EntitlementFilter, IdentityFilter, SystemFilter
 from .forms import (
+    DelegateForm,
     EntitlementForm,
     IdentityCreateForm,
     IdentityForm,
@@ -29,7 +30,7 @@ from .forms import (
     add_service_errors,
 )
 from .models import Grant, Identity, SodRule
-from .services import catalogue, grants, identities
+from .services import catalogue, delegation, grants, identities
 
 PAGE_SIZE = 50
 
@@ -136,6 +137,9 @@ def identity_detail(request, pk: int):
     context = {
         "identity": identity,
         "can_edit": policies.can_edit_identity(request.user, identity),
+        "can_manage": (can_manage := policies.can_manage_identity(request.user, identity)),
+        "delegates": delegation.delegates_of(identity) if can_manage else [],
+        "delegate_form": DelegateForm(),
         "live_grants": live_grants,
         "in_force_count": len(in_force),
         "ended_grants": grants_qs.exclude(status__in=GrantStatus.live()).order_by("-updated_at")[:10],
@@ -168,11 +172,16 @@ def identity_url(identity) -> str:
     return reverse("governance:identity_detail", args=[identity.pk])
 
 
-def _editable_identity(request, pk: int) -> Identity:
+def _editable_identity(request, pk: int, allowed=policies.can_edit_identity) -> Identity:
     identity = _get(selectors.identity_list(user=request.user), pk)
-    if not policies.can_edit_identity(request.user, identity):
+    if not allowed(request.user, identity):
         raise PermissionDenied("Only the identity's owner or an admin may change it.")
     return identity
+
+
+def _managed_identity(request, pk: int) -> Identity:
+    """For what only its owners do (hand over, offboard, delegate): never a delegate."""
+    return _editable_identity(request, pk, allowed=policies.can_manage_identity)
 
 
 @login_required
@@ -227,7 +236,7 @@ def identity_edit(request, pk: int):
 
 @login_required
 def identity_owner(request, pk: int):
-    identity = _editable_identity(request, pk)
+    identity = _managed_identity(request, pk)
     form = OwnerForm(
         request.POST or None, initial={"owner": identity.owner_id, "backup_owner": identity.backup_owner_id}
     )
@@ -281,9 +290,29 @@ def identity_reactivate(request, pk: int):
 
 
 @login_required
+@require_POST
+def identity_delegate(request, pk: int):
+    """Name a colleague who may keep this identity true, or remove one (`remove=1`)."""
+    identity = _managed_identity(request, pk)
+    form = DelegateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("governance:identity_detail", identity.pk)
+    delegate, reason = form.cleaned_data["delegate"], form.cleaned_data["reason"]
+    if request.POST.get("remove"):
+        service, success = delegation.identity_undelegate, f"{delegate} is no longer a delegate of {identity}."
+    else:
+        service, success = delegation.identity_delegate, f"{delegate} may now edit and suspend {identity}."
+    _attempt(
+        request, lambda: service(identity_id=identity.pk, actor=request.user, delegate=delegate, reason=reason), success
+    )
+    return redirect("governance:identity_detail", identity.pk)
+
+
+@login_required
 def identity_offboard(request, pk: int):
     """GET: what offboarding will do; POST: do it, in one transaction."""
-    identity = _editable_identity(request, pk)
+    identity = _managed_identity(request, pk)
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

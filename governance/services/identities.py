@@ -142,7 +142,7 @@ def identity_change_owner(
 ) -> Identity:
     """Hand an identity to a new (active, human) owner and backup owner."""
     identity = lock(Identity, identity_id)
-    check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may change its owner.")
+    check(actor, policies.can_manage_identity, identity, "Only the identity's owner or an admin may change its owner.")
     if identity.status == IdentityStatus.OFFBOARDED:
         raise InvalidTransition(f"{identity} is offboarded.")
     before = snapshot(identity, ["owner", "backup_owner"])
@@ -220,7 +220,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
     from .grants import grant_revoke
 
     identity = lock(Identity, identity_id)
-    check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may offboard it.")
+    check(actor, policies.can_manage_identity, identity, "Only the identity's owner or an admin may offboard it.")
     if identity.status == IdentityStatus.OFFBOARDED:
         raise InvalidTransition(f"{identity} is already offboarded.")
     now = timezone.now()
