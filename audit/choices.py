@@ -66,6 +66,7 @@ class AuditAction(models.TextChoices):
     GRANT_RENEWED = "grant.renewed", "Grant renewed"
     GRANT_EXPIRY_WARNED = "grant.expiry_warned", "Holder warned of expiry"
     GRANT_MARKED_NO_RENEW = "grant.marked_no_renew", "Grant marked do-not-renew"
+    GRANT_USAGE_RECORDED = "grant.usage_recorded", "Grant usage recorded"
     GRANT_MANUAL_WORK_REMINDED = "grant.manual_work_reminded", "System owner reminded of work by hand"
     GRANT_MANUAL_WORK_ESCALATED = "grant.manual_work_escalated", "Work by hand escalated to admins"
     FINDING_OPENED = "finding.opened", "Hygiene finding opened"

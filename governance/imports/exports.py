@@ -48,7 +48,7 @@ _FIELDS: dict[str, dict[str, str]] = {
         },
         "max_duration_hours": "max_duration",
     },
-    "grants": {c: c for c in ("kind", "expires_at", "granted_at")},
+    "grants": {c: c for c in ("kind", "expires_at", "granted_at", "last_used_at")},
 }  # fmt: skip
 _REFERENCES: dict[str, dict[str, str]] = {
     "identities": {

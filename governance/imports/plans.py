@@ -44,7 +44,7 @@ Progress = Callable[[str, int, int], None]
 IDENTITY_AUDITED = identities.AUDITED_FIELDS
 SYSTEM_AUDITED = [name for name in catalogue.SYSTEM_FIELDS if name != "connector_settings"]
 ENTITLEMENT_AUDITED = ["system", *catalogue.ENTITLEMENT_FIELDS]
-GRANT_AUDITED = ["identity", "entitlement", "kind", "status", "granted_at", "expires_at", "external_id"]
+GRANT_AUDITED = ["identity", "entitlement", "kind", "status", "granted_at", "expires_at", "external_id", "last_used_at"]
 
 
 @dataclass
@@ -564,18 +564,30 @@ _GRANT_PARSERS: dict[str, Callable[[Any], Any]] = {
     "kind": lambda v: cells.choice(v, column="kind", choices=_GRANT_KINDS),
     "expires_at": lambda v: cells.moment(v, column="expires_at"),
     "granted_at": lambda v: cells.moment(v, column="granted_at"),
+    "last_used_at": lambda v: cells.moment(v, column="last_used_at"),
 }
 
 
 def plan_grants(
     rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, now: datetime | None = None
 ) -> Plan:
-    """Grants are access that already exists on the target: imported as active, never changed by a re-import."""
+    """Grants are access that already exists on the target: imported as active, never changed by a re-import,
+    except for when they were last used (a usage feed from the target moves it forward, never back)."""
     now = now or timezone.now()
     plan = Plan("grants", Grant, GRANT_AUDITED)
     errors = plan.errors
     existing = _index(
-        Grant.objects.only("id", "external_id", "identity_id", "entitlement_id", "kind", "granted_at", "expires_at")
+        Grant.objects.only(
+            "id",
+            "external_id",
+            "identity_id",
+            "entitlement_id",
+            "kind",
+            "status",
+            "granted_at",
+            "expires_at",
+            "last_used_at",
+        )
     )
     identities = _index(Identity.objects.only("id", "external_id", "status"))
     entitlements = _index(Entitlement.objects.only("id", "external_id", "status"))
@@ -613,7 +625,15 @@ def plan_grants(
                     "granted_at" not in parsed or parsed["granted_at"] is None or parsed["granted_at"] == obj.granted_at
                 )
             )
-            if same:
+            used = parsed.get("last_used_at")
+            if same and used is not None and (obj.last_used_at is None or used > obj.last_used_at):
+                if used > now:
+                    errors.append(RowError(row.line, key, "last_used_at is in the future"))
+                    continue
+                before = plan.snapshot(obj)
+                obj.last_used_at = used
+                plan.updates.append((obj, before))
+            elif same:
                 plan.unchanged += 1
             else:
                 errors.append(RowError(row.line, key, "this grant exists with other values; change it in the portal"))
@@ -646,6 +666,7 @@ def plan_grants(
             status=GrantStatus.ACTIVE,
             granted_at=granted_at,
             expires_at=expires_at,
+            last_used_at=parsed.get("last_used_at"),
             reason="imported",
         )
     return plan

@@ -53,7 +53,7 @@ OPTIONAL_COLUMNS: dict[str, list[str]] = {
     "identities": [],
     "systems": [],
     "entitlements": [],
-    "grants": ["granted_at"],
+    "grants": ["granted_at", "last_used_at"],
 }
 
 # Columns every file must have; any other column left out means "keep the stored value"

@@ -31,7 +31,7 @@ _ACTIONS: dict[str, tuple[AuditAction, AuditAction | None]] = {
     "identities": (AuditAction.IDENTITY_CREATED, AuditAction.IDENTITY_UPDATED),
     "systems": (AuditAction.SYSTEM_CREATED, AuditAction.SYSTEM_UPDATED),
     "entitlements": (AuditAction.ENTITLEMENT_CREATED, AuditAction.ENTITLEMENT_UPDATED),
-    "grants": (AuditAction.GRANT_CREATED, None),
+    "grants": (AuditAction.GRANT_CREATED, AuditAction.GRANT_USAGE_RECORDED),
 }
 # Two imports at once would each plan against a world without the other's rows.
 _IMPORT_LOCK_KEY = 0x696D706F7274  # "import"

@@ -233,6 +233,37 @@ def test_catalogue_and_grants_import_and_reimport_as_no_ops():
     assert AuditEvent.objects.count() == events
 
 
+def test_a_usage_feed_moves_a_grants_last_use_forward_and_clears_its_unused_finding():
+    from governance.services.findings import findings_scan
+
+    long_ago = timezone.now() - timedelta(days=200)
+    grant = GrantFactory(
+        external_id="g-1",
+        identity=MachineFactory(external_id="svc-1"),
+        entitlement=EntitlementFactory(external_id="ent-1"),
+        granted_at=long_ago,
+    )
+    findings_scan()
+    assert grant.findings.filter(kind="excessive_privilege", status="open").exists()
+    header = "external_id,identity_external_id,entitlement_external_id,kind,expires_at,last_used_at\n"
+    used = (timezone.now() - timedelta(days=1)).replace(microsecond=0)
+    # when the target reports a recent use
+    result = run("grants", header + f"g-1,svc-1,ent-1,standing,,{used.isoformat()}\n")
+    # then only the last use changed, audited, and the finding resolves on the next scan
+    grant.refresh_from_db()
+    assert result.updated == 1 and grant.last_used_at == used and grant.status == GrantStatus.ACTIVE
+    event = AuditEvent.objects.get(action=AuditAction.GRANT_USAGE_RECORDED)
+    assert list(event.data["after"]) == ["last_used_at"] and event.data["source"] == "import"
+    findings_scan()
+    assert not grant.findings.filter(kind="excessive_privilege", status="open").exists()
+    # an older report changes nothing, a future one is refused
+    assert run("grants", header + f"g-1,svc-1,ent-1,standing,,{long_ago.isoformat()}\n").unchanged == 1
+    future = (timezone.now() + timedelta(days=1)).isoformat()
+    assert rejected("grants", header + f"g-1,svc-1,ent-1,standing,,{future}\n") == [
+        (2, "last_used_at is in the future")
+    ]
+
+
 def test_a_grant_that_already_exists_live_is_refused():
     grant = GrantFactory(
         identity=MachineFactory(external_id="svc-1"), entitlement=EntitlementFactory(external_id="ent-1")
