@@ -362,16 +362,21 @@ def detect_entitlement_without_owner(now: datetime) -> Iterator[Candidate]:
 
 
 def detect_renewed_as_standing(now: datetime) -> Iterator[Candidate]:
-    """JIT grants in force whose renewal chain is JIT_RENEWAL_STEP_UP_AFTER renewals long or longer.
+    """JIT grants in force that the policy stepped up as standing access in disguise (renewed too often
+    or held too long in all), or whose renewal chain is JIT_RENEWAL_STEP_UP_AFTER renewals long or longer.
 
     The chain is followed by N joins on `renewal_of` (N from settings), one query on any database.
     The key is the holder and entitlement, so the finding survives the next renewal.
     """
-    renewals = settings.JIT_RENEWAL_STEP_UP_AFTER
-    if renewals < 1:
-        return
+    renewals = max(settings.JIT_RENEWAL_STEP_UP_AFTER, 1)
     chain = "__".join(["renewal_of"] * renewals)
-    rows = Grant.objects.active(now).filter(kind=GrantKind.JIT, **{f"{chain}__isnull": False}).values(*_GRANT_FIELDS)
+    # The request that issued the grant keeps the policy's decision (the jit app's snapshot).
+    stepped_up = Q(source_request__policy__step_up=True)
+    rows = (
+        Grant.objects.active(now)
+        .filter(Q(**{f"{chain}__isnull": False}) | stepped_up, kind=GrantKind.JIT)
+        .values(*_GRANT_FIELDS)
+    )
     for row in rows:
         yield Candidate(
             key=f"{FindingKind.RENEWED_AS_STANDING}:{row['identity_id']}:{row['entitlement_id']}",
@@ -382,7 +387,7 @@ def detect_renewed_as_standing(now: datetime) -> Iterator[Candidate]:
             entitlement_id=row["entitlement_id"],
             grant_id=row["id"],
             subject=_grant_subject(row),
-            reason=f"Just-in-time access renewed {renewals} times or more in a row: it has become "
+            reason="Just-in-time access renewed again and again, or held for weeks in all: it has become "
             "standing access; review whether it is needed.",
         )
 

@@ -434,3 +434,28 @@ def test_task_runs_the_scan():
     summary = hygiene_scan_task()
     assert summary["by_kind"][FindingKind.SECRET_OUTSIDE_MANAGER] == 1
     assert open_finding(f"secret_outside_manager:{machine.pk}") is not None
+
+
+def test_a_grant_the_policy_stepped_up_is_flagged_even_with_a_short_chain(settings):
+    from jit.models import AccessRequest
+
+    # given a JIT grant issued by a renewal the policy stepped up for cumulative time held
+    settings.JIT_RENEWAL_STEP_UP_AFTER = 3
+    person = PersonFactory()
+    entitlement = EntitlementFactory()
+    grant = GrantFactory(
+        identity=person, entitlement=entitlement, kind=GrantKind.JIT, expires_at=timezone.now() + timedelta(hours=1)
+    )
+    AccessRequest.objects.create(
+        requester=person.user,
+        beneficiary=person,
+        entitlement=entitlement,
+        duration=timedelta(hours=1),
+        status="approved",
+        policy={"step_up": True},
+        grant=grant,
+    )
+    # when
+    findings_scan()
+    # then
+    assert open_finding(f"renewed_as_standing:{person.pk}:{entitlement.pk}").grant_id == grant.pk
