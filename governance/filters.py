@@ -1,6 +1,7 @@
 """Filters for the inventory lists, shared by the pages (and usable by the API)."""
 
 import django_filters
+from django import forms
 from django.db.models import Q
 
 from .choices import FindingKind, IdentityKind, IdentityStatus, LifecycleStatus, RiskTier
@@ -36,9 +37,13 @@ class SystemFilter(django_filters.FilterSet):
 
 class EntitlementFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
-    system = django_filters.ModelChoiceFilter(queryset=System.objects.order_by("name"), label="System")
+    system = django_filters.ModelChoiceFilter(
+        queryset=System.objects.order_by("name"), label="System", empty_label="Any"
+    )
     risk_tier = django_filters.ChoiceFilter(choices=RiskTier.choices, label="Risk tier")
-    requestable = django_filters.BooleanFilter(label="Requestable")
+    requestable = django_filters.BooleanFilter(
+        label="Requestable", widget=forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
+    )
     status = django_filters.ChoiceFilter(choices=LifecycleStatus.choices, label="Status")
 
     class Meta:

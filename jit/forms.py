@@ -37,7 +37,7 @@ def add_service_errors(form: forms.Form, error) -> bool:
 
 class CatalogueFilterForm(forms.Form):
     q = forms.CharField(label="Search", required=False, widget=forms.TextInput(attrs={"type": "search"}))
-    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False)
+    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False, empty_label="Any")
     risk_tier = forms.ChoiceField(label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False)
 
     def __init__(self, *args, **kwargs):
@@ -56,7 +56,7 @@ class RequestFilterForm(forms.Form):
 
 class QueueFilterForm(forms.Form):
     risk_tier = forms.ChoiceField(label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False)
-    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False)
+    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False, empty_label="Any")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

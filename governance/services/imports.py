@@ -41,8 +41,12 @@ class ImportRejected(ValidationFailed):
     """At least one row is bad: nothing was written. `row_errors` lists every reason with its line."""
 
     def __init__(self, row_errors: list[RowError]):
-        rows = len({(e.line, e.key) for e in row_errors})
-        super().__init__(f"{rows} bad row(s) in the file: nothing was imported.")
+        rows = len({(e.line, e.key) for e in row_errors if e.line})
+        if rows:
+            message = f"{rows} bad row{'s' if rows != 1 else ''} in the file: nothing was imported."
+        else:
+            message = "The file cannot be read as this kind of import: nothing was imported."
+        super().__init__(message)
         self.row_errors = row_errors
 
 

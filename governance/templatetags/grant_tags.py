@@ -6,7 +6,7 @@ from django import template
 from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
-from governance.choices import ApproverSource, GrantKind, GrantStatus
+from governance.choices import ApproverSource, GrantKind, GrantStatus, IdentityKind
 
 register = template.Library()
 
@@ -134,3 +134,14 @@ def sort_link(context, key: str, label: str) -> str:
     query.pop("page", None)
     arrow = " ▲" if current == key else " ▼" if current == f"-{key}" else ""
     return format_html('<a class="sort" href="?{}">{}{}</a>', query.urlencode(), label, arrow)
+
+
+@register.filter
+def kind_labels(values) -> str:
+    """Identity kinds as people read them: "service account, API key", not "service_account, api_key"."""
+    labels = dict(IdentityKind.choices)
+
+    def lower_first(label: str) -> str:
+        return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+    return ", ".join(lower_first(str(labels.get(value, value))) for value in values or ())

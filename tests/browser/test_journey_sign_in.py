@@ -14,7 +14,7 @@ def test_auditor_signs_in_and_finds_their_own_login_in_the_audit_trail(page, log
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit trail").click()
     expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
     page.get_by_label("Action").select_option("user.logged_in")
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Filter").click()
     expect(page.locator("tbody tr")).to_have_count(1)
     expect(page.locator("tbody tr").first).to_contain_text("ada")
 
