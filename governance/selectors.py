@@ -1,10 +1,10 @@
 """Read paths for pages and the API: each returns a queryset restricted to what the user may see,
 with the joins its list needs declared once (no N+1 in any caller)."""
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import BigIntegerField, Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
-from guardian.shortcuts import get_objects_for_user
+from guardian.models import UserObjectPermission
 
 from . import policies
 from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus
@@ -25,11 +25,19 @@ def _visible_identity_q(user, prefix: str = "") -> Q:
     )
 
 
-def _delegated_to(user) -> QuerySet[Identity]:
-    """Identities delegated to this user by their owners (guardian object permissions), as a subquery."""
-    return get_objects_for_user(
-        user, policies.DELEGATED_PERMISSION, klass=Identity, accept_global_perms=False, with_superuser=False
-    ).values("pk")
+def _delegated_to(user) -> QuerySet:
+    """Ids of identities delegated to this user (guardian object permissions), as a subquery: no extra query."""
+    app_label, codename = policies.DELEGATED_PERMISSION.split(".")
+    return (
+        UserObjectPermission.objects.filter(
+            user=user,
+            permission__codename=codename,
+            content_type__app_label=app_label,
+            content_type__model=Identity._meta.model_name,
+        )
+        .annotate(identity_id=Cast("object_pk", BigIntegerField()))
+        .values("identity_id")
+    )
 
 
 #

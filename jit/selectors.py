@@ -171,6 +171,15 @@ def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -
     )
 
 
+def with_my_standing(entitlements: QuerySet, *, me) -> QuerySet:
+    """Mark what I already hold or have asked for, so the catalogue does not invite a refused request."""
+    if me is None:
+        return entitlements.annotate(held_by_me=Value(False), requested_by_me=Value(False))
+    held = Grant.objects.filter(identity=me, entitlement=OuterRef("pk"), status__in=GrantStatus.live())
+    asked = AccessRequest.objects.filter(beneficiary=me, entitlement=OuterRef("pk"), status=RequestStatus.PENDING)
+    return entitlements.annotate(held_by_me=Exists(held), requested_by_me=Exists(asked))
+
+
 def approval_queue_count(*, user) -> int:
     return approval_queue(user=user).count()
 

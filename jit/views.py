@@ -133,6 +133,7 @@ def request_catalogue(request):
             queryset = queryset.filter(system=data["system"])
         if data["risk_tier"]:
             queryset = queryset.filter(risk_tier=data["risk_tier"])
+    queryset = selectors.with_my_standing(queryset, me=inventory.identity_of(request.user))
     page_obj, querystring = _page(request, queryset.order_by("system__name", "name", "pk"))
     return render_list(
         request,

@@ -33,6 +33,21 @@ def test_catalogue_lists_requestable_entitlements_and_filters_by_risk(client, al
     assert b"db-write" not in high_only.content and b"No requestable entitlement" in high_only.content
 
 
+def test_catalogue_marks_what_i_hold_and_what_i_asked_for(client, alice, entitlement, submit):
+    from governance.choices import GrantKind
+    from tests.factories.governance import GrantFactory
+
+    held = EntitlementFactory(name="held-one")
+    GrantFactory(identity=alice, entitlement=held, kind=GrantKind.STANDING)
+    submit(entitlement)
+    client.force_login(alice.user)
+    rows = {e.name: e for e in client.get(reverse("jit:request_catalogue")).context["page_obj"]}
+    assert rows["held-one"].held_by_me and not rows["held-one"].requested_by_me
+    assert rows["db-write"].requested_by_me and not rows["db-write"].held_by_me
+    content = client.get(reverse("jit:request_catalogue")).content
+    assert b"you hold it" in content and b"you asked" in content
+
+
 def test_form_shows_the_maximum_and_the_preview_with_approvers(client, alice, entitlement):
     client.force_login(alice.user)
     response = client.get(reverse("jit:request_create", args=[entitlement.pk]))
