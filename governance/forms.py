@@ -43,25 +43,32 @@ SECONDS = "%Y-%m-%dT%H:%M:%S"
 
 
 class DelegateForm(forms.Form):
-    """A person who may edit and suspend an identity without owning it."""
+    """Add a delegate by login or email, or remove one by id (whatever their status now)."""
 
     # A login or an email, not a list of every person in the organisation.
-    delegate = forms.CharField(label="Person (login or email)", max_length=254)
+    delegate = forms.CharField(label="Person (login or email)", max_length=254, required=False)
+    delegate_id = forms.IntegerField(required=False, widget=forms.HiddenInput)
     reason = forms.CharField(label="Why (optional)", required=False, max_length=500)
 
-    def clean_delegate(self) -> Identity:
-        value = self.cleaned_data["delegate"].strip()
-        if value.isdigit():
-            found = active_people().filter(pk=int(value), user__isnull=False).first()
+    def clean(self):
+        data = super().clean()
+        if data.get("delegate_id"):
+            found = Identity.objects.filter(pk=data["delegate_id"], user__isnull=False).first()
+            if found is None:
+                raise forms.ValidationError("No such delegate.")
         else:
+            value = (data.get("delegate") or "").strip()
+            if not value:
+                raise forms.ValidationError("Give the person's login or email.")
             found = (
                 active_people()
                 .filter(Q(user__username__iexact=value) | Q(email__iexact=value), user__isnull=False)
                 .first()
             )
-        if found is None:
-            raise forms.ValidationError(f"No active person signs in as {value!r}.")
-        return found
+            if found is None:
+                raise forms.ValidationError(f"No active person signs in as {value!r}.")
+        data["person"] = found
+        return data
 
 
 class ReasonForm(forms.Form):

@@ -298,8 +298,8 @@ def identity_delegate(request, pk: int):
     if not form.is_valid():
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
         return redirect("governance:identity_detail", identity.pk)
-    delegate, reason = form.cleaned_data["delegate"], form.cleaned_data["reason"]
-    if request.POST.get("remove"):
+    delegate, reason = form.cleaned_data["person"], form.cleaned_data["reason"]
+    if form.cleaned_data["delegate_id"]:
         service, success = delegation.identity_undelegate, f"{delegate} is no longer a delegate of {identity}."
     else:
         service, success = delegation.identity_delegate, f"{delegate} may now edit and suspend {identity}."

@@ -76,12 +76,11 @@ class IdentityViewSet(ReadUpdateViewSet):
         data.pop("kind", None)
         # One PATCH, one outcome: if the edit is refused, the owner change before it is undone too.
         with transaction.atomic():
-            if "owner" in data or "backup_owner" in data:
+            owner, backup_owner = data.pop("owner", identity.owner), data.pop("backup_owner", identity.backup_owner)
+            # Sent back as read, the owners are no change (a delegate's PUT must not ask to hand it over).
+            if (owner, backup_owner) != (identity.owner, identity.backup_owner):
                 identities.identity_change_owner(
-                    identity_id=identity.pk,
-                    actor=request.user,
-                    owner=data.pop("owner", identity.owner),
-                    backup_owner=data.pop("backup_owner", identity.backup_owner),
+                    identity_id=identity.pk, actor=request.user, owner=owner, backup_owner=backup_owner
                 )
             if data:
                 identities.identity_update(identity_id=identity.pk, actor=request.user, changes=data)

@@ -626,10 +626,13 @@ def plan_grants(
                 )
             )
             used = parsed.get("last_used_at")
-            if same and used is not None and (obj.last_used_at is None or used > obj.last_used_at):
-                if used > now:
-                    errors.append(RowError(row.line, key, "last_used_at is in the future"))
-                    continue
+            if used is not None and used > now:
+                errors.append(RowError(row.line, key, "last_used_at is in the future"))
+                continue
+            # Usage moves an active grant's last use forward; a grant waiting on its system keeps its
+            # timestamps (the manual-work chaser times it from them).
+            fresher = used is not None and (obj.last_used_at is None or used > obj.last_used_at)
+            if same and fresher and obj.status == GrantStatus.ACTIVE:
                 before = plan.snapshot(obj)
                 obj.last_used_at = used
                 plan.updates.append((obj, before))
@@ -644,6 +647,8 @@ def plan_grants(
             continue
         granted_at = parsed.get("granted_at") or now
         problems = []
+        if parsed.get("last_used_at") is not None and parsed["last_used_at"] > now:
+            problems.append("last_used_at is in the future")
         if identity.status == IdentityStatus.OFFBOARDED:
             problems.append(f"identity {parsed['identity_external_id']!r} is offboarded")
         if entitlement.status != LifecycleStatus.ACTIVE:

@@ -56,6 +56,19 @@ def identity_undelegate(*, identity_id: int, actor: ActorLike, delegate: Identit
     check(actor, policies.can_manage_identity, identity, "Only the identity's owners or an admin remove delegates.")
     if delegate.user_id is None or delegate not in delegates_of(identity):
         raise InvalidTransition(f"{delegate} is not a delegate of {identity}.")
+    _remove(identity, delegate, actor=actor, reason=reason)
+    return identity
+
+
+def drop_delegates(identity: Identity, *, actor: ActorLike, reason: str) -> int:
+    """Remove every delegate of a (locked) identity, each audited: the caller's transaction."""
+    delegates = delegates_of(identity)
+    for delegate in delegates:
+        _remove(identity, delegate, actor=actor, reason=reason)
+    return len(delegates)
+
+
+def _remove(identity: Identity, delegate: Identity, *, actor: ActorLike, reason: str) -> None:
     remove_perm(policies.DELEGATED_PERMISSION, delegate.user, identity)
     audit_event_record(
         actor=actor,
@@ -63,7 +76,6 @@ def identity_undelegate(*, identity_id: int, actor: ActorLike, delegate: Identit
         target=identity,
         data={"delegate": delegate.pk, "reason": reason},
     )
-    return identity
 
 
 def delegates_of(identity: Identity) -> list[Identity]:

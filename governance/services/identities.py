@@ -118,7 +118,8 @@ def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, An
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationFailed(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
-    _refuse_usage_edits(actor, set(changes))
+    # A usage time sent back unchanged is no edit of it.
+    _refuse_usage_edits(actor, {name for name in changes if changes[name] != getattr(identity, name)})
     before = snapshot(identity, AUDITED_FIELDS)
     for name, value in changes.items():
         setattr(identity, name, value)
@@ -152,6 +153,10 @@ def identity_change_owner(
     if not change["after"]:
         return identity
     identity.save(update_fields=["owner", "backup_owner", "updated_at"])
+    # Delegates were chosen by the old owners: the new ones start with none.
+    from .delegation import drop_delegates
+
+    drop_delegates(identity, actor=actor, reason="owner changed")
     audit_event_record(
         actor=actor, action=AuditAction.IDENTITY_OWNER_CHANGED, target=identity, data={**change, "reason": reason}
     )

@@ -90,6 +90,7 @@ def test_bad_filters_are_shown_beside_their_fields_and_export_nothing(client, au
     exported = client.get(reverse("audit:event_export"), {"since": "2026-13-45"})
     assert exported.status_code == 400 and b"Nothing exported: fix the filters" in exported.content
     assert b'id="id_since_error"' in exported.content
+    assert b'action="/audit/"' in exported.content  # fixing the filters searches; it does not export
     assert not AuditEvent.objects.filter(action=AuditAction.EXPORT_DOWNLOADED).exists()
 
 

@@ -73,7 +73,7 @@ def test_a_delegate_sees_edits_and_suspends_but_cannot_hand_over_or_offboard(cli
 
 def test_removing_a_delegate_takes_the_access_away(client, owner, bot, colleague):
     delegate(client, owner, bot, colleague.email)
-    delegate(client, owner, bot, str(colleague.pk), remove="1")
+    delegate(client, owner, bot, "", delegate_id=colleague.pk)
     assert delegates_of(bot) == []
     assert AuditEvent.objects.filter(action="identity.delegation_removed").count() == 1
     client.force_login(colleague.user)
@@ -96,3 +96,38 @@ def test_a_stranger_cannot_delegate_someone_elses_identity(client, bot, colleagu
     assert delegate(client, reader, bot, colleague.user.username).status_code == 403
     assert delegate(client, requester, bot, colleague.user.username).status_code == 404
     assert delegates_of(bot) == []
+
+
+def test_a_suspended_delegate_can_still_be_removed(client, owner, bot, colleague, admin_user):
+    delegate(client, owner, bot, colleague.user.username)
+    identities.identity_suspend(identity_id=colleague.pk, actor=admin_user, reason="leave")
+    delegate(client, owner, bot, "", delegate_id=colleague.pk)
+    assert delegates_of(bot) == []
+
+
+def test_a_login_made_of_digits_is_a_login_not_an_id(client, owner, bot):
+    numeric = person("Numeric")
+    numeric.user.username = str(bot.pk)
+    numeric.user.save()
+    delegate(client, owner, bot, str(bot.pk))
+    assert delegates_of(bot) == [numeric]
+
+
+def test_handing_an_identity_over_removes_the_old_owners_delegates(client, owner, bot, colleague):
+    delegate(client, owner, bot, colleague.user.username)
+    identities.identity_change_owner(identity_id=bot.pk, actor=owner.user, owner=person("New Owner"))
+    assert delegates_of(bot) == []
+    event = AuditEvent.objects.get(action="identity.delegation_removed")
+    assert event.data == {"delegate": colleague.pk, "reason": "owner changed"}
+
+
+def test_a_delegates_patch_of_the_object_as_read_is_no_hand_over(client, owner, bot, colleague):
+    delegate(client, owner, bot, colleague.user.username)
+    api = APIClient()
+    api.force_authenticate(colleague.user)
+    body = api.get(f"/api/v1/identities/{bot.pk}/").json()
+    body["team"] = "ops"
+    response = api.patch(f"/api/v1/identities/{bot.pk}/", body, format="json")
+    assert response.status_code == 200, response.json()
+    bot.refresh_from_db()
+    assert bot.team == "ops" and bot.owner == owner

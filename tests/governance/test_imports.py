@@ -262,6 +262,10 @@ def test_a_usage_feed_moves_a_grants_last_use_forward_and_clears_its_unused_find
     assert rejected("grants", header + f"g-1,svc-1,ent-1,standing,,{future}\n") == [
         (2, "last_used_at is in the future")
     ]
+    EntitlementFactory(external_id="ent-2")
+    assert rejected("grants", header + f"g-2,svc-1,ent-2,standing,,{future}\n") == [
+        (2, "last_used_at is in the future")
+    ]
 
 
 def test_a_grant_that_already_exists_live_is_refused():
@@ -447,3 +451,17 @@ def test_a_reference_cycle_among_new_people_is_refused():
     errors = rejected("identities", text)
     assert [line for line, _ in errors] == [2, 3, 4]
     assert all("cycle" in message for _, message in errors)
+
+
+def test_usage_of_a_grant_waiting_on_its_system_changes_nothing_so_its_chase_clock_runs_on():
+    grant = GrantFactory(
+        external_id="g-9",
+        identity=MachineFactory(external_id="svc-9"),
+        entitlement=EntitlementFactory(external_id="ent-9"),
+        status=GrantStatus.REVOKING,
+    )
+    before = Grant.objects.get(pk=grant.pk).updated_at
+    used = (timezone.now() - timedelta(hours=1)).isoformat()
+    header = "external_id,identity_external_id,entitlement_external_id,kind,expires_at,last_used_at\n"
+    assert run("grants", header + f"g-9,svc-9,ent-9,standing,,{used}\n").unchanged == 1
+    assert Grant.objects.get(pk=grant.pk).updated_at == before
