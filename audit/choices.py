@@ -72,6 +72,7 @@ class AuditAction(models.TextChoices):
     FINDING_OPENED = "finding.opened", "Hygiene finding opened"
     FINDING_RESOLVED = "finding.resolved", "Hygiene finding resolved"
     IMPORT_APPLIED = "import.applied", "Import applied"
+    IMPORT_QUEUED = "import.queued", "Import queued for a worker"
     # Requests and approvals
     REQUEST_SUBMITTED = "request.submitted", "Request submitted"
     REQUEST_STAGE_APPROVED = "request.stage_approved", "Approval recorded"

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from .services.findings import findings_scan
+from .services.import_jobs import IMPORT_TIME_LIMIT
 from .services.manual_work import chase_manual_work
 
 
@@ -16,3 +17,12 @@ def hygiene_scan_task() -> dict:
 def manual_work_chase_task() -> dict:
     """Remind system owners of access waiting to be put in place or removed by hand; escalate the stuck."""
     return chase_manual_work()
+
+
+# Under the broker's visibility timeout (4x the default hard limit), so it is not handed out twice.
+@shared_task(acks_late=True, soft_time_limit=IMPORT_TIME_LIMIT - 30, time_limit=IMPORT_TIME_LIMIT)
+def import_job_run_task(job_id: int) -> str:
+    """Import an uploaded file too big for a web request (all rows or none)."""
+    from .services.import_jobs import import_job_run
+
+    return import_job_run(job_id=job_id)

@@ -6,5 +6,6 @@ from governance import views_imports
 
 urlpatterns = [
     path("", views_imports.import_upload, name="import"),
+    path("jobs/<int:pk>/", views_imports.import_job_detail, name="import_job"),
     path("export/", views_imports.export_download, name="export"),
 ]

@@ -5,10 +5,11 @@ unchanged, or a table of every bad row with its line number, and then nothing wa
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.exports import streaming_csv_response
@@ -18,7 +19,9 @@ from . import policies
 from .errors import DomainError
 from .imports.exports import csv_rows, json_chunks
 from .imports.specs import COLUMNS, ENTITIES, FORMATS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from .models import ImportJob
 from .roles import Role, has_role
+from .services.import_jobs import import_job_submit
 from .services.imports import ImportRejected, import_apply
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -64,17 +67,16 @@ def import_upload(request):
     status = 200
     if request.method == "POST":
         form = ImportForm(request.POST, request.FILES)
-        if form.is_valid():
+        if form.is_valid() and form.cleaned_data["file"].size > settings.IMPORT_INLINE_MAX_BYTES:
+            job = _queue(request, form)
+            if not request.htmx:
+                return redirect("governance:import_job", job.pk)
+            context.update(_job_context(job))
+            form = ImportForm()
+        elif form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                context["result"] = import_apply(
-                    actor=request.user,
-                    entity=form.cleaned_data["entity"],
-                    fmt=form.cleaned_data["format"],
-                    content=upload.read(),
-                    file_name=upload.name,
-                    dry_run=form.cleaned_data["dry_run"],
-                )
+                context["result"] = import_apply(actor=request.user, **_import_arguments(form))
             except ImportRejected as exc:
                 context.update(
                     rejected=exc.message,
@@ -92,6 +94,51 @@ def import_upload(request):
         form = ImportForm()
     context["form"] = form
     return render(request, "governance/import.html", context, status=status)
+
+
+def _import_arguments(form: ImportForm) -> dict:
+    """What the upload form gives an import, inline or queued."""
+    upload = form.cleaned_data["file"]
+    return {
+        "entity": form.cleaned_data["entity"],
+        "fmt": form.cleaned_data["format"],
+        "content": upload.read(),
+        "file_name": upload.name,
+        "dry_run": form.cleaned_data["dry_run"],
+    }
+
+
+def _queue(request, form) -> ImportJob:
+    return import_job_submit(actor=request.user, **_import_arguments(form))
+
+
+def _job_context(job: ImportJob) -> dict:
+    """A finished job shows what an inline import shows; a running one, how far it got."""
+    context: dict = {"job": job}
+    if job.status == ImportJob.Status.SUCCEEDED:
+        context["result"] = job.result
+    elif job.status == ImportJob.Status.REJECTED:
+        context.update(
+            rejected=job.message,
+            row_errors=job.row_errors[:ERRORS_SHOWN],
+            more_errors=max(job.error_count - ERRORS_SHOWN, 0),
+            file_name=job.file_name,
+        )
+    elif job.status == ImportJob.Status.FAILED:
+        context["rejected"] = job.message
+    return context
+
+
+@login_required
+@require_GET
+def import_job_detail(request, pk: int):
+    """The import page following one job; htmx polls it until the job is done."""
+    if not policies.can_import(request.user):
+        raise PermissionDenied("Only admins may import the inventory.")
+    job = get_object_or_404(ImportJob.objects.defer("content"), pk=pk)
+    context = {"columns": _columns(), "entities": ENTITIES, "formats": FORMATS, "form": ImportForm()}
+    context.update(_job_context(job))
+    return render(request, "governance/import.html", context)
 
 
 @login_required

@@ -2,7 +2,8 @@ from .entitlements import Entitlement, SodRule
 from .findings import Finding
 from .grants import Grant
 from .identities import Identity
+from .imports import ImportJob
 from .notifications import Notification
 from .systems import System
 
-__all__ = ["Entitlement", "Finding", "Grant", "Identity", "Notification", "SodRule", "System"]
+__all__ = ["Entitlement", "Finding", "Grant", "Identity", "ImportJob", "Notification", "SodRule", "System"]

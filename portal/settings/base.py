@@ -267,6 +267,8 @@ MAX_RISK_TIER_BY_KIND = {
 }
 HYGIENE_STALE_AFTER_DAYS = env_int("HYGIENE_STALE_AFTER_DAYS", 90)
 HYGIENE_UNUSED_GRANT_DAYS = env_int("HYGIENE_UNUSED_GRANT_DAYS", 60)
+# Files above this size are imported by a worker (the page follows the job), not inside the request.
+IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 2 * 1024 * 1024)
 # Access a system owner must put in place or remove by hand (the manual connector): chased, then escalated.
 MANUAL_WORK_REMIND_AFTER = timedelta(hours=env_int("MANUAL_WORK_REMIND_AFTER_HOURS", 8))
 MANUAL_WORK_ESCALATE_AFTER = timedelta(hours=env_int("MANUAL_WORK_ESCALATE_AFTER_HOURS", 24))

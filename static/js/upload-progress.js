@@ -11,5 +11,5 @@ document.addEventListener("htmx:xhr:progress", (event) => {
   bar.value = percent;
   label.textContent = percent < 100
     ? `Uploading: ${percent}%`
-    : "Uploaded. Checking every row, then importing (about a minute per 100,000 rows)…";
+    : "Uploaded. Checking every row, then importing…";
 });

@@ -52,3 +52,24 @@ def test_a_bad_row_is_reported_in_place_and_nothing_is_written(page, login, tmp_
         "unknown owner external id 'nobody'"
     )
     assert not Identity.objects.filter(external_id__startswith="svc-").exists()
+
+
+def test_a_big_file_goes_to_a_worker_and_the_page_follows_it_to_the_summary(page, login, tmp_path, settings):
+    from unittest import mock
+
+    from governance.models import ImportJob
+    from governance.services.import_jobs import import_job_run
+
+    settings.IMPORT_INLINE_MAX_BYTES = 1024  # anything bigger is a job
+    PersonFactory(name="Ida Admin", user__username="ida", user__roles=["admin"])
+    login("ida")
+    page.goto("/inventory/import/")
+    page.evaluate("window.stillTheSamePage = true")
+    page.locator("#id_file").set_input_files(str(people_file(tmp_path, 500)))
+    with mock.patch("governance.tasks.import_job_run_task.delay"):  # the worker is this test
+        page.get_by_role("button", name="Import").click()
+        expect(page.get_by_text("Waiting for a worker")).to_be_visible()
+    import_job_run(job_id=ImportJob.objects.get().pk)
+    expect(page.get_by_role("heading", name="Imported identities.csv")).to_be_visible(timeout=10_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert Identity.objects.filter(external_id__startswith="svc-").count() == 500

@@ -416,6 +416,67 @@ def test_admin_sees_bad_rows_and_that_nothing_was_written(client, admin_user):
     assert Identity.objects.count() == 0
 
 
+def test_a_big_file_is_imported_by_a_worker_and_the_page_follows_the_job(
+    client, admin_user, settings, django_capture_on_commit_callbacks
+):
+    from unittest import mock
+
+    from governance.models import ImportJob
+    from governance.services.import_jobs import import_job_run
+
+    settings.IMPORT_INLINE_MAX_BYTES = 10
+    client.force_login(admin_user)
+    upload = SimpleUploadedFile("people.csv", GOOD_IDENTITIES.encode(), content_type="text/csv")
+    # when the upload is bigger than an inline import may be
+    with (
+        mock.patch("governance.tasks.import_job_run_task.delay") as queued,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = client.post(reverse("governance:import"), {"entity": "identities", "format": "csv", "file": upload})
+    # then it is queued, nothing is written yet, and the job page says so
+    job = ImportJob.objects.get()
+    queued.assert_called_once_with(job.pk)
+    assert response.status_code == 302 and response["Location"] == reverse("governance:import_job", args=[job.pk])
+    assert Identity.objects.count() == 0 and AuditEvent.objects.filter(action=AuditAction.IMPORT_QUEUED).exists()
+    waiting = client.get(response["Location"], headers={"HX-Request": "true"})
+    assert b"Waiting for a worker" in waiting.content and b'hx-trigger="every 2s"' in waiting.content
+    # when the worker runs it (twice: a redelivered task does nothing)
+    assert import_job_run(job_id=job.pk) == "succeeded"
+    assert import_job_run(job_id=job.pk) == "skipped"
+    # then everything is written under the uploader's name, and the page shows the outcome and stops polling
+    assert Identity.objects.count() == 6
+    assert AuditEvent.objects.get(action=AuditAction.IMPORT_APPLIED).actor_user_id == admin_user.pk
+    done = client.get(response["Location"])
+    assert b"6 identities rows" in done.content and b"every 2s" not in done.content
+    assert bytes(ImportJob.objects.get().content) == b""  # the file is not kept once imported
+
+
+def test_a_big_bad_file_is_rejected_by_the_worker_with_every_bad_row(client, admin_user, settings):
+    from unittest import mock
+
+    from governance.models import ImportJob
+    from governance.services.import_jobs import import_job_run
+
+    settings.IMPORT_INLINE_MAX_BYTES = 10
+    client.force_login(admin_user)
+    upload = SimpleUploadedFile("bad.csv", b"external_id,name,kind\np-1,One,robot\np-2,Two\n")
+    with mock.patch("governance.tasks.import_job_run_task.delay"):
+        client.post(reverse("governance:import"), {"entity": "identities", "format": "csv", "file": upload})
+    job = ImportJob.objects.get()
+    assert import_job_run(job_id=job.pk) == "rejected"
+    page = client.get(reverse("governance:import_job", args=[job.pk])).content.decode()
+    assert "Nothing was imported" in page and "expected 3 columns, found 2" in page
+    assert Identity.objects.count() == 0
+
+
+def test_import_jobs_are_for_admins_only(client, admin_user, requester):
+    from governance.models import ImportJob
+
+    job = ImportJob.objects.create(created_by=admin_user, entity="identities", format="csv", content=b"x")
+    client.force_login(requester)
+    assert client.get(reverse("governance:import_job", args=[job.pk])).status_code == 403
+
+
 def test_exports_are_for_admins_and_auditors(client, requester, auditor):
     PersonFactory(external_id="p-1")
     url = reverse("governance:export") + "?entity=identities&format=csv"
