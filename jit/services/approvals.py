@@ -11,11 +11,22 @@ from governance.services.notifications import notify
 from .. import policies
 from ..choices import Decision, RequestStatus, StageStatus
 from ..models import AccessRequest, Approval
-from .requests import _approve, _lock_request, notify_approvers, request_url
+from .requests import _approve, _lock_request, notify_approvers, request_url, withdraw_asks
 
 
 @transaction.atomic
 def access_request_decide(
+    *, request_id: int, approver, decision: str, comment: str = "", stage_position: int | None = None
+) -> AccessRequest:
+    """Record one approver's decision on the current stage; asks nobody can answer any more are withdrawn."""
+    request = _decide(
+        request_id=request_id, approver=approver, decision=decision, comment=comment, stage_position=stage_position
+    )
+    withdraw_asks(request)
+    return request
+
+
+def _decide(
     *, request_id: int, approver, decision: str, comment: str = "", stage_position: int | None = None
 ) -> AccessRequest:
     """Record one approver's decision on the current stage.

@@ -16,7 +16,7 @@ from governance.services.notifications import notify
 
 from ..choices import RequestStatus
 from ..models import AccessRequest, ApprovalStage
-from .requests import _lock_request, request_url
+from .requests import _lock_request, request_url, withdraw_asks
 from .routing import fallback_approvers
 
 
@@ -110,6 +110,7 @@ def access_request_time_out(*, request_id: int) -> bool:
         link=request_url(request),
         key=f"request:{request.pk}:timed-out",
     )
+    withdraw_asks(request)
     return True
 
 

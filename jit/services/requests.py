@@ -14,13 +14,13 @@ from audit.services import Actor, ActorLike, audit_event_record
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
-from governance.models import Entitlement, Grant, Identity, SodRule
+from governance.models import Entitlement, Grant, Identity, Notification, SodRule
 from governance.services.grants import grant_issue, grant_renew
 from governance.services.notifications import notify, users_of
 
 from .. import policies
 from ..choices import RequestStatus, StageStatus
-from ..models import AccessRequest, ApprovalStage
+from ..models import AccessRequest, Approval, ApprovalStage
 from ..policy import PolicyDecision, PolicyInput, SodRuleFacts, evaluate
 from .routing import short_stages, stage_approvers
 
@@ -350,6 +350,28 @@ def notify_approvers(
     )
 
 
+ASK_KINDS = ("request.approval_needed", "request.reminder", "request.escalated")
+
+
+def withdraw_asks(request: AccessRequest) -> int:
+    """Mark read the asks to decide this request that nobody can answer any more.
+
+    An unread "approval needed" that leads to an empty queue misleads; whoever may still decide
+    the waiting stage keeps theirs.
+    """
+    still_asked: list[int] = []
+    if request.status == RequestStatus.PENDING:
+        stage = request.stages.filter(status=StageStatus.PENDING).order_by("position").first()
+        if stage is not None:
+            decided = Approval.objects.filter(request=request).values("approver_id")
+            still_asked = list(stage.eligible.exclude(pk__in=decided).values_list("pk", flat=True))
+    return (
+        Notification.objects.filter(key__startswith=f"request:{request.pk}:", kind__in=ASK_KINDS, read_at__isnull=True)
+        .exclude(recipient_id__in=still_asked)
+        .update(read_at=timezone.now())
+    )
+
+
 def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAction.REQUEST_APPROVED) -> None:
     """Final approval: the request is approved and the access fulfilled (now, at its start, or on activation)."""
     now = timezone.now()
@@ -454,6 +476,7 @@ def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = ""
     request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, timezone.now(), reason
     request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.REQUEST_CANCELLED, target=request, data={"reason": reason})
+    withdraw_asks(request)
     return request
 
 
@@ -510,6 +533,7 @@ def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction
         request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, timezone.now(), note
         request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
         audit_event_record(actor=actor, action=action, target=request, data=data)
+        withdraw_asks(request)
         closed.append(request.pk)
     return closed
 

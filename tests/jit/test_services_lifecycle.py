@@ -195,3 +195,21 @@ def test_pending_request_is_reminded_then_escalated_then_timed_out_once_each(sub
     assert actions == ["request.submitted", "request.reminded", "request.escalated", "request.timed_out"]
     with pytest.raises(InvalidTransition):
         access_request_decide(request_id=request.pk, approver=fallback, decision="approve")
+
+
+def test_asks_nobody_can_answer_any_more_are_withdrawn(submit, entitlement, ent_owner, sys_owner):
+    # given a two-stage request: the entitlement owner is asked first
+    request = submit(entitlement)
+    ask = Notification.objects.get(recipient=ent_owner, kind="request.approval_needed")
+    # when they approve, their ask is done and the system owner's stands
+    access_request_decide(request_id=request.pk, approver=ent_owner, decision="approve")
+    ask.refresh_from_db()
+    assert ask.read_at is not None
+    second = Notification.objects.get(recipient=sys_owner, kind="request.approval_needed")
+    assert second.read_at is None
+    # when the requester cancels, nobody is asked any more
+    from jit.services.requests import access_request_cancel
+
+    access_request_cancel(request_id=request.pk, actor=request.requester)
+    second.refresh_from_db()
+    assert second.read_at is not None
