@@ -73,6 +73,7 @@ class AuditAction(models.TextChoices):
     FINDING_RESOLVED = "finding.resolved", "Hygiene finding resolved"
     IMPORT_APPLIED = "import.applied", "Import applied"
     IMPORT_QUEUED = "import.queued", "Import queued for a worker"
+    IMPORT_FINISHED = "import.finished", "Queued import finished"
     # Requests and approvals
     REQUEST_SUBMITTED = "request.submitted", "Request submitted"
     REQUEST_STAGE_APPROVED = "request.stage_approved", "Approval recorded"

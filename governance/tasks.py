@@ -26,3 +26,11 @@ def import_job_run_task(job_id: int) -> str:
     from .services.import_jobs import import_job_run
 
     return import_job_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def import_jobs_reap_task() -> dict:
+    """Fail imports whose worker was lost; queue again those whose wake-up never reached a worker."""
+    from .services.import_jobs import import_jobs_reap
+
+    return import_jobs_reap()

@@ -25,6 +25,7 @@ BEAT_SCHEDULE = {
     },
     "governance.tasks.hygiene_scan_task": {"task": "governance.tasks.hygiene_scan_task", "schedule": 900.0},
     "governance.tasks.manual_work_chase_task": {"task": "governance.tasks.manual_work_chase_task", "schedule": 900.0},
+    "governance.tasks.import_jobs_reap_task": {"task": "governance.tasks.import_jobs_reap_task", "schedule": 300.0},
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

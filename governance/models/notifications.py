@@ -19,7 +19,16 @@ class Notification(models.Model):
     class Meta:
         verbose_name = "notification"
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["recipient", "read_at"], name="gov_notif_recipient_read_idx")]
+        indexes = [
+            models.Index(fields=["recipient", "read_at"], name="gov_notif_recipient_read_idx"),
+            # Unread notifications by key prefix ("request:42:..."): withdrawing asks nobody can answer.
+            models.Index(
+                fields=["key"],
+                name="gov_notif_unread_key_idx",
+                opclasses=["varchar_pattern_ops"],
+                condition=models.Q(read_at__isnull=True),
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["recipient", "key"], condition=~models.Q(key=""), name="gov_notification_once_per_key"

@@ -6,6 +6,7 @@ all-or-nothing `import_apply`, run by the worker under the uploader's name.
 """
 
 import hashlib
+import logging
 from datetime import timedelta
 
 from django.db import transaction
@@ -21,6 +22,7 @@ from ..models import ImportJob
 from .imports import ImportRejected, import_apply
 
 ERRORS_KEPT = 500
+logger = logging.getLogger(__name__)
 IMPORT_TIME_LIMIT = 1150  # seconds: a 100,000-row file takes about a minute
 
 
@@ -49,24 +51,32 @@ def import_job_submit(*, actor, entity: str, fmt: str, content: bytes, file_name
     )
     from ..tasks import import_job_run_task
 
-    transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
+    transaction.on_commit(lambda: _wake_worker(import_job_run_task, job.pk))
     return job
 
 
+def _wake_worker(task, job_id: int) -> None:
+    """A broker that does not answer must not fail the upload: the reaper queues the job again."""
+    try:
+        task.delay(job_id)
+    except Exception:  # any broker error: the job waits for the reaper
+        logger.warning("import job %s: the broker did not take the task; it will be queued again", job_id)
+
+
 def import_job_run(*, job_id: int) -> str:
-    """Run a queued job once; a redelivered task finds it started or done and leaves it."""
+    """Run a queued job once; a redelivered task finds it started or done and leaves it.
+
+    Whatever happens, the job ends (imported, rejected or failed), the file is dropped and the
+    outcome is audited; an error nobody foresaw fails the job and is raised again for the logs.
+    """
     with transaction.atomic():
         job = ImportJob.objects.select_for_update(skip_locked=True).filter(pk=job_id).first()
-        # A run older than the time limit died with its worker (its transaction rolled back): run again.
-        abandoned = job is not None and (
-            job.status == ImportJob.Status.RUNNING
-            and job.started_at < timezone.now() - timedelta(seconds=IMPORT_TIME_LIMIT)
-        )
-        if job is None or not (job.status == ImportJob.Status.QUEUED or abandoned):
+        if job is None or job.status != ImportJob.Status.QUEUED:
             return "skipped"
         job.status, job.started_at = ImportJob.Status.RUNNING, timezone.now()
         job.save(update_fields=["status", "started_at"])
-    outcome: dict = {}
+    if not policies.can_import(job.created_by):
+        return _finish(job, {"status": ImportJob.Status.FAILED, "message": "The uploader may no longer import."})
     try:
         result = import_apply(
             actor=job.created_by,
@@ -77,30 +87,61 @@ def import_job_run(*, job_id: int) -> str:
             dry_run=job.dry_run,
         )
     except ImportRejected as rejected:
-        outcome = {
-            "status": ImportJob.Status.REJECTED,
-            "message": rejected.message,
-            "row_errors": [
-                {"line": e.line, "key": e.key, "message": e.message} for e in rejected.row_errors[:ERRORS_KEPT]
-            ],
-            "error_count": len(rejected.row_errors),
-        }
-    except DomainError as error:
-        outcome = {"status": ImportJob.Status.FAILED, "message": error.message}
-    else:
-        outcome = {
-            "status": ImportJob.Status.SUCCEEDED,
-            "result": {
-                "entity": result.entity,
-                "file_name": result.file_name,
-                "rows": result.rows,
-                "created": result.created,
-                "updated": result.updated,
-                "unchanged": result.unchanged,
-                "dry_run": result.dry_run,
-                "changed": result.changed,
-                "sha256": result.sha256,
+        return _finish(
+            job,
+            {
+                "status": ImportJob.Status.REJECTED,
+                "message": rejected.message,
+                "row_errors": [
+                    {"line": e.line, "key": e.key, "message": e.message} for e in rejected.row_errors[:ERRORS_KEPT]
+                ],
+                "error_count": len(rejected.row_errors),
             },
-        }
-    ImportJob.objects.filter(pk=job.pk).update(finished_at=timezone.now(), content=b"", **outcome)
+        )
+    except DomainError as error:
+        return _finish(job, {"status": ImportJob.Status.FAILED, "message": error.message})
+    except BaseException:  # a time limit, a lost database: the job must not look alive for ever
+        _finish(job, {"status": ImportJob.Status.FAILED, "message": FAILED_MESSAGE})
+        raise
+    fields = ("entity", "file_name", "rows", "created", "updated", "unchanged", "dry_run", "changed", "sha256")
+    outcome = {field: getattr(result, field) for field in fields}
+    return _finish(job, {"status": ImportJob.Status.SUCCEEDED, "result": outcome})
+
+
+FAILED_MESSAGE = "The import stopped before it finished; nothing was written. Upload the file again."
+
+
+def _finish(job: ImportJob, outcome: dict) -> str:
+    with transaction.atomic():
+        ImportJob.objects.filter(pk=job.pk).update(finished_at=timezone.now(), content=b"", **outcome)
+        audit_event_record(
+            actor=job.created_by,
+            action=AuditAction.IMPORT_FINISHED,
+            target=job,
+            data={
+                "status": outcome["status"],
+                "message": outcome.get("message", ""),
+                "bad_rows": outcome.get("error_count", 0),
+                **{k: outcome.get("result", {}).get(k) for k in ("rows", "created", "updated", "unchanged")},
+            },
+        )
     return outcome["status"]
+
+
+def import_jobs_reap(*, now=None) -> dict[str, int]:
+    """Beat: a run its worker lost is failed; a job whose wake-up never reached a worker is queued again."""
+    now = now or timezone.now()
+    lost = ImportJob.objects.filter(
+        status=ImportJob.Status.RUNNING, started_at__lt=now - timedelta(seconds=IMPORT_TIME_LIMIT + 60)
+    ).defer("content")
+    failed = 0
+    for job in lost:
+        failed += _finish(job, {"status": ImportJob.Status.FAILED, "message": FAILED_MESSAGE}) == "failed"
+    from ..tasks import import_job_run_task
+
+    stale = ImportJob.objects.filter(status=ImportJob.Status.QUEUED, created_at__lt=now - timedelta(minutes=5))
+    requeued = 0
+    for pk in stale.values_list("pk", flat=True):
+        import_job_run_task.delay(pk)
+        requeued += 1
+    return {"failed": failed, "requeued": requeued}

@@ -469,6 +469,59 @@ def test_a_big_bad_file_is_rejected_by_the_worker_with_every_bad_row(client, adm
     assert Identity.objects.count() == 0
 
 
+def _job(admin_user, **kw):
+    from governance.models import ImportJob
+
+    return ImportJob.objects.create(
+        created_by=admin_user, entity="identities", format="csv", content=GOOD_IDENTITIES.encode(), **kw
+    )
+
+
+def test_an_import_that_breaks_fails_the_job_drops_the_file_and_is_audited(admin_user):
+    from unittest import mock
+
+    from governance.models import ImportJob
+    from governance.services.import_jobs import import_job_run
+
+    job = _job(admin_user)
+    broken = mock.patch("governance.services.import_jobs.import_apply", side_effect=RuntimeError("db gone"))
+    with broken, pytest.raises(RuntimeError):
+        import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED and job.finished_at and bytes(job.content) == b""
+    event = AuditEvent.objects.get(action=AuditAction.IMPORT_FINISHED)
+    assert event.data["status"] == "failed" and "nothing was written" in event.data["message"]
+
+
+def test_a_job_whose_uploader_lost_the_admin_role_is_not_run(admin_user):
+    from governance.models import ImportJob
+    from governance.services.import_jobs import import_job_run
+
+    job = _job(admin_user)
+    admin_user.groups.clear()
+    admin_user.is_superuser = False
+    admin_user.save()
+    assert import_job_run(job_id=job.pk) == ImportJob.Status.FAILED
+    assert Identity.objects.count() == 0
+
+
+def test_the_reaper_fails_lost_runs_and_queues_forgotten_jobs_again(admin_user):
+    from unittest import mock
+
+    from governance.models import ImportJob
+    from governance.services.import_jobs import import_jobs_reap
+
+    lost = _job(admin_user, status=ImportJob.Status.RUNNING, started_at=timezone.now() - timedelta(hours=1))
+    forgotten = _job(admin_user)
+    ImportJob.objects.filter(pk=forgotten.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    fresh = _job(admin_user)
+    with mock.patch("governance.tasks.import_job_run_task.delay") as queued:
+        assert import_jobs_reap() == {"failed": 1, "requeued": 1}
+    queued.assert_called_once_with(forgotten.pk)
+    assert ImportJob.objects.get(pk=lost.pk).status == ImportJob.Status.FAILED
+    assert ImportJob.objects.get(pk=fresh.pk).status == ImportJob.Status.QUEUED
+
+
 def test_import_jobs_are_for_admins_only(client, admin_user, requester):
     from governance.models import ImportJob
 
