@@ -24,4 +24,10 @@ def inventory_panel(context) -> dict:
         .order_by("-last_seen_at")[:PANEL_ROWS]
     )
     provisioning = list(selectors.provisioning_work_for(identity=me)[: PANEL_ROWS + 1])
-    return {"me": me, "owned": list(owned[:PANEL_ROWS]), "findings": findings, "provisioning": provisioning}
+    return {
+        "me": me,
+        "owned": list(owned[:PANEL_ROWS]),
+        "findings": findings,
+        "provisioning": provisioning,
+        "can_register": policies.is_admin(user) or policies.may_own_machines(user),
+    }

@@ -205,3 +205,14 @@ def test_dashboard_shows_grants_with_time_left_requests_and_approvals(client, al
     assert str(access_request).encode() in requester_view.content
     assert [r.pk for r in approver_view.context["approvals_todo"]] == [access_request.pk]
     assert b"Approval needed" in approver_view.content  # the unread notification
+
+
+def test_the_dashboard_invites_only_those_who_may_register_a_machine(client, make_user, alice):
+    from django.contrib.auth.models import Group
+
+    auditor = PersonFactory(name="Ada Auditor")
+    auditor.user.groups.set([Group.objects.get(name="auditor")])
+    client.force_login(auditor.user)
+    assert b"Register one" not in client.get(reverse("dashboard")).content
+    client.force_login(alice.user)
+    assert b"Register one" in client.get(reverse("dashboard")).content
