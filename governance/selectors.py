@@ -4,7 +4,7 @@ with the joins its list needs declared once (no N+1 in any caller)."""
 from django.db.models import BigIntegerField, Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
-from guardian.models import UserObjectPermission
+from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from . import policies
 from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus
@@ -21,16 +21,18 @@ def _visible_identity_q(user, prefix: str = "") -> Q:
         | Q(**{f"{prefix}owner": me})
         | Q(**{f"{prefix}backup_owner": me})
         | Q(**{f"{prefix}manager": me})
-        | Q(**{f"{prefix}pk__in": _delegated_to(user)})
+        | Q(**{f"{prefix}pk__in": _delegated_to(UserObjectPermission, user=user)})
+        | Q(**{f"{prefix}pk__in": _delegated_to(GroupObjectPermission, group__user=user)})
     )
 
 
-def _delegated_to(user) -> QuerySet:
-    """Ids of identities delegated to this user (guardian object permissions), as a subquery: no extra query."""
+def _delegated_to(permission_model, **holder) -> QuerySet:
+    """Ids of identities delegated to this user, directly or through a group (guardian object
+    permissions, the same ones `has_perm` answers from), as a subquery: no extra query."""
     app_label, codename = policies.DELEGATED_PERMISSION.split(".")
     return (
-        UserObjectPermission.objects.filter(
-            user=user,
+        permission_model.objects.filter(
+            **holder,
             permission__codename=codename,
             content_type__app_label=app_label,
             content_type__model=Identity._meta.model_name,

@@ -131,3 +131,15 @@ def test_a_delegates_patch_of_the_object_as_read_is_no_hand_over(client, owner, 
     assert response.status_code == 200, response.json()
     bot.refresh_from_db()
     assert bot.team == "ops" and bot.owner == owner
+
+
+def test_a_delegation_to_a_group_lets_its_members_see_and_edit(client, bot):
+    from guardian.shortcuts import assign_perm
+
+    on_call = Group.objects.create(name="payments-on-call")
+    member = person("Mia Member")
+    member.user.groups.add(on_call)
+    assign_perm("governance.change_identity", on_call, bot)
+    client.force_login(member.user)
+    assert client.get(reverse("governance:identity_detail", args=[bot.pk])).status_code == 200
+    assert client.get(reverse("governance:identity_edit", args=[bot.pk])).status_code == 200
