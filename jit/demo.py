@@ -77,7 +77,7 @@ def demo_requests_build() -> dict[str, int]:
     if made and users.get("owner") is not None:
         made[-1].refresh_from_db()
         if made[-1].grant_id is not None:
-            grant_confirm_provisioned(grant_id=made[-1].grant_id, actor=users["owner"], reference="demo")
+            grant_confirm_provisioned(grant_id=made[-1].grant_id, actor=users["owner"], reference="CHG-20417")
             active = 1
     # Alex approves Riya's deploy as her manager: the request waits on its second stage (Olu).
     first = made[0] if made else None
