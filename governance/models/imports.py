@@ -25,6 +25,11 @@ class ImportJob(models.Model):
     row_errors = models.JSONField("bad rows", default=list, blank=True)
     error_count = models.PositiveIntegerField("bad rows in all", default=0)
     message = models.TextField("message", blank=True)
+    # How far the worker got ("validated" or "written", rows done of all), written beside the import's
+    # own transaction so the page can show it while that transaction is still open.
+    phase = models.CharField("phase", max_length=16, blank=True)
+    rows_done = models.PositiveIntegerField("rows done", default=0)
+    rows_total = models.PositiveIntegerField("rows in all", default=0)
     created_at = models.DateTimeField("uploaded", auto_now_add=True)
     started_at = models.DateTimeField("started", null=True, blank=True)
     finished_at = models.DateTimeField("finished", null=True, blank=True)
@@ -39,3 +44,11 @@ class ImportJob(models.Model):
     @property
     def done(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.REJECTED, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        """Checking is the first half of the work, writing the second."""
+        if not self.rows_total:
+            return 0
+        half = 50 * self.rows_done // self.rows_total
+        return half + (50 if self.phase == "written" else 0)

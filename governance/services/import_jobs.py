@@ -9,7 +9,7 @@ import hashlib
 import logging
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
@@ -77,6 +77,7 @@ def import_job_run(*, job_id: int) -> str:
         job.save(update_fields=["status", "started_at"])
     if not policies.can_import(job.created_by):
         return _finish(job, {"status": ImportJob.Status.FAILED, "message": "The uploader may no longer import."})
+    progress = _ProgressWriter(job.pk)
     try:
         result = import_apply(
             actor=job.created_by,
@@ -85,6 +86,7 @@ def import_job_run(*, job_id: int) -> str:
             content=bytes(job.content),
             file_name=job.file_name,
             dry_run=job.dry_run,
+            progress=progress,
         )
     except ImportRejected as rejected:
         return _finish(
@@ -103,9 +105,38 @@ def import_job_run(*, job_id: int) -> str:
     except BaseException:  # a time limit, a lost database: the job must not look alive for ever
         _finish(job, {"status": ImportJob.Status.FAILED, "message": FAILED_MESSAGE})
         raise
+    finally:
+        progress.close()
     fields = ("entity", "file_name", "rows", "created", "updated", "unchanged", "dry_run", "changed", "sha256")
     outcome = {field: getattr(result, field) for field in fields}
     return _finish(job, {"status": ImportJob.Status.SUCCEEDED, "result": outcome})
+
+
+class _ProgressWriter:
+    """Writes a job's progress on a connection of its own, committed at once, so the page sees it
+    while the import's transaction is still open. PostgreSQL only: SQLite's single writer (the
+    import holds it) would make every write wait; there the page shows the phase without counts."""
+
+    def __init__(self, job_id: int):
+        self.job_id, self.connection = job_id, None
+        if connections["default"].vendor == "postgresql":
+            self.connection = connections.create_connection("default")
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.connection is None:
+            return
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {ImportJob._meta.db_table} SET phase = %s, rows_done = %s, rows_total = %s WHERE id = %s",
+                    [phase, done, total, self.job_id],
+                )
+        except DatabaseError:  # progress is a courtesy: never let it break the import
+            logger.warning("import job %s: progress not recorded", self.job_id, exc_info=True)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
 
 
 FAILED_MESSAGE = "The import stopped before it finished; nothing was written. Upload the file again."

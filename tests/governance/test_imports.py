@@ -579,3 +579,36 @@ def test_usage_of_a_grant_waiting_on_its_system_changes_nothing_so_its_chase_clo
     header = "external_id,identity_external_id,entitlement_external_id,kind,expires_at,last_used_at\n"
     assert run("grants", header + f"g-9,svc-9,ent-9,standing,,{used}\n").unchanged == 1
     assert Grant.objects.get(pk=grant.pk).updated_at == before
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_running_jobs_progress_is_visible_to_the_page_while_its_transaction_is_open(admin_user):
+    from unittest import mock
+
+    from django.db import connections
+
+    from governance.models import ImportJob
+    from governance.services import import_jobs
+
+    job = _job(admin_user)
+    seen_by_another_session = []
+    real_import = import_jobs.import_apply
+
+    def watched_import(**kwargs):
+        report = kwargs.pop("progress")
+
+        def spy(phase, done, total):
+            report(phase, done, total)
+            other = connections.create_connection("default")  # as the web process would read it
+            with other.cursor() as cursor:
+                cursor.execute("SELECT phase, rows_done FROM governance_importjob WHERE id = %s", [job.pk])
+                seen_by_another_session.append(cursor.fetchone())
+            other.close()
+
+        return real_import(progress=spy, **kwargs)
+
+    with mock.patch.object(import_jobs, "import_apply", watched_import):
+        assert import_jobs.import_job_run(job_id=job.pk) == ImportJob.Status.SUCCEEDED
+    assert ("validated", 6) in seen_by_another_session and ("written", 6) in seen_by_another_session
+    assert ImportJob.objects.get(pk=job.pk).percent == 100
