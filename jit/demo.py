@@ -36,6 +36,14 @@ DEMO_REQUESTS = [
         "OPS-88",
     ),
     ("owner", None, [("GitHub", "write"), ("GitHub", "deploy-key")], 8, "Open the Kubernetes upgrade PR.", ""),
+    (
+        "requester",
+        None,
+        [("Snowflake", "PII_READER")],
+        2,
+        "Check the refund history of the customer in SUP-2291.",
+        "SUP-2291",
+    ),
     ("requester", "svc-riya-report-bot", [("Datadog", "Standard")], 24, "Read dashboards for the weekly report.", ""),
     ("requester", "svc-riya-report-bot", [("Kubernetes prod", "view")], 8, "Count running payment pods.", ""),
 ]
@@ -50,7 +58,7 @@ def _first_not_held(target: Identity, choices: list[tuple[str, str]]) -> Entitle
 
 
 def demo_requests_build() -> dict[str, int]:
-    """Pending approvals for the approver and the owner, a grant to confirm, one active JIT grant."""
+    """Pending approvals for the approver, the owner and the admin, a grant to confirm, one active JIT grant."""
     if AccessRequest.objects.exists():
         return {"requests": 0, "active_grants": 0}
     users = {u.username: u for u in get_user_model().objects.filter(username__in=["requester", "approver", "owner"])}
