@@ -393,6 +393,7 @@ def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAct
     try:
         with transaction.atomic():
             if request.renewal_of_id:
+                _refuse_if_asker_gone(request)
                 request.grant = grant_renew(
                     grant_id=request.renewal_of_id, actor=actor, duration=request.duration, reason=request.justification
                 )
@@ -438,7 +439,16 @@ def _holders(request: AccessRequest) -> list:
     return users_of(request.beneficiary)
 
 
+def _refuse_if_asker_gone(request: AccessRequest) -> None:
+    """Whoever asked and has since been suspended or offboarded no longer has a say, even for a
+    machine another owner still answers for."""
+    asker = request.requester_identity or Identity.objects.filter(user_id=request.requester_id).first()
+    if asker is not None and asker.status != IdentityStatus.ACTIVE:
+        raise ValidationFailed(f"{asker}, who asked, is {asker.get_status_display().lower()}.")
+
+
 def _issue(request: AccessRequest, actor: ActorLike) -> None:
+    _refuse_if_asker_gone(request)
     request.grant = grant_issue(
         actor=actor,
         identity=request.beneficiary,
@@ -539,11 +549,17 @@ def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction
 
 
 def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[int]:
-    """Offboarding closes the pending requests for that identity and the ones it made."""
-    pending = _in_flight(AccessRequest.objects.select_for_update())
-    closing = pending.filter(beneficiary=identity) | pending.filter(requester_identity=identity)
+    """Offboarding closes the pending requests for that identity and the ones it made.
+
+    The beneficiaries are locked before their requests, the order a decision takes: a person
+    offboarded while someone decides on a request they made for their machine must not deadlock.
+    """
+    mine = Q(beneficiary=identity) | Q(requester_identity=identity)
     if identity.user_id:
-        closing = closing | pending.filter(requester_id=identity.user_id)
+        mine |= Q(requester_id=identity.user_id)
+    beneficiaries = set(_in_flight(AccessRequest.objects.filter(mine)).values_list("beneficiary_id", flat=True))
+    list(Identity.objects.select_for_update().filter(pk__in=beneficiaries).order_by("pk").values_list("pk", flat=True))
+    closing = _in_flight(AccessRequest.objects.select_for_update()).filter(mine)
     return _close_pending(
         closing,
         actor=actor,

@@ -17,7 +17,7 @@ from governance.services.identities import identity_offboard, identity_suspend
 from jit.choices import RequestStatus
 from jit.services.approvals import access_request_decide
 from jit.tasks import access_requests_start_scheduled_task
-from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, SodRuleFactory
+from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, PersonFactory, SodRuleFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +107,24 @@ def test_final_approval_for_a_suspended_holder_fails_the_request_and_keeps_the_d
     assert not alice.user.notifications.filter(kind="request.failed").exists()
 
 
+def test_a_request_whose_asker_was_suspended_grants_nothing_to_the_machine(
+    submit, entitlement, ent_owner, sys_owner, alice, alice_bot
+):
+    # given alice asked for her machine, then was suspended; the machine itself is still active
+    request = submit(entitlement, beneficiary=alice_bot)
+    approve(request, ent_owner)
+    identity_suspend(identity_id=alice.pk, actor=None, reason="on leave")
+
+    # when the last stage approves
+    approve(request, sys_owner)
+
+    # then her request no longer stands
+    request.refresh_from_db()
+    assert request.status == RequestStatus.FAILED and request.grant is None
+    assert "who asked, is suspended" in request.decision_note
+    assert not Grant.objects.filter(identity=alice_bot, entitlement=entitlement).exists()
+
+
 def test_a_renewal_approved_after_suspension_does_not_extend_the_access(
     submit, entitlement, ent_owner, sys_owner, alice
 ):
@@ -134,12 +152,13 @@ def test_a_renewal_approved_after_suspension_does_not_extend_the_access(
 
 
 def test_a_scheduled_start_that_cannot_happen_fails_alone_and_the_others_start(
-    submit, entitlement, ent_owner, sys_owner, alice, alice_bot
+    submit, entitlement, ent_owner, sys_owner, alice
 ):
     # given two approved requests starting tomorrow; alice's identity is suspended meanwhile
     start = timezone.now() + timedelta(days=1)
     blocked = submit(entitlement, start_at=start)
-    fine = submit(entitlement, beneficiary=alice_bot, start_at=start)
+    bob = PersonFactory()
+    fine = submit(entitlement, actor=bob.user, beneficiary=bob, start_at=start)
     for request in (blocked, fine):
         approve(request, ent_owner)
         approve(request, sys_owner)

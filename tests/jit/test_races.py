@@ -7,25 +7,27 @@ and the loser told why.
 """
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent, OutboxMessage
 from audit.verify import verify_chain
 from governance.choices import GrantStatus
 from governance.errors import DomainError, InvalidTransition
-from governance.models import Grant
+from governance.models import Grant, Identity
+from governance.services.identities import identity_offboard
 from jit.choices import RequestStatus, StageStatus
 from jit.models import AccessRequest
 from jit.services.approvals import access_request_decide
 from jit.services.expiry import grants_expire_due
 from jit.services.lifecycle import grant_release
 from jit.services.requests import access_request_cancel, access_request_submit
-from tests.factories.governance import EntitlementFactory, GrantFactory, PersonFactory
+from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, PersonFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 ROUNDS = 8
@@ -264,4 +266,73 @@ def test_two_sweeps_at_once_expire_each_grant_once():
     assert len(expiring) == len(due) and set(expiring) == ids  # each grant exactly once
     revokes = list(OutboxMessage.objects.filter(kind="connector.revoke").values_list("payload__grant_id", flat=True))
     assert len(revokes) == len(due) and {str(pk) for pk in revokes} == ids
+    assert verify_chain().ok
+
+
+def _wait_until_a_connection_waits_on_a_lock(give_up, timeout: float = 10.0) -> None:
+    """Block until another connection of this database waits for a row lock, or `give_up()` is true."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline and not give_up():
+            cursor.execute(
+                "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+
+
+def test_offboarding_a_requester_while_their_machines_request_is_decided_does_not_deadlock(approvers_group, admin_user):
+    # given Alice's pending request for her machine, and a decision that has locked the machine
+    # (the first lock a decision takes) when Alice is offboarded
+    first, _ = approvers_group
+    alice = PersonFactory()
+    bot = MachineFactory(owner=alice)
+    request = access_request_submit(
+        actor=alice.user,
+        beneficiary_id=bot.pk,
+        entitlement_id=EntitlementFactory(approval_stages=[GROUP_STAGE]).pk,
+        duration=timedelta(hours=1),
+        justification="nightly export",
+    )
+    machine_locked, offboarding_waits = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def decide():
+        try:
+            with transaction.atomic():
+                list(Identity.objects.select_for_update().filter(pk=bot.pk))
+                machine_locked.set()
+                offboarding_waits.wait(10)
+                outcome["decision"] = access_request_decide(request_id=request.pk, approver=first, decision="approve")
+        except Exception as exc:
+            outcome["decision"] = exc
+        finally:
+            connection.close()
+
+    def offboard():
+        machine_locked.wait(10)
+        try:
+            outcome["offboarding"] = identity_offboard(identity_id=alice.pk, actor=admin_user, reason="left")
+        except Exception as exc:
+            outcome["offboarding"] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=decide), threading.Thread(target=offboard)]
+    for t in threads:
+        t.start()
+    machine_locked.wait(10)
+    _wait_until_a_connection_waits_on_a_lock(give_up=lambda: "offboarding" in outcome)
+    offboarding_waits.set()
+    for t in threads:
+        t.join(30)
+
+    # then both finish: the decision first (it held the machine), the offboarding after it
+    assert not isinstance(outcome["decision"], Exception), outcome
+    assert not isinstance(outcome["offboarding"], Exception), outcome
+    request.refresh_from_db()
+    assert request.status == RequestStatus.APPROVED
+    bot.refresh_from_db()
+    assert bot.owner_id == alice.pk  # orphaned, flagged, not silently re-owned
     assert verify_chain().ok
