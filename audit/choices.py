@@ -89,3 +89,4 @@ class AuditAction(models.TextChoices):
     REQUEST_FAILED = "request.failed", "Approved request could not be fulfilled"
     REQUEST_REFUSED_BY_RETIREMENT = "request.refused_by_retirement", "Request closed: entitlement retired"
     REQUEST_CLOSED_BY_OFFBOARDING = "request.closed_by_offboarding", "Request closed: identity offboarded"
+    REQUEST_CLOSED_GRANT_ENDED = "request.closed_grant_ended", "Renewal closed: the grant ended or may not be renewed"

@@ -16,6 +16,7 @@ from governance.models import Grant
 from governance.services.grants import REVOKE
 
 from ..models import Heartbeat
+from .requests import close_renewals_of
 
 SWEEP = "jit.expiry_sweep"
 
@@ -92,6 +93,7 @@ def _expire_batch(rows: list[tuple]) -> None:
         ],
     )
     _enqueue_revokes(ids)
+    close_renewals_of(ids, actor=Actor.system(), note="Closed: the access expired")
 
 
 def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = None) -> int:

@@ -14,6 +14,7 @@ from governance.services.grants import grant_revoke
 from governance.services.notifications import holders_of, notify
 
 from .. import policies
+from .requests import close_renewals_of
 
 
 def _user(actor: ActorLike):
@@ -34,12 +35,14 @@ def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant
     ):
         raise InvalidTransition(f"Grant #{grant.pk} is already ending ({grant.get_status_display().lower()}).")
     audit_event_record(actor=actor, action=AuditAction.GRANT_RELEASED, target=grant, data={"reason": reason})
-    return grant_revoke(
+    grant = grant_revoke(
         grant_id=grant.pk,
         actor=actor,
         reason=reason or "released early",
         end_reason="released",
     )
+    close_renewals_of([grant.pk], actor=actor, note="Closed: the access was released")
+    return grant
 
 
 @transaction.atomic
@@ -52,6 +55,7 @@ def grant_mark_no_renew(*, grant_id: int, actor: ActorLike, note: str = "") -> G
     grant.no_renew = True
     grant.save(update_fields=["no_renew", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.GRANT_MARKED_NO_RENEW, target=grant, data={"note": note})
+    close_renewals_of([grant.pk], actor=actor, note="Closed: reviewed, not to be renewed")
     return grant
 
 

@@ -319,7 +319,8 @@ def access_request_submit(
 def _create_stages(request: AccessRequest, decision: PolicyDecision) -> list:
     stages, first = [], []
     routed = stage_approvers(decision.stages, request)
-    if short := short_stages(decision.stages, routed):
+    # Automatic approval asks nobody, so nobody missing can stop it (the preview says the same).
+    if not decision.auto_approve and (short := short_stages(decision.stages, routed)):
         raise ValidationFailed(_shortfall(short[0], decision.stages[short[0] - 1]))
     for position, (spec, approvers) in enumerate(zip(decision.stages, routed, strict=True), start=1):
         stage = ApprovalStage.objects.create(
@@ -566,6 +567,20 @@ def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[i
         note="Closed: identity offboarded",
         action=AuditAction.REQUEST_CLOSED_BY_OFFBOARDING,
         data={"identity": identity.pk},
+    )
+
+
+def close_renewals_of(grant_ids: list[int], *, actor: ActorLike, note: str) -> list[int]:
+    """A grant that ended, or was marked "do not renew", takes its pending renewal with it, so no
+    approver is asked to extend access that is gone. One query when, as usual, there is none.
+
+    Callers hold the grant's lock; a decision locks the request before the grant, so a renewal
+    being decided right now is skipped, not waited for: that decision finds the grant ended and
+    fails the renewal itself.
+    """
+    renewals = _in_flight(AccessRequest.objects.select_for_update(skip_locked=True)).filter(renewal_of_id__in=grant_ids)
+    return _close_pending(
+        renewals, actor=actor, note=note, action=AuditAction.REQUEST_CLOSED_GRANT_ENDED, data={"reason": note}
     )
 
 

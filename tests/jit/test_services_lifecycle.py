@@ -128,6 +128,32 @@ def test_do_not_renew_stops_warnings_and_refuses_renewal(submit, alice):
         submit(grant.entitlement, renewal_of_id=grant.pk)
 
 
+@pytest.mark.parametrize("ending", ["released", "reviewed, do not renew", "expired"])
+def test_a_pending_renewal_closes_when_its_grant_ends_or_may_not_be_renewed(submit, alice, entitlement, ending):
+    # given a running grant with an extension waiting for its approvers
+    grant = jit_grant(identity=alice, entitlement=entitlement, expires_at=timezone.now() + timedelta(minutes=30))
+    renewal = submit(entitlement, renewal_of_id=grant.pk)
+    approver = entitlement.owner.user
+    assert Notification.objects.filter(recipient=approver, read_at__isnull=True).exists()
+
+    # when the grant ends, or an owner decides it is not to be renewed
+    if ending == "released":
+        grant_release(grant_id=grant.pk, actor=alice.user)
+    elif ending == "reviewed, do not renew":
+        grant_mark_no_renew(grant_id=grant.pk, actor=approver, note="reviewed")
+    else:
+        assert grants_expire_due(now=timezone.now() + timedelta(hours=1)) == 1
+
+    # then the extension is closed, said in the trail, and nobody is asked about it any more
+    renewal.refresh_from_db()
+    assert renewal.status == RequestStatus.CANCELLED
+    assert list(AuditEvent.objects.for_target(renewal).order_by("seq").values_list("action", flat=True))[-1] == (
+        "request.closed_grant_ended"
+    )
+    assert not Notification.objects.filter(recipient=approver, read_at__isnull=True).exists()
+    assert verify_chain().ok
+
+
 #
 # Renewal and step-up
 #

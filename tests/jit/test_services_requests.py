@@ -246,6 +246,23 @@ def test_machine_low_risk_auto_approval(submit, alice, alice_bot):
     assert AuditEvent.objects.filter(action="request.auto_approved").count() == 1
 
 
+def test_automatic_approval_needs_no_approver_to_exist(submit, alice, alice_bot):
+    # given a stage nobody could answer, on an entitlement machines get without asking
+    entitlement = EntitlementFactory(
+        risk_tier=RiskTier.LOW,
+        auto_approve_machines=True,
+        approval_stages=[{"approver": "group", "group": "nobody-is-in-this-group", "quorum": 1}],
+    )
+    decision, _ = access_request_preview(
+        actor=alice.user, beneficiary=alice_bot, entitlement=entitlement, duration=timedelta(hours=1), justification="x"
+    )
+    assert decision.allowed and decision.auto_approve
+
+    # when submitted, it does what the preview said
+    request = submit(entitlement, beneficiary=alice_bot)
+    assert request.status == RequestStatus.APPROVED and request.grant is not None
+
+
 def test_critical_needs_two_distinct_approvers(submit, alice):
     from django.contrib.auth.models import Group
 
