@@ -2,6 +2,7 @@
 
 import math
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 from django import forms
 from django.conf import settings
@@ -19,8 +20,25 @@ DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 SERVICE_FIELDS = {"duration": "duration_hours"}
 
 
-def hours_of(delta: timedelta) -> int:
-    return max(1, math.floor(delta.total_seconds() / 3600))
+HUNDREDTH = Decimal("0.01")
+
+
+def hours_of(delta: timedelta) -> Decimal:
+    """`delta` in hours, rounded down to a hundredth (36 seconds), shown without trailing zeros."""
+    hours = Decimal(math.floor(max(delta.total_seconds(), 0) / 36)) * HUNDREDTH
+    return hours.to_integral() if hours == hours.to_integral() else hours.normalize()
+
+
+def duration_of(hours: Decimal) -> timedelta:
+    return timedelta(seconds=round(hours * 3600))
+
+
+def duration_hours_field(label: str) -> forms.DecimalField:
+    """Hours, with fractions: an entitlement's maximum may be under an hour (0.5 = 30 minutes)."""
+    field = forms.DecimalField(label=label, min_value=HUNDREDTH, max_value=24 * 366, decimal_places=2)
+    field.widget.attrs.update(step="any", inputmode="decimal")
+    field.error_messages["max_decimal_places"] = "Use at most two decimals (0.25 = 15 minutes)."
+    return field
 
 
 def add_service_errors(form: forms.Form, error) -> bool:
@@ -66,14 +84,14 @@ class QueueFilterForm(forms.Form):
 class BoundedDurationForm(forms.Form):
     """A duration in hours whose bound is the policy's, said in the policy's words, not a generic one."""
 
-    def bound_duration(self, max_hours: int, message: str, help_text: str) -> None:
+    def bound_duration(self, max_hours: Decimal, message: str, help_text: str) -> None:
         field = self.fields["duration_hours"]
         field.validators = [v for v in field.validators if not isinstance(v, MaxValueValidator)]
         field.validators.append(MaxValueValidator(max_hours, message=message))
         field.help_text = help_text
-        field.widget.attrs.update(max=max_hours, min=1)
+        field.widget.attrs.update(max=max_hours, min=HUNDREDTH)
 
-    def asked_hours(self) -> int | None:
+    def asked_hours(self) -> Decimal | None:
         """The hours asked, even when out of bounds, so the preview judges what was typed."""
         if not self.is_bound:
             return None
@@ -81,17 +99,17 @@ class BoundedDurationForm(forms.Form):
         if "duration_hours" in self.cleaned_data:
             return self.cleaned_data["duration_hours"]
         try:
-            hours = int(self.data.get("duration_hours", ""))
-        except (TypeError, ValueError):
+            hours = Decimal(str(self.data.get("duration_hours", "")).strip())
+        except (TypeError, ValueError, InvalidOperation):
             return None
-        return min(hours, 10**6) if hours > 0 else None
+        return min(hours, Decimal(10**6)) if hours.is_finite() and hours > 0 else None
 
 
 class AccessRequestForm(BoundedDurationForm):
     """For whom, for how long, from when, and why; the maximum comes from the entitlement's policy."""
 
     beneficiary = forms.ModelChoiceField(label="For", queryset=None, empty_label=None)
-    duration_hours = forms.IntegerField(label="Duration (hours)", min_value=1, max_value=24 * 366)
+    duration_hours = duration_hours_field("Duration (hours)")
     start_at = forms.DateTimeField(
         label="Start later (UTC, optional)",
         required=False,
@@ -133,7 +151,7 @@ class AccessRequestForm(BoundedDurationForm):
         data = getattr(self, "cleaned_data", {})
         hours = self.asked_hours()
         return data.get("beneficiary"), {
-            "duration": timedelta(hours=hours) if hours else None,
+            "duration": duration_of(hours) if hours else None,
             "justification": data.get("justification") or "",
             "ticket": data.get("ticket") or "",
             "start_at": data.get("start_at"),
@@ -147,7 +165,7 @@ class DecisionForm(forms.Form):
 
 
 class ExtendForm(BoundedDurationForm):
-    duration_hours = forms.IntegerField(label="Extra time (hours)", min_value=1, max_value=24 * 366)
+    duration_hours = duration_hours_field("Extra time (hours)")
     justification = forms.CharField(
         label="Why you still need it", widget=forms.Textarea(attrs={"rows": 3}), required=True
     )
@@ -159,7 +177,7 @@ class ExtendForm(BoundedDurationForm):
         # What is left plus the extension may not outrun one grant's maximum from now.
         left = max((grant.expires_at or timezone.now()) - timezone.now(), timedelta(0))
         room = entitlement.effective_max_duration - left
-        self.max_hours = max(0, math.floor(room.total_seconds() / 3600))
+        self.max_hours = hours_of(room)
         limit = (
             f"It has {human_duration(left)} left and may run at most "
             f"{human_duration(entitlement.effective_max_duration)} from now"

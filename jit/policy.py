@@ -94,6 +94,8 @@ def human_duration(delta: timedelta) -> str:
     hours = seconds // 3600
     if hours >= 48 and hours % 24 == 0:
         amount, unit = hours // 24, "day"
+    elif hours and seconds % 3600 >= 60:
+        return f"{human_duration(timedelta(hours=hours))} {human_duration(timedelta(seconds=seconds % 3600))}"
     elif hours:
         amount, unit = hours, "hour"
     else:

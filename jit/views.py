@@ -4,8 +4,6 @@ Views parse input, call one service and render; every page restricts to what the
 (others get 404), and a DomainError is shown as a message (a 4xx for htmx requests).
 """
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -36,6 +34,7 @@ from .forms import (
     ReasonForm,
     RequestFilterForm,
     add_service_errors,
+    duration_of,
 )
 from .models import AccessRequest, ApprovalStage
 from .services.approvals import access_request_decide
@@ -165,7 +164,7 @@ def request_create(request, entitlement_id: int):
                     actor=request.user,
                     beneficiary_id=data["beneficiary"].pk,
                     entitlement_id=entitlement.pk,
-                    duration=timedelta(hours=data["duration_hours"]),
+                    duration=duration_of(data["duration_hours"]),
                     justification=data["justification"],
                     ticket=data["ticket"],
                     start_at=data["start_at"],
@@ -184,7 +183,7 @@ def request_create(request, entitlement_id: int):
     if form.is_bound:
         beneficiary, facts = form.preview_facts()
     else:
-        beneficiary, facts = me, {"duration": timedelta(hours=form.default_hours)}
+        beneficiary, facts = me, {"duration": duration_of(form.default_hours)}
     context = {
         "entitlement": entitlement,
         "form": form,
@@ -404,7 +403,7 @@ def grant_extend(request, pk: int):
                 actor=request.user,
                 beneficiary_id=grant.identity_id,
                 entitlement_id=grant.entitlement_id,
-                duration=timedelta(hours=data["duration_hours"]),
+                duration=duration_of(data["duration_hours"]),
                 justification=data["justification"],
                 ticket=data["ticket"],
                 renewal_of_id=grant.pk,
@@ -416,7 +415,7 @@ def grant_extend(request, pk: int):
             messages.success(request, f"Extension requested: {access_request}.")
             return redirect("jit:request_detail", pk=access_request.pk)
     hours = form.asked_hours() or form.default_hours
-    facts = {"duration": timedelta(hours=hours) if hours else None}
+    facts = {"duration": duration_of(hours) if hours else None}
     context = {
         "grant": grant,
         "form": form,

@@ -1,5 +1,8 @@
 """Request pages: catalogue, form with its policy preview, my requests, detail, cancel. Ref: #4."""
 
+from datetime import timedelta
+from decimal import Decimal
+
 import pytest
 from django.urls import reverse
 
@@ -83,6 +86,23 @@ def test_duration_over_the_maximum_shows_the_error_beside_the_field_and_writes_n
     assert b'id="id_duration_hours_error"' in response.content
     assert not AccessRequest.objects.exists()
     assert AuditEvent.objects.count() == events_before
+
+
+def test_an_entitlement_capped_under_an_hour_can_be_asked_for_in_fractions_of_an_hour(client, alice, entitlement):
+    # given access that may last at most half an hour
+    entitlement.max_duration = timedelta(minutes=30)
+    entitlement.save()
+    client.force_login(alice.user)
+    url = reverse("jit:request_create", args=[entitlement.pk])
+
+    # then the form offers what is allowed, refuses an hour in the policy's words, and takes 0.5
+    assert client.get(url).context["form"]["duration_hours"].value() == Decimal("0.5")
+    too_long = client.post(url, form_data(alice, duration_hours="1"))
+    assert too_long.context["form"].errors["duration_hours"] == [
+        "The maximum duration for this entitlement is 30 minutes."
+    ]
+    assert client.post(url, form_data(alice, duration_hours="0.5")).status_code == 302
+    assert AccessRequest.objects.get().duration == timedelta(minutes=30)
 
 
 def test_an_absurd_duration_names_the_policys_maximum_and_the_preview_refuses_it(client, alice, entitlement):
