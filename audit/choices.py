@@ -28,6 +28,7 @@ class AuditAction(models.TextChoices):
     USER_LOGIN_FAILED = "user.login_failed", "Login failed"
     ROLE_ASSIGNED = "role.assigned", "Role assigned"
     ROLE_REMOVED = "role.removed", "Role removed"
+    USER_PRIVILEGES_CHANGED = "user.privileges_changed", "Staff or superuser status changed"
     # Evidence leaving the portal
     EXPORT_DOWNLOADED = "export.downloaded", "Export downloaded"
     # Outbox (side effects leaving the portal)
@@ -85,6 +86,7 @@ class AuditAction(models.TextChoices):
     REQUEST_REMINDED = "request.reminded", "Approvers reminded"
     REQUEST_ESCALATED = "request.escalated", "Request escalated"
     REQUEST_ACTIVATED = "request.activated", "Approved access activated by holder"
+    REQUEST_STARTED = "request.started", "Approved access started at its scheduled time"
     REQUEST_ACTIVATION_LAPSED = "request.activation_lapsed", "Approved access not activated in time"
     REQUEST_FAILED = "request.failed", "Approved request could not be fulfilled"
     REQUEST_REFUSED_BY_RETIREMENT = "request.refused_by_retirement", "Request closed: entitlement retired"

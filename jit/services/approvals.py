@@ -11,7 +11,7 @@ from governance.services.notifications import notify
 from .. import policies
 from ..choices import Decision, RequestStatus, StageStatus
 from ..models import AccessRequest, Approval
-from .requests import _approve, _lock_request, notify_approvers, request_url, withdraw_asks
+from .requests import _approve, _lock_request, notify_approvers, request_url, told_of_outcome, withdraw_asks
 
 
 @transaction.atomic
@@ -71,7 +71,7 @@ def _decide(
             data={"stage": stage.position, "decision": decision, "comment": comment},
         )
         notify(
-            recipients=[request.requester] if request.requester else [],
+            recipients=told_of_outcome(request),
             kind="request.denied",
             subject=f"Denied: {request.entitlement.name} for {request.beneficiary.name}",
             body=comment,

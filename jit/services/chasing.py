@@ -16,7 +16,7 @@ from governance.services.notifications import notify
 
 from ..choices import RequestStatus
 from ..models import AccessRequest, ApprovalStage
-from .requests import _lock_request, request_url, withdraw_asks
+from .requests import _lock_request, request_url, told_of_outcome, withdraw_asks
 from .routing import fallback_approvers
 
 
@@ -104,7 +104,7 @@ def access_request_time_out(*, request_id: int) -> bool:
         data={"waited_hours": settings.JIT_TIMEOUT_AFTER.total_seconds() // 3600},
     )
     notify(
-        recipients=[request.requester] if request.requester else [],
+        recipients=told_of_outcome(request),
         kind="request.timed_out",
         subject=f"Timed out: {request.entitlement.name} for {request.beneficiary.name}",
         link=request_url(request),
@@ -158,7 +158,7 @@ def access_request_lapse(*, request_id: int) -> bool:
         data={"activation_deadline": request.activation_deadline},
     )
     notify(
-        recipients=[request.requester] if request.requester else [],
+        recipients=told_of_outcome(request),
         kind="request.lapsed",
         subject=f"Not activated in time: {request.entitlement.name} for {request.beneficiary.name}",
         body=f"{LAPSED_NOTE} Request the access again if you still need it.",

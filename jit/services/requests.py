@@ -16,7 +16,7 @@ from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
 from governance.models import Entitlement, Grant, Identity, Notification, SodRule
 from governance.services.grants import grant_issue, grant_renew
-from governance.services.notifications import notify, users_of
+from governance.services.notifications import holders_of, notify
 
 from .. import policies
 from ..choices import RequestStatus, StageStatus
@@ -388,9 +388,10 @@ def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAct
         data={
             "duration_seconds": int(request.duration.total_seconds()),
             "activation_deadline": request.activation_deadline,
+            "start_at": request.start_at,
         },
     )
-    holders = _holders(request)
+    told = told_of_outcome(request)
     try:
         with transaction.atomic():
             if request.renewal_of_id:
@@ -405,7 +406,7 @@ def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAct
         _fail(request, actor, error.message)
         return
     notify(
-        recipients=holders + ([request.requester] if request.requester else []),
+        recipients=told,
         kind="request.approved",
         subject=f"Approved: {request.entitlement.name} for {request.beneficiary.name}",
         body=("Activate it before " + f"{request.activation_deadline:%Y-%m-%d %H:%M} UTC.")
@@ -425,7 +426,7 @@ def _fail(request: AccessRequest, actor: ActorLike, reason: str) -> None:
     request.save(update_fields=["status", "decision_note", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.REQUEST_FAILED, target=request, data={"reason": reason})
     notify(
-        recipients=_holders(request) + ([request.requester] if request.requester else []),
+        recipients=told_of_outcome(request),
         kind="request.failed",
         subject=f"Could not grant {request.entitlement.name} to {request.beneficiary.name}",
         body=reason,
@@ -434,10 +435,12 @@ def _fail(request: AccessRequest, actor: ActorLike, reason: str) -> None:
     )
 
 
-def _holders(request: AccessRequest) -> list:
-    if request.beneficiary.kind != "human":
-        return users_of(request.beneficiary, request.beneficiary.owner)
-    return users_of(request.beneficiary)
+def told_of_outcome(request: AccessRequest) -> list:
+    """Who hears how a request ended: whoever asked, and whoever answers for the holder (a
+    machine's owner and backup owner, who may not be the one who asked for it)."""
+    holders = holders_of(request.beneficiary)
+    extra = [request.requester] if request.requester and request.requester not in holders else []
+    return holders + extra
 
 
 def _refuse_if_asker_gone(request: AccessRequest) -> None:
@@ -530,7 +533,15 @@ def access_request_start_scheduled(*, request_id: int) -> AccessRequest:
             with transaction.atomic():
                 _issue(request, Actor.system())
         except DomainError as error:
+            request.grant = None
             _fail(request, Actor.system(), error.message)
+        else:
+            audit_event_record(
+                actor=Actor.system(),
+                action=AuditAction.REQUEST_STARTED,
+                target=request,
+                data={"grant": request.grant_id},
+            )
     return request
 
 

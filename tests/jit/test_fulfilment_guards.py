@@ -176,6 +176,8 @@ def test_a_scheduled_start_that_cannot_happen_fails_alone_and_the_others_start(
     assert fine.grant is not None
     assert blocked.status == RequestStatus.FAILED and blocked.grant is None
     assert AuditEvent.objects.filter(action="request.failed").count() == 1
+    started = AuditEvent.objects.get(action="request.started")
+    assert started.target_id == str(fine.pk) and started.data["grant"] == fine.grant_id
 
 
 def test_offboarding_closes_approved_requests_that_have_no_grant_yet(submit, entitlement, ent_owner, sys_owner, alice):

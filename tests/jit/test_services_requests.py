@@ -184,6 +184,23 @@ def test_denial_ends_the_request_and_later_decisions_conflict(submit, entitlemen
         approve(request, sys_owner)
 
 
+def test_a_denial_reaches_the_machines_other_owner_as_well_as_whoever_asked(submit, entitlement, alice, ent_owner):
+    # given alice's machine, backed up by bob, for which alice asked
+    from governance.models import Notification
+    from tests.factories.governance import MachineFactory
+
+    bob = PersonFactory()
+    bot = MachineFactory(owner=alice, backup_owner=bob)
+    request = submit(entitlement, beneficiary=bot)
+
+    # when the request is denied
+    access_request_decide(request_id=request.pk, approver=ent_owner, decision="deny", comment="use the shared role")
+
+    # then both people answering for the machine hear it, once each
+    told = Notification.objects.filter(kind="request.denied").values_list("recipient__username", flat=True)
+    assert sorted(told) == sorted([alice.user.username, bob.user.username])
+
+
 def test_deny_needs_a_reason(submit, entitlement, ent_owner):
     request = submit(entitlement)
     with pytest.raises(ValidationFailed):
