@@ -160,7 +160,9 @@ class AccessRequestForm(BoundedDurationForm):
 
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=Decision.choices)
-    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    comment = forms.CharField(
+        label="Comment (required to deny)", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
     stage_position = forms.IntegerField(required=False, min_value=1)
 
 

@@ -225,7 +225,10 @@ def request_list(request):
 
 @login_required
 def request_detail(request, pk: int):
-    access_request = _visible_request(request.user, pk)
+    return _render_request_detail(request, _visible_request(request.user, pk))
+
+
+def _render_request_detail(request, access_request: AccessRequest, decision_form=None, status: int = 200):
     user, now = request.user, timezone.now()
     stages = list(access_request.stages.all())
     current = next((s for s in stages if s.status == "pending"), None) if access_request.is_pending else None
@@ -241,7 +244,8 @@ def request_detail(request, pk: int):
         "stages": stages,
         "current_stage": current,
         "may_decide": may_decide,
-        "decision_form": DecisionForm(initial={"stage_position": current.position if current else None}),
+        "decision_form": decision_form
+        or DecisionForm(initial={"stage_position": current.position if current else None}),
         "may_cancel": (
             access_request.is_pending
             or (access_request.status == RequestStatus.APPROVED and access_request.grant_id is None)
@@ -256,7 +260,7 @@ def request_detail(request, pk: int):
         ),
         "events": AuditEvent.objects.for_target(access_request).order_by("seq"),
     }
-    return render(request, "jit/request_detail.html", context)
+    return render(request, "jit/request_detail.html", context, status=status)
 
 
 @login_required
@@ -366,6 +370,9 @@ def approval_decide(request, pk: int):
 def _row_with_errors(request, pk: int, form: DecisionForm):
     """The queue row again, with the form's errors in it (htmx), or a flash on the queue."""
     errors = "; ".join(str(e) for errs in form.errors.values() for e in errs)
+    if not request.htmx and _next_url(request, "") == reverse("jit:request_detail", args=[pk]):
+        # Decided on the request's own page: that page again, the error beside the comment.
+        return _render_request_detail(request, _visible_request(request.user, pk), decision_form=form, status=400)
     if not request.htmx:
         messages.error(request, errors or "Check the decision.")
         return HttpResponseRedirect(_next_url(request, reverse("jit:approval_queue")))

@@ -121,6 +121,30 @@ def test_deny_without_a_comment_shows_the_error_in_the_row(client, alice, entitl
     assert access_request.status == RequestStatus.PENDING and not Approval.objects.exists()
 
 
+def test_deny_without_a_comment_on_the_requests_page_shows_the_error_beside_the_comment(
+    client, alice, entitlement, submit, ent_owner
+):
+    # given the approver decides from the request's own page (no htmx)
+    access_request = submit(entitlement)
+    client.force_login(ent_owner)
+    detail = reverse("jit:request_detail", args=[access_request.pk])
+    page = client.get(detail)
+    assert b"times out in" in page.content
+
+    # when they deny without saying why
+    response = client.post(
+        reverse("jit:approval_decide", args=[access_request.pk]),
+        {"decision": "deny", "comment": "", "stage_position": 1, "next": detail},
+    )
+
+    # then the same page comes back, the error tied to the comment field, and nothing is decided
+    assert response.status_code == 400
+    assert b'id="id_comment_error"' in response.content and b"Required when denying." in response.content
+    assert b'aria-invalid="true"' in response.content
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.PENDING and not Approval.objects.exists()
+
+
 def test_deny_with_a_comment_ends_the_request(client, alice, entitlement, submit, ent_owner):
     access_request = submit(entitlement)
     client.force_login(ent_owner)
