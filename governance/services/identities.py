@@ -15,6 +15,7 @@ from ..choices import IdentityKind, IdentityStatus
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..models import Identity
 from .common import check, diff, full_clean_or_fail, lock, snapshot
+from .delegation import drop_delegates
 
 # What may be edited and what the audit trail records of an identity (never credentials themselves).
 EDITABLE_FIELDS = [
@@ -115,6 +116,8 @@ def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, An
     """Edit the descriptive and credential facts of an identity (not its owner or status)."""
     identity = lock(Identity, identity_id)
     check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may edit it.")
+    if identity.status == IdentityStatus.OFFBOARDED:
+        raise InvalidTransition(f"{identity} is offboarded; its record stays as it was when it left.")
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationFailed(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
@@ -154,8 +157,6 @@ def identity_change_owner(
         return identity
     identity.save(update_fields=["owner", "backup_owner", "updated_at"])
     # Delegates were chosen by the old owners: the new ones start with none.
-    from .delegation import drop_delegates
-
     drop_delegates(identity, actor=actor, reason="owner changed")
     audit_event_record(
         actor=actor, action=AuditAction.IDENTITY_OWNER_CHANGED, target=identity, data={**change, "reason": reason}
@@ -251,6 +252,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
         if backup is not None and backup.status == IdentityStatus.ACTIVE and backup.pk != identity.pk:
             child.owner, child.backup_owner = backup, None
             child.save(update_fields=["owner", "backup_owner", "updated_at"])
+            drop_delegates(child, actor=actor, reason="owner offboarded")
             audit_event_record(
                 actor=actor,
                 action=AuditAction.IDENTITY_OWNER_CHANGED,

@@ -3,11 +3,12 @@
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from guardian.core import ObjectPermissionChecker
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from governance.choices import IdentityStatus
-from governance.errors import PermissionRefused
+from governance.errors import InvalidTransition, PermissionRefused
 from governance.services import identities
 from governance.services.delegation import delegates_of
 from tests.factories.governance import MachineFactory, PersonFactory
@@ -143,3 +144,31 @@ def test_a_delegation_to_a_group_lets_its_members_see_and_edit(client, bot):
     client.force_login(member.user)
     assert client.get(reverse("governance:identity_detail", args=[bot.pk])).status_code == 200
     assert client.get(reverse("governance:identity_edit", args=[bot.pk])).status_code == 200
+
+
+def test_an_identity_handed_to_its_backup_owner_at_offboarding_loses_the_old_owners_delegates(
+    client, owner, colleague, admin_user
+):
+    # given a machine whose owner delegated it, and which has a backup owner
+    backup = person("Bea Backup", "owner")
+    bot = MachineFactory(name="ledger-bot", owner=owner, backup_owner=backup)
+    delegate(client, owner, bot, colleague.user.username)
+    assert delegates_of(bot) == [colleague]
+
+    # when its owner leaves
+    identities.identity_offboard(identity_id=owner.pk, actor=admin_user, reason="left")
+
+    # then the backup owner holds it and the old owner's delegate no longer does
+    bot.refresh_from_db()
+    assert bot.owner == backup and delegates_of(bot) == []
+    assert not ObjectPermissionChecker(colleague.user).has_perm("change_identity", bot)
+
+
+def test_an_offboarded_identity_cannot_be_edited_any_more(owner, bot, admin_user):
+    identities.identity_offboard(identity_id=bot.pk, actor=owner.user, reason="decommissioned")
+
+    with pytest.raises(InvalidTransition, match="offboarded"):
+        identities.identity_update(identity_id=bot.pk, actor=admin_user, changes={"team": "Elsewhere"})
+
+    bot.refresh_from_db()
+    assert bot.team != "Elsewhere"
