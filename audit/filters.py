@@ -1,15 +1,29 @@
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.utils import timezone
 
 from .choices import AuditAction, Channel
 from .models import AuditEvent
 
 # Layers above audit add where else a name lives (governance: the identity a login user is).
 ACTOR_NAME_SEARCHES: list[Callable[[str], Q]] = []
+
+
+def _start_of_day(day: date, *, days_later: int = 0) -> datetime | None:
+    """Midnight at the start of `day` (plus `days_later`) in the current time zone, as UTC.
+
+    None when that lies outside the calendar (year 1 or 9999): the bound then limits nothing.
+    """
+    try:
+        moment = datetime.combine(day + timedelta(days=days_later), time.min)
+        return timezone.make_aware(moment).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 class AuditFilterForm(forms.Form):
@@ -28,18 +42,11 @@ class AuditEventFilter(django_filters.FilterSet):
     action = django_filters.ChoiceFilter(choices=AuditAction.choices, label="Action")
     channel = django_filters.ChoiceFilter(choices=Channel.choices, label="Channel")
     target = django_filters.CharFilter(method="filter_target", label="Target")
+    # Whole days in the portal's time zone, compared as a range on occurred_at so the index serves them.
     since = django_filters.DateFilter(
-        field_name="occurred_at",
-        lookup_expr="date__gte",
-        label="From",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        method="filter_since", label="From", widget=forms.DateInput(attrs={"type": "date"})
     )
-    until = django_filters.DateFilter(
-        field_name="occurred_at",
-        lookup_expr="date__lte",
-        label="To",
-        widget=forms.DateInput(attrs={"type": "date"}),
-    )
+    until = django_filters.DateFilter(method="filter_until", label="To", widget=forms.DateInput(attrs={"type": "date"}))
     correlation_id = django_filters.CharFilter(label="Correlation id")
 
     class Meta:
@@ -59,6 +66,14 @@ class AuditEventFilter(django_filters.FilterSet):
         for search in ACTOR_NAME_SEARCHES:
             match |= search(value)
         return queryset.filter(match)
+
+    def filter_since(self, queryset, name, value):
+        start = _start_of_day(value)
+        return queryset if start is None else queryset.filter(occurred_at__gte=start)
+
+    def filter_until(self, queryset, name, value):
+        end = _start_of_day(value, days_later=1)
+        return queryset if end is None else queryset.filter(occurred_at__lt=end)
 
     def filter_target(self, queryset, name, value):
         """`type:id` (e.g. `governance.grant:42`) matches exactly; anything else searches labels."""

@@ -35,7 +35,12 @@ class AuditContextMiddleware:
         correlation_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.correlation_id = correlation_id
         token = _current.set(
-            AuditContext(channel=channel_for(request.path), correlation_id=correlation_id, client_ip=client_ip(request))
+            AuditContext(
+                channel=channel_for(request.path),
+                correlation_id=correlation_id,
+                client_ip=client_ip(request),
+                user=getattr(request, "user", None),  # lazy: resolved only if a signal receiver asks
+            )
         )
         try:
             response = self.get_response(request)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -89,8 +90,14 @@ class DispatchResult:
     dead: int = 0
 
 
-def _deliver_one(result: DispatchResult) -> bool:
-    """Claim, deliver and settle one due message; False when none is due."""
+def _claim_one(result: DispatchResult) -> OutboxMessage | None:
+    """Take the next due message and count the attempt in a transaction of its own.
+
+    The count commits before delivery starts, so a worker killed while delivering (hard time limit,
+    lost machine) has still spent an attempt; the claim keeps the message from other workers until
+    OUTBOX_CLAIM_SECONDS have passed, then it is due again. A message whose last attempt was lost
+    that way goes dead here instead of being delivered once more than OUTBOX_MAX_ATTEMPTS allows.
+    """
     with transaction.atomic():
         message = (
             OutboxMessage.objects.select_for_update(skip_locked=True)
@@ -99,24 +106,54 @@ def _deliver_one(result: DispatchResult) -> bool:
             .first()
         )
         if message is None:
-            return False
+            return None
+        if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+            message.last_error = "The worker delivering the last attempt stopped before it finished."
+            _mark_dead(message, result)
+            message.save(update_fields=["status", "last_error"])
+            return message
         message.attempts += 1
+        message.next_attempt_at = timezone.now() + timedelta(seconds=settings.OUTBOX_CLAIM_SECONDS)
+        message.save(update_fields=["attempts", "next_attempt_at"])
+    return message
+
+
+def _mark_dead(message: OutboxMessage, result: DispatchResult) -> None:
+    message.status = OutboxStatus.DEAD
+    result.dead += 1
+    audit_event_record(
+        actor=Actor.system(),
+        action=AuditAction.OUTBOX_DEAD,
+        target=message,
+        data={"kind": message.kind, "attempts": message.attempts, "error": message.last_error},
+    )
+    _settle_dead(message)
+
+
+def _deliver_one(result: DispatchResult) -> bool:
+    """Claim, deliver and settle one due message; False when none is due."""
+    claimed = _claim_one(result)
+    if claimed is None:
+        return False
+    if claimed.status != OutboxStatus.PENDING:
+        return True
+    with transaction.atomic():
+        # Locked again for the delivery and its outcome, which commit together.
+        message = OutboxMessage.objects.select_for_update().get(pk=claimed.pk)
+        if message.status != OutboxStatus.PENDING or message.attempts != claimed.attempts:
+            return True  # settled or claimed again meanwhile (a delivery that outlived its claim)
         try:
             handler = _handlers[message.kind]
             with transaction.atomic():
                 handler(message.payload, message.idempotency_key)
+        except SoftTimeLimitExceeded:
+            # The task is out of time: end it now. The attempt is counted; the claim expires and the
+            # message is delivered again later.
+            raise
         except Exception as exc:
             message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-                message.status = OutboxStatus.DEAD
-                result.dead += 1
-                audit_event_record(
-                    actor=Actor.system(),
-                    action=AuditAction.OUTBOX_DEAD,
-                    target=message,
-                    data={"kind": message.kind, "attempts": message.attempts, "error": message.last_error},
-                )
-                _settle_dead(message)
+                _mark_dead(message, result)
             else:
                 message.next_attempt_at = timezone.now() + backoff_delay(message.attempts)
                 result.failed += 1
@@ -126,7 +163,7 @@ def _deliver_one(result: DispatchResult) -> bool:
             message.delivered_at = timezone.now()
             message.last_error = ""
             result.delivered += 1
-        message.save(update_fields=["attempts", "status", "next_attempt_at", "last_error", "delivered_at"])
+        message.save(update_fields=["status", "next_attempt_at", "last_error", "delivered_at"])
     return True
 
 

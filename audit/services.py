@@ -7,6 +7,7 @@ chain-head lock so that concurrent writers still produce a single valid chain.
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,14 +88,24 @@ def _as_actor(actor: ActorLike) -> Actor:
     return Actor(user=actor)
 
 
-def _without_nul(value: Any) -> Any:
-    """PostgreSQL's jsonb refuses NUL characters; a pasted one must not turn a decision into an error."""
+def _storable(value: Any) -> Any:
+    """Data as the trail keeps it: what PostgreSQL's jsonb gives back exactly as it was hashed.
+
+    jsonb refuses NUL characters (a pasted one must not turn a decision into an error), and it
+    re-writes numbers its own way (1e+20 comes back as 100000000000000000000, -0.0 as 0.0), which would
+    make an untouched event look edited: a float is kept as the text of its shortest exact form
+    ("1e+20", "0.1"). NaN and infinity have no JSON form and are refused.
+    """
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"Audit data cannot hold {value!r}.")
+        return repr(value)
     if isinstance(value, Mapping):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_without_nul(v) for v in value]
+        return [_storable(v) for v in value]
     return value
 
 
@@ -176,7 +187,7 @@ def _build_rows(
             "target_label": target.label[:200],
             "prev_hash": prev_hash,
         }
-        text = data_json(_without_nul(spec.data))
+        text = data_json(spec.data)  # made storable by the caller
         values = [occurred if name == "occurred_at" else row[name] for name in HASHED_FIELDS]
         row["hash"] = prev_hash = _digest(values, text)
         row["data_text"] = text
@@ -239,7 +250,8 @@ def audit_events_record_many(*, actor: ActorLike, events: Iterable[EventSpec]) -
 
     Large batches on PostgreSQL are written with COPY and return nothing (sweeps need no ids).
     """
-    specs = list(events)
+    # Made storable before the chain lock: data that cannot be kept is refused before anything is written.
+    specs = [EventSpec(spec.action, spec.target, _storable(spec.data)) for spec in events]
     if not specs:
         return []
     occurred_at = timezone.now()

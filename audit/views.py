@@ -5,7 +5,7 @@ from django.views.generic import ListView, View
 from .exports import streaming_csv_response
 from .filters import AuditEventFilter
 from .models import AuditEvent
-from .services import export_recorded
+from .services import data_json, export_recorded
 
 EXPORT_HEADER = [
     "seq",
@@ -81,7 +81,7 @@ class AuditEventExportView(AuditorOnlyMixin, View):
                 e.target_type,
                 e.target_id,
                 e.target_label,
-                e.data,
+                data_json(e.data),  # the JSON text the event's hash covers
                 e.correlation_id,
                 e.client_ip,
                 e.prev_hash,

@@ -1,7 +1,8 @@
 """Roles are Django groups; what each may do is declared once here as model permissions.
 
 `roles_bootstrap` is idempotent: it runs after every `migrate` (post_migrate, once every app's
-permissions exist), and `manage.py bootstrap_roles` runs it on demand.
+permissions exist), and `manage.py bootstrap_roles` runs it on demand. It sets each role's
+permissions to exactly this list, so one removed here leaves existing databases too.
 """
 
 from django.contrib.auth.models import Group, Permission
@@ -37,7 +38,7 @@ def roles_bootstrap(*, using: str = "default") -> None:
         for dotted in codenames:
             app_label, codename = dotted.split(".")
             wanted.extend(Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename))
-        group.permissions.add(*wanted)
+        group.permissions.set(wanted)
 
 
 def user_roles(user) -> set[str]:

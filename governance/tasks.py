@@ -19,7 +19,7 @@ def manual_work_chase_task() -> dict:
     return chase_manual_work()
 
 
-# Under the broker's visibility timeout (4x the default hard limit), so it is not handed out twice.
+# Under the broker's visibility timeout (the longest hard limit plus a margin), so it is not handed out twice.
 @shared_task(acks_late=True, soft_time_limit=IMPORT_TIME_LIMIT - 30, time_limit=IMPORT_TIME_LIMIT)
 def import_job_run_task(job_id: int) -> str:
     """Import an uploaded file too big for a web request (all rows or none)."""

@@ -14,6 +14,6 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  audits logins and logouts
+        from . import signals  # noqa: F401  audits logins, logouts, roles and staff/superuser changes
 
         post_migrate.connect(_bootstrap_roles, sender=self)

@@ -9,6 +9,7 @@ import hashlib
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
@@ -23,7 +24,7 @@ from .imports import ImportRejected, import_apply
 
 ERRORS_KEPT = 500
 logger = logging.getLogger(__name__)
-IMPORT_TIME_LIMIT = 1150  # seconds: a 100,000-row file takes about a minute
+IMPORT_TIME_LIMIT = settings.IMPORT_TASK_TIME_LIMIT  # seconds: a 100,000-row file takes about a minute
 
 
 @transaction.atomic

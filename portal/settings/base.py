@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list, env_str
 
@@ -125,6 +126,8 @@ STORAGES = {
 # Security (production defaults; `check --deploy --fail-level WARNING` passes with these)
 #
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancers probe /health/ over plain HTTP: answer it rather than redirect it to https.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", True) else None
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
@@ -148,6 +151,8 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds an SMTP connect or reply may take: a dead mail host fails the delivery (retried) rather than hang it.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "access-portal@localhost")
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:8000")
 
@@ -156,8 +161,21 @@ PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:8000")
 #
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-CELERY_TASK_HARD_TIME_LIMIT = env_int("CELERY_TASK_HARD_TIME_LIMIT", 300)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_HARD_TIME_LIMIT - 30
+# task_time_limit: a worker kills a task still running after this many seconds; the soft limit below
+# it raises SoftTimeLimitExceeded in the task first, so it can end cleanly.
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int(
+    "CELERY_TASK_SOFT_TIME_LIMIT", max(CELERY_TASK_TIME_LIMIT - 30, CELERY_TASK_TIME_LIMIT * 9 // 10)
+)
+if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be above 0 and below CELERY_TASK_TIME_LIMIT.")
+# The queued-import task's own hard limit (its soft limit is 30 s less): a big file takes minutes.
+IMPORT_TASK_TIME_LIMIT = env_int("IMPORT_TASK_TIME_LIMIT", 1150)
+if IMPORT_TASK_TIME_LIMIT <= 60:
+    raise ImproperlyConfigured("IMPORT_TASK_TIME_LIMIT must be above 60 seconds.")
+# A task unacknowledged this long is handed to another worker (acks_late): keep it above the longest
+# hard limit of any task, so a task still running is never run twice at once.
+BROKER_VISIBILITY_TIMEOUT = max(CELERY_TASK_TIME_LIMIT, IMPORT_TASK_TIME_LIMIT) + 300
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(BROKER_DIR / "queue"),
@@ -167,8 +185,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    # Above the longest hard limit, so a running task is never redelivered to a second worker.
-    else {"visibility_timeout": CELERY_TASK_HARD_TIME_LIMIT * 4}
+    else {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 )
 if CELERY_BROKER_URL.startswith("filesystem"):
     (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
@@ -190,6 +207,9 @@ OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
 OUTBOX_BACKOFF_BASE_SECONDS = env_int("OUTBOX_BACKOFF_BASE_SECONDS", 10)
 OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 3600)
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 100)
+# A claimed message is not handed out again for this long: past the hard limit of the task delivering
+# it, so only a worker that died (its attempt already counted) leaves it to be claimed again.
+OUTBOX_CLAIM_SECONDS = CELERY_TASK_TIME_LIMIT + 60
 
 #
 # REST framework

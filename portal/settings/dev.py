@@ -1,4 +1,4 @@
-"""`make run` and manage.py's default: DEBUG on, a fixed dev key, mail printed to the console."""
+"""`make run` (the Makefile exports it): DEBUG on, a fixed dev key, mail printed to the console."""
 
 import os
 

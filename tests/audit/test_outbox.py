@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.db import transaction
 from django.utils import timezone
@@ -86,3 +87,45 @@ def test_admin_retry_action(client, admin_user, settings):
     assert b"1 message(s) queued again" in response.content
     message.refresh_from_db()
     assert message.status == OutboxStatus.PENDING
+
+
+stalls: list[str] = []
+
+
+@outbox_handler("test.out_of_time")
+def _runs_out_of_time(payload, key):
+    stalls.append(key)
+    if len(stalls) == 1:
+        raise SoftTimeLimitExceeded()
+
+
+def test_a_task_out_of_time_stops_at_once_and_the_attempt_still_counts(settings):
+    stalls.clear()
+    message = outbox_enqueue(kind="test.out_of_time", payload={}, idempotency_key="slow-1")
+    # the worker's soft time limit fires mid-delivery: the task ends instead of carrying on
+    with pytest.raises(SoftTimeLimitExceeded):
+        outbox_dispatch()
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.last_error) == (OutboxStatus.PENDING, 1, "")
+    # no other worker takes it while the claim lasts; after it, it is delivered again
+    assert outbox_dispatch().delivered == 0
+    with time_machine.travel(timezone.now() + timedelta(seconds=settings.OUTBOX_CLAIM_SECONDS + 1), tick=False):
+        assert outbox_dispatch().delivered == 1
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (OutboxStatus.DELIVERED, 2)
+    assert stalls == ["slow-1", "slow-1"]
+
+
+def test_a_message_whose_last_attempt_was_lost_goes_dead_without_another_try(settings):
+    settings.OUTBOX_MAX_ATTEMPTS = 2
+    calls.clear()
+    # given: the last allowed attempt was counted, then its worker died before settling it
+    message = outbox_enqueue(kind="test.flaky", payload={}, idempotency_key="lost-1")
+    OutboxMessage.objects.filter(pk=message.pk).update(attempts=2)
+    # when
+    result = outbox_dispatch()
+    # then
+    message.refresh_from_db()
+    assert result.dead == 1 and message.status == OutboxStatus.DEAD and calls == []
+    assert "stopped before it finished" in message.last_error
+    assert AuditEvent.objects.filter(action="outbox.dead", target_id=str(message.pk)).count() == 1

@@ -138,3 +138,22 @@ def test_concurrent_writers_produce_one_valid_chain():
     report = verify_chain()
     assert report.ok, report
     assert report.checked == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("batch", [1, 150], ids=["insert", "copy"])
+def test_floats_in_data_survive_verification(batch):
+    # jsonb writes 1e20 back as 100000000000000000000 and -0.0 as 0.0; the chain must still verify
+    data = {"f": 1e20, "g": 0.1, "h": -0.0, "nested": [{"ratio": 1.5e-7}]}
+    audit_events_record_many(actor=None, events=[EventSpec(AuditAction.IMPORT_APPLIED, None, data)] * batch)
+    report = verify_chain()
+    assert report.ok and report.checked == batch, report
+    stored = AuditEvent.objects.order_by("seq").first().data
+    assert stored == {"f": "1e+20", "g": "0.1", "h": "-0.0", "nested": [{"ratio": "1.5e-07"}]}
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_numbers_json_cannot_hold_are_refused(number):
+    with pytest.raises(ValueError, match="Audit data cannot hold"):
+        audit_event_record(actor=None, action=AuditAction.IMPORT_APPLIED, data={"x": number})
+    assert not AuditEvent.objects.exists()

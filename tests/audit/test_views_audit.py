@@ -1,9 +1,18 @@
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.choices import AuditAction
+from audit.filters import AuditEventFilter
 from audit.models import AuditEvent
-from audit.services import Target, audit_event_record
+from audit.services import Target, audit_event_record, data_json
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +106,46 @@ def test_bad_filters_are_shown_beside_their_fields_and_export_nothing(client, au
 def test_a_page_past_the_end_shows_the_last_page(client, auditor):
     client.force_login(auditor)
     assert client.get(reverse("audit:event_list"), {"page": 9999}).status_code == 200
+
+
+def test_export_writes_data_as_the_json_its_hash_covers(client, auditor):
+    data = {"file_name": "people.csv", "rows": 3, "dry_run": False, "by": {"kind": "human", "n": [1, 2]}}
+    event = audit_event_record(actor=None, action=AuditAction.IMPORT_APPLIED, data=data)
+    client.force_login(auditor)
+    response = client.get(reverse("audit:event_export"), {"action": "import.applied"})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert json.loads(row["data"]) == data
+    assert row["data"] == data_json(event.data)
+
+
+def _recorded_at(moment: datetime, label: str) -> None:
+    with time_machine.travel(moment, tick=False):
+        audit_event_record(actor=None, action=AuditAction.OUTBOX_DEAD, target=Target("t", label, label))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"since": "2026-03-10"}, ["berlin-10th-early", "berlin-10th-late"]),
+        ({"until": "2026-03-09"}, ["berlin-9th"]),
+        ({"since": "2026-03-10", "until": "2026-03-10"}, ["berlin-10th-early", "berlin-10th-late"]),
+        ({"since": "0001-01-01", "until": "9999-12-31"}, ["berlin-9th", "berlin-10th-early", "berlin-10th-late"]),
+    ],
+)
+def test_date_filters_take_whole_days_in_the_portals_time_zone(client, auditor, settings, query, expected):
+    settings.TIME_ZONE = "Europe/Berlin"  # UTC+1 in March
+    _recorded_at(datetime(2026, 3, 9, 22, 30, tzinfo=UTC), "berlin-9th")  # 23:30 on the 9th in Berlin
+    _recorded_at(datetime(2026, 3, 9, 23, 30, tzinfo=UTC), "berlin-10th-early")  # 00:30 on the 10th
+    _recorded_at(datetime(2026, 3, 10, 22, 59, tzinfo=UTC), "berlin-10th-late")  # 23:59 on the 10th
+    client.force_login(auditor)
+    response = client.get(reverse("audit:event_list"), {"action": "outbox.dead", **query})
+    assert sorted(e.target_id for e in response.context["page_obj"]) == sorted(expected)
+
+
+def test_date_filters_compare_the_indexed_time_column_as_a_range():
+    filterset = AuditEventFilter({"since": "2026-03-01", "until": "2026-03-31"}, queryset=AuditEvent.objects.all())
+    with CaptureQueriesContext(connection) as queries:
+        list(filterset.qs)
+    sql = queries.captured_queries[-1]["sql"]
+    assert '"occurred_at" >= ' in sql and '"occurred_at" < ' in sql
+    assert "::date" not in sql and "AT TIME ZONE" not in sql.upper() and "django_datetime_cast_date" not in sql
