@@ -1,3 +1,7 @@
+"""API list filters. References filter by plain id: a ModelChoiceFilter would check the id against
+every row (400 "Select a valid choice" for an unknown one, 200 for one the caller may not see),
+telling a caller which hidden records exist; an id is matched within what the caller sees, or nothing."""
+
 import django_filters
 from django.db.models import Q
 from django.utils import timezone
@@ -6,7 +10,13 @@ from governance.choices import FindingKind, FindingStatus, GrantKind, GrantStatu
 from governance.models import Finding, Grant
 
 
+def _by_id(field: str, label: str) -> django_filters.NumberFilter:
+    return django_filters.NumberFilter(field_name=f"{field}_id", label=label, min_value=1)
+
+
 class GrantFilter(django_filters.FilterSet):
+    identity = _by_id("identity", "Identity (id)")
+    entitlement = _by_id("entitlement", "Entitlement (id)")
     status = django_filters.ChoiceFilter(choices=GrantStatus.choices)
     kind = django_filters.ChoiceFilter(choices=GrantKind.choices)
     in_force = django_filters.BooleanFilter(method="filter_in_force", label="In force now")
@@ -23,6 +33,8 @@ class GrantFilter(django_filters.FilterSet):
 class FindingFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=FindingKind.choices)
     status = django_filters.ChoiceFilter(choices=FindingStatus.choices)
+    owner_to_act = _by_id("owner_to_act", "Owner who must act (id)")
+    identity = _by_id("identity", "Identity (id)")
 
     class Meta:
         model = Finding

@@ -78,7 +78,15 @@ def boolean(value: Any, *, column: str, default: bool = False) -> bool:
     raise CellError(f"{column}: {result!r} is not true or false")
 
 
-def integer(value: Any, *, column: str, minimum: int = 0, default: int | None = None) -> int | None:
+# The largest value a PostgreSQL integer column holds; a bigger one would fail the write, not the check.
+INTEGER_MAX = 2_147_483_647
+# The longest duration a cell may give (a thousand years): far beyond any sensible grant, well within timedelta.
+HOURS_MAX = Decimal(1000 * 366 * 24)
+
+
+def integer(
+    value: Any, *, column: str, minimum: int = 0, maximum: int = INTEGER_MAX, default: int | None = None
+) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
@@ -91,6 +99,8 @@ def integer(value: Any, *, column: str, minimum: int = 0, default: int | None = 
             raise CellError(f"{column}: {raw!r} is not a whole number") from None
     if number < minimum:
         raise CellError(f"{column} must be at least {minimum}")
+    if number > maximum:
+        raise CellError(f"{column} must be at most {maximum}")
     return number
 
 
@@ -132,7 +142,12 @@ def hours(value: Any, *, column: str) -> timedelta | None:
         raise CellError(f"{column}: {raw!r} is not a number of hours") from None
     if not number.is_finite() or number <= 0:
         raise CellError(f"{column} must be more than 0")
-    return timedelta(seconds=int((number * 3600).to_integral_value()))
+    if number > HOURS_MAX:
+        raise CellError(f"{column} must be at most {HOURS_MAX} hours")
+    seconds = int((number * 3600).to_integral_value())
+    if seconds < 1:
+        raise CellError(f"{column} must be at least one second")
+    return timedelta(seconds=seconds)
 
 
 def hours_text(duration: timedelta | None) -> str:

@@ -89,7 +89,9 @@ def read_csv(text: str, *, allowed: list[str], required: list[str]) -> ParsedFil
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue  # blank line
         if len(cells) != width:
-            key = cells[columns.index("external_id")] if "external_id" in columns and cells else ""
+            # A short row may stop before the external_id column: report it without a key.
+            at = columns.index("external_id") if "external_id" in columns else width
+            key = cells[at] if at < len(cells) else ""
             errors.append(RowError(line, key.strip(), f"expected {width} columns, found {len(cells)}"))
             continue
         rows.append(Row(line, dict(zip(columns, cells, strict=True))))

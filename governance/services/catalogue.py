@@ -15,6 +15,7 @@ from ..choices import ApproverSource, IdentityKind, IdentityStatus, LifecycleSta
 from ..errors import InvalidTransition, ValidationFailed
 from ..models import Entitlement, Grant, Identity, SodRule, System
 from .common import check, diff, full_clean_or_fail, lock, snapshot
+from .external_ids import refuse_reserved_external_id
 
 SYSTEM_FIELDS = ["name", "description", "owner", "criticality", "connector", "connector_settings", "external_id"]
 # How a system is reached stays with admins and imports; its owner keeps the rest true.
@@ -116,15 +117,47 @@ def _refuse_name_clash(obj: System | Entitlement) -> None:
         )
 
 
+def _save_named(obj: System | Entitlement) -> None:
+    """Save in a savepoint: a concurrent write taking the same live name (or external id) is a field
+    error, never a 500. `_refuse_name_clash` cannot see a row another transaction has not committed yet."""
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError as exc:
+        what = type(obj)._meta.verbose_name
+        if "external_id" in str(exc):
+            message = f"Another {what} has this external id."
+            raise ValidationFailed(message, field_errors={"external_id": [message]}) from None
+        where = f" in {obj.system.name}" if isinstance(obj, Entitlement) else ""
+        raise ValidationFailed(
+            f"A live {what} named “{obj.name}” already exists{where}.",
+            field_errors={"name": [f"Another live {what}{where} has this name."]},
+        ) from None
+
+
+def lock_entitlement(entitlement_id: int) -> Entitlement:
+    """Lock an entitlement's system, then the entitlement (returned with its system).
+
+    The order `system_retire` takes (the system, then each of its entitlements), used by everything
+    that locks an entitlement (editing, retiring, granting it), so they queue instead of deadlocking.
+    """
+    system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
+    if system_id is None:
+        raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
+    list(System.objects.select_for_update().filter(pk=system_id).values_list("pk", flat=True))
+    return Entitlement.objects.select_for_update(of=("self",)).select_related("system").get(pk=entitlement_id)
+
+
 @transaction.atomic
 def system_create(*, actor: ActorLike, name: str, owner: Identity, **fields: Any) -> System:
     check(actor, lambda user, _s: policies.is_admin(user), None, "Only admins add systems.")
     _require_active_owner(owner)
     system = System(name=name, owner=owner, **fields)
+    refuse_reserved_external_id(system.external_id)
     _check_connector_settings(system.connector_settings)
     _refuse_name_clash(system)
     full_clean_or_fail(system, exclude=["owner"])
-    system.save()
+    _save_named(system)
     data: dict[str, Any] = {"after": snapshot(system, SYSTEM_AUDITED)}
     if system.connector_settings:
         data["connector_settings_changed"] = _changed_setting_keys({}, system.connector_settings)
@@ -151,6 +184,8 @@ def system_update(*, system_id: int, actor: ActorLike, changes: dict[str, Any]) 
             system,
             f"Only admins change a system's {', '.join(admin_changes)}.",
         )
+    if "external_id" in changes:
+        refuse_reserved_external_id(changes["external_id"], current=current["external_id"])
     before_settings = system.connector_settings or {}
     before = snapshot(system, SYSTEM_AUDITED)
     for name, value in changes.items():
@@ -165,7 +200,7 @@ def system_update(*, system_id: int, actor: ActorLike, changes: dict[str, Any]) 
     if changed_keys:
         change["connector_settings_changed"] = changed_keys
     if change["after"] or changed_keys:
-        system.save()
+        _save_named(system)
         audit_event_record(actor=actor, action=AuditAction.SYSTEM_UPDATED, target=system, data=change)
     return system
 
@@ -190,6 +225,8 @@ def system_retire(*, system_id: int, actor: ActorLike, reason: str) -> System:
 #
 @transaction.atomic
 def entitlement_create(*, actor: ActorLike, system: System, name: str, owner: Identity, **fields: Any) -> Entitlement:
+    # Locked and read again: a system retired meanwhile (system_retire holds this lock) takes no new entitlements.
+    system = lock(System, system.pk)
     check(actor, policies.can_edit_system, system, "Only the system's owner or an admin may add entitlements.")
     if system.status != LifecycleStatus.ACTIVE:
         raise ValidationFailed(f"{system} is retired.")
@@ -198,9 +235,10 @@ def entitlement_create(*, actor: ActorLike, system: System, name: str, owner: Id
         fields["approval_stages"] = validate_approval_stages(fields["approval_stages"])
     _check_kinds(fields.get("allowed_identity_kinds"))
     entitlement = Entitlement(system=system, name=name, owner=owner, **fields)
+    refuse_reserved_external_id(entitlement.external_id)
     _refuse_name_clash(entitlement)
     full_clean_or_fail(entitlement, exclude=["owner", "system"])
-    entitlement.save()
+    _save_named(entitlement)
     audit_event_record(
         actor=actor,
         action=AuditAction.ENTITLEMENT_CREATED,
@@ -222,7 +260,7 @@ def _check_kinds(kinds: Any) -> None:
 
 @transaction.atomic
 def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[str, Any]) -> Entitlement:
-    entitlement = Entitlement.objects.select_for_update().select_related("system").get(pk=entitlement_id)
+    entitlement = lock_entitlement(entitlement_id)
     check(actor, policies.can_edit_entitlement, entitlement, "Only the entitlement's owners or an admin may edit it.")
     if entitlement.status != LifecycleStatus.ACTIVE:
         raise InvalidTransition(f"{entitlement} is retired.")
@@ -232,6 +270,8 @@ def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[s
     if "approval_stages" in changes:
         changes = {**changes, "approval_stages": validate_approval_stages(changes["approval_stages"])}
     _check_kinds(changes.get("allowed_identity_kinds"))
+    if "external_id" in changes:
+        refuse_reserved_external_id(changes["external_id"], current=entitlement.external_id)
     before = snapshot(entitlement, ENTITLEMENT_FIELDS)
     for name, value in changes.items():
         setattr(entitlement, name, value)
@@ -241,7 +281,7 @@ def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[s
     full_clean_or_fail(entitlement, exclude=["owner", "system"])
     change = diff(before, snapshot(entitlement, ENTITLEMENT_FIELDS))
     if change["after"]:
-        entitlement.save()
+        _save_named(entitlement)
         audit_event_record(actor=actor, action=AuditAction.ENTITLEMENT_UPDATED, target=entitlement, data=change)
     return entitlement
 
@@ -251,7 +291,7 @@ def entitlement_retire(*, entitlement_id: int, actor: ActorLike, reason: str) ->
     """Retire an entitlement: no new requests or grants, pending work refused, live grants revoked."""
     from .grants import grant_revoke
 
-    entitlement = Entitlement.objects.select_for_update().select_related("system").get(pk=entitlement_id)
+    entitlement = lock_entitlement(entitlement_id)
     check(actor, policies.can_edit_entitlement, entitlement, "Only the entitlement's owners or an admin may retire it.")
     if entitlement.status == LifecycleStatus.RETIRED:
         return entitlement

@@ -18,6 +18,7 @@ from .. import policies
 from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..models import Entitlement, Grant, Identity, SodRule
+from .catalogue import lock_entitlement
 from .common import check, is_system, lock
 from .notifications import holders_of, notify, users_of
 
@@ -95,7 +96,9 @@ def grant_issue(
     activation + duration).
     """
     identity = Identity.objects.select_for_update().get(pk=identity.pk)
-    entitlement = Entitlement.objects.select_related("system").get(pk=entitlement.pk)
+    # Locked (its system first, as retirement does) and read again: an entitlement or system retired
+    # meanwhile refuses the grant here, and a retirement after this waits, then revokes it.
+    entitlement = lock_entitlement(entitlement.pk)
     if identity.status != IdentityStatus.ACTIVE:
         raise ValidationFailed(f"{identity} is {identity.get_status_display().lower()}; it cannot receive access.")
     if not entitlement.is_live or entitlement.system.status != "active":

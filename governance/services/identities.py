@@ -16,6 +16,7 @@ from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..models import Identity
 from .common import check, diff, full_clean_or_fail, lock, snapshot
 from .delegation import drop_delegates
+from .external_ids import refuse_reserved_external_id
 
 # What may be edited and what the audit trail records of an identity (never credentials themselves).
 EDITABLE_FIELDS = [
@@ -98,6 +99,7 @@ def identity_create(
     if kind not in IdentityKind.values:
         raise ValidationFailed(f"Unknown identity kind {kind!r}.", field_errors={"kind": ["Unknown kind."]})
     _refuse_usage_edits(actor, {name for name, value in fields.items() if value is not None})
+    refuse_reserved_external_id(fields.get("external_id"))
     identity = Identity(kind=kind, name=name, owner=owner, **fields)
     _validate(identity, manager_changed=True)  # bad input is reported as such before the permission question
     check(actor, policies.can_register_identity, identity, "You may only register identities that you will own.")
@@ -121,6 +123,8 @@ def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, An
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationFailed(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+    if "external_id" in changes:
+        refuse_reserved_external_id(changes["external_id"], current=identity.external_id)
     # A usage time sent back unchanged is no edit of it.
     _refuse_usage_edits(actor, {name for name in changes if changes[name] != getattr(identity, name)})
     before = snapshot(identity, AUDITED_FIELDS)

@@ -14,16 +14,19 @@ from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
+from guardian.models import UserObjectPermission
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from audit.choices import AuditAction
 from audit.services import Actor, ActorLike, EventSpec, Target, audit_events_record_many
 
+from .. import policies
 from ..errors import ValidationFailed
 from ..imports import readers
 from ..imports.plans import Plan, plan_for
 from ..imports.readers import RowError
 from ..imports.specs import BATCH_SIZE, ENTITIES, FORMATS, PROGRESS_EVERY, REQUIRED_COLUMNS, allowed_columns
+from .delegation import drop_delegates
 
 Progress = Callable[[str, int, int], None]
 
@@ -33,6 +36,8 @@ _ACTIONS: dict[str, tuple[AuditAction, AuditAction | None]] = {
     "entitlements": (AuditAction.ENTITLEMENT_CREATED, AuditAction.ENTITLEMENT_UPDATED),
     "grants": (AuditAction.GRANT_CREATED, AuditAction.GRANT_USAGE_RECORDED),
 }
+# An identity's owners changed by an import are audited as an owner change, as in the portal.
+_OWNER_FIELDS = ("owner", "backup_owner")
 # Two imports at once would each plan against a world without the other's rows.
 _IMPORT_LOCK_KEY = 0x696D706F7274  # "import"
 
@@ -81,6 +86,56 @@ def _resolve_links(plan: Plan, obj: models.Model) -> None:
     """Point references at objects this import has just created (they have ids now)."""
     for attname, key in plan.links.get(id(obj), ()):
         setattr(obj, attname, plan.new_by_key[key].pk)
+
+
+def _drop_former_owners_delegates(changes: list[tuple[models.Model, dict[str, Any]]], actor: ActorLike) -> None:
+    """Delegates were chosen by the former owners: an identity the import hands over keeps none.
+
+    Runs after the update, which holds the rows' locks, so a delegation racing the import waits and
+    is then judged against the new owners. One query finds the identities that have delegates at all.
+    """
+    handed_over = {
+        str(obj.pk): obj for obj, change in changes if any(name in change["after"] for name in _OWNER_FIELDS)
+    }
+    if not handed_over:
+        return
+    codename = policies.DELEGATED_PERMISSION.split(".")[1]
+    delegated = UserObjectPermission.objects.filter(
+        content_type__app_label="governance",
+        content_type__model="identity",
+        object_pk__in=list(handed_over),
+        permission__codename=codename,
+    ).values_list("object_pk", flat=True)
+    for pk in sorted(set(delegated), key=int):
+        drop_delegates(handed_over[pk], actor=actor, reason="owner changed")
+
+
+def _update_events(plan: Plan, obj: models.Model, change: dict[str, Any], file_name: str) -> list[EventSpec]:
+    """The audit events of one updated object; an identity's change of owners is its own event."""
+    _, updated_action = _ACTIONS[plan.entity]
+    target = Target(plan.model._meta.label_lower, str(obj.pk), str(obj)[:200])
+    owners = [name for name in change["after"] if plan.entity == "identities" and name in _OWNER_FIELDS]
+    rest = [name for name in change["after"] if name not in owners]
+    events = []
+    if owners:
+        owner_change = {
+            "before": {name: change["before"][name] for name in owners},
+            "after": {name: change["after"][name] for name in owners},
+        }
+        events.append(
+            EventSpec(
+                AuditAction.IDENTITY_OWNER_CHANGED,
+                target,
+                {**owner_change, "reason": f"import {file_name}".strip(), "source": "import"},
+            )
+        )
+    if rest or not owners:
+        only = {
+            "before": {name: change["before"][name] for name in rest},
+            "after": {name: change["after"][name] for name in rest},
+        }
+        events.append(EventSpec(updated_action, target, {**only, "source": "import"}))
+    return events
 
 
 def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress | None) -> list[EventSpec]:
@@ -132,8 +187,10 @@ def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress |
                 default_date=now,
             )
             advance(len(batch))
+        if plan.entity == "identities":
+            _drop_former_owners_delegates(changes, actor)
 
-    created_action, updated_action = _ACTIONS[plan.entity]
+    created_action, _ = _ACTIONS[plan.entity]
     label = plan.model._meta.label_lower
     events = [
         EventSpec(
@@ -144,10 +201,8 @@ def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress |
         for level in plan.levels
         for obj in level
     ]
-    events += [
-        EventSpec(updated_action, Target(label, str(obj.pk), str(obj)[:200]), {**change, "source": "import"})
-        for obj, change in changes
-    ]
+    for obj, change in changes:
+        events += _update_events(plan, obj, change, file_name)
     return events
 
 

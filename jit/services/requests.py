@@ -15,6 +15,7 @@ from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
 from governance.models import Entitlement, Grant, Identity, Notification, SodRule
+from governance.services.catalogue import lock_entitlement
 from governance.services.grants import grant_issue, grant_renew
 from governance.services.notifications import holders_of, notify
 
@@ -465,12 +466,18 @@ def _issue(request: AccessRequest, actor: ActorLike) -> None:
 
 
 def _lock_request(request_id: int) -> AccessRequest:
-    """Lock the beneficiary, then the request: the order offboarding and submission use, so a
-    decision racing an offboarding waits instead of deadlocking."""
-    beneficiary_id = AccessRequest.objects.filter(pk=request_id).values_list("beneficiary_id", flat=True).first()
-    if beneficiary_id is None:
+    """Lock the beneficiary, the entitlement (after its system), then the request.
+
+    The order offboarding (the beneficiary before its requests) and retirement (the system and
+    the entitlement before their requests) take, so a decision racing either waits instead of
+    deadlocking; issuing the grant then finds both already held.
+    """
+    row = AccessRequest.objects.filter(pk=request_id).values_list("beneficiary_id", "entitlement_id").first()
+    if row is None:
         raise ValidationFailed(f"Request {request_id} does not exist.")
+    beneficiary_id, entitlement_id = row
     list(Identity.objects.select_for_update().filter(pk=beneficiary_id).values_list("pk", flat=True))
+    lock_entitlement(entitlement_id)
     return AccessRequest.objects.select_for_update().get(pk=request_id)
 
 

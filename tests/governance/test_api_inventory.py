@@ -1,7 +1,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -17,6 +16,7 @@ from tests.factories.governance import (
     PersonFactory,
     SystemFactory,
 )
+from tests.factories.governance import with_role as role
 
 pytestmark = pytest.mark.django_db
 API = "/api/v1"
@@ -26,11 +26,6 @@ def api(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
-
-
-def role(identity, name):
-    identity.user.groups.add(Group.objects.get(name=name))
-    return identity
 
 
 @pytest.fixture
@@ -71,9 +66,10 @@ def test_a_requester_cannot_see_patch_or_offboard_someone_elses_identity(bot):
 def test_an_owner_of_other_things_may_read_but_not_change(bot):
     other = role(PersonFactory(), "owner")
     client = api(other.user)
+    events = AuditEvent.objects.count()
     assert client.get(f"{API}/identities/{bot.pk}/").status_code == 200
     assert client.patch(f"{API}/identities/{bot.pk}/", {"team": "x"}, format="json").status_code == 403
-    assert not AuditEvent.objects.exists()
+    assert AuditEvent.objects.count() == events
 
 
 def test_bad_input_is_400_with_field_errors_and_writes_nothing(owner):
@@ -140,6 +136,39 @@ def test_holder_releases_a_grant(owner, bot):
     grant = GrantFactory(identity=bot, kind="jit", expires_at=timezone.now() + timedelta(hours=1))
     response = api(owner.user).post(f"{API}/grants/{grant.pk}/release/", {"reason": "done"}, format="json")
     assert response.status_code == 200 and response.json()["end_reason"] == "released"
+
+
+@pytest.mark.parametrize(
+    ("resource", "parameter"),
+    [("grants", "identity"), ("grants", "entitlement"), ("findings", "identity"), ("findings", "owner_to_act")],
+)
+def test_filters_do_not_tell_whether_a_hidden_record_exists(bot, resource, parameter):
+    from governance.models import Finding
+
+    # given a requester, and someone else's machine with a grant and a finding
+    grant = GrantFactory(identity=bot)
+    now = timezone.now()
+    Finding.objects.create(
+        kind="stale", key=f"stale:{bot.pk}", identity=bot, owner_to_act=bot.owner, first_seen_at=now, last_seen_at=now
+    )
+    stranger = role(PersonFactory(), "requester")
+    client = api(stranger.user)
+    hidden = {"identity": bot.pk, "entitlement": grant.entitlement_id, "owner_to_act": bot.owner_id}[parameter]
+
+    # when they filter by the hidden record's id, and by an id nobody has
+    existing = client.get(f"{API}/{resource}/?{parameter}={hidden}")
+    missing = client.get(f"{API}/{resource}/?{parameter}=99999999")
+
+    # then both answers are the same: nothing to show
+    assert existing.status_code == missing.status_code == 200, (existing.json(), missing.json())
+    assert existing.json()["results"] == missing.json()["results"] == []
+
+
+def test_filters_still_find_what_the_caller_sees(owner, bot):
+    grant = GrantFactory(identity=bot)
+    GrantFactory()
+    rows = api(owner.user).get(f"{API}/grants/?identity={bot.pk}").json()["results"]
+    assert [row["id"] for row in rows] == [grant.pk]
 
 
 @pytest.mark.parametrize("resource", ["identities", "systems", "entitlements", "grants", "findings"])

@@ -193,6 +193,115 @@ def test_status_cannot_be_changed_by_import():
     assert "suspend or offboard in the portal" in errors[0][1]
 
 
+def test_a_short_row_ending_before_its_external_id_is_reported_by_line():
+    # given a file whose external_id is its last column, and a row that stops before it
+    text = "name,kind,external_id\nsvc-a,human\nOne,human,p-1\n"
+
+    # when
+    errors = rejected("identities", text)
+
+    # then the row is reported like any other of the wrong width, and nothing was written
+    assert errors == [(2, "expected 3 columns, found 2")]
+    assert not Identity.objects.exists()
+
+
+ENTITLEMENT_HEADER = "external_id,system_external_id,name,owner_external_id,max_duration_hours,review_cadence_days"
+
+
+@pytest.mark.parametrize(
+    ("entity", "row", "reason"),
+    [
+        (
+            "identities",
+            "external_id,name,kind,owner_external_id,rotation_period_days\nsvc-1,bot,service_account,owner-1,99999999999",
+            "rotation_period_days must be at most 2147483647",
+        ),
+        (
+            "entitlements",
+            f"{ENTITLEMENT_HEADER}\nent-1,sys-1,admin,owner-1,,99999999999",
+            "review_cadence_days must be at most",
+        ),
+        (
+            "entitlements",
+            f"{ENTITLEMENT_HEADER}\nent-1,sys-1,admin,owner-1,1e20,",
+            "max_duration_hours must be at most",
+        ),
+        (
+            "entitlements",
+            f"{ENTITLEMENT_HEADER}\nent-1,sys-1,admin,owner-1,1e-9,",
+            "max_duration_hours must be at least",
+        ),
+    ],
+)
+def test_a_number_the_database_cannot_hold_is_reported_by_line(entity, row, reason):
+    # given the owner and the system the rows refer to
+    owner = PersonFactory(external_id="owner-1")
+    SystemFactory(external_id="sys-1", owner=owner)
+    events = AuditEvent.objects.count()
+
+    # when
+    errors = rejected(entity, row)
+
+    # then the cell is refused before anything is written
+    assert len(errors) == 1 and errors[0][0] == 2 and reason in errors[0][1], errors
+    assert not Identity.objects.filter(external_id="svc-1").exists()
+    assert not Entitlement.objects.exists()
+    assert AuditEvent.objects.count() == events
+
+
+def test_the_same_numbers_in_json_are_refused_too():
+    PersonFactory(external_id="owner-1")
+    row = {"external_id": "svc-1", "name": "bot", "kind": "service_account", "owner_external_id": "owner-1"}
+    text = json.dumps([{**row, "rotation_period_days": 10**12}])
+    assert rejected("identities", text, "json") == [(1, "rotation_period_days must be at most 2147483647")]
+
+
+def test_an_import_that_hands_an_identity_to_another_owner_drops_the_former_owners_delegates():
+    from governance import policies
+    from governance.services.delegation import delegates_of, identity_delegate
+
+    # given a machine its owner delegated to a colleague
+    former, new = PersonFactory(external_id="p-old"), PersonFactory(external_id="p-new")
+    colleague = PersonFactory(external_id="p-colleague")
+    bot = MachineFactory(external_id="svc-1", owner=former, team="Payments")
+    identity_delegate(identity_id=bot.pk, actor=former.user, delegate=colleague)
+    assert delegates_of(bot) == [colleague]
+
+    # when an import names another owner (and changes the team)
+    header = "external_id,name,kind,owner_external_id,team"
+    result = run("identities", f"{header}\nsvc-1,{bot.name},service_account,p-new,Finance\n")
+
+    # then the new owner starts with no delegates, and the handover is audited as one
+    assert result.updated == 1
+    bot.refresh_from_db()
+    assert bot.owner == new and delegates_of(bot) == []
+    assert not type(colleague.user).objects.get(pk=colleague.user_id).has_perm(policies.DELEGATED_PERMISSION, bot)
+    removed = AuditEvent.objects.get(action=AuditAction.IDENTITY_DELEGATION_REMOVED)
+    assert removed.data == {"delegate": colleague.pk, "reason": "owner changed"}
+    handed = AuditEvent.objects.get(action=AuditAction.IDENTITY_OWNER_CHANGED)
+    assert handed.target_id == str(bot.pk)
+    assert handed.data["before"] == {"owner": former.pk} and handed.data["after"] == {"owner": new.pk}
+    assert handed.data["source"] == "import"
+    updated = AuditEvent.objects.get(action=AuditAction.IDENTITY_UPDATED)
+    assert updated.data["before"] == {"team": "Payments"} and updated.data["after"] == {"team": "Finance"}
+
+
+def test_an_import_that_keeps_the_owner_keeps_the_delegates():
+    from governance.services.delegation import delegates_of, identity_delegate
+
+    # given
+    owner, colleague = PersonFactory(external_id="p-owner"), PersonFactory()
+    bot = MachineFactory(external_id="svc-1", owner=owner, team="Payments")
+    identity_delegate(identity_id=bot.pk, actor=owner.user, delegate=colleague)
+
+    # when only the team changes
+    run("identities", f"external_id,name,kind,owner_external_id,team\nsvc-1,{bot.name},service_account,p-owner,Ops\n")
+
+    # then
+    assert delegates_of(bot) == [colleague]
+    assert not AuditEvent.objects.filter(action=AuditAction.IDENTITY_OWNER_CHANGED).exists()
+
+
 #
 # Systems, entitlements, grants
 #

@@ -27,33 +27,12 @@ from jit.services.approvals import access_request_decide
 from jit.services.expiry import grants_expire_due
 from jit.services.lifecycle import grant_release
 from jit.services.requests import access_request_cancel, access_request_submit
+from tests.concurrency import race
 from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, PersonFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 ROUNDS = 8
 GROUP_STAGE = {"approver": "group", "group": "approver", "quorum": 1}
-
-
-def race(*calls):
-    """Run the calls at the same moment, each on its own connection; return results or exceptions."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(i, call):
-        try:
-            barrier.wait()
-            results[i] = call()
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 def winners(results) -> int:
