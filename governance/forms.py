@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django import forms
-from django.db.models import Q
+from django.db.models import Case, IntegerField, Q, Value, When
 
 from .choices import IdentityKind, IdentityStatus, RiskTier
 from .models import Entitlement, Identity, System
@@ -27,6 +27,93 @@ def active_people():
     return Identity.objects.filter(kind=IdentityKind.HUMAN, status=IdentityStatus.ACTIVE).order_by("name")
 
 
+#
+# Picking a person: a login, an email or an exact name typed in, never a list of everyone
+#
+PERSON_HELP = "Their login, email or full name."
+
+
+def person_text(identity: Identity | None) -> str:
+    """How a form shows a person it holds: their login, else their email, else their name."""
+    if identity is None:
+        return ""
+    return identity.user.username if identity.user_id else identity.email or identity.name
+
+
+def find_person(text: str, *, signs_in: bool = False) -> Identity:
+    """The one active person a login, an email or an exact name names (in any case), in one query.
+
+    A login counts before an email and an email before a name; two people sharing the best match
+    are refused, never guessed between. `signs_in`: only people with a login (a delegate signs in).
+    """
+    people = active_people()
+    if signs_in:
+        people = people.filter(user__isnull=False)
+    best = Case(
+        When(user__username__iexact=text, then=Value(0)),
+        When(email__iexact=text, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    found = list(
+        people.filter(Q(user__username__iexact=text) | Q(email__iexact=text) | Q(name__iexact=text))
+        .annotate(match=best)
+        .select_related("user")
+        .order_by("match", "pk")[:2]
+    )
+    if not found:
+        if signs_in:
+            raise forms.ValidationError(f"No active person signs in as {text!r}.", code="unknown_person")
+        raise forms.ValidationError("No active person with that login, email or name.", code="unknown_person")
+    if len(found) > 1 and found[0].match == found[1].match:
+        what = ["login", "email", "name"][found[0].match]
+        raise forms.ValidationError(
+            f"More than one active person has that {what}: give their login or email.", code="ambiguous_person"
+        )
+    return found[0]
+
+
+class PersonField(forms.CharField):
+    """A person typed in by login, email or exact name; cleans to the active person it names (None if empty).
+
+    The person the form showed (`current`, set by `PeopleAsText`) is taken back as is, even one who has
+    since left, so a form sent back unchanged keeps them and the service says what is wrong, if anything.
+    """
+
+    def __init__(self, *, signs_in: bool = False, **kwargs):
+        kwargs.setdefault("max_length", 254)
+        kwargs.setdefault("help_text", PERSON_HELP)
+        super().__init__(**kwargs)
+        self.signs_in = signs_in
+        self.current: Identity | None = None
+        self.widget.attrs.update({"autocomplete": "off", "spellcheck": "false"})
+
+    def clean(self, value):
+        text = super().clean(value)
+        if not text:
+            return None
+        if self.current is not None and text == person_text(self.current):
+            return self.current
+        return find_person(text, signs_in=self.signs_in)
+
+
+class PeopleAsText:
+    """For forms with PersonFields: show the people they start with as text (one query for them all)."""
+
+    def show_people_as_text(self) -> None:
+        names = [name for name, field in self.fields.items() if isinstance(field, PersonField)]
+        start = {name: self.get_initial_for_field(self.fields[name], name) for name in names}
+        start = {name: getattr(value, "pk", value) for name, value in start.items()}
+        start = {name: value for name, value in start.items() if isinstance(value, int)}
+        if not start:
+            return
+        people = Identity.objects.select_related("user").in_bulk(set(start.values()))
+        for name, pk in start.items():
+            person = people.get(pk)
+            self.fields[name].current = person
+            self.initial[name] = person_text(person)
+
+
 def add_service_errors(form: forms.Form, error) -> None:
     """Show a DomainError's field errors beside their fields, the rest above the form."""
     placed = False
@@ -43,10 +130,11 @@ SECONDS = "%Y-%m-%dT%H:%M:%S"
 
 
 class DelegateForm(forms.Form):
-    """Add a delegate by login or email, or remove one by id (whatever their status now)."""
+    """Add a delegate by login, email or name (`find_person`, one who signs in), or remove one by id
+    (whatever their status now)."""
 
-    # A login or an email, not a list of every person in the organisation.
-    delegate = forms.CharField(label="Person (login or email)", max_length=254, required=False)
+    # Typed in, not a list of every person in the organisation.
+    delegate = forms.CharField(label="Person (login, email or name)", max_length=254, required=False)
     delegate_id = forms.IntegerField(required=False, widget=forms.HiddenInput)
     reason = forms.CharField(label="Why (optional)", required=False, max_length=500)
 
@@ -60,13 +148,7 @@ class DelegateForm(forms.Form):
             value = (data.get("delegate") or "").strip()
             if not value:
                 raise forms.ValidationError("Give the person's login or email.")
-            found = (
-                active_people()
-                .filter(Q(user__username__iexact=value) | Q(email__iexact=value), user__isnull=False)
-                .first()
-            )
-            if found is None:
-                raise forms.ValidationError(f"No active person signs in as {value!r}.")
+            found = find_person(value, signs_in=True)
         data["person"] = found
         return data
 
@@ -77,11 +159,13 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(label="Reason", max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-class IdentityForm(forms.ModelForm):
+class IdentityForm(PeopleAsText, forms.ModelForm):
     """The descriptive and credential facts an owner keeps true (owner and status have their own actions).
 
     The fields are the service's EDITABLE_FIELDS, so the form can never offer what identity_update refuses.
     """
+
+    manager = PersonField(label="Manager", required=False)
 
     class Meta:
         model = Identity
@@ -94,7 +178,6 @@ class IdentityForm(forms.ModelForm):
 
     def __init__(self, *args, admin: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["manager"].queryset = active_people()
         if not admin:
             for name in USAGE_FIELDS:
                 del self.fields[name]
@@ -103,6 +186,7 @@ class IdentityForm(forms.ModelForm):
                 del self.fields[name]
         elif self.instance.pk and self.instance.kind != IdentityKind.AI_AGENT:
             del self.fields["may_self_request"]
+        self.show_people_as_text()
 
     def changes(self) -> dict:
         """Only what the person changed: a field sent back as shown must not rewrite the stored value.
@@ -125,25 +209,33 @@ class IdentityCreateForm(IdentityForm):
     """Register an identity. Admins register anyone; everyone else registers machines they will own."""
 
     kind = forms.ChoiceField(choices=IdentityKind.choices, label="Kind")
-    owner = forms.ModelChoiceField(queryset=Identity.objects.none(), required=False, label="Owner")
+    owner = PersonField(label="Owner", required=False)
 
     class Meta(IdentityForm.Meta):
         fields = ["kind", "owner", *EDITABLE_FIELDS]
 
     def __init__(self, *args, admin: bool = True, me: Identity | None = None, **kwargs):
         super().__init__(*args, admin=admin, **kwargs)
+        self.admin, self.me = admin, me
         owner = self.fields["owner"]
-        owner.queryset = active_people()
-        owner.help_text = "Required for a non-human identity; empty for a person."
+        owner.help_text = f"{PERSON_HELP} Required for a non-human identity; empty for a person."
         if not admin:
             # Everyone else registers machines they will own themselves: offer nothing they would be refused.
             self.fields["kind"].choices = [c for c in IdentityKind.choices if c[0] != IdentityKind.HUMAN]
-            owner.queryset = Identity.objects.filter(pk=me.pk if me else None)
-            owner.required, owner.empty_label = True, None
+            owner.required = True
             owner.help_text = (
                 "You will own it. An admin can register it for someone else, or you can hand it over later."
             )
         self.order_fields(["kind", "name", "owner"])
+
+    def clean_owner(self):
+        owner = self.cleaned_data["owner"]
+        if not self.admin and owner is not None and (self.me is None or owner.pk != self.me.pk):
+            raise forms.ValidationError(
+                "You can only register an identity you will own yourself: an admin can register it for someone else.",
+                code="not_yours",
+            )
+        return owner
 
     def _post_clean(self):
         # No model validation here: identity_create validates the new row and names the field at
@@ -154,17 +246,23 @@ class IdentityCreateForm(IdentityForm):
         return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS if name in self.cleaned_data}
 
 
-class OwnerForm(forms.Form):
-    owner = forms.ModelChoiceField(queryset=Identity.objects.none(), required=False, label="Owner")
-    backup_owner = forms.ModelChoiceField(queryset=Identity.objects.none(), required=False, label="Backup owner")
+class OwnerForm(PeopleAsText, forms.Form):
+    """Hand an identity over: its owner and backup owner as the page started with them (ids or identities)."""
+
+    owner = PersonField(label="Owner", required=False)
+    backup_owner = PersonField(label="Backup owner", required=False)
     reason = forms.CharField(label="Reason", max_length=500, required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = self.fields["backup_owner"].queryset = active_people()
+        self.show_people_as_text()
 
 
-class SystemForm(forms.ModelForm):
+class SystemForm(PeopleAsText, forms.ModelForm):
+    """A system's descriptive facts and owner: to edit one, or (unsaved instance) to add one."""
+
+    owner = PersonField(label="Owner")
+
     class Meta:
         model = System
         fields = SYSTEM_FORM_FIELDS
@@ -172,10 +270,13 @@ class SystemForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = active_people()
+        self.show_people_as_text()
 
 
-class EntitlementForm(forms.ModelForm):
+class EntitlementForm(PeopleAsText, forms.ModelForm):
+    """An entitlement's catalogue entry: to edit one, or (an unsaved one in its system) to add one."""
+
+    owner = PersonField(label="Owner")
     max_duration_hours = forms.DecimalField(
         label="Maximum duration (hours)",
         min_value=Decimal("0.01"),
@@ -211,16 +312,14 @@ class EntitlementForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = active_people()
+        self.show_people_as_text()
         self.fields["risk_tier"].choices = RiskTier.choices
-        if self.instance.pk:
-            self.initial["approval_stages"] = json.dumps(self.instance.approval_stages)
-            self.initial["allowed_identity_kinds"] = self.instance.allowed_identity_kinds
-            if self.instance.max_duration:
-                hours = (Decimal(self.instance.max_duration.total_seconds()) / 3600).quantize(Decimal("0.01"))
-                self.initial["max_duration_hours"] = (
-                    hours.quantize(Decimal(1)) if hours == hours.to_integral() else hours
-                )
+        # An unsaved entitlement starts from the model's defaults (one stage, every kind allowed).
+        self.initial.setdefault("approval_stages", json.dumps(self.instance.approval_stages))
+        self.initial.setdefault("allowed_identity_kinds", self.instance.allowed_identity_kinds)
+        if self.instance.max_duration:
+            hours = (Decimal(self.instance.max_duration.total_seconds()) / 3600).quantize(Decimal("0.01"))
+            self.initial["max_duration_hours"] = hours.quantize(Decimal(1)) if hours == hours.to_integral() else hours
 
     def clean_approval_stages(self):
         try:

@@ -1,14 +1,37 @@
 """Read paths for pages and the API: each returns a queryset restricted to what the user may see,
 with the joins its list needs declared once (no N+1 in any caller)."""
 
-from django.db.models import BigIntegerField, Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from . import policies
-from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus
+from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus, RiskTier
 from .models import Entitlement, Finding, Grant, Identity, System
+
+
+def tier_rank(field: str) -> Case:
+    """A risk tier, criticality or severity (one scale) as its rank, low 0 to critical 3, to sort by.
+
+    Sorting the stored words would put critical before high before low before medium.
+    """
+    return Case(
+        *(When(**{field: tier}, then=Value(rank)) for rank, tier in enumerate(RiskTier.values)),
+        default=Value(-1),
+        output_field=IntegerField(),
+    )
 
 
 def _visible_identity_q(user, prefix: str = "") -> Q:

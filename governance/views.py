@@ -16,7 +16,7 @@ from portal.htmx import render_list
 from portal.pagination import DeferredJoinPaginator
 
 from . import policies, selectors
-from .choices import FindingStatus, GrantStatus
+from .choices import FindingStatus, GrantStatus, LifecycleStatus
 from .errors import DomainError, PermissionRefused
 from .filters import EntitlementFilter, IdentityFilter, SystemFilter
 from .forms import (
@@ -29,7 +29,7 @@ from .forms import (
     SystemForm,
     add_service_errors,
 )
-from .models import Grant, Identity, SodRule
+from .models import Entitlement, Grant, Identity, SodRule
 from .services import catalogue, delegation, grants, identities
 
 PAGE_SIZE = 50
@@ -38,14 +38,23 @@ PAGE_SIZE = 50
 #
 # Helpers
 #
+def order_rows(rows, sort: str, sorts: dict[str, str], *, then: tuple[str, ...] = ("pk",)):
+    """Order by an allowed sort key (`-key`: descending), ties by `then`; any other key leaves the order as is.
+
+    `sorts` maps each key a column header offers (the `sort_link` tag) to a field or an alias,
+    such as a rank from `selectors.tier_rank`, so nothing outside the list reaches ORDER BY.
+    """
+    field = sorts.get(sort.lstrip("-"))
+    if not field:
+        return rows
+    return rows.order_by(f"-{field}" if sort.startswith("-") else field, *then)
+
+
 def _listing(request, queryset, filter_class, sorts: dict[str, str], default: str) -> dict:
     """Filter, sort by an allowed key and paginate a list; the context every list template expects."""
     filterset = filter_class(request.GET or None, queryset=queryset)
     rows = filterset.qs if filterset.is_bound and filterset.is_valid() else queryset
-    sort = request.GET.get("sort", default)
-    field = sorts.get(sort.lstrip("-"))
-    if field:
-        rows = rows.order_by(f"-{field}" if sort.startswith("-") else field, "pk")
+    rows = order_rows(rows, request.GET.get("sort", default), sorts)
     query = request.GET.copy()
     query.pop("page", None)
     page = DeferredJoinPaginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -57,6 +66,18 @@ def _get(queryset, pk: int):
         return queryset.get(pk=pk)
     except queryset.model.DoesNotExist:
         raise Http404 from None
+
+
+def _through_service(form, call):
+    """A form's service call: its result, or None with the service's errors beside the fields
+    (a refusal is a 403)."""
+    try:
+        return call()
+    except PermissionRefused as error:
+        raise PermissionDenied(error.message) from None
+    except DomainError as error:
+        add_service_errors(form, error)
+        return None
 
 
 def _attempt(request, action, success: str) -> bool:
@@ -192,18 +213,16 @@ def identity_create(request):
     me = policies.identity_of(request.user)
     form = IdentityCreateForm(request.POST or None, admin=admin, me=me, initial={"owner": me.pk if me else None})
     if request.method == "POST" and form.is_valid():
-        try:
-            identity = identities.identity_create(
+        identity = _through_service(
+            form,
+            lambda: identities.identity_create(
                 actor=request.user,
                 kind=form.cleaned_data["kind"],
                 owner=form.cleaned_data["owner"],
                 **form.changes(),
-            )
-        except PermissionRefused as error:
-            raise PermissionDenied(error.message) from None
-        except DomainError as error:
-            add_service_errors(form, error)
-        else:
+            ),
+        )
+        if identity is not None:
             messages.success(request, f"{identity} added to the inventory.")
             return redirect("governance:identity_detail", identity.pk)
     return _form_page(
@@ -224,11 +243,11 @@ def identity_edit(request, pk: int):
         request.POST or None, instance=Identity.objects.get(pk=identity.pk), admin=policies.is_admin(request.user)
     )
     if request.method == "POST" and form.is_valid():
-        try:
-            identities.identity_update(identity_id=identity.pk, actor=request.user, changes=form.changes())
-        except DomainError as error:
-            add_service_errors(form, error)
-        else:
+        saved = _through_service(
+            form,
+            lambda: identities.identity_update(identity_id=identity.pk, actor=request.user, changes=form.changes()),
+        )
+        if saved is not None:
             messages.success(request, f"{identity} updated.")
             return redirect("governance:identity_detail", identity.pk)
     return _form_page(request, form, title=f"Edit {identity}", back=identity_url(identity))
@@ -342,13 +361,39 @@ def identity_offboard(request, pk: int):
 #
 # Systems and the catalogue
 #
+# Criticality and risk sort by rank (low to critical), not alphabetically.
+SYSTEM_SORTS = {"name": "name", "owner": "owner__name", "criticality": "criticality_rank", "status": "status"}
+
+
 @login_required
 def system_list(request):
     if not policies.can_view_inventory(request.user):
         raise PermissionDenied("Only owners, approvers, auditors and admins see the systems.")
-    sorts = {"name": "name", "owner": "owner__name", "criticality": "criticality", "status": "status"}
-    context = _listing(request, selectors.system_list(user=request.user), SystemFilter, sorts, "name")
+    rows = selectors.system_list(user=request.user).alias(criticality_rank=selectors.tier_rank("criticality"))
+    context = _listing(request, rows, SystemFilter, SYSTEM_SORTS, "name")
+    context["can_create"] = policies.is_admin(request.user)
     return render_list(request, "governance/system_list.html", "governance/_system_results.html", context)
+
+
+@login_required
+def system_create(request):
+    """Add a system (admins): the fields its edit page has; how it is reached stays with the API and imports."""
+    if not policies.is_admin(request.user):
+        raise PermissionDenied("Only admins add systems.")
+    form = SystemForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        system = _through_service(form, lambda: catalogue.system_create(actor=request.user, **form.cleaned_data))
+        if system is not None:
+            messages.success(request, f"{system} added. Its owner can now add its entitlements.")
+            return redirect("governance:system_detail", system.pk)
+    return _form_page(
+        request,
+        form,
+        title="New system",
+        intro="Where access is granted. Its owner answers for it and confirms what the manual connector asks.",
+        back=reverse("governance:system_list"),
+        submit="Add",
+    )
 
 
 @login_required
@@ -374,11 +419,10 @@ def system_edit(request, pk: int):
         raise PermissionDenied("Only the system's owner or an admin may edit it.")
     form = SystemForm(request.POST or None, instance=type(system).objects.get(pk=system.pk))
     if request.method == "POST" and form.is_valid():
-        try:
-            catalogue.system_update(system_id=system.pk, actor=request.user, changes=form.cleaned_data)
-        except DomainError as error:
-            add_service_errors(form, error)
-        else:
+        saved = _through_service(
+            form, lambda: catalogue.system_update(system_id=system.pk, actor=request.user, changes=form.cleaned_data)
+        )
+        if saved is not None:
             messages.success(request, f"{system} updated.")
             return redirect("governance:system_detail", system.pk)
     return _form_page(request, form, title=f"Edit {system}", back=reverse("governance:system_detail", args=[system.pk]))
@@ -402,14 +446,13 @@ def system_retire(request, pk: int):
     return redirect("governance:system_detail", system.pk)
 
 
-ENTITLEMENT_SORTS = {"name": "name", "system": "system__name", "risk": "risk_tier", "owner": "owner__name"}
+ENTITLEMENT_SORTS = {"name": "name", "system": "system__name", "risk": "risk_rank", "owner": "owner__name"}
 
 
 @login_required
 def entitlement_list(request):
-    context = _listing(
-        request, selectors.entitlement_list(user=request.user), EntitlementFilter, ENTITLEMENT_SORTS, "system"
-    )
+    rows = selectors.entitlement_list(user=request.user).alias(risk_rank=selectors.tier_rank("risk_tier"))
+    context = _listing(request, rows, EntitlementFilter, ENTITLEMENT_SORTS, "system")
     return render_list(request, "governance/entitlement_list.html", "governance/_entitlement_results.html", context)
 
 
@@ -441,17 +484,47 @@ def entitlement_detail(request, pk: int):
 
 
 @login_required
+def entitlement_create(request, pk: int):
+    """Add an entitlement to a system: admins, and whoever may edit the system (its owner)."""
+    system = _get(selectors.system_list(user=request.user), pk)
+    if not policies.can_edit_system(request.user, system):
+        raise PermissionDenied("Only the system's owner or an admin may add entitlements to it.")
+    back = reverse("governance:system_detail", args=[system.pk])
+    if system.status != LifecycleStatus.ACTIVE:
+        messages.error(request, f"{system} is retired: it takes no new entitlements.")
+        return redirect(back)
+    form = EntitlementForm(request.POST or None, instance=Entitlement(system=system))
+    if request.method == "POST" and form.is_valid():
+        entitlement = _through_service(
+            form, lambda: catalogue.entitlement_create(actor=request.user, system=system, **form.changes())
+        )
+        if entitlement is not None:
+            messages.success(request, f"{entitlement} added to the catalogue.")
+            return redirect("governance:entitlement_detail", entitlement.pk)
+    return _form_page(
+        request,
+        form,
+        title=f"New entitlement in {system}",
+        intro="One right in this system: who owns it, how risky it is and who approves a request for it.",
+        back=back,
+        submit="Add",
+    )
+
+
+@login_required
 def entitlement_edit(request, pk: int):
     entitlement = _get(selectors.entitlement_list(user=request.user), pk)
     if not policies.can_edit_entitlement(request.user, entitlement):
         raise PermissionDenied("Only the entitlement's owners or an admin may edit it.")
     form = EntitlementForm(request.POST or None, instance=type(entitlement).objects.get(pk=entitlement.pk))
     if request.method == "POST" and form.is_valid():
-        try:
-            catalogue.entitlement_update(entitlement_id=entitlement.pk, actor=request.user, changes=form.changes())
-        except DomainError as error:
-            add_service_errors(form, error)
-        else:
+        saved = _through_service(
+            form,
+            lambda: catalogue.entitlement_update(
+                entitlement_id=entitlement.pk, actor=request.user, changes=form.changes()
+            ),
+        )
+        if saved is not None:
             messages.success(request, f"{entitlement} updated.")
             return redirect("governance:entitlement_detail", entitlement.pk)
     return _form_page(

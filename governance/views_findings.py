@@ -6,21 +6,26 @@ may narrow to their own; everyone else sees only the findings they must act on (
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.db.models import Q
 from django.shortcuts import render
 
 from portal.pagination import DeferredJoinPaginator
 
 from . import policies, selectors
 from .choices import FindingKind, FindingStatus, Severity
+from .views import order_rows
 
 PAGE_SIZE = 25
-# Worst first: critical before low, then the most recently seen.
-SEVERITY_RANK = Case(
-    *(When(severity=tier, then=Value(rank)) for rank, tier in enumerate(Severity.values)),
-    default=Value(-1),
-    output_field=IntegerField(),
-)
+# Severities by rank, low to critical (the page shows the worst first unless sorted otherwise).
+SEVERITY_RANK = selectors.tier_rank("severity")
+WORST_FIRST = ("-severity_rank", "-last_seen_at", "-id")
+FINDING_SORTS = {
+    "severity": "severity_rank",
+    "kind": "kind",
+    "owner": "owner_to_act__name",
+    "first_seen": "first_seen_at",
+    "last_seen": "last_seen_at",
+}
 
 
 class FindingFilterForm(forms.Form):
@@ -59,7 +64,12 @@ def finding_list(request):
             )
         if filters.get("mine"):
             queryset = queryset.filter(owner_to_act=me) if me is not None else queryset.none()
-    queryset = queryset.alias(severity_rank=SEVERITY_RANK).order_by("-severity_rank", "-last_seen_at", "-id")
+    queryset = order_rows(
+        queryset.alias(severity_rank=SEVERITY_RANK).order_by(*WORST_FIRST),
+        request.GET.get("sort", ""),
+        FINDING_SORTS,
+        then=WORST_FIRST,
+    )
     query = request.GET.copy()
     query.pop("page", None)
     page_obj = DeferredJoinPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))

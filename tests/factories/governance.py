@@ -87,3 +87,11 @@ class SodRuleFactory(factory.django.DjangoModelFactory):
     def entitlements(self, create, extracted, **kwargs):
         if create and extracted:
             self.entitlements.set(extracted)
+
+
+def with_role(identity, role: str):
+    """Give a person's login one of the portal's roles (a group); returns the identity."""
+    from django.contrib.auth.models import Group
+
+    identity.user.groups.add(Group.objects.get(name=role))
+    return identity

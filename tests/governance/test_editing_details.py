@@ -5,27 +5,28 @@ a bad audit filter exports nothing, people found by their names, and an auditor 
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from governance.choices import GrantKind, GrantStatus
 from governance.models import Entitlement
-from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, PersonFactory, SystemFactory
+from tests.factories.governance import (
+    EntitlementFactory,
+    GrantFactory,
+    MachineFactory,
+    PersonFactory,
+    SystemFactory,
+    with_role,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def with_role(identity, role):
-    identity.user.groups.add(Group.objects.get(name=role))
-    return identity
 
 
 def entitlement_form_data(e, **overrides):
     data = {
         "name": e.name,
-        "owner": e.owner_id,
+        "owner": e.owner.user.username,
         "business_purpose": e.business_purpose,
         "risk_tier": e.risk_tier,
         "requestable": "on",
@@ -71,7 +72,7 @@ def test_system_rename_clash_names_the_field(client):
     client.force_login(owner.user)
     response = client.post(
         reverse("governance:system_edit", args=[mine.pk]),
-        {"name": "Payments", "description": "", "owner": owner.pk, "criticality": "medium"},
+        {"name": "Payments", "description": "", "owner": owner.user.username, "criticality": "medium"},
     )
     assert response.status_code == 400
     assert "name" in response.context["form"].errors

@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -25,14 +24,10 @@ from tests.factories.governance import (
     PersonFactory,
     SystemFactory,
 )
+from tests.factories.governance import with_role as role
 
 pytestmark = pytest.mark.django_db
 API = "/api/v1"
-
-
-def role(identity, name):
-    identity.user.groups.add(Group.objects.get(name=name))
-    return identity
 
 
 def api(user) -> APIClient:

@@ -132,3 +132,49 @@ def test_query_count_does_not_grow_with_the_number_of_findings(client, admin_use
     assert len(client.get(URL).context["page_obj"]) == 20
     assert one == twenty, f"findings page: {one} queries with 1 row, {twenty} with 20"
     print(f"\nfindings page: {twenty} queries for 1 or 20 findings")
+
+
+def test_findings_sort_by_each_column_header(client, auditor):
+    # given four findings: each severity once, other kinds, owners and times in other orders
+    now = timezone.now()
+    rows = [
+        ("critical", FindingKind.STALE, "Cy", 3, 1),
+        ("low", FindingKind.ORPHANED, "Al", 1, 4),
+        ("high", FindingKind.STALE, "Di", 4, 2),
+        ("medium", FindingKind.ORPHANED, "Bo", 2, 3),
+    ]
+    made = {}
+    for severity, kind, owner, days_ago, hours_ago in rows:
+        finding = make_finding(severity=severity, kind=kind, owner_to_act=PersonFactory(name=owner))
+        Finding.objects.filter(pk=finding.pk).update(
+            first_seen_at=now - timedelta(days=days_ago), last_seen_at=now - timedelta(hours=hours_ago)
+        )
+        made[severity] = finding
+    client.force_login(auditor)
+
+    def severities(sort):
+        return [f.severity for f in client.get(URL, {"sort": sort}).context["page_obj"].object_list]
+
+    # then severity sorts by rank, not alphabetically, and every other header sorts its column
+    assert severities("severity") == ["low", "medium", "high", "critical"]
+    assert severities("-severity") == ["critical", "high", "medium", "low"]
+    assert severities("owner") == ["low", "medium", "critical", "high"]  # Al, Bo, Cy, Di
+    assert severities("-first_seen") == ["low", "medium", "critical", "high"]  # newest first
+    assert severities("last_seen") == ["low", "medium", "high", "critical"]  # seen longest ago first
+    assert severities("kind") == ["medium", "low", "critical", "high"]  # orphaned, then stale; worst first within
+    # an unknown key is ignored: worst first, as without one
+    assert severities("details__subject") == severities("") == ["critical", "high", "medium", "low"]
+    page = client.get(URL, {"sort": "severity", "kind": ""}).content.decode()
+    for key in ["kind", "-severity", "owner", "first_seen", "last_seen"]:
+        assert f"sort={key}" in page, key
+    assert '<input type="hidden" name="sort" value="severity">' in page  # filtering keeps the order
+
+
+def test_a_sorted_findings_page_keeps_a_constant_query_count(client, admin_user, count_queries):
+    make_finding(owner_to_act=PersonFactory())
+    client.force_login(admin_user)
+    one = {sort: count_queries(lambda s=sort: client.get(URL, {"sort": s})) for sort in ["owner", "-severity"]}
+    for _ in range(15):
+        make_finding(owner_to_act=PersonFactory(), severity=Severity.HIGH)
+    many = {sort: count_queries(lambda s=sort: client.get(URL, {"sort": s})) for sort in ["owner", "-severity"]}
+    assert one == many
