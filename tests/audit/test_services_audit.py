@@ -157,3 +157,40 @@ def test_numbers_json_cannot_hold_are_refused(number):
     with pytest.raises(ValueError, match="Audit data cannot hold"):
         audit_event_record(actor=None, action=AuditAction.IMPORT_APPLIED, data={"x": number})
     assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.postgres
+def test_outside_a_test_database_even_the_maintenance_setting_cannot_truncate_the_trail():
+    # given a database named as a real one, with the audit trigger of the migrations on a table
+    import importlib
+
+    import psycopg
+
+    trigger_sql = importlib.import_module("audit.migrations.0004_truncate_only_in_test_databases").FORWARD
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("options", None)
+    server = {**params, "dbname": "postgres", "autocommit": True}
+    with psycopg.connect(**server) as admin:
+        admin.execute("DROP DATABASE IF EXISTS portal_truncate_probe")
+        admin.execute("CREATE DATABASE portal_truncate_probe")
+    try:
+        with psycopg.connect(**{**server, "dbname": "portal_truncate_probe"}) as probe:
+            probe.execute("CREATE TABLE audit_auditevent (id int)")
+            probe.execute(trigger_sql)
+            probe.execute(
+                "CREATE TRIGGER no_truncate BEFORE TRUNCATE ON audit_auditevent "
+                "FOR EACH STATEMENT EXECUTE FUNCTION audit_event_refuse_change()"
+            )
+            probe.execute("INSERT INTO audit_auditevent VALUES (1)")
+            probe.execute("SET portal.audit_maintenance = 'on'")
+
+            # when someone sets the test suite's exemption and truncates
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                probe.execute("TRUNCATE audit_auditevent")
+
+            # then the row is still there
+            assert probe.execute("SELECT count(*) FROM audit_auditevent").fetchone()[0] == 1
+    finally:
+        with psycopg.connect(**server) as admin:
+            admin.execute("DROP DATABASE IF EXISTS portal_truncate_probe")
