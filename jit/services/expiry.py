@@ -16,7 +16,7 @@ from governance.models import Grant
 from governance.services.grants import REVOKE
 
 from ..models import Heartbeat
-from .requests import close_renewals_of
+from .requests import close_renewals_of_ended_grants
 
 SWEEP = "jit.expiry_sweep"
 
@@ -93,7 +93,6 @@ def _expire_batch(rows: list[tuple]) -> None:
         ],
     )
     _enqueue_revokes(ids)
-    close_renewals_of(ids, actor=Actor.system(), note="Closed: the access expired")
 
 
 def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = None) -> int:
@@ -102,6 +101,7 @@ def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = N
     `now` defaults to the database clock. Each batch is one transaction: one UPDATE ... RETURNING,
     one chained bulk insert (COPY) of audit events, one INSERT ... SELECT of connector calls into
     the outbox. Rows another sweep holds are skipped, so two beats never expire a grant twice.
+    Then the renewals still waiting for grants that ended, by this sweep or otherwise, are closed.
     """
     batch_size = batch_size or settings.JIT_SWEEP_BATCH_SIZE
     total, after = 0, _START
@@ -114,5 +114,6 @@ def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = N
         total += len(rows)
         if len(rows) < batch_size:
             break
+    close_renewals_of_ended_grants()
     Heartbeat.objects.update_or_create(name=SWEEP, defaults={"last_run_at": timezone.now(), "last_count": total})
     return total

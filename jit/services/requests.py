@@ -602,6 +602,19 @@ def close_renewals_of(grant_ids: list[int], *, actor: ActorLike, note: str) -> l
     )
 
 
+def close_renewals_of_ended_grants() -> list[int]:
+    """Every in-flight renewal whose grant is no longer running (or may not be renewed), however it
+    ended (expiry, an owner's revocation, offboarding): one query over the few renewals in flight.
+    The expiry sweep calls it each run."""
+    in_flight = _in_flight(AccessRequest.objects.filter(renewal_of__isnull=False))
+    ended = in_flight.exclude(renewal_of__status=GrantStatus.ACTIVE) | in_flight.filter(renewal_of__no_renew=True)
+    grant_ids = list(ended.values_list("renewal_of_id", flat=True))
+    if not grant_ids:
+        return []
+    with transaction.atomic():
+        return close_renewals_of(grant_ids, actor=Actor.system(), note="Closed: the access ended")
+
+
 def refuse_requests_for_retired(entitlement: Entitlement, actor: ActorLike) -> list[int]:
     """Retiring an entitlement closes the requests still waiting for it."""
     pending = _in_flight(AccessRequest.objects.select_for_update()).filter(entitlement=entitlement)
