@@ -148,11 +148,22 @@ def compute_hash(event: AuditEvent) -> str:
     return _digest(values, data_json(event.data))
 
 
-def _lock_chain_head() -> tuple[int, str]:
-    """Serialise writers of the chain until the caller's transaction ends; return the head."""
+def hold_the_chain() -> None:
+    """Take the audit chain's lock now, before any row lock of a state change.
+
+    Writing an event holds the chain until commit, so a row lock taken after a transaction's first
+    event could wait for a transaction that holds that row and waits for the chain: a deadlock.
+    Services therefore take the chain first (the shared lock helpers do it): state changes queue in
+    one place, which the chain already made them do from their first event on. Re-entrant.
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+
+
+def _lock_chain_head() -> tuple[int, str]:
+    """Serialise writers of the chain until the caller's transaction ends; return the head."""
+    hold_the_chain()
     # SQLite needs no lock here: its transactions are IMMEDIATE (settings), one writer at a time.
     head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     return head if head is not None else (0, GENESIS_HASH)

@@ -33,9 +33,17 @@ def duration_of(hours: Decimal) -> timedelta:
     return timedelta(seconds=round(hours * 3600))
 
 
+class HoursField(forms.DecimalField):
+    """Hours, with fractions: an entitlement's maximum may be under an hour (0.5 = 30 minutes).
+    Trailing zeros are no extra precision ("1.500" is 1.5)."""
+
+    def to_python(self, value):
+        hours = super().to_python(value)
+        return hours.normalize() if hours is not None and hours.is_finite() else hours
+
+
 def duration_hours_field(label: str) -> forms.DecimalField:
-    """Hours, with fractions: an entitlement's maximum may be under an hour (0.5 = 30 minutes)."""
-    field = forms.DecimalField(label=label, min_value=HUNDREDTH, max_value=24 * 366, decimal_places=2)
+    field = HoursField(label=label, min_value=HUNDREDTH, max_value=24 * 366, decimal_places=2)
     field.widget.attrs.update(step="any", inputmode="decimal")
     field.error_messages["max_decimal_places"] = "Use at most two decimals (0.25 = 15 minutes)."
     return field

@@ -92,7 +92,7 @@ def _refuse(decision: PolicyDecision, reason: str, field_name: str | None = None
 def human_duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     hours = seconds // 3600
-    if hours >= 48 and hours % 24 == 0:
+    if hours >= 48 and hours % 24 == 0 and seconds % 3600 < 60:
         amount, unit = hours // 24, "day"
     elif hours and seconds % 3600 >= 60:
         return f"{human_duration(timedelta(hours=hours))} {human_duration(timedelta(seconds=seconds % 3600))}"

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import ActorLike, audit_event_record
+from audit.services import ActorLike, audit_event_record, hold_the_chain
 
 from .. import policies
 from ..choices import ApproverSource, IdentityKind, IdentityStatus, LifecycleStatus
@@ -144,8 +144,12 @@ def lock_entitlement(entitlement_id: int) -> Entitlement:
     system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
     if system_id is None:
         raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
-    list(System.objects.select_for_update().filter(pk=system_id).values_list("pk", flat=True))
-    return Entitlement.objects.select_for_update(of=("self",)).select_related("system").get(pk=entitlement_id)
+    hold_the_chain()
+    # NO KEY: rows that merely point at these (a new request, a grant) may still be written meanwhile.
+    list(System.objects.select_for_update(no_key=True).filter(pk=system_id).values_list("pk", flat=True))
+    return (
+        Entitlement.objects.select_for_update(of=("self",), no_key=True).select_related("system").get(pk=entitlement_id)
+    )
 
 
 @transaction.atomic

@@ -4,14 +4,15 @@ from typing import Any
 
 from django.db import models
 
-from audit.services import Actor, ActorLike
+from audit.services import Actor, ActorLike, hold_the_chain
 
 from .. import policies
 from ..errors import ValidationFailed
 
 
 def lock(model: type[models.Model], pk: int) -> Any:
-    """Fetch one row FOR UPDATE, or fail with a clear error."""
+    """Fetch one row FOR UPDATE (after the audit chain's lock), or fail with a clear error."""
+    hold_the_chain()
     try:
         return model.objects.select_for_update().get(pk=pk)
     except model.DoesNotExist:

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, audit_event_record
+from audit.services import Actor, audit_event_record, hold_the_chain
 
 from ..choices import Connector, GrantStatus
 from ..connectors.manual import grant_url
@@ -36,6 +36,7 @@ def _admins() -> list:
 @transaction.atomic
 def grant_chase_manual_work(*, grant_id: int, step: str) -> bool:
     """Remind the system owner (`step="reminder"`) or tell the admins (`"escalation"`), once per phase."""
+    hold_the_chain()
     grant = (
         _waiting_for_hands()
         .select_for_update(skip_locked=True, of=("self",))

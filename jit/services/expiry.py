@@ -10,7 +10,7 @@ from django.utils import timezone
 from audit.choices import AuditAction
 from audit.models import OutboxMessage
 from audit.outbox import enqueue_many, wake_dispatcher
-from audit.services import Actor, EventSpec, Target, audit_events_record_many
+from audit.services import Actor, EventSpec, Target, audit_events_record_many, hold_the_chain
 from governance.choices import GrantStatus
 from governance.models import Grant
 from governance.services.grants import REVOKE
@@ -107,6 +107,7 @@ def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = N
     total, after = 0, _START
     while True:
         with transaction.atomic():
+            hold_the_chain()  # before the batch's row locks: see audit.services.hold_the_chain
             rows = _take_due_batch(now, batch_size, after)
             if rows:
                 _expire_batch(rows)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, ActorLike, audit_event_record
+from audit.services import Actor, ActorLike, audit_event_record, hold_the_chain
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
@@ -180,6 +180,7 @@ def _beneficiary_for(requester: Requester, beneficiary_id: int) -> Identity:
     me = requester.identity
     mine = Identity.objects.filter(pk=beneficiary_id)
     mine = mine.filter(Q(pk=me.pk) | Q(owner=me) | Q(backup_owner=me)) if me is not None else mine.none()
+    hold_the_chain()
     beneficiary = mine.select_for_update().first()
     if beneficiary is None:
         message = "You may request only for yourself or for an identity you own."
@@ -476,6 +477,7 @@ def _lock_request(request_id: int) -> AccessRequest:
     if row is None:
         raise ValidationFailed(f"Request {request_id} does not exist.")
     beneficiary_id, entitlement_id = row
+    hold_the_chain()
     list(Identity.objects.select_for_update().filter(pk=beneficiary_id).values_list("pk", flat=True))
     lock_entitlement(entitlement_id)
     return AccessRequest.objects.select_for_update().get(pk=request_id)

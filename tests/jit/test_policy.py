@@ -3,6 +3,8 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from jit.policy import PolicyInput, SodRuleFacts, evaluate
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -141,3 +143,28 @@ def test_only_a_machine_declares_a_delegation_chain():
     assert decision.field_errors["delegation_chain"] == [
         "Only a machine identity acting for someone declares a delegation chain."
     ]
+
+
+@pytest.mark.parametrize(
+    ("delta", "said"),
+    [
+        (timedelta(days=7), "7 days"),
+        (timedelta(hours=24), "24 hours"),
+        (timedelta(minutes=30), "30 minutes"),
+        (timedelta(hours=1, minutes=30), "1 hour 30 minutes"),
+        (timedelta(hours=48, minutes=45), "2 days 45 minutes"),
+    ],
+)
+def test_durations_are_said_without_dropping_minutes(delta, said):
+    from jit.policy import human_duration
+
+    assert human_duration(delta) == said
+
+
+@pytest.mark.parametrize(("typed", "hours"), [("1.500", "1.5"), ("0.010", "0.01"), ("2", "2"), ("100", "100")])
+def test_hours_typed_with_trailing_zeros_are_the_same_hours(typed, hours):
+    from decimal import Decimal
+
+    from jit.forms import duration_hours_field
+
+    assert duration_hours_field("Duration").clean(typed) == Decimal(hours)

@@ -19,14 +19,15 @@ from audit.models import AuditEvent, OutboxMessage
 from audit.verify import verify_chain
 from governance.choices import GrantStatus
 from governance.errors import DomainError, InvalidTransition
-from governance.models import Grant, Identity
+from governance.models import Grant
+from governance.services.catalogue import entitlement_update, lock_entitlement
 from governance.services.identities import identity_offboard
 from jit.choices import RequestStatus, StageStatus
 from jit.models import AccessRequest
 from jit.services.approvals import access_request_decide
 from jit.services.expiry import grants_expire_due
 from jit.services.lifecycle import grant_release
-from jit.services.requests import access_request_cancel, access_request_submit
+from jit.services.requests import _lock_request, access_request_cancel, access_request_submit
 from tests.concurrency import race
 from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, PersonFactory
 
@@ -261,57 +262,120 @@ def _wait_until_a_connection_waits_on_a_lock(give_up, timeout: float = 10.0) -> 
             time.sleep(0.01)
 
 
-def test_offboarding_a_requester_while_their_machines_request_is_decided_does_not_deadlock(approvers_group, admin_user):
-    # given Alice's pending request for her machine, and a decision that has locked the machine
-    # (the first lock a decision takes) when Alice is offboarded
-    first, _ = approvers_group
-    alice = PersonFactory()
-    bot = MachineFactory(owner=alice)
-    request = access_request_submit(
-        actor=alice.user,
-        beneficiary_id=bot.pk,
-        entitlement_id=EntitlementFactory(approval_stages=[GROUP_STAGE]).pk,
-        duration=timedelta(hours=1),
-        justification="nightly export",
+def while_a_decision_holds_its_locks(request, approver, other):
+    """Start deciding `request`, pause right after its locks are taken, run `other` meanwhile."""
+    return while_holding(
+        lambda: _lock_request(request.pk),  # the decision's own first step
+        lambda: access_request_decide(request_id=request.pk, approver=approver, decision="approve"),
+        other,
     )
-    machine_locked, offboarding_waits = threading.Event(), threading.Event()
+
+
+def while_holding(take_locks, finish, other):
+    """In one transaction take `take_locks()`'s locks and pause; run `other` meanwhile on another
+    connection; then `finish()`. Returns (finish's outcome, other's outcome).
+
+    Whatever `other` locks in whatever order, it must queue behind the first, never deadlock."""
+    locked, go = threading.Event(), threading.Event()
     outcome: dict = {}
 
     def decide():
         try:
             with transaction.atomic():
-                list(Identity.objects.select_for_update().filter(pk=bot.pk))
-                machine_locked.set()
-                offboarding_waits.wait(10)
-                outcome["decision"] = access_request_decide(request_id=request.pk, approver=first, decision="approve")
+                take_locks()
+                locked.set()
+                go.wait(10)
+                outcome["decision"] = finish()
         except Exception as exc:
             outcome["decision"] = exc
         finally:
             connection.close()
 
-    def offboard():
-        machine_locked.wait(10)
+    def run_other():
+        locked.wait(10)
         try:
-            outcome["offboarding"] = identity_offboard(identity_id=alice.pk, actor=admin_user, reason="left")
+            outcome["other"] = other()
         except Exception as exc:
-            outcome["offboarding"] = exc
+            outcome["other"] = exc
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=decide), threading.Thread(target=offboard)]
+    threads = [threading.Thread(target=decide), threading.Thread(target=run_other)]
     for t in threads:
         t.start()
-    machine_locked.wait(10)
-    _wait_until_a_connection_waits_on_a_lock(give_up=lambda: "offboarding" in outcome)
-    offboarding_waits.set()
+    locked.wait(10)
+    _wait_until_a_connection_waits_on_a_lock(give_up=lambda: "other" in outcome)
+    go.set()
     for t in threads:
         t.join(30)
+    return outcome["decision"], outcome["other"]
 
-    # then both finish: the decision first (it held the machine), the offboarding after it
-    assert not isinstance(outcome["decision"], Exception), outcome
-    assert not isinstance(outcome["offboarding"], Exception), outcome
+
+def test_offboarding_a_requester_while_their_machines_request_is_decided_does_not_deadlock(approvers_group, admin_user):
+    # given Alice, who holds access, and her pending request for her machine, being decided
+    first, _ = approvers_group
+    alice = PersonFactory()
+    GrantFactory(identity=alice)
+    bot = MachineFactory(owner=alice)
+    request = _request_for(alice, bot)
+
+    # when Alice is offboarded meanwhile
+    decided, offboarded = while_a_decision_holds_its_locks(
+        request, first, lambda: identity_offboard(identity_id=alice.pk, actor=admin_user, reason="left")
+    )
+
+    # then both finish: the decision first, the offboarding after it
+    assert not isinstance(decided, Exception), decided
+    assert not isinstance(offboarded, Exception), offboarded
     request.refresh_from_db()
     assert request.status == RequestStatus.APPROVED
     bot.refresh_from_db()
     assert bot.owner_id == alice.pk  # orphaned, flagged, not silently re-owned
     assert verify_chain().ok
+
+
+def test_asking_for_an_entitlement_while_another_request_for_it_is_decided_does_not_deadlock(approvers_group):
+    first, _ = approvers_group
+    alice, bob = PersonFactory(), PersonFactory()
+    request = _request_for(alice, alice)
+
+    decided, submitted = while_a_decision_holds_its_locks(
+        request, first, lambda: _request_for(bob, bob, entitlement_id=request.entitlement_id)
+    )
+
+    assert not isinstance(decided, Exception), decided
+    assert not isinstance(submitted, Exception), submitted
+    assert submitted.status == RequestStatus.PENDING
+    assert verify_chain().ok
+
+
+def test_an_automatically_approved_request_while_its_entitlement_is_edited_does_not_deadlock(admin_user):
+    # given an entitlement machines get without asking, being edited (its locks taken)
+    alice = PersonFactory()
+    bot = MachineFactory(owner=alice)
+    entitlement = EntitlementFactory(auto_approve_machines=True, approval_stages=[GROUP_STAGE])
+
+    # when alice asks for it for her machine meanwhile
+    edited, submitted = while_holding(
+        lambda: lock_entitlement(entitlement.pk),
+        lambda: entitlement_update(
+            entitlement_id=entitlement.pk, actor=admin_user, changes={"business_purpose": "Reworded"}
+        ),
+        lambda: _request_for(alice, bot, entitlement_id=entitlement.pk),
+    )
+
+    # then both happen, one after the other
+    assert not isinstance(edited, Exception), edited
+    assert not isinstance(submitted, Exception), submitted
+    assert submitted.status == RequestStatus.APPROVED and submitted.grant_id is not None
+    assert verify_chain().ok
+
+
+def _request_for(requester, beneficiary, entitlement_id=None):
+    return access_request_submit(
+        actor=requester.user,
+        beneficiary_id=beneficiary.pk,
+        entitlement_id=entitlement_id or EntitlementFactory(approval_stages=[GROUP_STAGE]).pk,
+        duration=timedelta(hours=1),
+        justification="nightly export",
+    )
