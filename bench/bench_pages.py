@@ -66,6 +66,11 @@ PAGES = [
     ("admin", "/api/v1/findings/"),
     ("requester", "/api/v1/grants/"),
     ("owner", "/api/v1/requests/"),
+    # Forms that name a person: a text field resolved on the server, not a list of everyone.
+    ("owner", "/inventory/identities/{machine}/owner/"),
+    ("owner", "/inventory/identities/{machine}/edit/"),
+    ("admin", "/inventory/systems/{system}/edit/"),
+    ("admin", "/inventory/catalogue/{entitlement}/edit/"),
 ]
 
 
@@ -122,8 +127,16 @@ def measure(runs: int) -> list[tuple[str, str, float, float, int, int]]:
     for login, user in users.items():
         clients[login] = Client()
         clients[login].force_login(user)
+    from governance.models import Entitlement, Identity, System
+
+    slots = {
+        "machine": Identity.objects.filter(owner__user__username="owner").exclude(kind="human").first().pk,
+        "system": System.objects.order_by("pk").first().pk,
+        "entitlement": Entitlement.objects.order_by("pk").first().pk,
+    }
     rows = []
-    for login, path in PAGES:
+    for login, template in PAGES:
+        path = template.format(**slots)
         client, times, queries, status = clients[login], [], 0, 0
         client.get(path)  # warm caches and templates
         for _ in range(runs):
