@@ -88,8 +88,12 @@ def grant_issue(
     kind: str = GrantKind.STANDING,
     duration: timedelta | None = None,
     reason: str = "",
+    request_id: int | None = None,
 ) -> Grant:
     """Record a grant as pending provisioning and ask the system's connector to make it real.
+
+    `request_id` names the access request it fulfils in the trail, so an auditor can go from the
+    grant's events to the request's justification and decisions.
 
     Callers have authorised it already (an owner via `grant_create`, or a finished approval
     workflow). A time-boxed grant's clock starts when the connector confirms (expires =
@@ -119,7 +123,10 @@ def grant_issue(
         status=GrantStatus.PENDING_PROVISION,
     )
     audit_event_record(
-        actor=actor, action=AuditAction.GRANT_CREATED, target=grant, data=_grant_data(grant, reason=reason)
+        actor=actor,
+        action=AuditAction.GRANT_CREATED,
+        target=grant,
+        data=_grant_data(grant, reason=reason, **({"request": request_id} if request_id else {})),
     )
     _ask_connector(grant, PROVISION)
     return grant

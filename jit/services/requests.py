@@ -462,6 +462,7 @@ def _issue(request: AccessRequest, actor: ActorLike) -> None:
         kind=GrantKind.JIT,
         duration=request.duration,
         reason=request.justification or request.intent,
+        request_id=request.pk,
     )
     request.save(update_fields=["grant", "updated_at"])
 

@@ -261,6 +261,8 @@ def test_machine_low_risk_auto_approval(submit, alice, alice_bot):
     request = submit(entitlement, beneficiary=alice_bot)
     assert request.status == RequestStatus.APPROVED and request.grant is not None
     assert AuditEvent.objects.filter(action="request.auto_approved").count() == 1
+    # the grant's trail names the request it fulfils, so an auditor can follow one to the other
+    assert AuditEvent.objects.get(action="grant.created").data["request"] == request.pk
 
 
 def test_automatic_approval_needs_no_approver_to_exist(submit, alice, alice_bot):
