@@ -3,6 +3,7 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
@@ -48,6 +49,8 @@ def access_requests_start_scheduled_task() -> int:
     for pk in due.order_by("start_at", "pk").values_list("pk", flat=True):
         try:
             started += access_request_start_scheduled(request_id=pk).grant_id is not None
+        except SoftTimeLimitExceeded:  # out of time: stop here, the next run picks up the rest
+            raise
         except Exception:  # one broken request must not hold back the others
             logger.exception("Could not start scheduled request %s", pk)
     return started

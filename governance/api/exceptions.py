@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -9,12 +10,18 @@ from governance.errors import DomainError
 
 
 def exception_handler(exc, context):
-    """ValidationFailed 400 (with field errors), PermissionRefused 403, InvalidTransition 409, missing 404."""
+    """ValidationFailed and bad fields 400 (`errors` by field), PermissionRefused 403, InvalidTransition 409,
+    missing 404."""
     if isinstance(exc, DomainError):
         body = {"detail": exc.message}
         if exc.field_errors:
-            body["errors"] = exc.field_errors
+            # A service names its own fields; the view says what the API calls them (duration_seconds).
+            renamed = getattr(context.get("view"), "service_field_names", {})
+            body["errors"] = {renamed.get(name, name): errors for name, errors in exc.field_errors.items()}
         return Response(body, status=exc.status_code)
     if isinstance(exc, ObjectDoesNotExist):
         return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
+        # The same shape as a service's refusal: a client reads field errors from one place.
+        return Response({"detail": "Check the fields.", "errors": exc.detail}, status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)

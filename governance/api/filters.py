@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from governance.choices import FindingKind, FindingStatus, GrantKind, GrantStatus
 from governance.models import Finding, Grant
+from jit.choices import RequestStatus
+from jit.models import AccessRequest
 
 
 def _by_id(field: str, label: str) -> django_filters.NumberFilter:
@@ -39,3 +41,13 @@ class FindingFilter(django_filters.FilterSet):
     class Meta:
         model = Finding
         fields = ["kind", "status", "owner_to_act", "identity"]
+
+
+class AccessRequestFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=RequestStatus.choices)
+    entitlement = _by_id("entitlement", "Entitlement (id)")
+    beneficiary = _by_id("beneficiary", "Beneficiary identity (id)")
+
+    class Meta:
+        model = AccessRequest
+        fields = ["status", "entitlement", "beneficiary"]

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from governance.choices import GrantKind, GrantStatus, IdentityKind
+from governance.choices import GrantKind, GrantStatus, IdentityKind, IdentityStatus
 from governance.models import Entitlement, Finding, Grant, Identity, System
 
 
@@ -45,7 +45,20 @@ class IdentitySerializer(serializers.ModelSerializer):
 
 
 class IdentityCreateSerializer(serializers.ModelSerializer):
+    """People are named by id among active people only: any other id gets one answer, so the
+    endpoint tells nobody which identities exist (those already set on the record stay valid)."""
+
     kind = serializers.ChoiceField(choices=IdentityKind.choices)
+    PEOPLE_FIELDS = ("owner", "backup_owner", "manager")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        people = Identity.objects.filter(kind=IdentityKind.HUMAN, status=IdentityStatus.ACTIVE)
+        for name in self.PEOPLE_FIELDS:
+            current = getattr(self.instance, f"{name}_id", None)
+            field = self.fields[name]
+            field.queryset = people | Identity.objects.filter(pk=current) if current else people
+            field.error_messages["does_not_exist"] = "Must be an active person."
 
     class Meta:
         model = Identity

@@ -48,7 +48,11 @@ class ReadUpdateViewSet(
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def _fresh(self, obj, code=status.HTTP_200_OK) -> Response:
-        return Response(self.get_serializer(self.get_queryset().get(pk=obj.pk)).data, status=code)
+        """The object as the caller now sees it; one they just handed over may be out of their sight."""
+        visible = self.get_queryset().filter(pk=obj.pk).first()
+        if visible is None:
+            return Response({"id": obj.pk, "detail": "Done; it is no longer yours to see."}, status=code)
+        return Response(self.get_serializer(visible).data, status=code)
 
 
 class IdentityViewSet(ReadUpdateViewSet):
@@ -176,6 +180,7 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     serializer_class = GrantSerializer
     pagination_class = ByNewest
     filterset_class = GrantFilter
+    service_field_names = {"duration": "duration_seconds"}
 
     def get_queryset(self):
         return selectors.grant_list(user=self.request.user)

@@ -59,10 +59,11 @@ def _validate_owner(identity: Identity, owner: Identity | None, role: str = "own
         return
     if owner.pk is not None and owner.pk == identity.pk:
         raise ValidationFailed(f"An identity cannot be its own {role}.", field_errors={role: ["Cannot be itself."]})
-    if owner.kind != IdentityKind.HUMAN:
-        raise ValidationFailed(f"The {role} must be a person.", field_errors={role: ["Must be a human identity."]})
-    if owner.status != IdentityStatus.ACTIVE:
-        raise ValidationFailed(f"The {role} {owner} is not active.", field_errors={role: ["Must be active."]})
+    # One answer for a machine, a person who left, and (in the API) an unknown id: it names nobody,
+    # so asking cannot tell a caller which identities exist.
+    if owner.kind != IdentityKind.HUMAN or owner.status != IdentityStatus.ACTIVE:
+        message = f"The {role.replace('_', ' ')} must be an active person."
+        raise ValidationFailed(message, field_errors={role: ["Must be an active person."]})
 
 
 def _validate(identity: Identity, *, manager_changed: bool = False) -> None:

@@ -12,6 +12,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from governance import policies as inventory
+from governance.api.filters import AccessRequestFilter
 from governance.roles import Role, has_role
 from jit.models import AccessRequest, ApprovalStage
 from jit.services.approvals import access_request_decide
@@ -43,7 +44,8 @@ class NewestFirst(CursorPagination):
 class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AccessRequestSerializer
     pagination_class = NewestFirst
-    filterset_fields = ["status", "entitlement", "beneficiary"]
+    filterset_class = AccessRequestFilter
+    service_field_names = {"duration": "duration_seconds"}
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from audit.models import AuditEvent
 from governance.choices import GrantStatus, IdentityStatus
 from governance.models import Identity
+from tests.api import API, api
 from tests.factories.governance import (
     EntitlementFactory,
     GrantFactory,
@@ -19,13 +20,6 @@ from tests.factories.governance import (
 from tests.factories.governance import with_role as role
 
 pytestmark = pytest.mark.django_db
-API = "/api/v1"
-
-
-def api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture
@@ -78,7 +72,7 @@ def test_bad_input_is_400_with_field_errors_and_writes_nothing(owner):
     assert response.status_code == 400
     assert response.json()["errors"] == {"owner": ["Required for non-human identities."]}
     response = client.post(f"{API}/identities/", {"name": "x", "kind": "robot", "owner": owner.pk}, format="json")
-    assert response.status_code == 400 and "kind" in response.json()
+    assert response.status_code == 400 and "kind" in response.json()["errors"]
     assert not Identity.objects.filter(name__in=["orphan-key", "x"]).exists()
 
 

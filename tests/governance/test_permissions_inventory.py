@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from governance import policies
@@ -17,6 +16,7 @@ from governance.imports.exports import export_records
 from governance.models import Identity, System
 from governance.services.catalogue import system_create, system_update
 from governance.services.identities import identity_change_owner, identity_create, identity_update
+from tests.api import API, api
 from tests.factories.governance import (
     EntitlementFactory,
     GrantFactory,
@@ -27,13 +27,6 @@ from tests.factories.governance import (
 from tests.factories.governance import with_role as role
 
 pytestmark = pytest.mark.django_db
-API = "/api/v1"
-
-
-def api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

@@ -66,11 +66,12 @@ def test_someone_cannot_register_an_identity_for_another_owner():
 def test_owner_must_be_an_active_person():
     admin_actor = None  # the system actor: permission is not the question here
     machine = MachineFactory()
-    with pytest.raises(ValidationFailed, match="must be a person"):
+    with pytest.raises(ValidationFailed, match="must be an active person"):
         identity_create(actor=admin_actor, kind="workload", name="w", owner=machine)
-    gone = PersonFactory(status=IdentityStatus.OFFBOARDED)
-    with pytest.raises(ValidationFailed, match="not active"):
+    gone = PersonFactory(name="Secret Bob", status=IdentityStatus.OFFBOARDED)
+    with pytest.raises(ValidationFailed, match="must be an active person") as refused:
         identity_create(actor=admin_actor, kind="workload", name="w", owner=gone)
+    assert "Secret Bob" not in refused.value.message  # the answer names nobody
 
 
 def test_update_records_before_and_after_of_changed_fields_only():

@@ -236,3 +236,32 @@ def test_the_system_owner_confirms_a_direct_grant_it_did_not_make(entitlement, a
     )
     grant = grant_confirm_provisioned(grant_id=grant.pk, actor=sys_owner)
     assert grant.status == GrantStatus.ACTIVE
+
+
+def test_the_scheduled_start_task_stops_when_out_of_time_and_leaves_the_rest_for_the_next_run(
+    submit, entitlement, ent_owner, sys_owner, alice, alice_bot, monkeypatch
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    import jit.tasks
+
+    # given two approved requests whose start has come
+    start = timezone.now() + timedelta(hours=1)
+    for beneficiary in (alice, alice_bot):
+        request = submit(entitlement, start_at=start, beneficiary=beneficiary)
+        approve(request, ent_owner)
+        approve(request, sys_owner)
+    calls = []
+
+    def out_of_time(*, request_id):
+        calls.append(request_id)
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(jit.tasks, "access_request_start_scheduled", out_of_time)
+
+    # when the task runs out of time on the first
+    with time_machine.travel(start, tick=False), pytest.raises(SoftTimeLimitExceeded):
+        access_requests_start_scheduled_task()
+
+    # then it stopped there instead of going on until the hard limit kills the worker
+    assert len(calls) == 1
