@@ -97,7 +97,7 @@ def duration(value) -> str:
     if hours >= 48 and hours % 24 == 0 and not minutes:
         return f"{hours // 24} days"
     if minutes:
-        return f"{hours} h {minutes} min"
+        return f"{hours} h {minutes} min" if hours else f"{minutes} min"
     return "1 hour" if hours == 1 else f"{hours} hours"
 
 

@@ -168,3 +168,18 @@ def test_hours_typed_with_trailing_zeros_are_the_same_hours(typed, hours):
     from jit.forms import duration_hours_field
 
     assert duration_hours_field("Duration").clean(typed) == Decimal(hours)
+
+
+@pytest.mark.parametrize(
+    ("delta", "shown"),
+    [
+        (timedelta(minutes=30), "30 min"),
+        (timedelta(hours=1, minutes=30), "1 h 30 min"),
+        (timedelta(hours=1), "1 hour"),
+        (timedelta(days=7), "7 days"),
+    ],
+)
+def test_pages_show_durations_without_a_zero_hour(delta, shown):
+    from governance.templatetags.grant_tags import duration
+
+    assert duration(delta) == shown
