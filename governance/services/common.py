@@ -11,10 +11,13 @@ from ..errors import ValidationFailed
 
 
 def lock(model: type[models.Model], pk: int) -> Any:
-    """Fetch one row FOR UPDATE (after the audit chain's lock), or fail with a clear error."""
+    """Fetch one row FOR NO KEY UPDATE (after the audit chain's lock), or fail with a clear error.
+
+    NO KEY: no service changes a key, and rows that merely point at this one (a new grant, request
+    or import row checking its foreign key) need not wait for it."""
     hold_the_chain()
     try:
-        return model.objects.select_for_update().get(pk=pk)
+        return model.objects.select_for_update(no_key=True).get(pk=pk)
     except model.DoesNotExist:
         raise ValidationFailed(f"{model._meta.verbose_name.capitalize()} {pk} does not exist.") from None
 

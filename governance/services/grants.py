@@ -100,7 +100,7 @@ def grant_issue(
     activation + duration).
     """
     hold_the_chain()
-    identity = Identity.objects.select_for_update().get(pk=identity.pk)
+    identity = Identity.objects.select_for_update(no_key=True).get(pk=identity.pk)
     # Locked (its system first, as retirement does) and read again: an entitlement or system retired
     # meanwhile refuses the grant here, and a retirement after this waits, then revokes it.
     entitlement = lock_entitlement(entitlement.pk)

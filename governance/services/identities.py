@@ -248,7 +248,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
     for hook in OFFBOARDING_HOOKS:
         result.hooks[hook.__name__] = hook(identity, actor)
     owned = (
-        Identity.objects.select_for_update(of=("self",))
+        Identity.objects.select_for_update(of=("self",), no_key=True)
         .filter(owner=identity)
         .exclude(status=IdentityStatus.OFFBOARDED)
     )
@@ -273,7 +273,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
                 data={"former_owner": identity.pk, "reason": "owner offboarded and no active backup owner"},
             )
             result.orphaned.append(child.pk)
-    for backed in Identity.objects.select_for_update().filter(backup_owner=identity).order_by("pk"):
+    for backed in Identity.objects.select_for_update(no_key=True).filter(backup_owner=identity).order_by("pk"):
         backed.backup_owner = None
         backed.save(update_fields=["backup_owner", "updated_at"])
         audit_event_record(

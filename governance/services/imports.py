@@ -18,7 +18,7 @@ from guardian.models import UserObjectPermission
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from audit.choices import AuditAction
-from audit.services import Actor, ActorLike, EventSpec, Target, audit_events_record_many
+from audit.services import Actor, ActorLike, EventSpec, Target, audit_events_record_many, hold_the_chain
 
 from .. import policies
 from ..errors import ValidationFailed
@@ -175,6 +175,8 @@ def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress |
         obj.updated_at = now
         changes.append((obj, {"before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}}))
     if changes:
+        # Rows others may hold are about to be locked: take the audit chain first (hold_the_chain).
+        hold_the_chain()
         objs = [obj for obj, _ in changes]
         for batch in _batches(objs):
             bulk_update_with_history(

@@ -39,7 +39,7 @@ def grant_chase_manual_work(*, grant_id: int, step: str) -> bool:
     hold_the_chain()
     grant = (
         _waiting_for_hands()
-        .select_for_update(skip_locked=True, of=("self",))
+        .select_for_update(skip_locked=True, of=("self",), no_key=True)
         .select_related("identity", "entitlement__system__owner")
         .filter(pk=grant_id)
         .first()

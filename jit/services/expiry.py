@@ -29,7 +29,7 @@ _PG_EXPIRE_BATCH = """
           AND (expires_at, id) > (%s, %s)
         ORDER BY expires_at, id
         LIMIT %s
-        FOR UPDATE SKIP LOCKED
+        FOR NO KEY UPDATE SKIP LOCKED
     )
     UPDATE governance_grant AS g
     SET status = 'revoking', end_reason = 'expired', updated_at = CURRENT_TIMESTAMP

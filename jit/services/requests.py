@@ -181,7 +181,7 @@ def _beneficiary_for(requester: Requester, beneficiary_id: int) -> Identity:
     mine = Identity.objects.filter(pk=beneficiary_id)
     mine = mine.filter(Q(pk=me.pk) | Q(owner=me) | Q(backup_owner=me)) if me is not None else mine.none()
     hold_the_chain()
-    beneficiary = mine.select_for_update().first()
+    beneficiary = mine.select_for_update(no_key=True).first()
     if beneficiary is None:
         message = "You may request only for yourself or for an identity you own."
         raise ValidationFailed(message, field_errors={"beneficiary": [message]})
@@ -238,7 +238,7 @@ def access_request_submit(
         raise ValidationFailed("Unknown entitlement.", field_errors={"entitlement": ["Unknown entitlement."]}) from None
     renewal_of = None
     if renewal_of_id is not None:
-        renewal_of = Grant.objects.select_for_update().filter(pk=renewal_of_id).first()
+        renewal_of = Grant.objects.select_for_update(no_key=True).filter(pk=renewal_of_id).first()
         if (
             renewal_of is None
             or renewal_of.identity_id != beneficiary.pk
@@ -479,9 +479,9 @@ def _lock_request(request_id: int) -> AccessRequest:
         raise ValidationFailed(f"Request {request_id} does not exist.")
     beneficiary_id, entitlement_id = row
     hold_the_chain()
-    list(Identity.objects.select_for_update().filter(pk=beneficiary_id).values_list("pk", flat=True))
+    list(Identity.objects.select_for_update(no_key=True).filter(pk=beneficiary_id).values_list("pk", flat=True))
     lock_entitlement(entitlement_id)
-    return AccessRequest.objects.select_for_update().get(pk=request_id)
+    return AccessRequest.objects.select_for_update(no_key=True).get(pk=request_id)
 
 
 @transaction.atomic
@@ -580,8 +580,13 @@ def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[i
     if identity.user_id:
         mine |= Q(requester_id=identity.user_id)
     beneficiaries = set(_in_flight(AccessRequest.objects.filter(mine)).values_list("beneficiary_id", flat=True))
-    list(Identity.objects.select_for_update().filter(pk__in=beneficiaries).order_by("pk").values_list("pk", flat=True))
-    closing = _in_flight(AccessRequest.objects.select_for_update()).filter(mine)
+    list(
+        Identity.objects.select_for_update(no_key=True)
+        .filter(pk__in=beneficiaries)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    closing = _in_flight(AccessRequest.objects.select_for_update(no_key=True)).filter(mine)
     return _close_pending(
         closing,
         actor=actor,
@@ -599,7 +604,9 @@ def close_renewals_of(grant_ids: list[int], *, actor: ActorLike, note: str) -> l
     being decided right now is skipped, not waited for: that decision finds the grant ended and
     fails the renewal itself.
     """
-    renewals = _in_flight(AccessRequest.objects.select_for_update(skip_locked=True)).filter(renewal_of_id__in=grant_ids)
+    renewals = _in_flight(AccessRequest.objects.select_for_update(skip_locked=True, no_key=True)).filter(
+        renewal_of_id__in=grant_ids
+    )
     return _close_pending(
         renewals, actor=actor, note=note, action=AuditAction.REQUEST_CLOSED_GRANT_ENDED, data={"reason": note}
     )
@@ -620,7 +627,7 @@ def close_renewals_of_ended_grants() -> list[int]:
 
 def refuse_requests_for_retired(entitlement: Entitlement, actor: ActorLike) -> list[int]:
     """Retiring an entitlement closes the requests still waiting for it."""
-    pending = _in_flight(AccessRequest.objects.select_for_update()).filter(entitlement=entitlement)
+    pending = _in_flight(AccessRequest.objects.select_for_update(no_key=True)).filter(entitlement=entitlement)
     return _close_pending(
         pending,
         actor=actor,
