@@ -5,6 +5,7 @@ chains a whole batch under one lock with one bulk insert (sweeps, bulk decisions
 chain-head lock so that concurrent writers still produce a single valid chain.
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -184,6 +185,19 @@ def hold_the_chain() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+
+
+def state_change(func):
+    """A service that changes state: one transaction that queues on the audit chain before
+    anything else (see `hold_the_chain`), so no row it writes or locks can be held against it."""
+
+    @functools.wraps(func)
+    def in_one_transaction(*args, **kwargs):
+        with transaction.atomic():
+            hold_the_chain()
+            return func(*args, **kwargs)
+
+    return in_one_transaction
 
 
 def _lock_chain_head() -> tuple[int, str]:

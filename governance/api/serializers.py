@@ -44,12 +44,12 @@ class IdentitySerializer(serializers.ModelSerializer):
         read_only_fields = ["status", "credentials_suspended_at", "created_at", "updated_at"]
 
 
-class IdentityCreateSerializer(serializers.ModelSerializer):
-    """People are named by id among active people only: any other id gets one answer, so the
-    endpoint tells nobody which identities exist (those already set on the record stay valid)."""
+class NamesPeopleById:
+    """People are named by id among active people only: any other id (unknown, a machine, someone
+    who left) gets one answer, so an endpoint tells nobody which identities exist. Those already set
+    on the record stay valid when sent back."""
 
-    kind = serializers.ChoiceField(choices=IdentityKind.choices)
-    PEOPLE_FIELDS = ("owner", "backup_owner", "manager")
+    PEOPLE_FIELDS: tuple[str, ...] = ("owner",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -59,6 +59,11 @@ class IdentityCreateSerializer(serializers.ModelSerializer):
             field = self.fields[name]
             field.queryset = people | Identity.objects.filter(pk=current) if current else people
             field.error_messages["does_not_exist"] = "Must be an active person."
+
+
+class IdentityCreateSerializer(NamesPeopleById, serializers.ModelSerializer):
+    kind = serializers.ChoiceField(choices=IdentityKind.choices)
+    PEOPLE_FIELDS = ("owner", "backup_owner", "manager")
 
     class Meta:
         model = Identity
@@ -82,7 +87,7 @@ class IdentityCreateSerializer(serializers.ModelSerializer):
         extra_kwargs = {"external_id": {"validators": []}}
 
 
-class SystemSerializer(serializers.ModelSerializer):
+class SystemSerializer(NamesPeopleById, serializers.ModelSerializer):
     entitlement_count = serializers.IntegerField(read_only=True)
 
     class Meta:
@@ -106,7 +111,7 @@ class SystemSerializer(serializers.ModelSerializer):
         validators = []
 
 
-class EntitlementSerializer(serializers.ModelSerializer):
+class EntitlementSerializer(NamesPeopleById, serializers.ModelSerializer):
     max_duration_seconds = serializers.SerializerMethodField()
 
     class Meta:
@@ -181,13 +186,23 @@ class GrantSerializer(serializers.ModelSerializer):
 
 
 class GrantCreateSerializer(serializers.Serializer):
-    identity = serializers.PrimaryKeyRelatedField(queryset=Identity.objects.all())
+    """The identity is looked up among those the caller may see (`visible_identities` in the
+    context): a hidden one and an unknown one get the same answer."""
+
+    identity = serializers.PrimaryKeyRelatedField(
+        queryset=Identity.objects.none(), error_messages={"does_not_exist": "No identity you may see has this id."}
+    )
     entitlement = serializers.PrimaryKeyRelatedField(queryset=Entitlement.objects.all())
     kind = serializers.ChoiceField(choices=[GrantKind.STANDING, GrantKind.JIT], default=GrantKind.STANDING)
     duration_seconds = serializers.IntegerField(
         min_value=60, max_value=366 * 24 * 3600, required=False, allow_null=True, default=None
     )
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def __init__(self, *args, visible_identities=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if visible_identities is not None:
+            self.fields["identity"].queryset = visible_identities
 
     def service_kwargs(self) -> dict:
         data = dict(self.validated_data)

@@ -190,7 +190,9 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
 
     @extend_schema(request=GrantCreateSerializer, responses={201: GrantSerializer})
     def create(self, request, *args, **kwargs):
-        payload = GrantCreateSerializer(data=request.data)
+        payload = GrantCreateSerializer(
+            data=request.data, visible_identities=selectors.identity_list(user=request.user)
+        )
         payload.is_valid(raise_exception=True)
         grant = grants.grant_create(actor=request.user, **payload.service_kwargs())
         return Response(GrantSerializer(grant).data, status=status.HTTP_201_CREATED)

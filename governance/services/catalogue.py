@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import ActorLike, audit_event_record, hold_the_chain
+from audit.services import ActorLike, audit_event_record, hold_the_chain, state_change
 
 from .. import policies
 from ..choices import ApproverSource, IdentityKind, IdentityStatus, LifecycleStatus
@@ -152,7 +152,7 @@ def lock_entitlement(entitlement_id: int) -> Entitlement:
     )
 
 
-@transaction.atomic
+@state_change
 def system_create(*, actor: ActorLike, name: str, owner: Identity, **fields: Any) -> System:
     check(actor, lambda user, _s: policies.is_admin(user), None, "Only admins add systems.")
     _require_active_owner(owner)
@@ -169,7 +169,7 @@ def system_create(*, actor: ActorLike, name: str, owner: Identity, **fields: Any
     return system
 
 
-@transaction.atomic
+@state_change
 def system_update(*, system_id: int, actor: ActorLike, changes: dict[str, Any]) -> System:
     system = lock(System, system_id)
     check(actor, policies.can_edit_system, system, "Only the system's owner or an admin may edit it.")
@@ -209,7 +209,7 @@ def system_update(*, system_id: int, actor: ActorLike, changes: dict[str, Any]) 
     return system
 
 
-@transaction.atomic
+@state_change
 def system_retire(*, system_id: int, actor: ActorLike, reason: str) -> System:
     """Retire a system and every entitlement in it; live grants go to revocation."""
     system = lock(System, system_id)
@@ -227,7 +227,7 @@ def system_retire(*, system_id: int, actor: ActorLike, reason: str) -> System:
 #
 # Entitlements
 #
-@transaction.atomic
+@state_change
 def entitlement_create(*, actor: ActorLike, system: System, name: str, owner: Identity, **fields: Any) -> Entitlement:
     # Locked and read again: a system retired meanwhile (system_retire holds this lock) takes no new entitlements.
     system = lock(System, system.pk)
@@ -262,7 +262,7 @@ def _check_kinds(kinds: Any) -> None:
         )
 
 
-@transaction.atomic
+@state_change
 def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[str, Any]) -> Entitlement:
     entitlement = lock_entitlement(entitlement_id)
     check(actor, policies.can_edit_entitlement, entitlement, "Only the entitlement's owners or an admin may edit it.")
@@ -290,7 +290,7 @@ def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[s
     return entitlement
 
 
-@transaction.atomic
+@state_change
 def entitlement_retire(*, entitlement_id: int, actor: ActorLike, reason: str) -> Entitlement:
     """Retire an entitlement: no new requests or grants, pending work refused, live grants revoked."""
     from .grants import grant_revoke
@@ -371,7 +371,7 @@ def _require_sod_admin(actor: ActorLike, message: str) -> None:
     check(actor, lambda user, _r: policies.is_admin(user), None, message)
 
 
-@transaction.atomic
+@state_change
 def sod_rule_create(
     *, actor: ActorLike, name: str, entitlements: list[Entitlement], severity: str, action: str, description: str = ""
 ) -> SodRule:
@@ -392,7 +392,7 @@ def sod_rule_create(
     return rule
 
 
-@transaction.atomic
+@state_change
 def sod_rule_update(
     *,
     rule_id: int,
@@ -443,13 +443,13 @@ def _sod_rule_set_active(*, rule_id: int, actor: ActorLike, reason: str, active:
     return rule
 
 
-@transaction.atomic
+@state_change
 def sod_rule_deactivate(*, rule_id: int, actor: ActorLike, reason: str) -> SodRule:
     """Stop applying a rule to new requests, grants and hygiene scans; it is kept, and can come back."""
     return _sod_rule_set_active(rule_id=rule_id, actor=actor, reason=reason, active=False)
 
 
-@transaction.atomic
+@state_change
 def sod_rule_reactivate(*, rule_id: int, actor: ActorLike, reason: str) -> SodRule:
     """Apply a deactivated rule again, from the next request on."""
     return _sod_rule_set_active(rule_id=rule_id, actor=actor, reason=reason, active=True)

@@ -4,11 +4,10 @@ The delegation is a django-guardian object permission, so `user.has_perm(perm, i
 it everywhere; handing the identity over, offboarding it and naming delegates stay with its owners.
 """
 
-from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.choices import AuditAction
-from audit.services import ActorLike, audit_event_record
+from audit.services import ActorLike, audit_event_record, state_change
 
 from .. import policies
 from ..choices import IdentityKind, IdentityStatus
@@ -31,7 +30,7 @@ def _delegate_user(identity: Identity, delegate: Identity):
     return delegate.user
 
 
-@transaction.atomic
+@state_change
 def identity_delegate(*, identity_id: int, actor: ActorLike, delegate: Identity, reason: str = "") -> Identity:
     identity = lock(Identity, identity_id)
     check(actor, policies.can_manage_identity, identity, "Only the identity's owners or an admin name delegates.")
@@ -50,7 +49,7 @@ def identity_delegate(*, identity_id: int, actor: ActorLike, delegate: Identity,
     return identity
 
 
-@transaction.atomic
+@state_change
 def identity_undelegate(*, identity_id: int, actor: ActorLike, delegate: Identity, reason: str = "") -> Identity:
     identity = lock(Identity, identity_id)
     check(actor, policies.can_manage_identity, identity, "Only the identity's owners or an admin remove delegates.")

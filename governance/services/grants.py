@@ -6,13 +6,12 @@ connector through the outbox; the grant is `revoked` (or `expired`) when the tar
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
 from audit.outbox import outbox_enqueue
-from audit.services import Actor, ActorLike, audit_event_record, hold_the_chain
+from audit.services import Actor, ActorLike, audit_event_record, hold_the_chain, state_change
 
 from .. import policies
 from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
@@ -45,7 +44,7 @@ def _ask_connector(grant: Grant, kind: str) -> None:
     outbox_enqueue(kind=kind, payload={"grant_id": grant.pk}, idempotency_key=f"grant:{grant.pk}:{kind}:{attempt}")
 
 
-@transaction.atomic
+@state_change
 def grant_create(
     *,
     actor: ActorLike,
@@ -79,7 +78,7 @@ def grant_create(
     )
 
 
-@transaction.atomic
+@state_change
 def grant_issue(
     *,
     actor: ActorLike,
@@ -132,7 +131,7 @@ def grant_issue(
     return grant
 
 
-@transaction.atomic
+@state_change
 def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str = "") -> Grant:
     """The target confirmed the access: the grant becomes active and its clock starts now."""
     grant = lock(Grant, grant_id)
@@ -169,7 +168,7 @@ def _tell_holders(grant: Grant, *, kind: str, subject: str, body: str, key: str)
     )
 
 
-@transaction.atomic
+@state_change
 def grant_provision_failed(*, grant_id: int, actor: ActorLike, error: str) -> Grant:
     """The connector gave up provisioning (its outbox message went dead): visible, and retried by the system owner."""
     grant = lock(Grant, grant_id)
@@ -196,7 +195,7 @@ def _tell_system_owner(grant: Grant, what: str, error: str) -> None:
     )
 
 
-@transaction.atomic
+@state_change
 def grant_revoke(*, grant_id: int, actor: ActorLike, reason: str, end_reason: str = "revoked") -> Grant:
     """Ask the target to remove access; the grant is `revoking` until the connector confirms.
 
@@ -226,7 +225,7 @@ def grant_revoke(*, grant_id: int, actor: ActorLike, reason: str, end_reason: st
     return grant
 
 
-@transaction.atomic
+@state_change
 def grant_confirm_revoked(*, grant_id: int, actor: ActorLike) -> Grant:
     """The target confirmed the removal: the grant has expired or been revoked, for good."""
     grant = lock(Grant, grant_id)
@@ -257,7 +256,7 @@ def grant_confirm_revoked(*, grant_id: int, actor: ActorLike) -> Grant:
     return grant
 
 
-@transaction.atomic
+@state_change
 def grant_revoke_failed(*, grant_id: int, actor: ActorLike, error: str) -> Grant:
     """The target refused the removal: stays visible as failed and is asked again later, never marked done."""
     grant = lock(Grant, grant_id)
@@ -289,19 +288,19 @@ def _retry(grant_id: int, actor: ActorLike, failed: str, what: str) -> Grant:
     return grant
 
 
-@transaction.atomic
+@state_change
 def grant_retry_provision(*, grant_id: int, actor: ActorLike) -> Grant:
     """Ask the connector again after it gave up provisioning."""
     return _retry(grant_id, actor, GrantStatus.PROVISION_FAILED, "provisioning")
 
 
-@transaction.atomic
+@state_change
 def grant_retry_revoke(*, grant_id: int, actor: ActorLike) -> Grant:
     """Ask the connector again after it gave up removing the access."""
     return _retry(grant_id, actor, GrantStatus.REVOKE_FAILED, "removal")
 
 
-@transaction.atomic
+@state_change
 def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason: str = "") -> Grant:
     """Replace an active time-boxed grant by its renewal, without touching the target.
 

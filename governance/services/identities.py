@@ -4,11 +4,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import ActorLike, audit_event_record
+from audit.services import ActorLike, audit_event_record, state_change
 
 from .. import policies
 from ..choices import IdentityKind, IdentityStatus
@@ -88,7 +87,7 @@ def _validate(identity: Identity, *, manager_changed: bool = False) -> None:
     full_clean_or_fail(identity, exclude=["owner", "backup_owner", "manager", "user"])
 
 
-@transaction.atomic
+@state_change
 def identity_create(
     *, actor: ActorLike, kind: str, name: str, owner: Identity | None = None, **fields: Any
 ) -> Identity:
@@ -114,7 +113,7 @@ def identity_create(
     return identity
 
 
-@transaction.atomic
+@state_change
 def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, Any]) -> Identity:
     """Edit the descriptive and credential facts of an identity (not its owner or status)."""
     identity = lock(Identity, identity_id)
@@ -140,7 +139,7 @@ def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, An
     return identity
 
 
-@transaction.atomic
+@state_change
 def identity_change_owner(
     *,
     identity_id: int,
@@ -169,7 +168,7 @@ def identity_change_owner(
     return identity
 
 
-@transaction.atomic
+@state_change
 def identity_suspend(*, identity_id: int, actor: ActorLike, reason: str) -> Identity:
     """Stop an identity from being used or requesting, without removing its grants.
 
@@ -191,7 +190,7 @@ def _set_login_active(identity: Identity, active: bool) -> bool:
     return True
 
 
-@transaction.atomic
+@state_change
 def identity_reactivate(*, identity_id: int, actor: ActorLike, reason: str = "") -> Identity:
     identity = lock(Identity, identity_id)
     check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may reactivate it.")
@@ -220,7 +219,7 @@ class OffboardingResult:
     hooks: dict[str, Any] = field(default_factory=dict)
 
 
-@transaction.atomic
+@state_change
 def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> OffboardingResult:
     """Remove an identity from the organisation in one transaction.
 

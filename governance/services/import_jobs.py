@@ -14,7 +14,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import audit_event_record
+from audit.services import audit_event_record, state_change
 
 from .. import policies
 from ..errors import DomainError, PermissionRefused
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 IMPORT_TIME_LIMIT = settings.IMPORT_TASK_TIME_LIMIT  # seconds: a 100,000-row file takes about a minute
 
 
-@transaction.atomic
+@state_change
 def import_job_submit(*, actor, entity: str, fmt: str, content: bytes, file_name: str, dry_run: bool) -> ImportJob:
     """Keep the file and queue the import (on commit); only admins import."""
     if not policies.can_import(actor):

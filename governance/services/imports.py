@@ -139,6 +139,9 @@ def _update_events(plan: Plan, obj: models.Model, change: dict[str, Any], file_n
 
 
 def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress | None) -> list[EventSpec]:
+    # Rows are about to be written and locked: take the audit chain first (see hold_the_chain). Other
+    # changes wait for the import's write phase; the checking of every row before it holds nothing.
+    hold_the_chain()
     now = timezone.now()
     user = _history_user(actor)
     reason = f"import {file_name}"[:100]
@@ -175,8 +178,6 @@ def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress |
         obj.updated_at = now
         changes.append((obj, {"before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}}))
     if changes:
-        # Rows others may hold are about to be locked: take the audit chain first (hold_the_chain).
-        hold_the_chain()
         objs = [obj for obj, _ in changes]
         for batch in _batches(objs):
             bulk_update_with_history(

@@ -10,11 +10,10 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, audit_event_record, hold_the_chain
+from audit.services import Actor, audit_event_record, hold_the_chain, state_change
 
 from ..choices import Connector, GrantStatus
 from ..connectors.manual import grant_url
@@ -33,7 +32,7 @@ def _admins() -> list:
     return list(get_user_model().objects.filter(groups__name=Role.ADMIN, is_active=True))
 
 
-@transaction.atomic
+@state_change
 def grant_chase_manual_work(*, grant_id: int, step: str) -> bool:
     """Remind the system owner (`step="reminder"`) or tell the admins (`"escalation"`), once per phase."""
     hold_the_chain()

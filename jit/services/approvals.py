@@ -4,7 +4,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import audit_event_record
+from audit.services import audit_event_record, state_change
 from governance.errors import InvalidTransition, PermissionRefused, ValidationFailed
 from governance.services.notifications import notify
 
@@ -14,7 +14,7 @@ from ..models import AccessRequest, Approval
 from .requests import _approve, _lock_request, notify_approvers, request_url, told_of_outcome, withdraw_asks
 
 
-@transaction.atomic
+@state_change
 def access_request_decide(
     *, request_id: int, approver, decision: str, comment: str = "", stage_position: int | None = None
 ) -> AccessRequest:

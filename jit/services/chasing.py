@@ -6,12 +6,11 @@ request whose holder never activated it within its window lapses.
 """
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, audit_event_record
+from audit.services import Actor, audit_event_record, state_change
 from governance.services.notifications import notify
 
 from ..choices import RequestStatus
@@ -39,7 +38,7 @@ def _notify_stage(request: AccessRequest, stage: ApprovalStage, approvers: list,
     )
 
 
-@transaction.atomic
+@state_change
 def access_request_remind(*, request_id: int, stage_position: int | None = None) -> bool:
     """Remind the approvers of the stage the request waits on, once per stage.
 
@@ -65,7 +64,7 @@ def access_request_remind(*, request_id: int, stage_position: int | None = None)
     return True
 
 
-@transaction.atomic
+@state_change
 def access_request_escalate(*, request_id: int, stage_position: int | None = None) -> bool:
     """Add the fallback approvers to the stage the request waits on, once per stage."""
     request = _lock_request(request_id)
@@ -89,7 +88,7 @@ def access_request_escalate(*, request_id: int, stage_position: int | None = Non
     return True
 
 
-@transaction.atomic
+@state_change
 def access_request_time_out(*, request_id: int) -> bool:
     request = _lock_request(request_id)
     if request.status != RequestStatus.PENDING:
@@ -137,7 +136,7 @@ def chase_pending_requests(*, now=None) -> dict[str, int]:
 LAPSED_NOTE = "Not activated within its window."
 
 
-@transaction.atomic
+@state_change
 def access_request_lapse(*, request_id: int) -> bool:
     """An approved request its holder did not activate within the window ends as timed out, once."""
     request = _lock_request(request_id)

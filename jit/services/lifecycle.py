@@ -1,11 +1,10 @@
 """What happens to a JIT grant while it runs: warnings before expiry, early release, do-not-renew."""
 
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, ActorLike, audit_event_record
+from audit.services import Actor, ActorLike, audit_event_record, state_change
 from governance.choices import GrantStatus
 from governance.errors import InvalidTransition
 from governance.models import Grant
@@ -21,7 +20,7 @@ def _user(actor: ActorLike):
     return actor.user if isinstance(actor, Actor) else actor
 
 
-@transaction.atomic
+@state_change
 def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant:
     """The holder gives access back before it expires.
 
@@ -45,7 +44,7 @@ def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant
     return grant
 
 
-@transaction.atomic
+@state_change
 def grant_mark_no_renew(*, grant_id: int, actor: ActorLike, note: str = "") -> Grant:
     """An owner reviewed this expiring access: no more warnings, and no renewal."""
     grant = lock(Grant, grant_id)
@@ -59,7 +58,7 @@ def grant_mark_no_renew(*, grant_id: int, actor: ActorLike, note: str = "") -> G
     return grant
 
 
-@transaction.atomic
+@state_change
 def grant_warn_expiry(*, grant_id: int) -> bool:
     """Tell the holder their access ends soon, once, with a link to extend it (beat task)."""
     grant = lock(Grant, grant_id)

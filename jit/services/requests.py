@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, ActorLike, audit_event_record, hold_the_chain
+from audit.services import Actor, ActorLike, audit_event_record, hold_the_chain, state_change
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
@@ -209,7 +209,7 @@ def _shortfall(position: int, spec: dict) -> str:
 #
 # Submission
 #
-@transaction.atomic
+@state_change
 def access_request_submit(
     *,
     actor: ActorLike,
@@ -484,7 +484,7 @@ def _lock_request(request_id: int) -> AccessRequest:
     return AccessRequest.objects.select_for_update(no_key=True).get(pk=request_id)
 
 
-@transaction.atomic
+@state_change
 def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = "") -> AccessRequest:
     """The requester withdraws a pending request, or an approved one not yet started; a grant stays a grant.
 
@@ -504,7 +504,7 @@ def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = ""
     return request
 
 
-@transaction.atomic
+@state_change
 def access_request_activate(*, request_id: int, actor: ActorLike) -> AccessRequest:
     """The holder starts approved high-risk access within its activation window."""
     request = _lock_request(request_id)
@@ -527,7 +527,7 @@ def access_request_activate(*, request_id: int, actor: ActorLike) -> AccessReque
     return request
 
 
-@transaction.atomic
+@state_change
 def access_request_start_scheduled(*, request_id: int) -> AccessRequest:
     """Issue the grant of an approved request whose later start has come (beat task; idempotent)."""
     request = _lock_request(request_id)
@@ -622,6 +622,7 @@ def close_renewals_of_ended_grants() -> list[int]:
     if not grant_ids:
         return []
     with transaction.atomic():
+        hold_the_chain()  # before the renewals' row locks
         return close_renewals_of(grant_ids, actor=Actor.system(), note="Closed: the access ended")
 
 

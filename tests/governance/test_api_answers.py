@@ -73,3 +73,23 @@ def test_the_api_schema_and_its_docs_are_for_signed_in_callers(requester):
     schema = client.get(f"{API}/schema/")
     assert schema.status_code == 200 and b"/api/v1/requests/" in schema.content
     assert client.get(f"{API}/docs/").status_code == 200
+
+
+def test_naming_a_hidden_identity_as_an_owner_or_grantee_is_the_same_answer_as_an_unknown_id():
+    alice = PersonFactory()
+    hidden = MachineFactory(owner=PersonFactory())
+    entitlement = EntitlementFactory()
+    client = api(alice.user)
+
+    def answers(path, field, payload):
+        return [
+            (r.status_code, r.json())
+            for r in (
+                client.post(f"{API}/{path}/", {**payload, field: pk}, format="json") for pk in (hidden.pk, 99_999_999)
+            )
+        ]
+
+    system = answers("systems", "owner", {"name": "Billing", "criticality": "low"})
+    grant = answers("grants", "identity", {"entitlement": entitlement.pk, "kind": "standing"})
+    assert system[0] == system[1] and system[0][0] == 400
+    assert grant[0] == grant[1] and grant[0][0] == 400

@@ -8,7 +8,10 @@ side wins a round is up to the scheduler; every round must end consistent either
 import time
 
 import pytest
+from django.contrib.auth.models import Group
+from django.db import transaction
 
+from audit.services import hold_the_chain
 from governance.choices import GrantStatus, LifecycleStatus
 from governance.errors import DomainError, ValidationFailed
 from governance.models import Entitlement, Grant, System
@@ -16,7 +19,7 @@ from governance.services import catalogue
 from governance.services.catalogue import entitlement_create, entitlement_retire, system_create, system_retire
 from governance.services.common import full_clean_or_fail
 from governance.services.grants import grant_issue
-from tests.concurrency import race
+from tests.concurrency import race, while_holding
 from tests.factories.governance import EntitlementFactory, MachineFactory, PersonFactory, SystemFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -137,3 +140,28 @@ def test_two_entitlements_created_with_one_name_at_once_give_one_and_a_name_erro
         assert Entitlement.objects.filter(system=system, name=f"db-{number}").count() == 1
         errors = [r for r in results if isinstance(r, Exception)]
         assert len(errors) == 1 and "name" in errors[0].field_errors, results
+
+
+def test_an_admin_changing_a_users_roles_while_their_identity_is_suspended_does_not_deadlock(admin_user):
+    # given a suspension under way: it holds the audit chain and is about to turn the login off
+    person = PersonFactory()
+    user = person.user
+
+    def admin_edits_the_user():  # what the admin's change form does: save the user, then its groups
+        with transaction.atomic():
+            user.first_name = "Renamed"
+            user.save()
+            user.groups.add(Group.objects.get(name="auditor"))
+
+    # when an admin edits that user meanwhile
+    suspended, edited = while_holding(
+        hold_the_chain,
+        lambda: type(user).objects.filter(pk=user.pk).update(is_active=False),
+        admin_edits_the_user,
+    )
+
+    # then both go through, one after the other
+    assert not isinstance(suspended, Exception), suspended
+    assert not isinstance(edited, Exception), edited
+    user.refresh_from_db()
+    assert user.first_name == "Renamed" and user.groups.filter(name="auditor").exists()

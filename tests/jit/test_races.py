@@ -6,29 +6,33 @@ checked for one consistent outcome: the winner's effects exactly once, the loser
 and the loser told why.
 """
 
-import threading
-import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent, OutboxMessage
+from audit.services import hold_the_chain
 from audit.verify import verify_chain
 from governance.choices import GrantStatus
 from governance.errors import DomainError, InvalidTransition
 from governance.models import Grant
 from governance.services.catalogue import entitlement_update, lock_entitlement
+from governance.services.grants import grant_revoke
 from governance.services.identities import identity_offboard
 from jit.choices import RequestStatus, StageStatus
 from jit.models import AccessRequest
 from jit.services.approvals import access_request_decide
 from jit.services.expiry import grants_expire_due
 from jit.services.lifecycle import grant_release
-from jit.services.requests import _lock_request, access_request_cancel, access_request_submit
-from tests.concurrency import race
+from jit.services.requests import (
+    _lock_request,
+    access_request_cancel,
+    access_request_submit,
+    close_renewals_of_ended_grants,
+)
+from tests.concurrency import race, while_holding
 from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, PersonFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -71,13 +75,7 @@ def approvers_group():
 
 def _pending_request(requester, stages=(GROUP_STAGE,)):
     entitlement = EntitlementFactory(approval_stages=list(stages))
-    request = access_request_submit(
-        actor=requester.user,
-        beneficiary_id=requester.pk,
-        entitlement_id=entitlement.pk,
-        duration=timedelta(hours=1),
-        justification="race",
-    )
+    request = _request_for(requester, requester, entitlement_id=entitlement.pk)
     assert request.status == RequestStatus.PENDING and request.stages.count() == len(stages)
     return request
 
@@ -249,19 +247,6 @@ def test_two_sweeps_at_once_expire_each_grant_once():
     assert verify_chain().ok
 
 
-def _wait_until_a_connection_waits_on_a_lock(give_up, timeout: float = 10.0) -> None:
-    """Block until another connection of this database waits for a row lock, or `give_up()` is true."""
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline and not give_up():
-            cursor.execute(
-                "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-
-
 def while_a_decision_holds_its_locks(request, approver, other):
     """Start deciding `request`, pause right after its locks are taken, run `other` meanwhile."""
     return while_holding(
@@ -269,46 +254,6 @@ def while_a_decision_holds_its_locks(request, approver, other):
         lambda: access_request_decide(request_id=request.pk, approver=approver, decision="approve"),
         other,
     )
-
-
-def while_holding(take_locks, finish, other):
-    """In one transaction take `take_locks()`'s locks and pause; run `other` meanwhile on another
-    connection; then `finish()`. Returns (finish's outcome, other's outcome).
-
-    Whatever `other` locks in whatever order, it must queue behind the first, never deadlock."""
-    locked, go = threading.Event(), threading.Event()
-    outcome: dict = {}
-
-    def decide():
-        try:
-            with transaction.atomic():
-                take_locks()
-                locked.set()
-                go.wait(10)
-                outcome["decision"] = finish()
-        except Exception as exc:
-            outcome["decision"] = exc
-        finally:
-            connection.close()
-
-    def run_other():
-        locked.wait(10)
-        try:
-            outcome["other"] = other()
-        except Exception as exc:
-            outcome["other"] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=decide), threading.Thread(target=run_other)]
-    for t in threads:
-        t.start()
-    locked.wait(10)
-    _wait_until_a_connection_waits_on_a_lock(give_up=lambda: "other" in outcome)
-    go.set()
-    for t in threads:
-        t.join(30)
-    return outcome["decision"], outcome["other"]
 
 
 def test_offboarding_a_requester_while_their_machines_request_is_decided_does_not_deadlock(approvers_group, admin_user):
@@ -371,11 +316,37 @@ def test_an_automatically_approved_request_while_its_entitlement_is_edited_does_
     assert verify_chain().ok
 
 
-def _request_for(requester, beneficiary, entitlement_id=None):
+def _request_for(requester, beneficiary, entitlement_id=None, **extra):
     return access_request_submit(
         actor=requester.user,
         beneficiary_id=beneficiary.pk,
         entitlement_id=entitlement_id or EntitlementFactory(approval_stages=[GROUP_STAGE]).pk,
         duration=timedelta(hours=1),
-        justification="nightly export",
+        justification="race",
+        **extra,
     )
+
+
+def test_the_sweep_closing_a_renewal_while_it_is_decided_does_not_deadlock(approvers_group, admin_user):
+    # given a pending renewal of a grant an owner revoked, and a decision on it that has begun
+    first, _ = approvers_group
+    alice = PersonFactory()
+    grant = GrantFactory(identity=alice, kind="jit", expires_at=timezone.now() + timedelta(hours=1))
+    grant.entitlement.approval_stages = [GROUP_STAGE]
+    grant.entitlement.save()
+    renewal = _request_for(alice, alice, entitlement_id=grant.entitlement_id, renewal_of_id=grant.pk)
+    grant_revoke(grant_id=grant.pk, actor=admin_user, reason="not needed")
+
+    # when the sweep tidies renewals meanwhile
+    decided, closed = while_holding(
+        hold_the_chain,  # a decision's first step
+        lambda: access_request_decide(request_id=renewal.pk, approver=first, decision="approve"),
+        close_renewals_of_ended_grants,
+    )
+
+    # then one of them ends the renewal, and neither fails for a deadlock
+    assert not isinstance(closed, Exception), closed
+    assert not isinstance(decided, Exception) or isinstance(decided, DomainError), decided
+    renewal.refresh_from_db()
+    assert renewal.status in (RequestStatus.FAILED, RequestStatus.CANCELLED)
+    assert verify_chain().ok
