@@ -156,4 +156,26 @@ def read(content: bytes, *, fmt: str, allowed: list[str], required: list[str]) -
     except ValueError as exc:
         return ParsedFile([], [RowError(0, "", str(exc))], [])
     reader = read_json if fmt == "json" else read_csv
-    return reader(text, allowed=allowed, required=required)
+    return _refuse_nul(reader(text, allowed=allowed, required=required))
+
+
+def _nul_column(values: dict[str, Any]) -> str | None:
+    for column, value in values.items():
+        cells = value if isinstance(value, list) else [value]
+        if any(isinstance(cell, str) and "\x00" in cell for cell in cells):
+            return column
+    return None
+
+
+def _refuse_nul(parsed: ParsedFile) -> ParsedFile:
+    """A NUL character is no text the database can keep: the row is reported, not a server error."""
+    kept: list[Row] = []
+    for row in parsed.rows:
+        column = _nul_column(row.values)
+        if column is None:
+            kept.append(row)
+        else:
+            key = str(row.values.get("external_id") or "").replace("\x00", "")
+            parsed.errors.append(RowError(row.line, key, f"column {column!r} contains a NUL character"))
+    parsed.rows[:] = kept
+    return parsed

@@ -205,6 +205,20 @@ def test_a_short_row_ending_before_its_external_id_is_reported_by_line():
     assert not Identity.objects.exists()
 
 
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_nul_character_in_a_cell_is_reported_by_line_not_a_server_error(fmt):
+    text = (
+        "external_id,name,kind\np-1,Ad\x00a,human\np-2,Bea,human\n"
+        if fmt == "csv"
+        else '[\n{"external_id": "p-1", "name": "Ad\\u0000a", "kind": "human"}\n]'
+    )
+
+    errors = rejected("identities", text, fmt=fmt)
+
+    assert errors == [(2, "column 'name' contains a NUL character")]
+    assert not Identity.objects.exists()
+
+
 ENTITLEMENT_HEADER = "external_id,system_external_id,name,owner_external_id,max_duration_hours,review_cadence_days"
 
 
