@@ -5,18 +5,23 @@ from django.views.decorators.cache import never_cache
 
 from jit.selectors import dashboard_panels
 
-from .health import run_checks
+from .health import READINESS_CHECKS, run_checks
 
 
 @never_cache
-def health(request):
+def health(request, names=None):
     """200 when every check passes, else 503. Load balancers and strangers get names and pass/fail;
     staff also get each check's detail (backend, sweep age, overdue grants) to see why."""
-    checks = run_checks()
+    checks = run_checks(names)
     ok = all(check["ok"] for check in checks.values())
     if not request.user.is_staff:
         checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     return JsonResponse({"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503)
+
+
+def health_ready(request):
+    """Readiness for a load balancer: can this node serve (database and broker)?"""
+    return health(request, names=READINESS_CHECKS)
 
 
 @login_required
