@@ -179,8 +179,8 @@ def hold_the_chain() -> None:
 
     Writing an event holds the chain until commit, so a row lock taken after a transaction's first
     event could wait for a transaction that holds that row and waits for the chain: a deadlock.
-    Services therefore take the chain first (the shared lock helpers do it): state changes queue in
-    one place, which the chain already made them do from their first event on. Re-entrant.
+    Services therefore take the chain first (`state_change` does it for them): state changes queue
+    in one place, which the chain already made them do from their first event on. Re-entrant.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

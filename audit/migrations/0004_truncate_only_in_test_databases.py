@@ -7,12 +7,11 @@ test runner names its own (`test_...`), so on a real portal's database nobody ca
 
 from django.db import migrations
 
-FORWARD = r"""
+# The function of 0002, with the test-database condition added (FORWARD) or taken out again (BACKWARD).
+FUNCTION = r"""
 CREATE OR REPLACE FUNCTION audit_event_refuse_change() RETURNS trigger AS $$
 BEGIN
-    IF TG_OP = 'TRUNCATE'
-       AND current_setting('portal.audit_maintenance', true) = 'on'
-       AND current_database() LIKE 'test\_%' THEN
+    IF TG_OP = 'TRUNCATE' AND current_setting('portal.audit_maintenance', true) = 'on'{only_tests} THEN
         RETURN NULL;
     END IF;
     RAISE EXCEPTION 'audit_auditevent is append-only: % refused', TG_OP
@@ -20,18 +19,8 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 """
-
-BACKWARD = """
-CREATE OR REPLACE FUNCTION audit_event_refuse_change() RETURNS trigger AS $$
-BEGIN
-    IF TG_OP = 'TRUNCATE' AND current_setting('portal.audit_maintenance', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
-    RAISE EXCEPTION 'audit_auditevent is append-only: % refused', TG_OP
-        USING ERRCODE = 'insufficient_privilege';
-END;
-$$ LANGUAGE plpgsql;
-"""
+FORWARD = FUNCTION.format(only_tests=r" AND current_database() LIKE 'test\_%'")
+BACKWARD = FUNCTION.format(only_tests="")
 
 
 def forward(apps, schema_editor):

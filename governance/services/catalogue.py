@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import ActorLike, audit_event_record, hold_the_chain, state_change
+from audit.services import ActorLike, audit_event_record, state_change
 
 from .. import policies
 from ..choices import ApproverSource, IdentityKind, IdentityStatus, LifecycleStatus
@@ -144,7 +144,6 @@ def lock_entitlement(entitlement_id: int) -> Entitlement:
     system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
     if system_id is None:
         raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
-    hold_the_chain()
     # NO KEY: rows that merely point at these (a new request, a grant) may still be written meanwhile.
     list(System.objects.select_for_update(no_key=True).filter(pk=system_id).values_list("pk", flat=True))
     return (

@@ -4,18 +4,18 @@ from typing import Any
 
 from django.db import models
 
-from audit.services import Actor, ActorLike, hold_the_chain
+from audit.services import Actor, ActorLike
 
 from .. import policies
 from ..errors import ValidationFailed
 
 
 def lock(model: type[models.Model], pk: int) -> Any:
-    """Fetch one row FOR NO KEY UPDATE (after the audit chain's lock), or fail with a clear error.
+    """Fetch one row FOR NO KEY UPDATE, or fail with a clear error. Callers are `state_change`
+    services, which hold the audit chain already.
 
     NO KEY: no service changes a key, and rows that merely point at this one (a new grant, request
     or import row checking its foreign key) need not wait for it."""
-    hold_the_chain()
     try:
         return model.objects.select_for_update(no_key=True).get(pk=pk)
     except model.DoesNotExist:

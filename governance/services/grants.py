@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.choices import AuditAction
 from audit.outbox import outbox_enqueue
-from audit.services import Actor, ActorLike, audit_event_record, hold_the_chain, state_change
+from audit.services import Actor, ActorLike, audit_event_record, state_change
 
 from .. import policies
 from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
@@ -98,7 +98,6 @@ def grant_issue(
     workflow). A time-boxed grant's clock starts when the connector confirms (expires =
     activation + duration).
     """
-    hold_the_chain()
     identity = Identity.objects.select_for_update(no_key=True).get(pk=identity.pk)
     # Locked (its system first, as retirement does) and read again: an entitlement or system retired
     # meanwhile refuses the grant here, and a retirement after this waits, then revokes it.

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, audit_event_record, hold_the_chain, state_change
+from audit.services import Actor, audit_event_record, state_change
 
 from ..choices import Connector, GrantStatus
 from ..connectors.manual import grant_url
@@ -35,7 +35,6 @@ def _admins() -> list:
 @state_change
 def grant_chase_manual_work(*, grant_id: int, step: str) -> bool:
     """Remind the system owner (`step="reminder"`) or tell the admins (`"escalation"`), once per phase."""
-    hold_the_chain()
     grant = (
         _waiting_for_hands()
         .select_for_update(skip_locked=True, of=("self",), no_key=True)

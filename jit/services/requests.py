@@ -15,7 +15,6 @@ from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
 from governance.models import Entitlement, Grant, Identity, Notification, SodRule
-from governance.services.catalogue import lock_entitlement
 from governance.services.grants import grant_issue, grant_renew
 from governance.services.notifications import holders_of, notify
 
@@ -180,7 +179,6 @@ def _beneficiary_for(requester: Requester, beneficiary_id: int) -> Identity:
     me = requester.identity
     mine = Identity.objects.filter(pk=beneficiary_id)
     mine = mine.filter(Q(pk=me.pk) | Q(owner=me) | Q(backup_owner=me)) if me is not None else mine.none()
-    hold_the_chain()
     beneficiary = mine.select_for_update(no_key=True).first()
     if beneficiary is None:
         message = "You may request only for yourself or for an identity you own."
@@ -468,19 +466,12 @@ def _issue(request: AccessRequest, actor: ActorLike) -> None:
 
 
 def _lock_request(request_id: int) -> AccessRequest:
-    """Lock the beneficiary, the entitlement (after its system), then the request.
-
-    The order offboarding (the beneficiary before its requests) and retirement (the system and
-    the entitlement before their requests) take, so a decision racing either waits instead of
-    deadlocking; issuing the grant then finds both already held.
-    """
-    row = AccessRequest.objects.filter(pk=request_id).values_list("beneficiary_id", "entitlement_id").first()
-    if row is None:
+    """Lock the beneficiary, then the request (callers are `state_change` services: they already
+    hold the audit chain, so whatever else is locked meanwhile waits its turn)."""
+    beneficiary_id = AccessRequest.objects.filter(pk=request_id).values_list("beneficiary_id", flat=True).first()
+    if beneficiary_id is None:
         raise ValidationFailed(f"Request {request_id} does not exist.")
-    beneficiary_id, entitlement_id = row
-    hold_the_chain()
     list(Identity.objects.select_for_update(no_key=True).filter(pk=beneficiary_id).values_list("pk", flat=True))
-    lock_entitlement(entitlement_id)
     return AccessRequest.objects.select_for_update(no_key=True).get(pk=request_id)
 
 
@@ -571,21 +562,10 @@ def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction
 
 
 def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[int]:
-    """Offboarding closes the pending requests for that identity and the ones it made.
-
-    The beneficiaries are locked before their requests, the order a decision takes: a person
-    offboarded while someone decides on a request they made for their machine must not deadlock.
-    """
+    """Offboarding closes the pending requests for that identity and the ones it made."""
     mine = Q(beneficiary=identity) | Q(requester_identity=identity)
     if identity.user_id:
         mine |= Q(requester_id=identity.user_id)
-    beneficiaries = set(_in_flight(AccessRequest.objects.filter(mine)).values_list("beneficiary_id", flat=True))
-    list(
-        Identity.objects.select_for_update(no_key=True)
-        .filter(pk__in=beneficiaries)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
     closing = _in_flight(AccessRequest.objects.select_for_update(no_key=True)).filter(mine)
     return _close_pending(
         closing,
@@ -599,14 +579,9 @@ def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[i
 def close_renewals_of(grant_ids: list[int], *, actor: ActorLike, note: str) -> list[int]:
     """A grant that ended, or was marked "do not renew", takes its pending renewal with it, so no
     approver is asked to extend access that is gone. One query when, as usual, there is none.
-
-    Callers hold the grant's lock; a decision locks the request before the grant, so a renewal
-    being decided right now is skipped, not waited for: that decision finds the grant ended and
-    fails the renewal itself.
+    Callers hold the audit chain, so no decision on these renewals is under way meanwhile.
     """
-    renewals = _in_flight(AccessRequest.objects.select_for_update(skip_locked=True, no_key=True)).filter(
-        renewal_of_id__in=grant_ids
-    )
+    renewals = _in_flight(AccessRequest.objects.select_for_update(no_key=True)).filter(renewal_of_id__in=grant_ids)
     return _close_pending(
         renewals, actor=actor, note=note, action=AuditAction.REQUEST_CLOSED_GRANT_ENDED, data={"reason": note}
     )

@@ -49,30 +49,25 @@ def entitlement_data(person, **overrides):
 #
 # Sorting by rank
 #
-def test_the_catalogue_sorts_by_risk_from_low_to_critical(client, admin):
+@pytest.mark.parametrize(
+    ("factory", "field", "page", "sort"),
+    [
+        (EntitlementFactory, "risk_tier", "governance:entitlement_list", "risk"),
+        (SystemFactory, "criticality", "governance:system_list", "criticality"),
+    ],
+    ids=["catalogue by risk", "systems by criticality"],
+)
+def test_tiers_sort_from_low_to_critical(client, admin, factory, field, page, sort):
     for tier in ["critical", "high", "low", "medium"]:
-        EntitlementFactory(risk_tier=tier)
+        factory(**{field: tier})
     client.force_login(admin.user)
 
-    def tiers(sort):
-        page = client.get(reverse("governance:entitlement_list"), {"sort": sort}).context["page_obj"]
-        return [e.risk_tier for e in page]
+    def tiers(order):
+        rows = client.get(reverse(page), {"sort": order}).context["page_obj"]
+        return [getattr(row, field) for row in rows]
 
-    assert tiers("risk") == LOW_TO_CRITICAL
-    assert tiers("-risk") == LOW_TO_CRITICAL[::-1]
-
-
-def test_the_systems_sort_by_criticality_from_low_to_critical(client, admin):
-    for level in ["critical", "high", "low", "medium"]:
-        SystemFactory(criticality=level)
-    client.force_login(admin.user)
-
-    def levels(sort):
-        page = client.get(reverse("governance:system_list"), {"sort": sort}).context["page_obj"]
-        return [s.criticality for s in page]
-
-    assert levels("criticality") == LOW_TO_CRITICAL
-    assert levels("-criticality") == LOW_TO_CRITICAL[::-1]
+    assert tiers(sort) == LOW_TO_CRITICAL
+    assert tiers(f"-{sort}") == LOW_TO_CRITICAL[::-1]
 
 
 #

@@ -250,7 +250,7 @@ def test_two_sweeps_at_once_expire_each_grant_once():
 def while_a_decision_holds_its_locks(request, approver, other):
     """Start deciding `request`, pause right after its locks are taken, run `other` meanwhile."""
     return while_holding(
-        lambda: _lock_request(request.pk),  # the decision's own first step
+        lambda: (hold_the_chain(), _lock_request(request.pk)),  # the decision's own first steps
         lambda: access_request_decide(request_id=request.pk, approver=approver, decision="approve"),
         other,
     )
@@ -302,7 +302,7 @@ def test_an_automatically_approved_request_while_its_entitlement_is_edited_does_
 
     # when alice asks for it for her machine meanwhile
     edited, submitted = while_holding(
-        lambda: lock_entitlement(entitlement.pk),
+        lambda: (hold_the_chain(), lock_entitlement(entitlement.pk)),  # as entitlement_update begins
         lambda: entitlement_update(
             entitlement_id=entitlement.pk, actor=admin_user, changes={"business_purpose": "Reworded"}
         ),
