@@ -13,6 +13,7 @@ from audit.services import ActorLike, audit_event_record, state_change
 from .. import policies
 from ..choices import ApproverSource, IdentityKind, IdentityStatus, LifecycleStatus
 from ..errors import InvalidTransition, ValidationFailed
+from ..locks import lock_entitlement
 from ..models import Entitlement, Grant, Identity, SodRule, System
 from .common import check, diff, full_clean_or_fail, lock, snapshot
 from .external_ids import refuse_reserved_external_id
@@ -133,22 +134,6 @@ def _save_named(obj: System | Entitlement) -> None:
             f"A live {what} named “{obj.name}” already exists{where}.",
             field_errors={"name": [f"Another live {what}{where} has this name."]},
         ) from None
-
-
-def lock_entitlement(entitlement_id: int) -> Entitlement:
-    """Lock an entitlement's system, then the entitlement (returned with its system).
-
-    The order `system_retire` takes (the system, then each of its entitlements), used by everything
-    that locks an entitlement (editing, retiring, granting it), so they queue instead of deadlocking.
-    """
-    system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
-    if system_id is None:
-        raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
-    # NO KEY: rows that merely point at these (a new request, a grant) may still be written meanwhile.
-    list(System.objects.select_for_update(no_key=True).filter(pk=system_id).values_list("pk", flat=True))
-    return (
-        Entitlement.objects.select_for_update(of=("self",), no_key=True).select_related("system").get(pk=entitlement_id)
-    )
 
 
 @state_change

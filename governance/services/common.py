@@ -8,18 +8,7 @@ from audit.services import Actor, ActorLike
 
 from .. import policies
 from ..errors import ValidationFailed
-
-
-def lock(model: type[models.Model], pk: int) -> Any:
-    """Fetch one row FOR NO KEY UPDATE, or fail with a clear error. Callers are `state_change`
-    services, which hold the audit chain already.
-
-    NO KEY: no service changes a key, and rows that merely point at this one (a new grant, request
-    or import row checking its foreign key) need not wait for it."""
-    try:
-        return model.objects.select_for_update(no_key=True).get(pk=pk)
-    except model.DoesNotExist:
-        raise ValidationFailed(f"{model._meta.verbose_name.capitalize()} {pk} does not exist.") from None
+from ..locks import lock  # noqa: F401 - the services' lock, re-exported
 
 
 def is_system(actor: ActorLike) -> bool:

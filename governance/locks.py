@@ -1,0 +1,63 @@
+"""Row locks, in one documented order, for every state change.
+
+The audit chain no longer serialises state changes (it is taken only at commit), so row locks are
+what keeps two changes of the same thing apart. Every service takes them through these helpers and
+in this order, so that two transactions never wait on each other in a circle:
+
+    identity  ->  system  ->  entitlement  ->  request  ->  grant
+
+Within one kind, rows are locked in primary-key order. Locks are `FOR NO KEY UPDATE`: no service
+changes a key, so rows that merely point at a locked one (a new grant, a request, an import row
+checking its foreign key) never wait for it. Where a service must lock something earlier in the order
+after something later (rare), it releases nothing and relies on `state_change` retrying the whole
+transaction on a deadlock: safe, because side effects live in the outbox.
+"""
+
+from collections.abc import Iterable
+from typing import TypeVar
+
+from django.db import models
+
+from .errors import ValidationFailed
+
+M = TypeVar("M", bound=models.Model)
+
+
+def lock(model: type[M], pk: int) -> M:
+    """Fetch one row FOR NO KEY UPDATE, or fail with a clear error."""
+    try:
+        return model.objects.select_for_update(no_key=True).get(pk=pk)
+    except model.DoesNotExist:
+        raise ValidationFailed(f"{model._meta.verbose_name.capitalize()} {pk} does not exist.") from None
+
+
+def lock_many(queryset: models.QuerySet, pks: Iterable[int] | None = None) -> list:
+    """Lock the rows of `queryset` (only those in `pks`, if given) in primary-key order; return them."""
+    if pks is not None:
+        queryset = queryset.filter(pk__in=list(pks))
+    return list(queryset.select_for_update(of=("self",), no_key=True).order_by("pk"))
+
+
+def lock_ids(model: type[models.Model], pks: Iterable[int]) -> list[int]:
+    """Lock rows by id without loading them (cheap, for large sets); return the ids that exist."""
+    ids = sorted(set(pks))
+    if not ids:
+        return []
+    return list(model.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+
+
+def lock_entitlement(entitlement_id: int):
+    """Lock an entitlement's system, then the entitlement (returned with its system).
+
+    Everything that locks an entitlement (editing, retiring, granting it) takes its system first, as
+    `system_retire` does, so they queue instead of deadlocking.
+    """
+    from .models import Entitlement, System
+
+    system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
+    if system_id is None:
+        raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
+    lock_ids(System, [system_id])
+    return (
+        Entitlement.objects.select_for_update(of=("self",), no_key=True).select_related("system").get(pk=entitlement_id)
+    )
