@@ -1,14 +1,23 @@
 """The one way anything writes to the audit trail.
 
-`audit_event_record` writes one event in the caller's transaction; `audit_events_record_many`
-chains a whole batch under one lock with one bulk insert (sweeps, bulk decisions). Both take the
-chain-head lock so that concurrent writers still produce a single valid chain.
+Inside a `state_change` service, `audit_event_record` and `audit_events_record_many` only collect
+their events; the outermost `state_change` writes them when the service is done: it takes the chain
+(an advisory lock), reads the head, hashes and inserts the batch, and commits. The chain, the one
+global order, is held for that last step only (a few milliseconds), so state changes of different
+rows run side by side; row locks (`governance.locks`) keep changes of the same row apart.
+
+Outside a `state_change` (a test, a one-off script) an event is written at once and the chain is
+held until the caller's transaction ends, as it always was.
 """
 
 import functools
 import hashlib
 import json
+import logging
 import math
+import random
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -16,9 +25,10 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models, transaction
+from django.db import OperationalError, connection, models, transaction
 from django.utils import timezone
 
 from .choices import ActorType, AuditAction
@@ -125,8 +135,12 @@ def _storable(value: Any) -> Any:
 
 
 def _stored_spec(spec: "EventSpec") -> "EventSpec":
+    """The spec as the trail will keep it; an unknown action is refused now, not when written."""
+    action = spec.action if isinstance(spec.action, AuditAction) else AuditAction(spec.action)
     data = _storable(spec.data)
-    return spec if data is spec.data else EventSpec(spec.action, spec.target, data)
+    if data is spec.data and action is spec.action:
+        return spec
+    return EventSpec(action, spec.target, data)
 
 
 # One encoder of each kind, made once: json.dumps with options builds a new one per call, which a
@@ -175,32 +189,116 @@ def compute_hash(event: AuditEvent) -> str:
 
 
 def hold_the_chain() -> None:
-    """Take the audit chain's lock now, before any row lock of a state change.
+    """Take the audit chain's lock until the caller's transaction ends (re-entrant).
 
-    Writing an event holds the chain until commit, so a row lock taken after a transaction's first
-    event could wait for a transaction that holds that row and waits for the chain: a deadlock.
-    Services therefore take the chain first (`state_change` does it for them): state changes queue
-    in one place, which the chain already made them do from their first event on. Re-entrant.
+    `state_change` takes it only to write a finished service's events, just before commit; code
+    outside a service that writes an event at once takes it then.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
 
 
+def chain_first() -> None:
+    """For code that writes events at once, outside any service (the admin's role and privilege
+    edits): take the chain before the rows it writes, so that no such writer holds a row while it
+    waits for the chain. Inside a running `state_change` it does nothing: the chain is taken at commit.
+    """
+    if _collector() is None:
+        hold_the_chain()
+
+
+@dataclass
+class _Pending:
+    """An event collected by a running `state_change`, written when the service is done."""
+
+    actor: "Actor"
+    spec: "EventSpec"
+    occurred_at: datetime
+    context: Any
+    # Registered with transaction.on_commit: Django drops it when a savepoint around the event is
+    # rolled back, which tells the writer to drop the event too.
+    marker: Any
+
+
+class _Collector:
+    """The events of the outermost running `state_change` on this thread's connection."""
+
+    def __init__(self) -> None:
+        self.events: list[_Pending] = []
+
+
+_local = threading.local()
+
+
+def _collector() -> _Collector | None:
+    return getattr(_local, "collector", None)
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: the whole transaction can run again.
+_RETRIABLE_SQLSTATES = frozenset({"40P01", "40001"})
+logger = logging.getLogger(__name__)
+
+
+def _retriable(exc: OperationalError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) in _RETRIABLE_SQLSTATES
+
+
+def _backoff(attempt: int) -> None:
+    """Sleep a little, with jitter, so two transactions that deadlocked do not meet again at once."""
+    base = getattr(settings, "STATE_CHANGE_RETRY_BASE_SECONDS", 0.02)
+    time.sleep(random.uniform(base, base * 2 ** (attempt + 1)))
+
+
 def state_change(func):
-    """A service that changes state: one transaction that queues on the audit chain before
-    anything else (see `hold_the_chain`), so no row it writes or locks can be held against it."""
+    """A service that changes state: one transaction whose audit events are written at its end.
+
+    The body runs with its row locks and collects its events; then the chain is taken, the events
+    hashed and written, and the transaction commits: the chain is held for that last step only.
+    A nested service joins the outermost one's transaction and events. The outermost one, when it
+    opens the transaction itself, runs the whole service again on a deadlock or a serialization
+    failure (a few times, with jitter): safe, because side effects wait in the outbox and on_commit.
+    """
 
     @functools.wraps(func)
     def in_one_transaction(*args, **kwargs):
-        with transaction.atomic():
-            hold_the_chain()
-            return func(*args, **kwargs)
+        if _collector() is not None:  # nested: the outermost service writes the events
+            with transaction.atomic():
+                return func(*args, **kwargs)
+        attempts = 1 if connection.in_atomic_block else getattr(settings, "STATE_CHANGE_ATTEMPTS", 4)
+        for attempt in range(attempts):
+            collector = _local.collector = _Collector()
+            try:
+                with transaction.atomic():
+                    result = func(*args, **kwargs)
+                    _write_collected(collector)
+                return result
+            except OperationalError as exc:
+                if attempt + 1 >= attempts or not _retriable(exc):
+                    raise
+                logger.info("%s: %s; running it again", func.__qualname__, exc.__cause__.__class__.__name__)
+            finally:
+                _local.collector = None
+            _backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     return in_one_transaction
 
 
-def _lock_chain_head() -> tuple[int, str]:
+def _still_wanted(events: list[_Pending]) -> list[_Pending]:
+    """The collected events whose savepoints were not rolled back (Django dropped their markers)."""
+    alive = {id(func) for _sids, func, _robust in connection.run_on_commit}
+    return [event for event in events if id(event.marker) in alive]
+
+
+def _write_collected(collector: _Collector) -> None:
+    events = _still_wanted(collector.events)
+    collector.events = []
+    if events:
+        _write(events)
+
+
+def _chain_head() -> tuple[int, str]:
     """Serialise writers of the chain until the caller's transaction ends; return the head."""
     hold_the_chain()
     # SQLite needs no lock here: its transactions are IMMEDIATE (settings), one writer at a time.
@@ -208,41 +306,50 @@ def _lock_chain_head() -> tuple[int, str]:
     return head if head is not None else (0, GENESIS_HASH)
 
 
-def _build_rows(
-    specs: Iterable[EventSpec], *, actor: Actor, occurred_at: datetime, head: tuple[int, str]
-) -> list[dict[str, Any]]:
-    """Each event as a dict of column values with its hash, chained from `head` (plain dicts: cheap)."""
-    context = get_context()
-    seq, prev_hash = head
-    occurred = _iso(occurred_at)
-    common = {
+def _actor_columns(actor: Actor) -> dict[str, Any]:
+    return {
         "actor_type": actor.type,
         "actor_user_id": actor.user.pk if actor.user is not None else None,
         "actor_identity_id": actor.identity.pk if actor.identity is not None else None,
         "actor_label": actor.label,
-        "channel": context.channel,
-        "correlation_id": context.correlation_id[:64],
-        "client_ip": context.client_ip[:45],
     }
+
+
+def _build_rows(events: list[_Pending], head: tuple[int, str]) -> list[dict[str, Any]]:
+    """Each event as a dict of column values with its hash, chained from `head` (plain dicts: cheap)."""
+    seq, prev_hash = head
+    common_of: dict[tuple[int, int], dict[str, Any]] = {}  # a batch shares one actor and context
     rows = []
-    for spec in specs:
+    for event in events:
+        key = (id(event.actor), id(event.context))
+        common = common_of.get(key)
+        if common is None:
+            context = event.context
+            common = common_of[key] = {
+                **_actor_columns(event.actor),
+                "channel": context.channel,
+                "correlation_id": context.correlation_id[:64],
+                "client_ip": context.client_ip[:45],
+            }
+        spec = event.spec
         target = Target.of(spec.target)
         seq += 1
         action = spec.action
+        occurred = _iso(event.occurred_at)
         row = {
             **common,
             "seq": seq,
-            # an unknown action is refused here (a member of the registry is taken as it is: sweeps)
-            "action": action.value if isinstance(action, AuditAction) else AuditAction(action).value,
+            "action": action.value,  # a member of the registry (see _stored_spec)
             "target_type": target.type,
             "target_id": target.id,
             "target_label": target.label[:200],
             "prev_hash": prev_hash,
         }
-        text = data_json(spec.data)  # made storable by the caller
+        text = data_json(spec.data)  # made storable when it was collected
         values = [occurred if name == "occurred_at" else row[name] for name in HASHED_FIELDS]
         row["hash"] = prev_hash = _digest(values, text)
         row["data_text"] = text
+        row["occurred_at"] = occurred
         rows.append(row)
     return rows
 
@@ -253,13 +360,15 @@ def audit_event_record(
     action: AuditAction,
     target: "models.Model | Target | None" = None,
     data: Mapping[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event to the chain, inside the caller's transaction.
+) -> AuditEvent | None:
+    """Append one event to the chain, in the caller's transaction (at its end, inside a service).
 
     `data` must be built by the caller from an allow-list of fields (never a model's __dict__),
-    so that no secret or personal data reaches a trail that can never be edited.
+    so that no secret or personal data reaches a trail that can never be edited. Returns the
+    stored event when it was written at once (outside a `state_change`), else None.
     """
-    return audit_events_record_many(actor=actor, events=[EventSpec(action, target, data or {})])[0]
+    written = audit_events_record_many(actor=actor, events=[EventSpec(action, target, data or {})])
+    return written[0] if written else None
 
 
 _COPY_COLUMNS = [
@@ -284,40 +393,56 @@ _COPY_COLUMNS = [
 COPY_THRESHOLD = 100
 
 
-def _copy_insert(rows: list[dict[str, Any]], occurred_at: datetime) -> None:
+def _copy_insert(rows: list[dict[str, Any]]) -> None:
     """PostgreSQL COPY: an order of magnitude faster than a multi-row INSERT for thousands of rows."""
     columns = ", ".join(_COPY_COLUMNS)
     # The time and the data as the very text that was hashed: no per-row conversion, nothing re-encoded.
-    occurred = _iso(occurred_at)
-    values = itemgetter(*["data_text" if c == "data" else c for c in _COPY_COLUMNS[1:]])
+    values = itemgetter(*["data_text" if c == "data" else c for c in _COPY_COLUMNS])
     with connection.cursor() as cursor, cursor.copy(f"COPY audit_auditevent ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row((occurred, *values(row)))
+            copy.write_row(values(row))
+
+
+def _write(events: list[_Pending]) -> list[AuditEvent]:
+    """Take the chain, hash the events onto its head and insert them; the caller's transaction commits."""
+    with transaction.atomic(savepoint=False):
+        rows = _build_rows(events, _chain_head())
+        if connection.vendor == "postgresql" and len(rows) > COPY_THRESHOLD:
+            _copy_insert(rows)
+            return []
+        stored = [
+            AuditEvent(
+                occurred_at=datetime.fromisoformat(row.pop("occurred_at")),
+                data=json.loads(row.pop("data_text")),  # stored exactly as hashed
+                **row,
+            )
+            for row in rows
+        ]
+        return AuditEvent.objects.bulk_create(stored, batch_size=1000)
+
+
+def _no_op() -> None:
+    """An on_commit marker: does nothing when it runs."""
 
 
 def audit_events_record_many(*, actor: ActorLike, events: Iterable[EventSpec]) -> list[AuditEvent]:
-    """Append a batch of events under one chain lock with one bulk insert.
+    """Append a batch of events: collected for the running `state_change`, or written at once.
 
-    Large batches on PostgreSQL are written with COPY and return nothing (sweeps need no ids).
+    Written at once, large batches on PostgreSQL go in with COPY and return nothing (sweeps need no ids).
     """
-    # Made storable before the chain lock: data that cannot be kept is refused before anything is written.
+    # Made storable now: data that cannot be kept is refused before anything is written.
     specs = [_stored_spec(spec) for spec in events]
     if not specs:
         return []
-    occurred_at = timezone.now()
-    with transaction.atomic(savepoint=False):
-        head = _lock_chain_head()
-        rows = _build_rows(specs, actor=_as_actor(actor), occurred_at=occurred_at, head=head)
-        if connection.vendor == "postgresql" and len(rows) > COPY_THRESHOLD:
-            _copy_insert(rows, occurred_at)
-            return []
-        events = [
-            AuditEvent(
-                occurred_at=occurred_at, data=json.loads(row.pop("data_text")), **row
-            )  # stored exactly as hashed
-            for row in rows
-        ]
-        return AuditEvent.objects.bulk_create(events, batch_size=1000)
+    who, when, context = _as_actor(actor), timezone.now(), get_context()
+    collector = _collector()
+    if collector is not None and connection.in_atomic_block:
+        # One marker for the batch: a savepoint rolled back around it drops it whole.
+        marker = functools.partial(_no_op)
+        transaction.on_commit(marker)
+        collector.events.extend(_Pending(who, spec, when, context, marker) for spec in specs)
+        return []
+    return _write([_Pending(who, spec, when, context, None) for spec in specs])
 
 
 def export_recorded(*, actor: ActorLike, what: str, filters: Mapping[str, Any], file_format: str) -> AuditEvent:

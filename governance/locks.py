@@ -16,7 +16,7 @@ transaction on a deadlock: safe, because side effects live in the outbox.
 from collections.abc import Iterable
 from typing import TypeVar
 
-from django.db import models
+from django.db import connection, models
 
 from .errors import ValidationFailed
 
@@ -43,7 +43,9 @@ def lock_ids(model: type[models.Model], pks: Iterable[int]) -> list[int]:
     ids = sorted(set(pks))
     if not ids:
         return []
-    return list(model.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    return list(
+        model.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk", flat=True)
+    )
 
 
 def lock_entitlement(entitlement_id: int):
@@ -61,3 +63,34 @@ def lock_entitlement(entitlement_id: int):
     return (
         Entitlement.objects.select_for_update(of=("self",), no_key=True).select_related("system").get(pk=entitlement_id)
     )
+
+
+def share_ids(model: type[models.Model], pks: Iterable[int]) -> None:
+    """Hold rows FOR SHARE: many transactions may hold them at once; an exclusive lock waits for all.
+
+    For rows a change depends on but does not change (the entitlement a grant is issued for): grants
+    of one entitlement go side by side, and its retirement waits for them, then sees their grants.
+    """
+    ids = sorted(set(pks))
+    if ids and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {model._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+                [ids],
+            )
+
+
+def hold_entitlement(entitlement_id: int):
+    """Share-lock an entitlement's system, then the entitlement; return it (with its system), read again.
+
+    The order `lock_entitlement` takes, in share mode: issuing grants never queues behind another
+    grant of the same entitlement, only behind an edit or a retirement of it.
+    """
+    from .models import Entitlement, System
+
+    system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
+    if system_id is None:
+        raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
+    share_ids(System, [system_id])
+    share_ids(Entitlement, [entitlement_id])
+    return Entitlement.objects.select_related("system").get(pk=entitlement_id)

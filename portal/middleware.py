@@ -1,6 +1,9 @@
-"""Refuse text the database cannot store before any view sees it."""
+"""Refuse text the database cannot store before any view sees it; the admin's writes as one state change."""
 
 from django.http import HttpResponseBadRequest
+from django.urls import reverse
+
+from audit.services import state_change
 
 MESSAGE = "Text may not contain NUL characters (\\x00); remove them and try again."
 
@@ -23,3 +26,23 @@ class RejectNulCharactersMiddleware:
 
 def _has_nul(params) -> bool:
     return any("\x00" in key or any("\x00" in value for value in params.getlist(key)) for key in params)
+
+
+class AdminWritesAreStateChangesMiddleware:
+    """An admin form that saves (a login, its roles) is one `state_change`: one transaction whose audit
+    events (written by signals) go onto the chain at commit, like every service's.
+
+    Without it such a form would take the chain at its first event and hold it while it writes more
+    rows, which a service holding one of those rows and waiting for the chain could deadlock with.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.prefix: str | None = None
+
+    def __call__(self, request):
+        if self.prefix is None:
+            self.prefix = reverse("admin:index")
+        if request.method == "POST" and request.path.startswith(self.prefix):
+            return state_change(self.get_response)(request)
+        return self.get_response(request)

@@ -7,7 +7,7 @@ from django.dispatch import receiver
 
 from audit.choices import AuditAction
 from audit.context import get_context
-from audit.services import EventSpec, Target, audit_event_record, audit_events_record_many, hold_the_chain
+from audit.services import EventSpec, Target, audit_event_record, audit_events_record_many, chain_first
 
 
 @receiver(signals.user_logged_in)
@@ -45,7 +45,7 @@ def _context_actor():
 @receiver(m2m_changed, sender=User.groups.through)
 def _roles_changed(sender, instance, action, reverse, model, pk_set, using, **kwargs):
     if action in ("pre_add", "pre_remove", "pre_clear"):
-        hold_the_chain()  # before the membership rows are written (see audit.services.hold_the_chain)
+        chain_first()  # before the membership rows are written
     if action == "pre_remove":
         instance._audit_roles_leaving = _memberships(sender, instance, reverse, pk_set, using)
     elif action == "pre_clear":
@@ -92,9 +92,8 @@ def _record_roles(action: AuditAction, pairs: list[tuple[int, int]], using: str)
 def _privileges_before(sender, instance, raw, using, update_fields, **kwargs):
     if raw or (update_fields is not None and not set(_PRIVILEGES) & set(update_fields)):
         return
-    # The user's row is about to be locked by this save, and its audit event will need the chain:
-    # take the chain first, as services do (a suspension holds it while it turns this login off).
-    hold_the_chain()
+    # The user's row is about to be locked by this save, and its audit event will need the chain.
+    chain_first()
     stored = None
     if not instance._state.adding:
         # Read from the database, not remembered at load: another writer may have changed them since.

@@ -3,7 +3,6 @@
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -11,7 +10,8 @@ from audit.choices import AuditAction
 from audit.services import ActorLike, audit_event_record, state_change
 
 from .. import policies
-from ..choices import ApproverSource, IdentityKind, IdentityStatus, LifecycleStatus
+from ..approval_stages import validate_approval_stages  # re-exported: forms and views import it from here
+from ..choices import IdentityKind, IdentityStatus, LifecycleStatus
 from ..errors import InvalidTransition, ValidationFailed
 from ..locks import lock_entitlement
 from ..models import Entitlement, Grant, Identity, SodRule, System
@@ -51,37 +51,6 @@ def _require_active_owner(owner: Identity | None) -> None:
         raise ValidationFailed(
             "The owner must be an active person.", field_errors={"owner": ["Must be an active person."]}
         )
-
-
-def validate_approval_stages(stages: Any) -> list[dict]:
-    """Normalise and check an approval path: a list of {approver, group?, quorum}."""
-    if not isinstance(stages, list) or not stages:
-        raise ValidationFailed(
-            "At least one approval stage is required.", field_errors={"approval_stages": ["Required."]}
-        )
-    clean = []
-    for number, stage in enumerate(stages, start=1):
-        if not isinstance(stage, dict) or stage.get("approver") not in ApproverSource.values:
-            raise ValidationFailed(
-                f"Stage {number}: approver must be one of {', '.join(ApproverSource.values)}.",
-                field_errors={"approval_stages": [f"Stage {number} has an unknown approver."]},
-            )
-        quorum = stage.get("quorum", 1)
-        if not isinstance(quorum, int) or not 1 <= quorum <= 5:
-            raise ValidationFailed(
-                f"Stage {number}: quorum must be between 1 and 5.",
-                field_errors={"approval_stages": [f"Stage {number}: quorum 1 to 5."]},
-            )
-        entry = {"approver": stage["approver"], "quorum": quorum}
-        if stage["approver"] == ApproverSource.GROUP:
-            if not Group.objects.filter(name=stage.get("group", "")).exists():
-                raise ValidationFailed(
-                    f"Stage {number}: group {stage.get('group')!r} does not exist.",
-                    field_errors={"approval_stages": [f"Stage {number}: unknown group."]},
-                )
-            entry["group"] = stage["group"]
-        clean.append(entry)
-    return clean
 
 
 #
@@ -277,7 +246,7 @@ def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[s
 @state_change
 def entitlement_retire(*, entitlement_id: int, actor: ActorLike, reason: str) -> Entitlement:
     """Retire an entitlement: no new requests or grants, pending work refused, live grants revoked."""
-    from .grants import grant_revoke
+    from .grants import grants_revoke_many
 
     entitlement = lock_entitlement(entitlement_id)
     check(actor, policies.can_edit_entitlement, entitlement, "Only the entitlement's owners or an admin may retire it.")
@@ -285,11 +254,14 @@ def entitlement_retire(*, entitlement_id: int, actor: ActorLike, reason: str) ->
         return entitlement
     entitlement.status, entitlement.requestable, entitlement.retired_at = LifecycleStatus.RETIRED, False, timezone.now()
     entitlement.save(update_fields=["status", "requestable", "retired_at", "updated_at"])
-    revoked = []
-    for grant_id in Grant.objects.live().filter(entitlement=entitlement).order_by("pk").values_list("pk", flat=True):
-        grant_revoke(grant_id=grant_id, actor=actor, reason=f"Entitlement retired: {reason}", end_reason="retired")
-        revoked.append(grant_id)
+    # The lock order (governance.locks): the requests still waiting for it (the hooks), then its grants.
     hooks = {hook.__name__: hook(entitlement, actor) for hook in RETIREMENT_HOOKS}
+    revoked = grants_revoke_many(
+        grant_ids=Grant.objects.live().filter(entitlement=entitlement).values_list("pk", flat=True),
+        actor=actor,
+        reason=f"Entitlement retired: {reason}",
+        end_reason="retired",
+    )
     audit_event_record(
         actor=actor,
         action=AuditAction.ENTITLEMENT_RETIRED,

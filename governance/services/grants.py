@@ -4,20 +4,32 @@ Intent and fact stay apart: `grant_revoke` only moves a grant to `revoking` and 
 connector through the outbox; the grant is `revoked` (or `expired`) when the target confirms.
 """
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.db import connection, transaction
+from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.outbox import outbox_enqueue
-from audit.services import Actor, ActorLike, audit_event_record, state_change
+from audit.models import OutboxMessage
+from audit.outbox import enqueue_many, outbox_enqueue, wake_dispatcher
+from audit.services import (
+    Actor,
+    ActorLike,
+    EventSpec,
+    Target,
+    audit_event_record,
+    audit_events_record_many,
+    state_change,
+)
 
 from .. import policies
 from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
+from ..locks import hold_entitlement
 from ..models import Entitlement, Grant, Identity, SodRule
-from .catalogue import lock_entitlement
 from .common import check, is_system, lock
 from .notifications import holders_of, notify, users_of
 
@@ -98,10 +110,11 @@ def grant_issue(
     workflow). A time-boxed grant's clock starts when the connector confirms (expires =
     activation + duration).
     """
-    identity = Identity.objects.select_for_update(no_key=True).get(pk=identity.pk)
-    # Locked (its system first, as retirement does) and read again: an entitlement or system retired
-    # meanwhile refuses the grant here, and a retirement after this waits, then revokes it.
-    entitlement = lock_entitlement(entitlement.pk)
+    identity = lock(Identity, identity.pk)
+    # Held (its system first, as retirement locks them) and read again: an entitlement or system
+    # retired meanwhile refuses the grant here, and a retirement after this waits, then revokes it.
+    # A share lock: grants of one entitlement are issued side by side.
+    entitlement = hold_entitlement(entitlement.pk)
     if identity.status != IdentityStatus.ACTIVE:
         raise ValidationFailed(f"{identity} is {identity.get_status_display().lower()}; it cannot receive access.")
     if not entitlement.is_live or entitlement.system.status != "active":
@@ -222,6 +235,138 @@ def grant_revoke(*, grant_id: int, actor: ActorLike, reason: str, end_reason: st
     )
     _ask_connector(grant, REVOKE)
     return grant
+
+
+# What a revocation moves each status to: access that may exist is asked to go; access that was
+# never provisioned is simply revoked. Anything else (being removed, ended) is left as it is.
+_REVOCABLE = (
+    GrantStatus.PENDING_PROVISION,
+    GrantStatus.ACTIVE,
+    GrantStatus.REVOKE_FAILED,
+    GrantStatus.PROVISION_FAILED,
+)
+_REVOKE_BATCH = 1000
+
+
+def _history_insert_sql() -> str:
+    """INSERT ... SELECT of the grants' rows as they now are into their history (simple-history's table)."""
+    history = Grant.history.model._meta
+    columns = [f.column for f in Grant._meta.concrete_fields]
+    return (
+        f"INSERT INTO {history.db_table} ({', '.join(columns)}, history_date, history_change_reason, history_type,"
+        f" history_user_id) SELECT {', '.join(columns)}, %s, %s, '~', %s"
+        f" FROM {Grant._meta.db_table} WHERE id = ANY(%s)"
+    )
+
+
+_PG_REVOKE_BATCH = """
+    WITH target AS (
+        SELECT id FROM governance_grant WHERE id = ANY(%(ids)s) AND status = ANY(%(revocable)s)
+        ORDER BY id FOR NO KEY UPDATE
+    )
+    UPDATE governance_grant AS g
+    SET status = CASE WHEN g.status = 'provision_failed' THEN 'revoked' ELSE 'revoking' END,
+        revoked_at = CASE WHEN g.status = 'provision_failed' THEN CURRENT_TIMESTAMP ELSE g.revoked_at END,
+        end_reason = %(end_reason)s, revoked_by_id = %(user)s, updated_at = CURRENT_TIMESTAMP
+    FROM target WHERE g.id = target.id
+    RETURNING g.id, g.status, g.identity_id, g.entitlement_id
+"""
+_PG_ENQUEUE_REVOKES = """
+    INSERT INTO audit_outboxmessage
+        (kind, payload, idempotency_key, status, attempts, next_attempt_at, last_error, created_at)
+    SELECT %s, jsonb_build_object('grant_id', id),
+           'grant:' || id || ':revoke:' || %s || ':' || extract(epoch FROM CURRENT_TIMESTAMP), 'pending', 0,
+           CURRENT_TIMESTAMP, '', CURRENT_TIMESTAMP
+    FROM unnest(%s::bigint[]) AS id
+    ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
+def _revoke_batch_pg(ids: list[int], *, user_id: int | None, end_reason: str, note: str) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PG_REVOKE_BATCH,
+            {"ids": ids, "revocable": list(_REVOCABLE), "end_reason": end_reason, "user": user_id},
+        )
+        rows = sorted(cursor.fetchall())
+        changed = [row[0] for row in rows]
+        if changed:
+            cursor.execute(
+                _history_insert_sql(), [timezone.now(), note[:100], user_id, changed]
+            )  # simple-history's clock
+            revoking = [row[0] for row in rows if row[1] == GrantStatus.REVOKING]
+            cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, end_reason, revoking])
+    return rows
+
+
+def _revoke_batch_orm(ids: list[int], *, user_id: int | None, end_reason: str, note: str) -> list[tuple]:
+    """The embedded database's form (SQLite: one writer at a time, so no row locks to take)."""
+    found = list(
+        Grant.objects.filter(pk__in=ids, status__in=_REVOCABLE)
+        .order_by("pk")
+        .values_list("pk", "status", "identity_id", "entitlement_id")
+    )
+    never_provisioned = [pk for pk, status, *_ in found if status == GrantStatus.PROVISION_FAILED]
+    revoking = [pk for pk, status, *_ in found if status != GrantStatus.PROVISION_FAILED]
+    common = {"end_reason": end_reason, "revoked_by_id": user_id, "updated_at": Now()}
+    Grant.objects.filter(pk__in=never_provisioned).update(status=GrantStatus.REVOKED, revoked_at=Now(), **common)
+    Grant.objects.filter(pk__in=revoking).update(status=GrantStatus.REVOKING, **common)
+    Grant.history.bulk_history_create(
+        list(Grant.objects.filter(pk__in=[row[0] for row in found])), update=True, default_change_reason=note[:100]
+    )
+    stamp = timezone.now().timestamp()
+    enqueue_many(
+        [
+            OutboxMessage(
+                kind=REVOKE, payload={"grant_id": pk}, idempotency_key=f"grant:{pk}:revoke:{end_reason}:{stamp}"
+            )
+            for pk in revoking
+        ]
+    )
+    revoked = set(never_provisioned)
+    return [
+        (pk, GrantStatus.REVOKED if pk in revoked else GrantStatus.REVOKING, identity_id, entitlement_id)
+        for pk, _status, identity_id, entitlement_id in found
+    ]
+
+
+@state_change
+def grants_revoke_many(*, grant_ids: Iterable[int], actor: ActorLike, reason: str, end_reason: str) -> list[int]:
+    """Revoke many grants at once (retirement, offboarding, certification remediation): set-based.
+
+    What `grant_revoke` does for one grant, per batch of a thousand: one UPDATE ... RETURNING under
+    the grants' row locks (taken in id order), their history rows, one outbox row per grant for its
+    connector, and their audit events, written with the service's batch at commit. Callers have
+    authorised it. Grants already being removed or ended are left alone, so it is safe to ask twice.
+    Returns the ids it changed.
+    """
+    user = actor.user if isinstance(actor, Actor) else actor
+    user_id = user.pk if getattr(user, "is_authenticated", False) else None
+    ids = sorted(set(grant_ids))
+    revoke_batch = _revoke_batch_pg if connection.vendor == "postgresql" else _revoke_batch_orm
+    changed: list[int] = []
+    for start in range(0, len(ids), _REVOKE_BATCH):
+        rows = revoke_batch(ids[start : start + _REVOKE_BATCH], user_id=user_id, end_reason=end_reason, note=reason)
+        audit_events_record_many(
+            actor=actor,
+            events=[
+                EventSpec(
+                    AuditAction.GRANT_REVOKED if status == GrantStatus.REVOKED else AuditAction.GRANT_REVOKE_REQUESTED,
+                    Target("governance.grant", str(pk), f"Grant #{pk}"),
+                    {
+                        "reason": reason,
+                        "end_reason": end_reason,
+                        "identity": identity_id,
+                        "entitlement": entitlement_id,
+                    },
+                )
+                for pk, status, identity_id, entitlement_id in rows
+            ],
+        )
+        changed.extend(row[0] for row in rows)
+    if changed:
+        transaction.on_commit(wake_dispatcher)
+    return changed
 
 
 @state_change

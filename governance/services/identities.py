@@ -12,6 +12,7 @@ from audit.services import ActorLike, audit_event_record, state_change
 from .. import policies
 from ..choices import IdentityKind, IdentityStatus
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
+from ..locks import lock_ids, lock_many
 from ..models import Identity
 from .common import check, diff, full_clean_or_fail, lock, snapshot
 from .delegation import drop_delegates
@@ -227,7 +228,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
     registered hooks (jit closes pending requests), and for each non-human identity it owned
     moves ownership to that identity's backup owner or flags it orphaned.
     """
-    from .grants import grant_revoke
+    from .grants import grants_revoke_many
 
     identity = lock(Identity, identity_id)
     check(actor, policies.can_manage_identity, identity, "Only the identity's owner or an admin may offboard it.")
@@ -241,17 +242,21 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
     identity.save(update_fields=["status", "credentials_suspended_at", "updated_at"])
     _set_login_active(identity, False)
     result = OffboardingResult(identity=identity)
-    for grant_id in identity.grants.live().order_by("pk").values_list("pk", flat=True):
-        grant_revoke(grant_id=grant_id, actor=actor, reason=f"Offboarded: {reason}", end_reason="offboarded")
-        result.grants_revoked.append(grant_id)
+    # The lock order (governance.locks): identities (the ones it owns or backs), then requests
+    # (the hooks), then grants (set-based, with one audit batch).
+    owned = lock_many(
+        Identity.objects.filter(owner=identity).exclude(status=IdentityStatus.OFFBOARDED).select_related("backup_owner")
+    )
+    lock_ids(Identity, Identity.objects.filter(backup_owner=identity).values_list("pk", flat=True))
     for hook in OFFBOARDING_HOOKS:
         result.hooks[hook.__name__] = hook(identity, actor)
-    owned = (
-        Identity.objects.select_for_update(of=("self",), no_key=True)
-        .filter(owner=identity)
-        .exclude(status=IdentityStatus.OFFBOARDED)
+    result.grants_revoked = grants_revoke_many(
+        grant_ids=identity.grants.live().values_list("pk", flat=True),
+        actor=actor,
+        reason=f"Offboarded: {reason}",
+        end_reason="offboarded",
     )
-    for child in owned.select_related("backup_owner").order_by("pk"):
+    for child in owned:
         backup = child.backup_owner
         if backup is not None and backup.status == IdentityStatus.ACTIVE and backup.pk != identity.pk:
             child.owner, child.backup_owner = backup, None
@@ -272,7 +277,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
                 data={"former_owner": identity.pk, "reason": "owner offboarded and no active backup owner"},
             )
             result.orphaned.append(child.pk)
-    for backed in Identity.objects.select_for_update(no_key=True).filter(backup_owner=identity).order_by("pk"):
+    for backed in Identity.objects.filter(backup_owner=identity).order_by("pk"):  # locked above
         backed.backup_owner = None
         backed.save(update_fields=["backup_owner", "updated_at"])
         audit_event_record(

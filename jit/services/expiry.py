@@ -10,7 +10,7 @@ from django.utils import timezone
 from audit.choices import AuditAction
 from audit.models import OutboxMessage
 from audit.outbox import enqueue_many, wake_dispatcher
-from audit.services import Actor, EventSpec, Target, audit_events_record_many, hold_the_chain
+from audit.services import Actor, EventSpec, Target, audit_events_record_many, state_change
 from governance.choices import GrantStatus
 from governance.models import Grant
 from governance.services.grants import REVOKE
@@ -79,6 +79,15 @@ def _enqueue_revokes(ids: list[int]) -> None:
     )
 
 
+@state_change
+def _expire_next_batch(now: datetime | None, batch_size: int, after: tuple[datetime, int]) -> list[tuple]:
+    """One batch in one transaction: its audit events go onto the chain as it commits."""
+    rows = _take_due_batch(now, batch_size, after)
+    if rows:
+        _expire_batch(rows)
+    return rows
+
+
 def _expire_batch(rows: list[tuple]) -> None:
     ids = [row[0] for row in rows]
     audit_events_record_many(
@@ -106,12 +115,9 @@ def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = N
     batch_size = batch_size or settings.JIT_SWEEP_BATCH_SIZE
     total, after = 0, _START
     while True:
-        with transaction.atomic():
-            hold_the_chain()  # before the batch's row locks: see audit.services.hold_the_chain
-            rows = _take_due_batch(now, batch_size, after)
-            if rows:
-                _expire_batch(rows)
-                after = (rows[-1][3], rows[-1][0])
+        rows = _expire_next_batch(now, batch_size, after)
+        if rows:
+            after = (rows[-1][3], rows[-1][0])
         total += len(rows)
         if len(rows) < batch_size:
             break

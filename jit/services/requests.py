@@ -10,10 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, ActorLike, audit_event_record, hold_the_chain, state_change
+from audit.services import Actor, ActorLike, audit_event_record, state_change
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
+from governance.locks import hold_entitlement, lock_ids, lock_many
 from governance.models import Entitlement, Grant, Identity, Notification, SodRule
 from governance.services.grants import grant_issue, grant_renew
 from governance.services.notifications import holders_of, notify
@@ -230,13 +231,16 @@ def access_request_submit(
     if requester.identity is not None and requester.identity.status != IdentityStatus.ACTIVE:
         raise ValidationFailed("Your identity is not active; you cannot request access.")
     beneficiary = _beneficiary_for(requester, beneficiary_id)
-    try:
-        entitlement = Entitlement.objects.select_related("system", "owner", "system__owner").get(pk=entitlement_id)
-    except Entitlement.DoesNotExist:
-        raise ValidationFailed("Unknown entitlement.", field_errors={"entitlement": ["Unknown entitlement."]}) from None
+    if not Entitlement.objects.filter(pk=entitlement_id).exists():
+        raise ValidationFailed("Unknown entitlement.", field_errors={"entitlement": ["Unknown entitlement."]})
+    # In the lock order (identity, system, entitlement, request, grant), shared: requests for one
+    # entitlement go side by side; an edit or a retirement of it waits for them, and they for it.
+    hold_entitlement(entitlement_id)
+    entitlement = Entitlement.objects.select_related("system", "owner", "system__owner").get(pk=entitlement_id)
     renewal_of = None
     if renewal_of_id is not None:
-        renewal_of = Grant.objects.select_for_update(no_key=True).filter(pk=renewal_of_id).first()
+        renewal_of = lock_many(Grant.objects.all(), [renewal_of_id])
+        renewal_of = renewal_of[0] if renewal_of else None
         if (
             renewal_of is None
             or renewal_of.identity_id != beneficiary.pk
@@ -466,12 +470,18 @@ def _issue(request: AccessRequest, actor: ActorLike) -> None:
 
 
 def _lock_request(request_id: int) -> AccessRequest:
-    """Lock the beneficiary, then the request (callers are `state_change` services: they already
-    hold the audit chain, so whatever else is locked meanwhile waits its turn)."""
-    beneficiary_id = AccessRequest.objects.filter(pk=request_id).values_list("beneficiary_id", flat=True).first()
-    if beneficiary_id is None:
+    """Lock the beneficiary, hold the entitlement (after its system), then lock the request.
+
+    The documented order (governance.locks): offboarding locks the beneficiary before its requests,
+    retirement the system and the entitlement before their requests, so a decision racing either
+    waits instead of deadlocking, and issuing the grant finds what it needs already held.
+    """
+    row = AccessRequest.objects.filter(pk=request_id).values_list("beneficiary_id", "entitlement_id").first()
+    if row is None:
         raise ValidationFailed(f"Request {request_id} does not exist.")
-    list(Identity.objects.select_for_update(no_key=True).filter(pk=beneficiary_id).values_list("pk", flat=True))
+    beneficiary_id, entitlement_id = row
+    lock_ids(Identity, [beneficiary_id])
+    hold_entitlement(entitlement_id)
     return AccessRequest.objects.select_for_update(no_key=True).get(pk=request_id)
 
 
@@ -562,10 +572,15 @@ def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction
 
 
 def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[int]:
-    """Offboarding closes the pending requests for that identity and the ones it made."""
+    """Offboarding closes the pending requests for that identity and the ones it made.
+
+    The beneficiaries are locked before their requests, the order a decision takes: a person
+    offboarded while someone decides on a request they made for their machine must not deadlock.
+    """
     mine = Q(beneficiary=identity) | Q(requester_identity=identity)
     if identity.user_id:
         mine |= Q(requester_id=identity.user_id)
+    lock_ids(Identity, _in_flight(AccessRequest.objects.filter(mine)).values_list("beneficiary_id", flat=True))
     closing = _in_flight(AccessRequest.objects.select_for_update(no_key=True)).filter(mine)
     return _close_pending(
         closing,
@@ -579,9 +594,14 @@ def close_requests_of_offboarded(identity: Identity, actor: ActorLike) -> list[i
 def close_renewals_of(grant_ids: list[int], *, actor: ActorLike, note: str) -> list[int]:
     """A grant that ended, or was marked "do not renew", takes its pending renewal with it, so no
     approver is asked to extend access that is gone. One query when, as usual, there is none.
-    Callers hold the audit chain, so no decision on these renewals is under way meanwhile.
+
+    Callers hold the grants' locks; a decision locks the request before the grant, so a renewal
+    being decided right now is skipped, not waited for: that decision finds the grant ended and
+    fails the renewal itself.
     """
-    renewals = _in_flight(AccessRequest.objects.select_for_update(no_key=True)).filter(renewal_of_id__in=grant_ids)
+    renewals = _in_flight(AccessRequest.objects.select_for_update(skip_locked=True, no_key=True)).filter(
+        renewal_of_id__in=grant_ids
+    )
     return _close_pending(
         renewals, actor=actor, note=note, action=AuditAction.REQUEST_CLOSED_GRANT_ENDED, data={"reason": note}
     )
@@ -596,9 +616,12 @@ def close_renewals_of_ended_grants() -> list[int]:
     grant_ids = list(ended.values_list("renewal_of_id", flat=True))
     if not grant_ids:
         return []
-    with transaction.atomic():
-        hold_the_chain()  # before the renewals' row locks
-        return close_renewals_of(grant_ids, actor=Actor.system(), note="Closed: the access ended")
+    return _close_renewals_now(grant_ids)
+
+
+@state_change
+def _close_renewals_now(grant_ids: list[int]) -> list[int]:
+    return close_renewals_of(grant_ids, actor=Actor.system(), note="Closed: the access ended")
 
 
 def refuse_requests_for_retired(entitlement: Entitlement, actor: ActorLike) -> list[int]:

@@ -9,11 +9,11 @@ import time
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import transaction
 
-from audit.services import hold_the_chain
+from audit.services import hold_the_chain, state_change
 from governance.choices import GrantStatus, LifecycleStatus
 from governance.errors import DomainError, ValidationFailed
+from governance.locks import lock_ids
 from governance.models import Entitlement, Grant, System
 from governance.services import catalogue
 from governance.services.catalogue import entitlement_create, entitlement_retire, system_create, system_retire
@@ -143,20 +143,20 @@ def test_two_entitlements_created_with_one_name_at_once_give_one_and_a_name_erro
 
 
 def test_an_admin_changing_a_users_roles_while_their_identity_is_suspended_does_not_deadlock(admin_user):
-    # given a suspension under way: it holds the audit chain and is about to turn the login off
+    # given a suspension under way: it holds the identity's row and is about to turn the login off
     person = PersonFactory()
     user = person.user
 
-    def admin_edits_the_user():  # what the admin's change form does: save the user, then its groups
-        with transaction.atomic():
-            user.first_name = "Renamed"
-            user.save()
-            user.groups.add(Group.objects.get(name="auditor"))
+    @state_change  # what the admin's change form is (AdminWritesAreStateChangesMiddleware)
+    def admin_edits_the_user():  # save the user, then its groups
+        user.first_name = "Renamed"
+        user.save()
+        user.groups.add(Group.objects.get(name="auditor"))
 
     # when an admin edits that user meanwhile
     suspended, edited = while_holding(
-        hold_the_chain,
-        lambda: type(user).objects.filter(pk=user.pk).update(is_active=False),
+        lambda: (lock_ids(type(person), [person.pk]), type(user).objects.filter(pk=user.pk).update(is_active=False)),
+        hold_the_chain,  # the suspension's commit: its events go onto the chain
         admin_edits_the_user,
     )
 

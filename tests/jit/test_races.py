@@ -13,7 +13,6 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from audit.models import AuditEvent, OutboxMessage
-from audit.services import hold_the_chain
 from audit.verify import verify_chain
 from governance.choices import GrantStatus
 from governance.errors import DomainError, InvalidTransition
@@ -250,7 +249,7 @@ def test_two_sweeps_at_once_expire_each_grant_once():
 def while_a_decision_holds_its_locks(request, approver, other):
     """Start deciding `request`, pause right after its locks are taken, run `other` meanwhile."""
     return while_holding(
-        lambda: (hold_the_chain(), _lock_request(request.pk)),  # the decision's own first steps
+        lambda: _lock_request(request.pk),  # the decision's own first steps: its row locks
         lambda: access_request_decide(request_id=request.pk, approver=approver, decision="approve"),
         other,
     )
@@ -302,7 +301,7 @@ def test_an_automatically_approved_request_while_its_entitlement_is_edited_does_
 
     # when alice asks for it for her machine meanwhile
     edited, submitted = while_holding(
-        lambda: (hold_the_chain(), lock_entitlement(entitlement.pk)),  # as entitlement_update begins
+        lambda: lock_entitlement(entitlement.pk),  # as entitlement_update begins
         lambda: entitlement_update(
             entitlement_id=entitlement.pk, actor=admin_user, changes={"business_purpose": "Reworded"}
         ),
@@ -339,7 +338,7 @@ def test_the_sweep_closing_a_renewal_while_it_is_decided_does_not_deadlock(appro
 
     # when the sweep tidies renewals meanwhile
     decided, closed = while_holding(
-        hold_the_chain,  # a decision's first step
+        lambda: _lock_request(renewal.pk),  # a decision's first step: its row locks
         lambda: access_request_decide(request_id=renewal.pk, approver=first, decision="approve"),
         close_renewals_of_ended_grants,
     )
