@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from .choices import AuditAction
 from .models import OutboxMessage, OutboxStatus
-from .services import Actor, ActorLike, audit_event_record
+from .services import Actor, ActorLike, audit_event_record, state_change
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class DispatchResult:
     dead: int = 0
 
 
+@state_change
 def _claim_one(result: DispatchResult) -> OutboxMessage | None:
     """Take the next due message and count the attempt in a transaction of its own.
 
@@ -98,23 +99,22 @@ def _claim_one(result: DispatchResult) -> OutboxMessage | None:
     OUTBOX_CLAIM_SECONDS have passed, then it is due again. A message whose last attempt was lost
     that way goes dead here instead of being delivered once more than OUTBOX_MAX_ATTEMPTS allows.
     """
-    with transaction.atomic():
-        message = (
-            OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(status=OutboxStatus.PENDING, next_attempt_at__lte=timezone.now())
-            .order_by("next_attempt_at", "id")
-            .first()
-        )
-        if message is None:
-            return None
-        if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-            message.last_error = "The worker delivering the last attempt stopped before it finished."
-            _mark_dead(message, result)
-            message.save(update_fields=["status", "last_error"])
-            return message
-        message.attempts += 1
-        message.next_attempt_at = timezone.now() + timedelta(seconds=settings.OUTBOX_CLAIM_SECONDS)
-        message.save(update_fields=["attempts", "next_attempt_at"])
+    message = (
+        OutboxMessage.objects.select_for_update(skip_locked=True)
+        .filter(status=OutboxStatus.PENDING, next_attempt_at__lte=timezone.now())
+        .order_by("next_attempt_at", "id")
+        .first()
+    )
+    if message is None:
+        return None
+    if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        message.last_error = "The worker delivering the last attempt stopped before it finished."
+        _mark_dead(message, result)
+        message.save(update_fields=["status", "last_error"])
+        return message
+    message.attempts += 1
+    message.next_attempt_at = timezone.now() + timedelta(seconds=settings.OUTBOX_CLAIM_SECONDS)
+    message.save(update_fields=["attempts", "next_attempt_at"])
     return message
 
 
@@ -137,34 +137,39 @@ def _deliver_one(result: DispatchResult) -> bool:
         return False
     if claimed.status != OutboxStatus.PENDING:
         return True
-    with transaction.atomic():
-        # Locked again for the delivery and its outcome, which commit together.
-        message = OutboxMessage.objects.select_for_update().get(pk=claimed.pk)
-        if message.status != OutboxStatus.PENDING or message.attempts != claimed.attempts:
-            return True  # settled or claimed again meanwhile (a delivery that outlived its claim)
-        try:
-            handler = _handlers[message.kind]
-            with transaction.atomic():
-                handler(message.payload, message.idempotency_key)
-        except SoftTimeLimitExceeded:
-            # The task is out of time: end it now. The attempt is counted; the claim expires and the
-            # message is delivered again later.
-            raise
-        except Exception as exc:
-            message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-                _mark_dead(message, result)
-            else:
-                message.next_attempt_at = timezone.now() + backoff_delay(message.attempts)
-                result.failed += 1
-            logger.warning("Outbox %s attempt %s failed: %s", message, message.attempts, message.last_error)
-        else:
-            message.status = OutboxStatus.DELIVERED
-            message.delivered_at = timezone.now()
-            message.last_error = ""
-            result.delivered += 1
-        message.save(update_fields=["status", "next_attempt_at", "last_error", "delivered_at"])
+    _deliver_claimed(claimed, result)
     return True
+
+
+@state_change
+def _deliver_claimed(claimed: OutboxMessage, result: DispatchResult) -> None:
+    """Deliver a claimed message and record the outcome: one transaction, its events on the chain at commit."""
+    # Locked again for the delivery and its outcome, which commit together.
+    message = OutboxMessage.objects.select_for_update().get(pk=claimed.pk)
+    if message.status != OutboxStatus.PENDING or message.attempts != claimed.attempts:
+        return  # settled or claimed again meanwhile (a delivery that outlived its claim)
+    try:
+        handler = _handlers[message.kind]
+        with transaction.atomic():
+            handler(message.payload, message.idempotency_key)
+    except SoftTimeLimitExceeded:
+        # The task is out of time: end it now. The attempt is counted; the claim expires and the
+        # message is delivered again later.
+        raise
+    except Exception as exc:
+        message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+            _mark_dead(message, result)
+        else:
+            message.next_attempt_at = timezone.now() + backoff_delay(message.attempts)
+            result.failed += 1
+        logger.warning("Outbox %s attempt %s failed: %s", message, message.attempts, message.last_error)
+    else:
+        message.status = OutboxStatus.DELIVERED
+        message.delivered_at = timezone.now()
+        message.last_error = ""
+        result.delivered += 1
+    message.save(update_fields=["status", "next_attempt_at", "last_error", "delivered_at"])
 
 
 def _settle_dead(message: OutboxMessage) -> None:
@@ -187,7 +192,7 @@ def outbox_dispatch(*, limit: int | None = None) -> DispatchResult:
     return result
 
 
-@transaction.atomic
+@state_change
 def outbox_retry(*, message_id: int, actor: ActorLike) -> OutboxMessage:
     """Give a dead message a fresh set of attempts, due now."""
     message = OutboxMessage.objects.select_for_update().get(pk=message_id)

@@ -445,12 +445,12 @@ def audit_events_record_many(*, actor: ActorLike, events: Iterable[EventSpec]) -
     return _write([_Pending(who, spec, when, context, None) for spec in specs])
 
 
-def export_recorded(*, actor: ActorLike, what: str, filters: Mapping[str, Any], file_format: str) -> AuditEvent:
+@state_change
+def export_recorded(*, actor: ActorLike, what: str, filters: Mapping[str, Any], file_format: str) -> None:
     """Record that evidence left the portal (who exported what, with which filters)."""
-    with transaction.atomic():
-        return audit_event_record(
-            actor=actor,
-            action=AuditAction.EXPORT_DOWNLOADED,
-            target=None,
-            data={"what": what, "format": file_format, "filters": {k: v for k, v in filters.items() if v}},
-        )
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.EXPORT_DOWNLOADED,
+        target=None,
+        data={"what": what, "format": file_format, "filters": {k: v for k, v in filters.items() if v}},
+    )

@@ -246,7 +246,7 @@ def detect_excessive_privilege(now: datetime) -> Iterator[Candidate]:
     days = settings.HYGIENE_UNUSED_GRANT_DAYS
     cutoff = now - timedelta(days=days)
     unused = Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, granted_at__lt=cutoff)
-    rows = Grant.objects.active(now).filter(unused | _tier_above_max_q()).values(*_GRANT_FIELDS)
+    rows = Grant.objects.in_force(now).filter(unused | _tier_above_max_q()).values(*_GRANT_FIELDS)
     for row in rows:
         kind, tier = row["identity__kind"], row["entitlement__risk_tier"]
         max_tier = settings.MAX_RISK_TIER_BY_KIND.get(kind, RiskTier.CRITICAL)
@@ -275,7 +275,7 @@ def detect_excessive_privilege(now: datetime) -> Iterator[Candidate]:
 def detect_standing_high_risk(now: datetime) -> Iterator[Candidate]:
     """Standing grants in force on high or critical entitlements (these should be just-in-time)."""
     rows = (
-        Grant.objects.active(now)
+        Grant.objects.in_force(now)
         .filter(kind=GrantKind.STANDING, entitlement__risk_tier__in=HIGH_TIERS)
         .values(*_GRANT_FIELDS)
     )
@@ -304,7 +304,7 @@ def detect_sod_conflicts(now: datetime) -> Iterator[Candidate]:
         .values("n")
     )
     rows = (
-        Grant.objects.active(now)
+        Grant.objects.in_force(now)
         # Narrow to grants of ruled entitlements first, so the (entitlement, status) index serves.
         .filter(entitlement__in=through.objects.filter(sodrule__is_active=True).values("entitlement_id"))
         .filter(entitlement__sod_rules__is_active=True)
@@ -373,7 +373,7 @@ def detect_renewed_as_standing(now: datetime) -> Iterator[Candidate]:
     # The request that issued the grant keeps the policy's decision (the jit app's snapshot).
     stepped_up = Q(source_request__policy__step_up=True)
     rows = (
-        Grant.objects.active(now)
+        Grant.objects.in_force(now)
         .filter(Q(**{f"{chain}__isnull": False}) | stepped_up, kind=GrantKind.JIT)
         .values(*_GRANT_FIELDS)
     )

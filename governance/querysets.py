@@ -4,7 +4,8 @@ from datetime import datetime
 
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+
+from audit.kernel import clock
 
 from .choices import GrantStatus, IdentityStatus
 
@@ -17,15 +18,37 @@ class IdentityQuerySet(models.QuerySet):
         return self.filter(Q(owner=identity) | Q(backup_owner=identity))
 
 
+def in_force_q(now: datetime | None = None) -> Q:
+    """A grant in force: confirmed active and not past its expiry (standing grants have none).
+
+    The one statement of the rule: `GrantQuerySet.in_force` and `Grant.is_in_force` follow it, so
+    pages, the API and services treat a grant past expiry as inactive even before the sweep runs.
+    """
+    now = clock.now() if now is None else now
+    return Q(status=GrantStatus.ACTIVE) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+def past_expiry_q(now: datetime | None = None) -> Q:
+    """Still marked active but past its expiry: what the sweep will expire (see `due_for_expiry`)."""
+    now = clock.now() if now is None else now
+    return Q(status=GrantStatus.ACTIVE, expires_at__lte=now)
+
+
 class GrantQuerySet(models.QuerySet):
     def live(self):
         """Grants whose access exists or may exist on the target (includes ones being removed)."""
         return self.filter(status__in=GrantStatus.live())
 
-    def active(self, now: datetime | None = None):
+    def in_force(self, now: datetime | None = None):
         """Grants in force now: confirmed active and not past expiry, even before the sweep runs."""
-        now = now or timezone.now()
-        return self.filter(status=GrantStatus.ACTIVE).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        return self.filter(in_force_q(now))
+
+    def not_in_force(self, now: datetime | None = None):
+        return self.exclude(in_force_q(now))
+
+    def active(self, now: datetime | None = None):
+        """Deprecated name of `in_force` (the same rule); kept until its last callers move."""
+        return self.in_force(now)
 
     def due_for_expiry(self, now: datetime | None = None):
-        return self.filter(status=GrantStatus.ACTIVE, expires_at__lte=now or timezone.now())
+        return self.filter(past_expiry_q(now))

@@ -14,7 +14,6 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Cast, Coalesce
-from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from . import policies
@@ -143,13 +142,6 @@ def grant_list(*, user) -> QuerySet[Grant]:
     identity_ids = list(Identity.objects.filter(_visible_identity_q(user)).values_list("pk", flat=True))
     entitlement_ids = list(Entitlement.objects.filter(Q(owner=me) | Q(system__owner=me)).values_list("pk", flat=True))
     return queryset.filter(Q(identity_id__in=identity_ids) | Q(entitlement_id__in=entitlement_ids))
-
-
-def grants_in_force(queryset: QuerySet[Grant]) -> QuerySet[Grant]:
-    """Active and not past expiry: a grant past its time is inactive even before the sweep reaches it."""
-    return queryset.filter(status=GrantStatus.ACTIVE).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
-    )
 
 
 def provisioning_work_for(*, identity: Identity) -> QuerySet[Grant]:

@@ -8,12 +8,11 @@ from django.db.models import F, Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from audit.kernel.htmx import render_list
+from audit.kernel.pagination import DeferredJoinPaginator
 from audit.models import AuditEvent
-from portal.htmx import render_list
-from portal.pagination import DeferredJoinPaginator
 
 from . import policies, selectors
 from .choices import FindingStatus, GrantStatus, LifecycleStatus
@@ -152,9 +151,9 @@ def identity_detail(request, pk: int):
     identity = _get(selectors.identity_list(user=request.user).select_related("owner__manager"), pk)
     grants_qs = selectors.grant_list(user=request.user).filter(identity=identity)
     # Live rows include those waiting on the system; an active grant past expires_at is shown
-    # as expired (grants_in_force semantics) by the shown_status filter, even before the sweep.
+    # as expired (not in force) by the shown_status filter, even before the sweep.
     live_grants = list(grants_qs.filter(status__in=GrantStatus.live()).order_by("expires_at", "pk"))
-    in_force = set(selectors.grants_in_force(grants_qs).values_list("pk", flat=True))
+    in_force = set(grants_qs.in_force().values_list("pk", flat=True))
     context = {
         "identity": identity,
         "can_edit": policies.can_edit_identity(request.user, identity),
@@ -569,8 +568,7 @@ def grant_detail(request, pk: int):
             "can_revoke": policies.can_revoke_grant(request.user, grant),
             "can_mark_no_renew": not grant.no_renew
             and grant.expires_at is not None
-            and grant.status == GrantStatus.ACTIVE
-            and grant.expires_at > timezone.now()
+            and grant.is_in_force()
             and policies.can_mark_no_renew(request.user, grant),
             "events": AuditEvent.objects.for_target(grant).order_by("-seq")[:20],
             "reason_form": ReasonForm(),

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.shortcuts import render
 
-from portal.pagination import DeferredJoinPaginator
+from audit.kernel.pagination import DeferredJoinPaginator
 
 from . import policies, selectors
 from .choices import FindingKind, FindingStatus, Severity

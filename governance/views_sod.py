@@ -9,8 +9,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from audit.kernel.htmx import render_list
 from audit.models import AuditEvent
-from portal.htmx import render_list
 
 from . import policies
 from .errors import DomainError, PermissionRefused

@@ -1,10 +1,9 @@
-"""Pure predicates: who may see, decide on, cancel or activate a request."""
+"""Pure predicates: who may decide on, cancel or activate a request (who may see one: `selectors.requests_visible_to`)."""
 
 from governance import policies as inventory
 from governance.choices import IdentityStatus
 from governance.errors import PermissionRefused
 from governance.models import Identity
-from governance.roles import Role, has_role
 
 
 def _me(user):
@@ -45,14 +44,6 @@ def suspended_approver(user) -> str | None:
     if status is not None and status != IdentityStatus.ACTIVE:
         return f"Your identity is {IdentityStatus(status).label.lower()}; you cannot decide on requests."
     return None
-
-
-def can_view_request(user, request, *, eligible_user_ids: set[int] | None = None) -> bool:
-    if has_role(user, Role.ADMIN, Role.AUDITOR):
-        return True
-    if request.requester_id == user.pk or is_beneficiary(user, request) or owns_identity(user, request.beneficiary):
-        return True
-    return bool(eligible_user_ids and user.pk in eligible_user_ids)
 
 
 def can_cancel(user, request) -> bool:

@@ -9,11 +9,13 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
+from audit.kernel import clock
 from governance import policies as inventory
 from governance.choices import GrantStatus, IdentityStatus
 from governance.models import Grant, Identity, Notification
+from governance.querysets import past_expiry_q
+from governance.roles import Role, has_role
 
 from .choices import RequestStatus, StageStatus
 from .models import AccessRequest, Approval, ApprovalStage
@@ -75,10 +77,27 @@ def request_list(*, user, status: str = "", order: str = "-created_at") -> Query
     return queryset.order_by(order, "-pk" if order.startswith("-") else "pk")
 
 
-def request_get(*, pk: int) -> AccessRequest:
-    """One request with everything its page shows (the view checks who may see it)."""
+def requests_visible_to(user) -> QuerySet[AccessRequest]:
+    """Every request this user may see (the one statement of the rule, for pages and the API).
+
+    Admins and auditors see all; anyone else the requests they made, those for their own identity
+    or an identity they own (owner or backup owner), and those with a stage routed to them.
+    """
+    if has_role(user, Role.ADMIN, Role.AUDITOR):
+        return AccessRequest.objects.all()
+    me = inventory.identity_of(user)
+    mine = Q(requester=user) | Q(stages__eligible=user)
+    if me is not None:
+        mine |= _mine_q(me, "beneficiary")
+    # A semi-join: the stage join must not repeat a request once per eligible person.
+    return AccessRequest.objects.filter(pk__in=AccessRequest.objects.filter(mine).values("pk"))
+
+
+def request_get(*, user, pk: int) -> AccessRequest:
+    """One request this user may see, with everything its page shows; DoesNotExist otherwise."""
     return (
-        AccessRequest.objects.select_related(*REQUEST_JOINS, "renewal_of")
+        requests_visible_to(user)
+        .select_related(*REQUEST_JOINS, "renewal_of")
         .prefetch_related(
             Prefetch(
                 "stages",
@@ -95,11 +114,6 @@ def request_get(*, pk: int) -> AccessRequest:
         )
         .get(pk=pk)
     )
-
-
-def eligible_user_ids(request: AccessRequest) -> set[int]:
-    """Everyone any stage of a prefetched request is routed to."""
-    return {user.pk for stage in request.stages.all() for user in stage.eligible.all()}
 
 
 def pending_requests(*, user) -> QuerySet[AccessRequest]:
@@ -151,7 +165,7 @@ def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -
         queryset = queryset.filter(entitlement__risk_tier=risk_tier)
     if system_id:
         queryset = queryset.filter(entitlement__system_id=system_id)
-    grants_now = Grant.objects.active().select_related("entitlement", "entitlement__system").order_by("pk")
+    grants_now = Grant.objects.in_force().select_related("entitlement", "entitlement__system").order_by("pk")
     return (
         queryset.annotate(past_request_count=Coalesce(Subquery(past_requests, output_field=IntegerField()), Value(0)))
         .select_related(*REQUEST_JOINS)
@@ -205,11 +219,11 @@ def my_grants(*, user) -> dict[str, list[Grant]]:
 
     A grant past its expiry counts as ended even while the sweep has not reached it yet.
     """
-    now = timezone.now()
+    now = clock.now()
     grants = holder_grants(user=user)
-    in_force = grants.filter(status=GrantStatus.ACTIVE).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    in_force = grants.in_force(now)
     pending = grants.filter(status=GrantStatus.PENDING_PROVISION).order_by("created_at", "pk")
-    past_expiry = Q(status=GrantStatus.ACTIVE, expires_at__lte=now)
+    past_expiry = past_expiry_q(now)
     finished = ~Q(status__in=[GrantStatus.ACTIVE, GrantStatus.PENDING_PROVISION]) & Q(
         updated_at__gte=now - RECENTLY_ENDED
     )
@@ -222,13 +236,7 @@ def my_grants(*, user) -> dict[str, list[Grant]]:
 
 
 def grants_in_force_for(*, user, limit: int = 10) -> list[Grant]:
-    now = timezone.now()
-    return list(
-        holder_grants(user=user)
-        .filter(status=GrantStatus.ACTIVE)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .order_by(F("expires_at").asc(nulls_last=True), "pk")[:limit]
-    )
+    return list(holder_grants(user=user).in_force().order_by(F("expires_at").asc(nulls_last=True), "pk")[:limit])
 
 
 #

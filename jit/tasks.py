@@ -7,6 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
+from audit.kernel import clock
 from governance.models import Grant
 
 from .choices import RequestStatus
@@ -26,8 +27,9 @@ def grants_expire_due_task() -> int:
 
 @shared_task(acks_late=True)
 def grants_warn_expiry_task() -> int:
-    horizon = timezone.now() + settings.JIT_EXPIRY_WARNING_LEAD
-    due = Grant.objects.active().filter(expires_at__lte=horizon, expiry_warned_at__isnull=True, no_renew=False)
+    now = clock.now()
+    horizon = now + settings.JIT_EXPIRY_WARNING_LEAD
+    due = Grant.objects.in_force(now).filter(expires_at__lte=horizon, expiry_warned_at__isnull=True, no_renew=False)
     return sum(grant_warn_expiry(grant_id=pk) for pk in due.values_list("pk", flat=True))
 
 

@@ -15,13 +15,13 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from audit.kernel.htmx import render_list
 from audit.models import AuditEvent
 from governance import policies as inventory
 from governance import selectors as inventory_selectors
 from governance.errors import DomainError, InvalidTransition, PermissionRefused
 from governance.models import Grant
 from governance.services.notifications import notifications_mark_read
-from portal.htmx import render_list
 
 from . import policies, selectors
 from .choices import RequestStatus
@@ -36,7 +36,7 @@ from .forms import (
     add_service_errors,
     duration_of,
 )
-from .models import AccessRequest, ApprovalStage
+from .models import AccessRequest
 from .services.approvals import access_request_decide
 from .services.lifecycle import grant_mark_no_renew
 from .services.lifecycle import grant_release as grant_release_service
@@ -83,14 +83,9 @@ def _error_response(request, error: DomainError, *, fallback_url: str):
 def _visible_request(user, pk: int) -> AccessRequest:
     """The request with its stages, if this user may see it; 404 otherwise (no existence leak)."""
     try:
-        access_request = selectors.request_get(pk=pk)
+        return selectors.request_get(user=user, pk=pk)
     except AccessRequest.DoesNotExist:
         raise Http404 from None
-    if not policies.can_view_request(
-        user, access_request, eligible_user_ids=selectors.eligible_user_ids(access_request)
-    ):
-        raise Http404
-    return access_request
 
 
 def _preview_context(user, entitlement, beneficiary, facts: dict, renewal_of=None) -> dict:
@@ -331,11 +326,7 @@ def _decision_outcome(access_request: AccessRequest, stage_position: int | None)
 @require_POST
 def approval_decide(request, pk: int):
     user = request.user
-    access_request = AccessRequest.objects.select_related("beneficiary", "entitlement").filter(pk=pk).first()
-    eligible = set(
-        ApprovalStage.eligible.through.objects.filter(approvalstage__request_id=pk).values_list("user_id", flat=True)
-    )
-    if access_request is None or not policies.can_view_request(user, access_request, eligible_user_ids=eligible):
+    if not selectors.requests_visible_to(user).filter(pk=pk).exists():
         raise Http404
     queue_url = reverse("jit:approval_queue")
     form = DecisionForm(request.POST)

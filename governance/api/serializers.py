@@ -2,10 +2,10 @@
 
 from datetime import timedelta
 
-from django.utils import timezone
 from rest_framework import serializers
 
-from governance.choices import GrantKind, GrantStatus, IdentityKind, IdentityStatus
+from audit.kernel import clock
+from governance.choices import GrantKind, IdentityKind, IdentityStatus
 from governance.models import Entitlement, Finding, Grant, Identity, System
 
 
@@ -177,12 +177,13 @@ class GrantSerializer(serializers.ModelSerializer):
 
     def get_in_force(self, grant) -> bool:
         """A grant past its expiry is not in force, even before the sweep has moved it."""
-        return grant.status == GrantStatus.ACTIVE and (grant.expires_at is None or grant.expires_at > timezone.now())
+        return grant.is_in_force()
 
     def get_time_left_seconds(self, grant) -> int | None:
         if grant.expires_at is None:
             return None
-        return max(int((grant.expires_at - timezone.now()).total_seconds()), 0) if self.get_in_force(grant) else 0
+        now = clock.now()
+        return max(int((grant.expires_at - now).total_seconds()), 0) if grant.is_in_force(now) else 0
 
 
 class GrantCreateSerializer(serializers.Serializer):

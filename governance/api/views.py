@@ -5,9 +5,9 @@ from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from audit.kernel.pagination import NewestFirst
 from governance import selectors
 from governance.filters import EntitlementFilter, IdentityFilter, SystemFilter
 from governance.services import catalogue, grants, identities
@@ -23,13 +23,6 @@ from .serializers import (
     ReasonSerializer,
     SystemSerializer,
 )
-
-
-class ByNewest(CursorPagination):
-    """Cursor pages: no COUNT over millions of rows, stable under inserts."""
-
-    ordering = "-id"
-    page_size = 50
 
 
 def _reason(request, serializer=ReasonSerializer) -> str:
@@ -57,7 +50,7 @@ class ReadUpdateViewSet(
 
 class IdentityViewSet(ReadUpdateViewSet):
     serializer_class = IdentitySerializer
-    pagination_class = ByNewest
+    pagination_class = NewestFirst
     filterset_class = IdentityFilter
 
     def get_queryset(self):
@@ -178,7 +171,7 @@ class EntitlementViewSet(ReadUpdateViewSet):
 
 class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     serializer_class = GrantSerializer
-    pagination_class = ByNewest
+    pagination_class = NewestFirst
     filterset_class = GrantFilter
     service_field_names = {"duration": "duration_seconds"}
 
@@ -218,7 +211,7 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
 
 class FindingViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = FindingSerializer
-    pagination_class = ByNewest
+    pagination_class = NewestFirst
     filterset_class = FindingFilter
 
     def get_queryset(self):

@@ -1,7 +1,11 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
+
+from audit.kernel import clock
 
 from ..choices import GrantKind, GrantStatus
 from ..querysets import GrantQuerySet
@@ -85,3 +89,12 @@ class Grant(models.Model):
 
     def __str__(self) -> str:
         return f"Grant #{self.pk}"
+
+    def is_in_force(self, now: datetime | None = None) -> bool:
+        """This loaded grant is in force (the rule of `querysets.in_force_q`, for one instance)."""
+        now = clock.now() if now is None else now
+        return self.status == GrantStatus.ACTIVE and (self.expires_at is None or self.expires_at > now)
+
+    def is_past_expiry(self, now: datetime | None = None) -> bool:
+        """Still marked active but past its expiry: shown as expired before the sweep reaches it."""
+        return self.status == GrantStatus.ACTIVE and not self.is_in_force(now)

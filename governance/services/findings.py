@@ -3,11 +3,11 @@
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, EventSpec, Target, audit_events_record_many
+from audit.services import Actor, EventSpec, Target, audit_events_record_many, state_change
 
 from .. import hygiene
 from ..choices import FindingStatus
@@ -34,7 +34,7 @@ def _target(pk: int, label: str) -> Target:
     return Target("governance.finding", str(pk), label[:200])
 
 
-@transaction.atomic
+@state_change
 def findings_scan(*, now: datetime | None = None) -> dict[str, Any]:
     """Compute every current finding and reconcile the stored ones with it, in one transaction.
 

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.models import OutboxMessage
 from audit.outbox import enqueue_many, outbox_enqueue, wake_dispatcher
 from audit.services import (
@@ -453,8 +454,8 @@ def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason:
     (capped at the entitlement's maximum from now).
     """
     old = lock(Grant, grant_id)
-    now = timezone.now()
-    if old.status != GrantStatus.ACTIVE or (old.expires_at is not None and old.expires_at <= now):
+    now = clock.now()
+    if not old.is_in_force(now):
         raise InvalidTransition(f"Grant #{old.pk} is no longer active; request the access anew.")
     if old.no_renew:
         raise InvalidTransition(f"Grant #{old.pk} was reviewed and marked do-not-renew.")
@@ -502,4 +503,4 @@ def _refuse_blocked_combination(identity: Identity, entitlement: Entitlement, he
 def time_left(grant: Grant, now: datetime | None = None) -> timedelta | None:
     if grant.expires_at is None:
         return None
-    return max(grant.expires_at - (now or timezone.now()), timedelta(0))
+    return max(grant.expires_at - (now or clock.now()), timedelta(0))

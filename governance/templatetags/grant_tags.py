@@ -4,8 +4,8 @@ from datetime import datetime, timedelta
 
 from django import template
 from django.core.exceptions import ObjectDoesNotExist
-from django.utils import timezone
 
+from audit.kernel import clock
 from governance.choices import ApproverSource, GrantKind, GrantStatus, IdentityKind
 
 register = template.Library()
@@ -52,7 +52,7 @@ def timeleft(value) -> str:
     expires_at = _expiry(value)
     if expires_at is None:
         return "no expiry"
-    left = expires_at - timezone.now()
+    left = expires_at - clock.now()
     return "expired" if left <= timedelta(0) else _span(left)
 
 
@@ -68,13 +68,13 @@ def expires_soon(value) -> bool:
     if getattr(value, "status", None) in _NOT_RUNNING:
         return False
     expires_at = _expiry(value)
-    return expires_at is not None and expires_at - timezone.now() <= SOON
+    return expires_at is not None and expires_at - clock.now() <= SOON
 
 
 @register.filter
 def past_expiry(grant) -> bool:
     """An active grant whose time has passed is shown as expired even before the sweep reaches it."""
-    return grant.status == GrantStatus.ACTIVE and grant.expires_at is not None and grant.expires_at <= timezone.now()
+    return grant.is_past_expiry()
 
 
 @register.filter

@@ -4,41 +4,30 @@ Domain errors map to status codes in one place (the project's DRF exception hand
 bad input 400, not allowed 403, lost race or terminal state 409.
 """
 
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from governance import policies as inventory
-from governance.api.filters import AccessRequestFilter
-from governance.roles import Role, has_role
+from audit.kernel.pagination import NewestFirst
 from jit.models import AccessRequest, ApprovalStage
+from jit.selectors import requests_visible_to
 from jit.services.approvals import access_request_decide
 from jit.services.lifecycle import grant_release
 from jit.services.requests import access_request_activate, access_request_cancel, access_request_submit
 
+from .filters import AccessRequestFilter
 from .serializers import AccessRequestSerializer, DecisionSerializer, NoteSerializer, SubmitSerializer
 
 
 def visible_requests(user):
-    """Requests a user may see: theirs, for identities they own, ones they may decide on; all for auditors."""
-    queryset = AccessRequest.objects.select_related("requester", "beneficiary", "entitlement").prefetch_related(
-        Prefetch("stages", queryset=ApprovalStage.objects.prefetch_related("approvals__approver"))
+    """The requests this user may see (`jit.selectors.requests_visible_to`), with what the API shows."""
+    return (
+        requests_visible_to(user)
+        .select_related("requester", "beneficiary", "entitlement")
+        .prefetch_related(Prefetch("stages", queryset=ApprovalStage.objects.prefetch_related("approvals__approver")))
     )
-    if has_role(user, Role.ADMIN, Role.AUDITOR):
-        return queryset
-    me = inventory.identity_of(user)
-    mine = Q(requester=user) | Q(stages__eligible=user)
-    if me is not None:
-        mine |= Q(beneficiary=me) | Q(beneficiary__owner=me) | Q(beneficiary__backup_owner=me)
-    return queryset.filter(pk__in=AccessRequest.objects.filter(mine).values("pk"))
-
-
-class NewestFirst(CursorPagination):
-    ordering = "-id"
-    page_size = 50
 
 
 class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -29,9 +29,7 @@ def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant
     """
     grant = lock(Grant, grant_id)
     policies.require(policies.can_hold(_user(actor), grant), "Only the holder may release this access.")
-    if grant.status not in (GrantStatus.ACTIVE, GrantStatus.PENDING_PROVISION) or (
-        grant.expires_at is not None and grant.expires_at <= timezone.now()
-    ):
+    if not (grant.is_in_force() or grant.status == GrantStatus.PENDING_PROVISION):
         raise InvalidTransition(f"Grant #{grant.pk} is already ending ({grant.get_status_display().lower()}).")
     audit_event_record(actor=actor, action=AuditAction.GRANT_RELEASED, target=grant, data={"reason": reason})
     grant = grant_revoke(

@@ -94,7 +94,7 @@ def gather_policy_input(
 ) -> PolicyInput:
     now = now or timezone.now()
     me = requester.identity
-    held = set(Grant.objects.active(now).filter(identity=beneficiary).values_list("entitlement_id", flat=True)) | set(
+    held = set(Grant.objects.in_force(now).filter(identity=beneficiary).values_list("entitlement_id", flat=True)) | set(
         Grant.objects.filter(identity=beneficiary, status=GrantStatus.PENDING_PROVISION).values_list(
             "entitlement_id", flat=True
         )
@@ -188,7 +188,7 @@ def _beneficiary_for(requester: Requester, beneficiary_id: int) -> Identity:
 
 
 def _already_held(grant: Grant, beneficiary: Identity, entitlement: Entitlement) -> str:
-    if grant.status == GrantStatus.ACTIVE and (grant.expires_at is None or grant.expires_at > timezone.now()):
+    if grant.is_in_force():
         return f"{beneficiary} already holds {entitlement.name}; extend that grant instead."
     if grant.status == GrantStatus.PENDING_PROVISION:
         return f"{entitlement.name} is already being granted to {beneficiary}; it starts when the system confirms."
@@ -249,7 +249,7 @@ def access_request_submit(
             raise ValidationFailed("That grant is not this identity's access to this entitlement.")
         if renewal_of.no_renew:
             raise InvalidTransition("This grant was reviewed and marked do-not-renew; it cannot be extended.")
-        if not Grant.objects.active().filter(pk=renewal_of.pk).exists():
+        if not renewal_of.is_in_force():
             raise InvalidTransition("This grant is no longer active; request the access anew.")
     elif live := Grant.objects.live().filter(identity=beneficiary, entitlement=entitlement).first():
         raise InvalidTransition(_already_held(live, beneficiary, entitlement))

@@ -92,7 +92,7 @@ def test_demo_requests_leave_work_in_every_approver_queue():
     deploy = pending.get(beneficiary__user=users["requester"], entitlement__name="DeployRole")
     assert deploy.approvals.get().approver == users["approver"]  # first stage done by her manager
     assert users["owner"] in deploy.stages.get(position=2).eligible.all()
-    assert Grant.objects.active().filter(kind=GrantKind.JIT, identity__name="svc-riya-report-bot").count() == 1
+    assert Grant.objects.in_force().filter(kind=GrantKind.JIT, identity__name="svc-riya-report-bot").count() == 1
     assert Grant.objects.filter(status=GrantStatus.PENDING_PROVISION, identity__name="svc-riya-report-bot").exists()
     assert AuditEvent.objects.filter(action=AuditAction.REQUEST_SUBMITTED).count() == len(DEMO_REQUESTS)
     assert "Demo requests: 6 submitted" in output

@@ -79,7 +79,7 @@ def test_expired_grant_ends_when_the_target_confirms():
 def test_pages_treat_a_grant_past_expiry_as_inactive_before_the_sweep():
     grant = jit_grant(expires_at=timezone.now() - timedelta(seconds=1))
     assert grant.status == GrantStatus.ACTIVE
-    assert not Grant.objects.active().filter(pk=grant.pk).exists()
+    assert not Grant.objects.in_force().filter(pk=grant.pk).exists()
 
 
 def test_health_turns_red_when_the_sweep_stops_or_grants_are_overdue(client, admin_user):

@@ -3,8 +3,8 @@
 import pytest
 from django.db.models import Count
 
+from audit.kernel.pagination import DeferredJoinPaginator
 from governance.models import Identity
-from portal.pagination import DeferredJoinPaginator
 from tests.factories.governance import PersonFactory
 
 pytestmark = pytest.mark.django_db

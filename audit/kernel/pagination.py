@@ -1,6 +1,7 @@
-"""Page-number pagination that stays cheap on deep pages of big, annotated lists."""
+"""Pagination shared by the pages and the API: cheap deep pages, and cursor pages newest first."""
 
 from django.core.paginator import Paginator
+from rest_framework.pagination import CursorPagination
 
 
 class DeferredJoinPaginator(Paginator):
@@ -19,3 +20,10 @@ class DeferredJoinPaginator(Paginator):
         keys = list(self.object_list.values_list("pk", flat=True)[bottom:top])
         rows = {row.pk: row for row in self.object_list.filter(pk__in=keys)}
         return self._get_page([rows[key] for key in keys if key in rows], number, self)
+
+
+class NewestFirst(CursorPagination):
+    """API list pages by cursor: no COUNT over millions of rows, stable under inserts."""
+
+    ordering = "-id"
+    page_size = 50
