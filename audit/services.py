@@ -93,6 +93,14 @@ class EventSpec:
 ActorLike = Actor | AbstractBaseUser | AnonymousUser | None
 
 
+def acting_user(actor: ActorLike) -> Any:
+    """The login behind whoever acts: the actor's user, or the user passed in its place (None: the system).
+
+    Services take an `Actor` or, for brevity, a user; this is the one place that tells them apart.
+    """
+    return actor.user if isinstance(actor, Actor) else actor
+
+
 def _as_actor(actor: ActorLike) -> Actor:
     if isinstance(actor, Actor):
         return actor

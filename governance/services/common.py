@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db import models
 
-from audit.services import Actor, ActorLike
+from audit.services import ActorLike, acting_user
 
 from .. import policies
 from ..errors import ValidationFailed
@@ -13,16 +13,13 @@ from ..locks import lock  # noqa: F401 - the services' lock, re-exported
 
 def is_system(actor: ActorLike) -> bool:
     """Tasks, imports and the API's machine identities act as the system; they are checked elsewhere."""
-    if isinstance(actor, Actor):
-        return actor.user is None
-    return actor is None
+    return acting_user(actor) is None
 
 
 def check(actor: ActorLike, predicate, obj, message: str) -> None:
     if is_system(actor):
         return
-    user = actor.user if isinstance(actor, Actor) else actor
-    policies.require(predicate(user, obj), message)
+    policies.require(predicate(acting_user(actor), obj), message)
 
 
 def _plain(value: Any) -> Any:

@@ -17,10 +17,10 @@ from audit.kernel import clock
 from audit.models import OutboxMessage
 from audit.outbox import enqueue_many, outbox_enqueue, wake_dispatcher
 from audit.services import (
-    Actor,
     ActorLike,
     EventSpec,
     Target,
+    acting_user,
     audit_event_record,
     audit_events_record_many,
     state_change,
@@ -73,7 +73,7 @@ def grant_create(
     grants to themself or to an identity they own: that access goes through a request.
     """
     check(actor, policies.can_manage_grants, entitlement, "Only the entitlement's owners or an admin may grant it.")
-    me = None if is_system(actor) else policies.identity_of(actor.user if isinstance(actor, Actor) else actor)
+    me = None if is_system(actor) else policies.identity_of(acting_user(actor))
     if me is not None and me.pk in (identity.pk, identity.owner_id, identity.backup_owner_id):
         raise PermissionRefused("Nobody grants access to themself or to an identity they own; request it instead.")
     if entitlement.allowed_identity_kinds and identity.kind not in entitlement.allowed_identity_kinds:
@@ -225,7 +225,7 @@ def grant_revoke(*, grant_id: int, actor: ActorLike, reason: str, end_reason: st
         audit_event_record(actor=actor, action=AuditAction.GRANT_REVOKED, target=grant, data={"reason": reason})
         return grant
     grant.status, grant.end_reason = GrantStatus.REVOKING, end_reason
-    user = actor.user if isinstance(actor, Actor) else actor
+    user = acting_user(actor)
     grant.revoked_by = user if getattr(user, "is_authenticated", False) else None
     grant.save(update_fields=["status", "end_reason", "revoked_by", "updated_at"])
     audit_event_record(
@@ -341,7 +341,7 @@ def grants_revoke_many(*, grant_ids: Iterable[int], actor: ActorLike, reason: st
     authorised it. Grants already being removed or ended are left alone, so it is safe to ask twice.
     Returns the ids it changed.
     """
-    user = actor.user if isinstance(actor, Actor) else actor
+    user = acting_user(actor)
     user_id = user.pk if getattr(user, "is_authenticated", False) else None
     ids = sorted(set(grant_ids))
     revoke_batch = _revoke_batch_pg if connection.vendor == "postgresql" else _revoke_batch_orm

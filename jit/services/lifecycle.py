@@ -4,7 +4,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, ActorLike, audit_event_record, state_change
+from audit.services import Actor, ActorLike, acting_user, audit_event_record, state_change
 from governance.choices import GrantStatus
 from governance.errors import InvalidTransition
 from governance.models import Grant
@@ -16,10 +16,6 @@ from .. import policies
 from .requests import close_renewals_of
 
 
-def _user(actor: ActorLike):
-    return actor.user if isinstance(actor, Actor) else actor
-
-
 @state_change
 def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant:
     """The holder gives access back before it expires.
@@ -28,7 +24,7 @@ def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant
     sweep pass over a row locked here), exactly one of the two ends the grant.
     """
     grant = lock(Grant, grant_id)
-    policies.require(policies.can_hold(_user(actor), grant), "Only the holder may release this access.")
+    policies.require(policies.can_hold(acting_user(actor), grant), "Only the holder may release this access.")
     if not (grant.is_in_force() or grant.status == GrantStatus.PENDING_PROVISION):
         raise InvalidTransition(f"Grant #{grant.pk} is already ending ({grant.get_status_display().lower()}).")
     audit_event_record(actor=actor, action=AuditAction.GRANT_RELEASED, target=grant, data={"reason": reason})
@@ -46,7 +42,7 @@ def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant
 def grant_mark_no_renew(*, grant_id: int, actor: ActorLike, note: str = "") -> Grant:
     """An owner reviewed this expiring access: no more warnings, and no renewal."""
     grant = lock(Grant, grant_id)
-    policies.require(policies.can_mark_no_renew(_user(actor), grant), "Only an owner may mark this grant.")
+    policies.require(policies.can_mark_no_renew(acting_user(actor), grant), "Only an owner may mark this grant.")
     if grant.no_renew:
         return grant
     grant.no_renew = True

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.services import Actor, ActorLike, audit_event_record, state_change
+from audit.services import Actor, ActorLike, acting_user, audit_event_record, state_change
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
@@ -493,7 +493,7 @@ def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = ""
     scheduled start ends in exactly one of the two.
     """
     request = _lock_request(request_id)
-    user = actor.user if isinstance(actor, Actor) else actor
+    user = acting_user(actor)
     policies.require(policies.can_cancel(user, request), "Only the requester may cancel this request.")
     waiting = request.status == RequestStatus.APPROVED and request.grant_id is None
     if request.status != RequestStatus.PENDING and not waiting:
@@ -509,7 +509,7 @@ def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = ""
 def access_request_activate(*, request_id: int, actor: ActorLike) -> AccessRequest:
     """The holder starts approved high-risk access within its activation window."""
     request = _lock_request(request_id)
-    user = actor.user if isinstance(actor, Actor) else actor
+    user = acting_user(actor)
     policies.require(
         policies.is_beneficiary(user, request) or policies.owns_identity(user, request.beneficiary),
         "Only the holder may activate this access.",
