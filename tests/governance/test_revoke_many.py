@@ -80,6 +80,7 @@ def test_the_connector_confirms_each_removal_as_usual(admin_user):
     assert grant.status == GrantStatus.REVOKED
 
 
+@pytest.mark.postgres  # SQLite splits bulk inserts by its limit on parameters
 def test_retirement_costs_the_same_queries_for_ten_grants_as_for_two_hundred(admin_user, count_queries):
     def retire(holders: int) -> int:
         entitlement = EntitlementFactory()
