@@ -34,3 +34,11 @@ def import_jobs_reap_task() -> dict:
     from .services.import_jobs import import_jobs_reap
 
     return import_jobs_reap()
+
+
+@shared_task(acks_late=True)
+def notifications_purge_task() -> dict:
+    """Delete notifications read longer ago than NOTIFICATION_RETENTION_DAYS, in batches."""
+    from .services.notifications import notifications_purge_read
+
+    return {"deleted": notifications_purge_read()}

@@ -26,8 +26,26 @@ BEAT_SCHEDULE = {
     "governance.tasks.hygiene_scan_task": {"task": "governance.tasks.hygiene_scan_task", "schedule": 900.0},
     "governance.tasks.manual_work_chase_task": {"task": "governance.tasks.manual_work_chase_task", "schedule": 900.0},
     "governance.tasks.import_jobs_reap_task": {"task": "governance.tasks.import_jobs_reap_task", "schedule": 300.0},
+    # Every AUDIT_CHECKPOINT_INTERVAL (from settings once they are loaded, below).
+    "audit.tasks.audit_checkpoint_task": {"task": "audit.tasks.audit_checkpoint_task", "schedule": 300.0},
+    # Retention: hourly; each run deletes in batches until nothing is due.
+    "audit.tasks.outbox_purge_task": {"task": "audit.tasks.outbox_purge_task", "schedule": 3600.0},
+    "governance.tasks.notifications_purge_task": {
+        "task": "governance.tasks.notifications_purge_task",
+        "schedule": 3600.0,
+    },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@app.on_after_configure.connect
+def _schedule_from_settings(sender=None, **_kwargs) -> None:
+    """Intervals that are settings: read once Django's settings are, never while they load (this module
+    is imported by the settings' own package)."""
+    from django.conf import settings
+
+    interval = settings.AUDIT_CHECKPOINT_INTERVAL.total_seconds()
+    BEAT_SCHEDULE["audit.tasks.audit_checkpoint_task"]["schedule"] = interval
 
 
 @signals.task_prerun.connect

@@ -36,10 +36,20 @@ def check_expiry_sweep() -> tuple[bool, str]:
     return check()
 
 
+def check_audit_checkpoints() -> tuple[bool, str]:
+    from audit.checkpoints import checkpoint_health
+
+    try:
+        return checkpoint_health()
+    except Exception as exc:  # a broken store or key must show here, never take /health/ down
+        return False, f"{type(exc).__name__}"
+
+
 HEALTH_CHECKS: dict[str, HealthCheck] = {
     "database": check_database,
     "broker": check_broker,
     "expiry_sweep": check_expiry_sweep,
+    "audit_checkpoints": check_audit_checkpoints,
 }
 
 

@@ -1,6 +1,7 @@
 """Tell people things: an in-app notification and an email through the outbox, in the caller's transaction."""
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -60,3 +61,26 @@ def notifications_mark_read(*, user, ids: list[int] | None = None) -> int:
     if ids is not None:
         queryset = queryset.filter(pk__in=ids)
     return queryset.update(read_at=timezone.now())
+
+
+def notifications_purge_read(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:
+    """Delete notifications read longer ago than `older_than` (NOTIFICATION_RETENTION_DAYS; 0 keeps them).
+
+    Unread ones always stay: someone still has to see them. Batches, each its own short
+    transaction, so a large backlog never holds locks for long and an interrupted run loses nothing.
+    """
+    if older_than is None:
+        if settings.NOTIFICATION_RETENTION_DAYS <= 0:
+            return 0
+        older_than = timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)
+    batch_size = batch_size or settings.RETENTION_BATCH_SIZE
+    due = Notification.objects.filter(read_at__isnull=False, read_at__lt=timezone.now() - older_than)
+    deleted = 0
+    while True:
+        ids = list(due.order_by("id").values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        count, _ = due.filter(id__in=ids).delete()
+        deleted += count
+        if len(ids) < batch_size:
+            return deleted

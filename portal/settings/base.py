@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "audit.middleware.AuditContextMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "portal.middleware.AdminWritesAreStateChangesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -311,3 +312,29 @@ JIT_ESCALATE_AFTER = timedelta(hours=env_int("JIT_ESCALATE_AFTER_HOURS", 24))
 JIT_TIMEOUT_AFTER = timedelta(hours=env_int("JIT_TIMEOUT_AFTER_HOURS", 72))
 JIT_EXPIRY_WARNING_LEAD = timedelta(minutes=env_int("JIT_EXPIRY_WARNING_MINUTES", 60))
 JIT_SWEEP_BATCH_SIZE = env_int("JIT_SWEEP_BATCH_SIZE", 1000)
+
+#
+# Audit checkpoints: the chain's head signed with Ed25519 every few minutes and kept outside the
+# database (README, "The audit trail"). Keys are base64 (raw 32 bytes) or PEM; a missing signing key
+# is logged by the task and shown by /health/, it never stops the web.
+#
+AUDIT_CHECKPOINT_SIGNING_KEY = env_str("AUDIT_CHECKPOINT_SIGNING_KEY", "")
+# Public keys checkpoints may be signed with, comma-separated: keep a rotated-out key listed.
+AUDIT_CHECKPOINT_VERIFY_KEYS = env_list("AUDIT_CHECKPOINT_VERIFY_KEYS")
+# Development only: without a signing key, one is made and kept here (never in production).
+AUDIT_CHECKPOINT_DEV_KEY_FILE = DATA_DIR / "audit-checkpoint-dev-key.pem" if DEBUG else None
+AUDIT_CHECKPOINT_STORE = env_str("AUDIT_CHECKPOINT_STORE", "audit.checkpoints.DirectoryCheckpointStore")
+AUDIT_CHECKPOINT_DIR = Path(env_str("AUDIT_CHECKPOINT_DIR", str(DATA_DIR / "audit-checkpoints")))
+AUDIT_CHECKPOINT_INTERVAL = timedelta(seconds=env_int("AUDIT_CHECKPOINT_INTERVAL_SECONDS", 300))
+# /health/ turns red when the newest checkpoint is older than this (three missed runs).
+AUDIT_CHECKPOINT_MAX_AGE = timedelta(
+    seconds=env_int("AUDIT_CHECKPOINT_MAX_AGE_SECONDS", 3 * int(AUDIT_CHECKPOINT_INTERVAL.total_seconds()))
+)
+
+#
+# Retention: delivered outbox rows and read notifications are purged after these many days (0 keeps
+# them); pending and dead outbox rows, unread notifications and the audit trail never are.
+#
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 30)
+NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000)

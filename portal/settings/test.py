@@ -5,6 +5,8 @@ them fail instead, and makes a missing PostgreSQL an error.
 """
 
 import os
+import tempfile
+from pathlib import Path
 
 from .env import env_bool
 
@@ -57,6 +59,14 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  whitenoise serves from finders here
 WHITENOISE_USE_FINDERS = True
+
+#
+# Audit checkpoints: a development key kept in DATA_DIR, and a store of this test process's own (a
+# test that writes checkpoints points AUDIT_CHECKPOINT_DIR at its tmp_path), so that checkpoints of
+# a `make run` or of another test run never meet this run's trail.
+#
+AUDIT_CHECKPOINT_DEV_KEY_FILE = DATA_DIR / "audit-checkpoint-dev-key.pem"  # noqa: F405
+AUDIT_CHECKPOINT_DIR = Path(tempfile.gettempdir()) / f"portal-test-{os.getpid()}" / "audit-checkpoints"
 
 if os.environ.get("PORTAL_TEST_EMAIL_DIR"):
     # A worker process started by a test writes mail where the test can read it.
