@@ -323,9 +323,17 @@ def _actor_columns(actor: Actor) -> dict[str, Any]:
     }
 
 
-def _build_rows(events: list[_Pending], head: tuple[int, str]) -> list[dict[str, Any]]:
-    """Each event as a dict of column values with its hash, chained from `head` (plain dicts: cheap)."""
-    seq, prev_hash = head
+# Between `seq` (first) and `prev_hash` (last): the hashed fields known before the chain is taken.
+_MIDDLE_FIELDS = HASHED_FIELDS[1:-1]
+assert HASHED_FIELDS[0] == "seq" and HASHED_FIELDS[-1] == "prev_hash"
+
+
+def _prepare_rows(events: list[_Pending]) -> list[dict[str, Any]]:
+    """Each event as a dict of column values, with all of its hashed text but its place in the chain.
+
+    Done before the chain is taken: under it only the position and the previous hash are added, so
+    that a batch of 100,000 events holds the chain for the hashing and the insert, not the encoding.
+    """
     common_of: dict[tuple[int, int], dict[str, Any]] = {}  # a batch shares one actor and context
     rows = []
     for event in events:
@@ -341,25 +349,31 @@ def _build_rows(events: list[_Pending], head: tuple[int, str]) -> list[dict[str,
             }
         spec = event.spec
         target = Target.of(spec.target)
-        seq += 1
-        action = spec.action
-        occurred = _iso(event.occurred_at)
         row = {
             **common,
-            "seq": seq,
-            "action": action.value,  # a member of the registry (see _stored_spec)
+            "occurred_at": _iso(event.occurred_at),
+            "action": spec.action.value,  # a member of the registry (see _stored_spec)
             "target_type": target.type,
             "target_id": target.id,
             "target_label": target.label[:200],
-            "prev_hash": prev_hash,
+            "data_text": data_json(spec.data),  # made storable when it was collected
         }
-        text = data_json(spec.data)  # made storable when it was collected
-        values = [occurred if name == "occurred_at" else row[name] for name in HASHED_FIELDS]
-        row["hash"] = prev_hash = _digest(values, text)
-        row["data_text"] = text
-        row["occurred_at"] = occurred
+        # The canonical header is the JSON list of HASHED_FIELDS; its middle is fixed already.
+        row["header_middle"] = _HEADER_ENCODER.encode([row[name] for name in _MIDDLE_FIELDS])[1:-1]
         rows.append(row)
     return rows
+
+
+def _chain_rows(rows: list[dict[str, Any]], head: tuple[int, str]) -> None:
+    """Number the prepared rows from `head` and hash each onto the one before (what `_digest` does)."""
+    seq, prev_hash = head
+    sha256 = hashlib.sha256
+    for row in rows:
+        seq += 1
+        middle = row.pop("header_middle")
+        row["seq"], row["prev_hash"] = seq, prev_hash
+        text = f'[{seq},{middle},"{prev_hash}"]\n{row["data_text"]}'
+        row["hash"] = prev_hash = sha256(text.encode()).hexdigest()
 
 
 def audit_event_record(
@@ -413,8 +427,9 @@ def _copy_insert(rows: list[dict[str, Any]]) -> None:
 
 def _write(events: list[_Pending]) -> list[AuditEvent]:
     """Take the chain, hash the events onto its head and insert them; the caller's transaction commits."""
+    rows = _prepare_rows(events)
     with transaction.atomic(savepoint=False):
-        rows = _build_rows(events, _chain_head())
+        _chain_rows(rows, _chain_head())
         if connection.vendor == "postgresql" and len(rows) > COPY_THRESHOLD:
             _copy_insert(rows)
             return []

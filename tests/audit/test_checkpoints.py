@@ -338,10 +338,8 @@ def test_health_turns_red_when_the_newest_checkpoint_is_stale(
     client.force_login(admin_user)
     checkpoint = checkpoint_record()
     status, check = _checkpoint_health(client)
-    assert status == 200 and check == {
-        "ok": True,
-        "detail": f"newest checkpoint #{checkpoint.seq} is 0 s old, verified",
-    }
+    assert status == 200 and check["ok"]
+    assert re.fullmatch(rf"newest checkpoint #{checkpoint.seq} is \d s old, verified", check["detail"])  # a slow machine
 
     with time_machine.travel(timezone.now() + timedelta(minutes=14), tick=False):
         assert _checkpoint_health(client)[0] == 200
