@@ -196,15 +196,18 @@ def compute_hash(event: AuditEvent) -> str:
     return _digest(values, data_json(event.data))
 
 
-def hold_the_chain() -> None:
-    """Take the audit chain's lock until the caller's transaction ends (re-entrant).
+def hold_the_chain() -> tuple[int, str] | None:
+    """Take the audit chain's lock until the caller's transaction ends (re-entrant); return its head.
 
     `state_change` takes it only to write a finished service's events, just before commit; code
-    outside a service that writes an event at once takes it then.
+    outside a service that writes an event at once takes it then. On PostgreSQL one call of
+    `audit_take_chain` (migration 0005) takes the lock and then reads the head with a fresh snapshot.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT head_seq, head_hash FROM audit_take_chain(%s)", [_CHAIN_LOCK_KEY])
+        return cursor.fetchone()
 
 
 def chain_first() -> None:
@@ -303,14 +306,15 @@ def _write_collected(collector: _Collector) -> None:
     events = _still_wanted(collector.events)
     collector.events = []
     if events:
-        _write(events)
+        _write(events, returning=False)
 
 
 def _chain_head() -> tuple[int, str]:
     """Serialise writers of the chain until the caller's transaction ends; return the head."""
-    hold_the_chain()
-    # SQLite needs no lock here: its transactions are IMMEDIATE (settings), one writer at a time.
-    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    head = hold_the_chain()
+    if connection.vendor != "postgresql":
+        # SQLite needs no lock here: its transactions are IMMEDIATE (settings), one writer at a time.
+        head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     return head if head is not None else (0, GENESIS_HASH)
 
 
@@ -415,23 +419,41 @@ _COPY_COLUMNS = [
 COPY_THRESHOLD = 100
 
 
+# A prepared row's values in _COPY_COLUMNS order; the data as the very text that was hashed.
+_ROW_VALUES = itemgetter(*["data_text" if c == "data" else c for c in _COPY_COLUMNS])
+
+
 def _copy_insert(rows: list[dict[str, Any]]) -> None:
     """PostgreSQL COPY: an order of magnitude faster than a multi-row INSERT for thousands of rows."""
     columns = ", ".join(_COPY_COLUMNS)
     # The time and the data as the very text that was hashed: no per-row conversion, nothing re-encoded.
-    values = itemgetter(*["data_text" if c == "data" else c for c in _COPY_COLUMNS])
     with connection.cursor() as cursor, cursor.copy(f"COPY audit_auditevent ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(values(row))
+            copy.write_row(_ROW_VALUES(row))
 
 
-def _write(events: list[_Pending]) -> list[AuditEvent]:
-    """Take the chain, hash the events onto its head and insert them; the caller's transaction commits."""
+def _insert_rows(rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: one multi-row INSERT of the very text that was hashed (one round trip under the chain)."""
+    one = "(" + ", ".join(["%s"] * len(_COPY_COLUMNS)) + ")"
+    sql = f"INSERT INTO audit_auditevent ({', '.join(_COPY_COLUMNS)}) VALUES {', '.join([one] * len(rows))}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in _ROW_VALUES(row)])
+
+
+def _write(events: list[_Pending], *, returning: bool = True) -> list[AuditEvent]:
+    """Take the chain, hash the events onto its head and insert them; the caller's transaction commits.
+
+    With `returning`, the stored events come back (small batches written at once); a service's
+    collected events need none, so on PostgreSQL they go in as one INSERT, or COPY when many.
+    """
     rows = _prepare_rows(events)
     with transaction.atomic(savepoint=False):
         _chain_rows(rows, _chain_head())
         if connection.vendor == "postgresql" and len(rows) > COPY_THRESHOLD:
             _copy_insert(rows)
+            return []
+        if connection.vendor == "postgresql" and not returning:
+            _insert_rows(rows)
             return []
         stored = [
             AuditEvent(

@@ -4,6 +4,9 @@ Each `plan_<entity>` loads what it needs with one query per model, parses and ch
 (collecting every error rather than stopping at the first), and returns a `Plan`: objects to
 create (in levels, so that an owner defined in the same file is created before what it owns),
 objects to update with their snapshot before the change, and how many rows were unchanged.
+It also keeps what it read of the existing rows it decided on (`Plan.reads`: the rows it updates,
+the owners, systems, identities and entitlements its rows must find active), so that the write,
+which may come minutes later, can lock them and refuse the file if any changed meanwhile.
 Nothing here writes; `governance.services.imports.import_apply` does.
 """
 
@@ -17,8 +20,8 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
 
+from ..approval_stages import validate_approval_stages
 from ..choices import (
-    ApproverSource,
     Connector,
     CredentialType,
     Criticality,
@@ -30,6 +33,7 @@ from ..choices import (
     RiskTier,
     SecretLocation,
 )
+from ..errors import ValidationFailed
 from ..models import Entitlement, Grant, Identity, System
 from ..models.entitlements import default_allowed_kinds, default_approval_stages
 from ..services import catalogue, identities
@@ -60,6 +64,14 @@ class Plan:
     # References to objects that do not exist yet: id(obj) -> [(attname, key of a new object)].
     links: dict[int, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
     new_by_key: dict[str, models.Model] = field(default_factory=dict)
+    # The line of every row by its key: for what the write phase finds wrong.
+    lines: dict[str, int] = field(default_factory=dict)
+    # What the plan read of existing rows and decided on, per model and id (field name -> value as
+    # read), and which rows relied on each: the write phase locks these rows and checks them again.
+    reads: dict[type[models.Model], dict[int, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+    readers: dict[tuple[type[models.Model], int], list[tuple[int, str, str]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
     @property
     def created(self) -> int:
@@ -71,6 +83,26 @@ class Plan:
 
     def snapshot(self, obj: models.Model) -> dict[str, Any]:
         return snapshot(obj, self.audited)
+
+    def rely_on(
+        self, model: type[models.Model], pk: int, values: dict[str, Any], line: int, key: str, what: str
+    ) -> None:
+        """Row `line` was planned on these `values` of an existing row; `what` names that row in a conflict."""
+        read = self.reads[model].get(pk)
+        if read is None:
+            self.reads[model][pk] = values  # a dict of the caller's own making: kept, not copied
+        else:
+            read.update(values)
+        self.readers[(model, pk)].append((line, key, what))
+
+    def hold(self, model: type[models.Model], pk: int) -> None:
+        """Lock this row too when writing (lock order), without relying on anything it holds."""
+        self.reads[model].setdefault(pk, {})
+
+    def update(self, obj: models.Model, before: dict[str, Any], line: int, key: str, **read: Any) -> None:
+        """Plan to update `obj`, relying on it still holding what was read: `before` and `read`."""
+        self.updates.append((obj, before))
+        self.rely_on(type(obj), obj.pk, {**before, **read}, line, key, f"{type(obj)._meta.verbose_name} {key!r}")
 
 
 def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
@@ -85,6 +117,13 @@ def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
 
 
 _FOREIGN_KEYS = frozenset({"owner", "backup_owner", "manager", "system", "identity", "entitlement"})
+
+
+def column(name: str) -> str:
+    """The attribute (and column) a snapshot's field name is stored in: foreign keys by id."""
+    return f"{name}_id" if name in _FOREIGN_KEYS else name
+
+
 # Checked for every row: frozensets, computed once (TextChoices.values builds a new list per call).
 _KINDS = cells.Choices(IdentityKind.values)
 _IDENTITY_STATUSES = cells.Choices(IdentityStatus.values)
@@ -93,7 +132,6 @@ _SECRET_LOCATIONS = cells.Choices(SecretLocation.values)
 _RISK_TIERS = cells.Choices(RiskTier.values)
 _CONNECTORS = cells.Choices(Connector.values)
 _GRANT_KINDS = cells.Choices(GrantKind.values)
-_APPROVERS = cells.Choices(ApproverSource.values)
 
 
 class _Rows:
@@ -199,7 +237,7 @@ def plan_identities(rows: list[Row], *, progress: Progress | None = None, every:
     plan = Plan("identities", Identity, IDENTITY_AUDITED)
     errors = plan.errors
     existing = _index(Identity.objects.all())
-    seen: dict[str, int] = {}
+    seen = plan.lines
 
     # Pass 1: parse every row; learn the kind and status of identities that only the file defines.
     parsed_rows: list[tuple[Row, str, dict]] = []
@@ -281,6 +319,8 @@ def plan_identities(rows: list[Row], *, progress: Progress | None = None, every:
                 continue
             if target is not None:
                 setattr(obj, f"{attr}_id", target.pk)
+                if changed:  # the plan checked that they are an active person: still so when writing
+                    plan.rely_on(Identity, target.pk, {"status": target.status}, row.line, key, f"{role} {ref!r}")
             else:
                 pending.append((f"{attr}_id", ref))
         if not ok:
@@ -295,7 +335,7 @@ def plan_identities(rows: list[Row], *, progress: Progress | None = None, every:
             plan.new_by_key[key] = obj
             depends[key] = {ref for _, ref in pending}
         elif pending or plan.snapshot(obj) != before:
-            plan.updates.append((obj, before))
+            plan.update(obj, before, row.line, key)
         else:
             plan.unchanged += 1
 
@@ -341,18 +381,19 @@ _SYSTEM_PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _owner(
-    row: Row, key: str, ref: str, obj, owners: dict[str, Identity], is_new: bool, errors: list[RowError]
-) -> int | None:
+def _owner(row: Row, key: str, ref: str, obj, owners: dict[str, Identity], is_new: bool, plan: Plan) -> int | None:
     """The owner's id, checked like the catalogue services do (an active person when it changes)."""
     owner = owners.get(ref)
     if owner is None:
-        errors.append(RowError(row.line, key, f"unknown owner external id {ref!r}"))
+        plan.errors.append(RowError(row.line, key, f"unknown owner external id {ref!r}"))
         return None
-    problem = _person_error((owner.kind, owner.status), "owner", must_be_active=is_new or obj.owner_id != owner.pk)
+    changed = is_new or obj.owner_id != owner.pk
+    problem = _person_error((owner.kind, owner.status), "owner", must_be_active=changed)
     if problem:
-        errors.append(RowError(row.line, key, f"{problem} ({ref})"))
+        plan.errors.append(RowError(row.line, key, f"{problem} ({ref})"))
         return None
+    if changed:
+        plan.rely_on(Identity, owner.pk, {"status": owner.status}, row.line, key, f"owner {ref!r}")
     return owner.pk
 
 
@@ -368,7 +409,7 @@ def plan_systems(rows: list[Row], *, progress: Progress | None = None, every: in
     errors = plan.errors
     existing = _index(System.objects.all())
     owners = _index(Identity.objects.only("id", "external_id", "kind", "status"))
-    seen: dict[str, int] = {}
+    seen = plan.lines
     live_names: list[tuple[str, str, int]] = []  # (name, key, line) of every active system the file defines
     for row in _Rows(plan, rows, progress, every):
         key = _key_of(row, errors, seen)
@@ -387,7 +428,7 @@ def plan_systems(rows: list[Row], *, progress: Progress | None = None, every: in
             obj, before = System(external_id=key), None
         else:
             before = plan.snapshot(obj)
-        owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, errors)
+        owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, plan)
         if owner_id is None:
             continue
         obj.owner_id = owner_id
@@ -398,7 +439,7 @@ def plan_systems(rows: list[Row], *, progress: Progress | None = None, every: in
             continue
         if obj.status == LifecycleStatus.ACTIVE:
             live_names.append((obj.name, key, row.line))
-        _keep(plan, obj, key, before, is_new)
+        _keep(plan, obj, key, row.line, before, is_new)
     in_file = {key for _, key, _ in live_names}
     taken = {
         obj.name: key for key, obj in existing.items() if obj.status == LifecycleStatus.ACTIVE and key not in in_file
@@ -411,43 +452,32 @@ def plan_systems(rows: list[Row], *, progress: Progress | None = None, every: in
     return plan
 
 
-def _keep(plan: Plan, obj, key: str, before: dict | None, is_new: bool) -> None:
+def _keep(plan: Plan, obj, key: str, line: int, before: dict | None, is_new: bool) -> bool:
+    """Plan to create, update or leave the row; True if it will be written."""
     if is_new:
         plan.new_by_key[key] = obj
     elif plan.snapshot(obj) != before:
-        plan.updates.append((obj, before))
+        plan.update(obj, before, line, key, status=obj.status)  # the plan refuses changes to retired rows
     else:
         plan.unchanged += 1
+        return False
+    return True
 
 
 #
 # Entitlements
 #
 def _stages(groups: set[str]) -> Callable[[Any], list[dict] | None]:
-    """Parse approval stages as `catalogue.validate_approval_stages` does, with groups known in memory."""
+    """Parse approval stages with the catalogue's own validator, the groups known in memory (no query per row)."""
 
     def parse(value: Any) -> list[dict] | None:
         stages = cells.json_list(value, column="approval_stages")
         if stages is None:
             return None
-        if not stages:
-            raise CellError("approval_stages: at least one stage is required")
-        clean = []
-        for number, stage in enumerate(stages, start=1):
-            if not isinstance(stage, dict) or stage.get("approver") not in _APPROVERS:
-                raise CellError(
-                    f"approval_stages: stage {number} approver must be one of {', '.join(ApproverSource.values)}"
-                )
-            quorum = stage.get("quorum", 1)
-            if not isinstance(quorum, int) or isinstance(quorum, bool) or not 1 <= quorum <= 5:
-                raise CellError(f"approval_stages: stage {number} quorum must be between 1 and 5")
-            entry = {"approver": stage["approver"], "quorum": quorum}
-            if stage["approver"] == ApproverSource.GROUP:
-                if stage.get("group", "") not in groups:
-                    raise CellError(f"approval_stages: stage {number} group {stage.get('group')!r} does not exist")
-                entry["group"] = stage["group"]
-            clean.append(entry)
-        return clean
+        try:
+            return validate_approval_stages(stages, groups=groups)
+        except ValidationFailed as exc:
+            raise CellError(f"approval_stages: {exc.message}") from None
 
     return parse
 
@@ -496,7 +526,7 @@ def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, ever
     systems = _index(System.objects.only("id", "external_id", "name", "status"))
     owners = _index(Identity.objects.only("id", "external_id", "kind", "status"))
     parsers = _entitlement_parsers(set(Group.objects.values_list("name", flat=True)))
-    seen: dict[str, int] = {}
+    seen = plan.lines
     live_names: list[tuple[tuple[int, str], str, int]] = []
     for row in _Rows(plan, rows, progress, every):
         key = _key_of(row, errors, seen)
@@ -507,9 +537,10 @@ def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, ever
             continue
         obj = existing.get(key)
         is_new = obj is None
-        system = systems.get(parsed["system_external_id"])
+        system_key = parsed["system_external_id"]
+        system = systems.get(system_key)
         if system is None:
-            errors.append(RowError(row.line, key, f"unknown system external id {parsed['system_external_id']!r}"))
+            errors.append(RowError(row.line, key, f"unknown system external id {system_key!r}"))
             continue
         if is_new:
             problem = _new_key_error(key)
@@ -517,15 +548,16 @@ def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, ever
                 errors.append(RowError(row.line, key, problem))
                 continue
             if system.status != LifecycleStatus.ACTIVE:
-                errors.append(RowError(row.line, key, f"system {parsed['system_external_id']!r} is retired"))
+                errors.append(RowError(row.line, key, f"system {system_key!r} is retired"))
                 continue
+            plan.rely_on(System, system.pk, {"status": system.status}, row.line, key, f"system {system_key!r}")
             obj, before = Entitlement(external_id=key, system_id=system.pk), None
         else:
             before = plan.snapshot(obj)
             if obj.system_id != system.pk:
                 errors.append(RowError(row.line, key, "an entitlement cannot move to another system"))
                 continue
-        owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, errors)
+        owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, plan)
         if owner_id is None:
             continue
         obj.owner_id = owner_id
@@ -538,7 +570,8 @@ def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, ever
             continue
         if obj.status == LifecycleStatus.ACTIVE:
             live_names.append(((obj.system_id, obj.name), key, row.line))
-        _keep(plan, obj, key, before, is_new)
+        if _keep(plan, obj, key, row.line, before, is_new) and not is_new:
+            plan.hold(System, system.pk)  # locks.lock_entitlement's order: an entitlement's system first
     in_file = {key for _, key, _ in live_names}
     taken = {
         (obj.system_id, obj.name): key
@@ -590,9 +623,9 @@ def plan_grants(
         )
     )
     identities = _index(Identity.objects.only("id", "external_id", "status"))
-    entitlements = _index(Entitlement.objects.only("id", "external_id", "status"))
+    entitlements = _index(Entitlement.objects.only("id", "external_id", "system_id", "status"))
     live = set(Grant.objects.filter(status__in=GrantStatus.live()).values_list("identity_id", "entitlement_id"))
-    seen: dict[str, int] = {}
+    seen = plan.lines
     for row in _Rows(plan, rows, progress, every):
         key = _key_of(row, errors, seen)
         if key is None:
@@ -635,7 +668,7 @@ def plan_grants(
             if same and fresher and obj.status == GrantStatus.ACTIVE:
                 before = plan.snapshot(obj)
                 obj.last_used_at = used
-                plan.updates.append((obj, before))
+                plan.update(obj, before, row.line, key)
             elif same:
                 plan.unchanged += 1
             else:
@@ -663,6 +696,18 @@ def plan_grants(
             errors.extend(RowError(row.line, key, p) for p in problems)
             continue
         live.add((identity.pk, entitlement.pk))
+        # The write phase holds them (in the lock order) and checks they still are as read here.
+        identity_key, entitlement_key = parsed["identity_external_id"], parsed["entitlement_external_id"]
+        plan.rely_on(Identity, identity.pk, {"status": identity.status}, row.line, key, f"identity {identity_key!r}")
+        plan.hold(System, entitlement.system_id)
+        plan.rely_on(
+            Entitlement,
+            entitlement.pk,
+            {"status": entitlement.status},
+            row.line,
+            key,
+            f"entitlement {entitlement_key!r}",
+        )
         plan.new_by_key[key] = Grant(
             external_id=key,
             identity_id=identity.pk,
