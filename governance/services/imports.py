@@ -26,7 +26,7 @@ from guardian.models import UserObjectPermission
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from audit.choices import AuditAction
-from audit.services import Actor, ActorLike, EventSpec, Target, audit_events_record_many, state_change
+from audit.services import ActorLike, EventSpec, Target, acting_user, audit_events_record_many, state_change
 
 from .. import policies
 from ..choices import GrantStatus
@@ -116,7 +116,7 @@ def _batches(items: list, size: int = BATCH_SIZE) -> Iterator[list]:
 
 
 def _history_user(actor: ActorLike):
-    user = actor.user if isinstance(actor, Actor) else actor
+    user = acting_user(actor)
     return user if getattr(user, "is_authenticated", False) else None
 
 

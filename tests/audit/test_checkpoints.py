@@ -339,7 +339,9 @@ def test_health_turns_red_when_the_newest_checkpoint_is_stale(
     checkpoint = checkpoint_record()
     status, check = _checkpoint_health(client)
     assert status == 200 and check["ok"]
-    assert re.fullmatch(rf"newest checkpoint #{checkpoint.seq} is \d s old, verified", check["detail"])  # a slow machine
+    assert re.fullmatch(
+        rf"newest checkpoint #{checkpoint.seq} is \d s old, verified", check["detail"]
+    )  # a slow machine
 
     with time_machine.travel(timezone.now() + timedelta(minutes=14), tick=False):
         assert _checkpoint_health(client)[0] == 200
