@@ -125,7 +125,7 @@ def _storable(value: Any) -> Any:
         return value
     if (
         type(value) is dict
-        and all(type(v) in _KEPT_AS_IS for v in value.values())
+        and all(type(v) in _KEPT_AS_IS or (type(v) is str and "\x00" not in v) for v in value.values())
         and all(type(k) is str and "\x00" not in k for k in value)
     ):
         return value
