@@ -6,6 +6,7 @@ checked for one consistent outcome: the winner's effects exactly once, the loser
 and the loser told why.
 """
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -348,4 +349,35 @@ def test_the_sweep_closing_a_renewal_while_it_is_decided_does_not_deadlock(appro
     assert not isinstance(decided, Exception) or isinstance(decided, DomainError), decided
     renewal.refresh_from_db()
     assert renewal.status in (RequestStatus.FAILED, RequestStatus.CANCELLED)
+    assert verify_chain().ok
+
+
+def test_decisions_on_requests_for_one_entitlement_do_not_queue_on_each_other(approvers_group):
+    # given two people's requests for the same entitlement, and a decision on the first under way
+    first, second = approvers_group
+    alice, bob = PersonFactory(), PersonFactory()
+    alices = _request_for(alice, alice)
+    bobs = _request_for(bob, bob, entitlement_id=alices.entitlement_id)
+    clock: dict[str, float] = {}
+
+    def finish_alices():
+        clock["alices_finish_starts"] = time.monotonic()
+        return access_request_decide(request_id=alices.pk, approver=first, decision="approve")
+
+    def decide_bobs():
+        decided = access_request_decide(request_id=bobs.pk, approver=second, decision="approve")
+        clock["bobs_done"] = time.monotonic()
+        return decided
+
+    # when the second decision comes while the first holds its locks (it holds the entitlement shared)
+    alices_outcome, bobs_outcome = while_holding(lambda: _lock_request(alices.pk), finish_alices, decide_bobs)
+
+    # then the second one went through without waiting for the first, and both granted
+    assert not isinstance(alices_outcome, Exception), alices_outcome
+    assert not isinstance(bobs_outcome, Exception), bobs_outcome
+    assert clock["bobs_done"] < clock["alices_finish_starts"]
+    assert set(AccessRequest.objects.filter(pk__in=[alices.pk, bobs.pk]).values_list("status", flat=True)) == {
+        RequestStatus.APPROVED
+    }
+    assert Grant.objects.filter(entitlement_id=alices.entitlement_id).count() == 2
     assert verify_chain().ok
