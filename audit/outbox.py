@@ -141,7 +141,7 @@ def _deliver_one(result: DispatchResult) -> bool:
     return True
 
 
-@state_change
+@state_change(retry=False)  # the handler talks to the outside world: never twice for one claim
 def _deliver_claimed(claimed: OutboxMessage, result: DispatchResult) -> None:
     """Deliver a claimed message and record the outcome: one transaction, its events on the chain at commit."""
     # Locked again for the delivery and its outcome, which commit together.

@@ -128,7 +128,7 @@ def _storable(value: Any) -> Any:
         and all(type(v) in _KEPT_AS_IS or (type(v) is str and "\x00" not in v) for v in value.values())
         and all(type(k) is str and "\x00" not in k for k in value)
     ):
-        return value
+        return dict(value)  # a copy: the caller may change its dict before the event is written
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
     if isinstance(value, float):
@@ -223,10 +223,11 @@ def chain_first() -> None:
 class _Pending:
     """An event collected by a running `state_change`, written when the service is done."""
 
-    actor: "Actor"
+    # The actor's and the context's columns and the target, taken when it was recorded: what the
+    # event says is what was true then, whatever the service changes later.
+    common: dict[str, Any]
     spec: "EventSpec"
-    occurred_at: datetime
-    context: Any
+    target: "Target"
     # Registered with transaction.on_commit: Django drops it when a savepoint around the event is
     # rolled back, which tells the writer to drop the event too.
     marker: Any
@@ -243,7 +244,9 @@ _local = threading.local()
 
 
 def _collector() -> _Collector | None:
-    return getattr(_local, "collector", None)
+    """The running service's collector; none outside a transaction (a stale one is never joined)."""
+    collector = getattr(_local, "collector", None)
+    return collector if collector is not None and connection.in_atomic_block else None
 
 
 # PostgreSQL's deadlock_detected and serialization_failure: the whole transaction can run again.
@@ -261,7 +264,7 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(base, base * 2 ** (attempt + 1)))
 
 
-def state_change(func):
+def state_change(func=None, *, retry: bool = True):
     """A service that changes state: one transaction whose audit events are written at its end.
 
     The body runs with its row locks and collects its events; then the chain is taken, the events
@@ -269,19 +272,24 @@ def state_change(func):
     A nested service joins the outermost one's transaction and events. The outermost one, when it
     opens the transaction itself, runs the whole service again on a deadlock or a serialization
     failure (a few times, with jitter): safe, because side effects wait in the outbox and on_commit.
+    `retry=False` for a body that talks to the outside world (a delivery) and must not run twice.
     """
+    if func is None:
+        return functools.partial(state_change, retry=retry)
 
     @functools.wraps(func)
     def in_one_transaction(*args, **kwargs):
         if _collector() is not None:  # nested: the outermost service writes the events
             with transaction.atomic():
                 return func(*args, **kwargs)
-        attempts = 1 if connection.in_atomic_block else getattr(settings, "STATE_CHANGE_ATTEMPTS", 4)
+        own_transaction = not connection.in_atomic_block
+        attempts = getattr(settings, "STATE_CHANGE_ATTEMPTS", 4) if retry and own_transaction else 1
         for attempt in range(attempts):
-            collector = _local.collector = _Collector()
             try:
                 with transaction.atomic():
+                    collector = _local.collector = _Collector()
                     result = func(*args, **kwargs)
+                    _local.collector = None  # on_commit callbacks run outside this service
                     _write_collected(collector)
                 return result
             except OperationalError as exc:
@@ -332,35 +340,25 @@ _MIDDLE_FIELDS = HASHED_FIELDS[1:-1]
 assert HASHED_FIELDS[0] == "seq" and HASHED_FIELDS[-1] == "prev_hash"
 
 
-def _prepare_rows(events: list[_Pending]) -> list[dict[str, Any]]:
+def _prepare_rows(events: list[_Pending], occurred_at: datetime) -> list[dict[str, Any]]:
     """Each event as a dict of column values, with all of its hashed text but its place in the chain.
 
     Done before the chain is taken: under it only the position and the previous hash are added, so
     that a batch of 100,000 events holds the chain for the hashing and the insert, not the encoding.
+    `occurred_at` is when they are written, just before commit: times follow the chain's order.
     """
-    common_of: dict[tuple[int, int], dict[str, Any]] = {}  # a batch shares one actor and context
+    occurred = _iso(occurred_at)
     rows = []
     for event in events:
-        key = (id(event.actor), id(event.context))
-        common = common_of.get(key)
-        if common is None:
-            context = event.context
-            common = common_of[key] = {
-                **_actor_columns(event.actor),
-                "channel": context.channel,
-                "correlation_id": context.correlation_id[:64],
-                "client_ip": context.client_ip[:45],
-            }
-        spec = event.spec
-        target = Target.of(spec.target)
+        target = event.target
         row = {
-            **common,
-            "occurred_at": _iso(event.occurred_at),
-            "action": spec.action.value,  # a member of the registry (see _stored_spec)
+            **event.common,
+            "occurred_at": occurred,
+            "action": event.spec.action.value,  # a member of the registry (see _stored_spec)
             "target_type": target.type,
             "target_id": target.id,
             "target_label": target.label[:200],
-            "data_text": data_json(spec.data),  # made storable when it was collected
+            "data_text": data_json(event.spec.data),  # made storable when it was collected
         }
         # The canonical header is the JSON list of HASHED_FIELDS; its middle is fixed already.
         row["header_middle"] = _HEADER_ENCODER.encode([row[name] for name in _MIDDLE_FIELDS])[1:-1]
@@ -446,7 +444,7 @@ def _write(events: list[_Pending], *, returning: bool = True) -> list[AuditEvent
     With `returning`, the stored events come back (small batches written at once); a service's
     collected events need none, so on PostgreSQL they go in as one INSERT, or COPY when many.
     """
-    rows = _prepare_rows(events)
+    rows = _prepare_rows(events, timezone.now())
     with transaction.atomic(savepoint=False):
         _chain_rows(rows, _chain_head())
         if connection.vendor == "postgresql" and len(rows) > COPY_THRESHOLD:
@@ -479,15 +477,24 @@ def audit_events_record_many(*, actor: ActorLike, events: Iterable[EventSpec]) -
     specs = [_stored_spec(spec) for spec in events]
     if not specs:
         return []
-    who, when, context = _as_actor(actor), timezone.now(), get_context()
+    context = get_context()
+    common = {
+        **_actor_columns(_as_actor(actor)),
+        "channel": context.channel,
+        "correlation_id": context.correlation_id[:64],
+        "client_ip": context.client_ip[:45],
+    }
     collector = _collector()
-    if collector is not None and connection.in_atomic_block:
+    marker = None
+    if collector is not None:
         # One marker for the batch: a savepoint rolled back around it drops it whole.
         marker = functools.partial(_no_op)
         transaction.on_commit(marker)
-        collector.events.extend(_Pending(who, spec, when, context, marker) for spec in specs)
+    pending = [_Pending(common, spec, Target.of(spec.target), marker) for spec in specs]
+    if collector is not None:
+        collector.events.extend(pending)
         return []
-    return _write([_Pending(who, spec, when, context, None) for spec in specs])
+    return _write(pending)
 
 
 @state_change

@@ -49,17 +49,18 @@ def lock_ids(model: type[models.Model], pks: Iterable[int]) -> list[int]:
 
 
 def lock_entitlement(entitlement_id: int):
-    """Lock an entitlement's system, then the entitlement (returned with its system).
+    """Hold an entitlement's system shared, then lock the entitlement (returned with its system).
 
-    Everything that locks an entitlement (editing, retiring, granting it) takes its system first, as
-    `system_retire` does, so they queue instead of deadlocking.
+    For editing or retiring it: the system is held, not locked, so that editing one entitlement holds
+    back no decision on another of the same system, while `system_retire` (which locks the system)
+    still waits for it, in the same order.
     """
     from .models import Entitlement, System
 
     system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
     if system_id is None:
         raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
-    lock_ids(System, [system_id])
+    share_ids(System, [system_id])
     return (
         Entitlement.objects.select_for_update(of=("self",), no_key=True).select_related("system").get(pk=entitlement_id)
     )

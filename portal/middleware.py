@@ -44,5 +44,6 @@ class AdminWritesAreStateChangesMiddleware:
         if self.prefix is None:
             self.prefix = reverse("admin:index")
         if request.method == "POST" and request.path.startswith(self.prefix):
-            return state_change(self.get_response)(request)
+            # Not run again on a deadlock: the view may have queued messages for the person.
+            return state_change(self.get_response, retry=False)(request)
         return self.get_response(request)

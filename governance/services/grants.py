@@ -7,6 +7,7 @@ connector through the outbox; the grant is `revoked` (or `expired`) when the tar
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.urls import reverse
@@ -313,7 +314,10 @@ def _revoke_batch_orm(ids: list[int], *, user_id: int | None, end_reason: str, n
     Grant.objects.filter(pk__in=never_provisioned).update(status=GrantStatus.REVOKED, revoked_at=Now(), **common)
     Grant.objects.filter(pk__in=revoking).update(status=GrantStatus.REVOKING, **common)
     Grant.history.bulk_history_create(
-        list(Grant.objects.filter(pk__in=[row[0] for row in found])), update=True, default_change_reason=note[:100]
+        list(Grant.objects.filter(pk__in=[row[0] for row in found])),
+        update=True,
+        default_change_reason=note[:100],
+        default_user=get_user_model().objects.filter(pk=user_id).first() if user_id else None,
     )
     stamp = timezone.now().timestamp()
     enqueue_many(
@@ -331,8 +335,14 @@ def _revoke_batch_orm(ids: list[int], *, user_id: int | None, end_reason: str, n
     ]
 
 
-@state_change
 def grants_revoke_many(*, grant_ids: Iterable[int], actor: ActorLike, reason: str, end_reason: str) -> list[int]:
+    """Revoke many grants at once; see `_revoke_many`. The ids are read once, before the transaction,
+    so that a run again after a deadlock revokes the same grants (a generator would be spent)."""
+    return _revoke_many(grant_ids=sorted(set(grant_ids)), actor=actor, reason=reason, end_reason=end_reason)
+
+
+@state_change
+def _revoke_many(*, grant_ids: list[int], actor: ActorLike, reason: str, end_reason: str) -> list[int]:
     """Revoke many grants at once (retirement, offboarding, certification remediation): set-based.
 
     What `grant_revoke` does for one grant, per batch of a thousand: one UPDATE ... RETURNING under
@@ -343,7 +353,7 @@ def grants_revoke_many(*, grant_ids: Iterable[int], actor: ActorLike, reason: st
     """
     user = acting_user(actor)
     user_id = user.pk if getattr(user, "is_authenticated", False) else None
-    ids = sorted(set(grant_ids))
+    ids = grant_ids
     revoke_batch = _revoke_batch_pg if connection.vendor == "postgresql" else _revoke_batch_orm
     changed: list[int] = []
     for start in range(0, len(ids), _REVOKE_BATCH):

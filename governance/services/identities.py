@@ -244,9 +244,13 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
     result = OffboardingResult(identity=identity)
     # The lock order (governance.locks): identities (the ones it owns or backs), then requests
     # (the hooks), then grants (set-based, with one audit batch).
-    owned = lock_many(
-        Identity.objects.filter(owner=identity).exclude(status=IdentityStatus.OFFBOARDED).select_related("backup_owner")
-    )
+    owned = lock_many(Identity.objects.filter(owner=identity).exclude(status=IdentityStatus.OFFBOARDED))
+    # Their backup owners too, read again under the lock: one being offboarded at the same moment
+    # is seen as offboarded (the identity is then orphaned, flagged), never handed to a leaver.
+    backups = {
+        backup.pk: backup
+        for backup in lock_many(Identity.objects.all(), {c.backup_owner_id for c in owned if c.backup_owner_id})
+    }
     lock_ids(Identity, Identity.objects.filter(backup_owner=identity).values_list("pk", flat=True))
     for hook in OFFBOARDING_HOOKS:
         result.hooks[hook.__name__] = hook(identity, actor)
@@ -257,7 +261,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
         end_reason="offboarded",
     )
     for child in owned:
-        backup = child.backup_owner
+        backup = backups.get(child.backup_owner_id)
         if backup is not None and backup.status == IdentityStatus.ACTIVE and backup.pk != identity.pk:
             child.owner, child.backup_owner = backup, None
             child.save(update_fields=["owner", "backup_owner", "updated_at"])
