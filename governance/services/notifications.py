@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from audit.handlers import EMAIL
 from audit.outbox import outbox_enqueue
+from audit.retention import delete_in_batches, retention_cutoff
 
 from ..models import Notification
 
@@ -69,18 +70,8 @@ def notifications_purge_read(*, older_than: timedelta | None = None, batch_size:
     Unread ones always stay: someone still has to see them. Batches, each its own short
     transaction, so a large backlog never holds locks for long and an interrupted run loses nothing.
     """
+    older_than = retention_cutoff(older_than, settings.NOTIFICATION_RETENTION_DAYS)
     if older_than is None:
-        if settings.NOTIFICATION_RETENTION_DAYS <= 0:
-            return 0
-        older_than = timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)
-    batch_size = batch_size or settings.RETENTION_BATCH_SIZE
+        return 0
     due = Notification.objects.filter(read_at__isnull=False, read_at__lt=timezone.now() - older_than)
-    deleted = 0
-    while True:
-        ids = list(due.order_by("id").values_list("id", flat=True)[:batch_size])
-        if not ids:
-            return deleted
-        count, _ = due.filter(id__in=ids).delete()
-        deleted += count
-        if len(ids) < batch_size:
-            return deleted
+    return delete_in_batches(due, batch_size)
