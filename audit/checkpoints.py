@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -82,36 +83,46 @@ def _key_material(text: str) -> bytes:
         raise CheckpointKeyInvalid("not PEM and not base64") from exc
 
 
-def private_key_load(text: str) -> Ed25519PrivateKey:
+# How each kind of key is read from PEM, from its raw 32 bytes, or from DER; and what it must be.
+_KEY_FORMS = {
+    "private": (
+        functools.partial(serialization.load_pem_private_key, password=None),
+        Ed25519PrivateKey.from_private_bytes,
+        functools.partial(serialization.load_der_private_key, password=None),
+        Ed25519PrivateKey,
+    ),
+    "public": (
+        serialization.load_pem_public_key,
+        Ed25519PublicKey.from_public_bytes,
+        serialization.load_der_public_key,
+        Ed25519PublicKey,
+    ),
+}
+
+
+def _key_load(text: str, kind: str):
+    from_pem, from_raw, from_der, expected = _KEY_FORMS[kind]
     material = _key_material(text)
     try:
         if material.startswith(b"-----BEGIN"):
-            key = serialization.load_pem_private_key(material, password=None)
+            key = from_pem(material)
         elif len(material) == 32:
-            key = Ed25519PrivateKey.from_private_bytes(material)
+            key = from_raw(material)
         else:
-            key = serialization.load_der_private_key(material, password=None)
+            key = from_der(material)
     except (ValueError, TypeError) as exc:
-        raise CheckpointKeyInvalid(f"not an Ed25519 private key ({exc})") from exc
-    if not isinstance(key, Ed25519PrivateKey):
+        raise CheckpointKeyInvalid(f"not an Ed25519 {kind} key ({exc})") from exc
+    if not isinstance(key, expected):
         raise CheckpointKeyInvalid(f"an Ed25519 key is needed, not {type(key).__name__}")
     return key
+
+
+def private_key_load(text: str) -> Ed25519PrivateKey:
+    return _key_load(text, "private")
 
 
 def public_key_load(text: str) -> Ed25519PublicKey:
-    material = _key_material(text)
-    try:
-        if material.startswith(b"-----BEGIN"):
-            key = serialization.load_pem_public_key(material)
-        elif len(material) == 32:
-            key = Ed25519PublicKey.from_public_bytes(material)
-        else:
-            key = serialization.load_der_public_key(material)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointKeyInvalid(f"not an Ed25519 public key ({exc})") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise CheckpointKeyInvalid(f"an Ed25519 key is needed, not {type(key).__name__}")
-    return key
+    return _key_load(text, "public")
 
 
 def private_key_text(key: Ed25519PrivateKey) -> str:
