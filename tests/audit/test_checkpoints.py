@@ -14,7 +14,6 @@ import time_machine
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -33,16 +32,9 @@ from audit.choices import AuditAction
 from audit.models import AuditEvent
 from audit.services import audit_event_record, compute_hash
 from audit.tasks import audit_checkpoint_task
+from tests.audit.tampering import tamper as _tamper
 
 pytestmark = pytest.mark.django_db
-
-
-def _tamper(sql: str, params: list) -> None:
-    """Change a row behind the portal's back, as an attacker with database access would."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL session_replication_role = replica")  # bypasses the triggers
-        cursor.execute(sql, params)
 
 
 def _record(n: int) -> AuditEvent:

@@ -1,19 +1,11 @@
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
 
 from audit.choices import AuditAction
 from audit.services import audit_event_record
+from tests.audit.tampering import tamper as _tamper
 
 pytestmark = pytest.mark.django_db
-
-
-def _tamper(sql: str, params: list) -> None:
-    """Change a row behind the portal's back, as an attacker with database access would."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL session_replication_role = replica")  # bypasses the triggers
-        cursor.execute(sql, params)
 
 
 @pytest.fixture
