@@ -444,7 +444,8 @@ def _write(events: list[_Pending], *, returning: bool = True) -> list[AuditEvent
     With `returning`, the stored events come back (small batches written at once); a service's
     collected events need none, so on PostgreSQL they go in as one INSERT, or COPY when many.
     """
-    rows = _prepare_rows(events, timezone.now())
+    occurred_at = timezone.now()
+    rows = _prepare_rows(events, occurred_at)
     with transaction.atomic(savepoint=False):
         _chain_rows(rows, _chain_head())
         if connection.vendor == "postgresql" and len(rows) > COPY_THRESHOLD:
@@ -453,14 +454,11 @@ def _write(events: list[_Pending], *, returning: bool = True) -> list[AuditEvent
         if connection.vendor == "postgresql" and not returning:
             _insert_rows(rows)
             return []
-        stored = [
-            AuditEvent(
-                occurred_at=datetime.fromisoformat(row.pop("occurred_at")),
-                data=json.loads(row.pop("data_text")),  # stored exactly as hashed
-                **row,
-            )
-            for row in rows
-        ]
+        stored = []
+        for row in rows:
+            del row["occurred_at"]  # the same instant as a datetime
+            data = json.loads(row.pop("data_text"))  # stored exactly as hashed
+            stored.append(AuditEvent(occurred_at=occurred_at, data=data, **row))
         return AuditEvent.objects.bulk_create(stored, batch_size=1000)
 
 

@@ -48,22 +48,13 @@ def lock_ids(model: type[models.Model], pks: Iterable[int]) -> list[int]:
     )
 
 
-def lock_entitlement(entitlement_id: int):
-    """Hold an entitlement's system shared, then lock the entitlement (returned with its system).
-
-    For editing or retiring it: the system is held, not locked, so that editing one entitlement holds
-    back no decision on another of the same system, while `system_retire` (which locks the system)
-    still waits for it, in the same order.
-    """
-    from .models import Entitlement, System
+def _system_of(entitlement_id: int) -> int:
+    from .models import Entitlement
 
     system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
     if system_id is None:
         raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
-    share_ids(System, [system_id])
-    return (
-        Entitlement.objects.select_for_update(of=("self",), no_key=True).select_related("system").get(pk=entitlement_id)
-    )
+    return system_id
 
 
 def share_ids(model: type[models.Model], pks: Iterable[int]) -> None:
@@ -81,17 +72,36 @@ def share_ids(model: type[models.Model], pks: Iterable[int]) -> None:
             )
 
 
-def hold_entitlement(entitlement_id: int):
-    """Share-lock an entitlement's system, then the entitlement; return it (with its system), read again.
+def share_entitlement(entitlement_id: int, *, system_id: int | None = None) -> None:
+    """Hold an entitlement's system, then the entitlement, shared (the order `lock_entitlement` takes).
 
-    The order `lock_entitlement` takes, in share mode: issuing grants never queues behind another
-    grant of the same entitlement, only behind an edit or a retirement of it.
+    Submitting, deciding and issuing never queue behind one another for the same entitlement, only
+    behind an edit or a retirement of it. Pass `system_id` when the caller read it already.
     """
     from .models import Entitlement, System
 
-    system_id = Entitlement.objects.filter(pk=entitlement_id).values_list("system_id", flat=True).first()
-    if system_id is None:
-        raise ValidationFailed(f"Entitlement {entitlement_id} does not exist.")
-    share_ids(System, [system_id])
+    share_ids(System, [system_id if system_id is not None else _system_of(entitlement_id)])
     share_ids(Entitlement, [entitlement_id])
-    return Entitlement.objects.select_related("system").get(pk=entitlement_id)
+
+
+def hold_entitlement(entitlement_id: int, *related: str):
+    """`share_entitlement`, then the entitlement read again with its system (and `related`)."""
+    from .models import Entitlement
+
+    share_entitlement(entitlement_id)
+    return Entitlement.objects.select_related("system", *related).get(pk=entitlement_id)
+
+
+def lock_entitlement(entitlement_id: int):
+    """Hold an entitlement's system shared, then lock the entitlement (returned with its system).
+
+    For editing or retiring it: the system is held, not locked, so that editing one entitlement holds
+    back no decision on another of the same system, while `system_retire` (which locks the system)
+    still waits for it, in the same order.
+    """
+    from .models import Entitlement, System
+
+    share_ids(System, [_system_of(entitlement_id)])
+    return (
+        Entitlement.objects.select_for_update(of=("self",), no_key=True).select_related("system").get(pk=entitlement_id)
+    )

@@ -46,9 +46,5 @@ class GrantQuerySet(models.QuerySet):
     def not_in_force(self, now: datetime | None = None):
         return self.exclude(in_force_q(now))
 
-    def active(self, now: datetime | None = None):
-        """Deprecated name of `in_force` (the same rule); kept until its last callers move."""
-        return self.in_force(now)
-
     def due_for_expiry(self, now: datetime | None = None):
         return self.filter(past_expiry_q(now))

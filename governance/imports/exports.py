@@ -66,7 +66,7 @@ _QUERYSETS = {
     "entitlements": lambda: Entitlement.objects.all(),
     # Grants in force only (active and not past expiry, even before the sweep): the export describes
     # access that exists, as the importer expects it.
-    "grants": lambda: Grant.objects.active(),
+    "grants": lambda: Grant.objects.in_force(),
 }
 
 

@@ -13,9 +13,9 @@ from .. import policies
 from ..approval_stages import validate_approval_stages  # re-exported: forms and views import it from here
 from ..choices import IdentityKind, IdentityStatus, LifecycleStatus
 from ..errors import InvalidTransition, ValidationFailed
-from ..locks import lock_entitlement
+from ..locks import lock, lock_entitlement
 from ..models import Entitlement, Grant, Identity, SodRule, System
-from .common import check, diff, full_clean_or_fail, lock, snapshot
+from .common import check, diff, full_clean_or_fail, snapshot
 from .external_ids import refuse_reserved_external_id
 
 SYSTEM_FIELDS = ["name", "description", "owner", "criticality", "connector", "connector_settings", "external_id"]

@@ -8,7 +8,6 @@ from audit.services import ActorLike, acting_user
 
 from .. import policies
 from ..errors import ValidationFailed
-from ..locks import lock  # noqa: F401 - the services' lock, re-exported
 
 
 def is_system(actor: ActorLike) -> bool:

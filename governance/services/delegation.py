@@ -12,8 +12,9 @@ from audit.services import ActorLike, audit_event_record, state_change
 from .. import policies
 from ..choices import IdentityKind, IdentityStatus
 from ..errors import InvalidTransition, ValidationFailed
+from ..locks import lock
 from ..models import Identity
-from .common import check, lock
+from .common import check
 
 
 def _delegate_user(identity: Identity, delegate: Identity):

@@ -4,6 +4,7 @@ Intent and fact stay apart: `grant_revoke` only moves a grant to `revoking` and 
 connector through the outbox; the grant is `revoked` (or `expired`) when the target confirms.
 """
 
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -30,9 +31,9 @@ from audit.services import (
 from .. import policies
 from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
-from ..locks import hold_entitlement
+from ..locks import hold_entitlement, lock
 from ..models import Entitlement, Grant, Identity, SodRule
-from .common import check, is_system, lock
+from .common import check, is_system
 from .notifications import holders_of, notify, users_of
 
 PROVISION, REVOKE = "connector.provision", "connector.revoke"
@@ -276,15 +277,29 @@ _PG_REVOKE_BATCH = """
 _PG_ENQUEUE_REVOKES = """
     INSERT INTO audit_outboxmessage
         (kind, payload, idempotency_key, status, attempts, next_attempt_at, last_error, created_at)
-    SELECT %s, jsonb_build_object('grant_id', id),
-           'grant:' || id || ':revoke:' || %s || ':' || extract(epoch FROM CURRENT_TIMESTAMP), 'pending', 0,
+    SELECT %s, jsonb_build_object('grant_id', id), 'grant:' || id || %s, 'pending', 0,
            CURRENT_TIMESTAMP, '', CURRENT_TIMESTAMP
     FROM unnest(%s::bigint[]) AS id
     ON CONFLICT (idempotency_key) DO NOTHING
 """
 
 
-def _revoke_batch_pg(ids: list[int], *, user_id: int | None, end_reason: str, note: str) -> list[tuple]:
+def enqueue_revokes(ids: list[int], *, key: str) -> None:
+    """Ask each grant's connector to remove it: one outbox row per grant, set-based (sweeps, bulk
+    revocation). Each idempotency key is `grant:<id><key>`, so the same ask twice is one message."""
+    if not ids:
+        return
+    if connection.vendor != "postgresql":
+        enqueue_many(
+            [OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=f"grant:{pk}{key}") for pk in ids]
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, key, ids])
+    transaction.on_commit(wake_dispatcher)
+
+
+def _revoke_batch_pg(ids: list[int], *, user_id: int | None, note: str, end_reason: str, key: str) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(
             _PG_REVOKE_BATCH,
@@ -296,12 +311,11 @@ def _revoke_batch_pg(ids: list[int], *, user_id: int | None, end_reason: str, no
             cursor.execute(
                 _history_insert_sql(), [timezone.now(), note[:100], user_id, changed]
             )  # simple-history's clock
-            revoking = [row[0] for row in rows if row[1] == GrantStatus.REVOKING]
-            cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, end_reason, revoking])
+    enqueue_revokes([row[0] for row in rows if row[1] == GrantStatus.REVOKING], key=key)
     return rows
 
 
-def _revoke_batch_orm(ids: list[int], *, user_id: int | None, end_reason: str, note: str) -> list[tuple]:
+def _revoke_batch_orm(ids: list[int], *, user_id: int | None, note: str, end_reason: str, key: str) -> list[tuple]:
     """The embedded database's form (SQLite: one writer at a time, so no row locks to take)."""
     found = list(
         Grant.objects.filter(pk__in=ids, status__in=_REVOCABLE)
@@ -319,15 +333,7 @@ def _revoke_batch_orm(ids: list[int], *, user_id: int | None, end_reason: str, n
         default_change_reason=note[:100],
         default_user=get_user_model().objects.filter(pk=user_id).first() if user_id else None,
     )
-    stamp = timezone.now().timestamp()
-    enqueue_many(
-        [
-            OutboxMessage(
-                kind=REVOKE, payload={"grant_id": pk}, idempotency_key=f"grant:{pk}:revoke:{end_reason}:{stamp}"
-            )
-            for pk in revoking
-        ]
-    )
+    enqueue_revokes(revoking, key=key)
     revoked = set(never_provisioned)
     return [
         (pk, GrantStatus.REVOKED if pk in revoked else GrantStatus.REVOKING, identity_id, entitlement_id)
@@ -353,11 +359,12 @@ def _revoke_many(*, grant_ids: list[int], actor: ActorLike, reason: str, end_rea
     """
     user = acting_user(actor)
     user_id = user.pk if getattr(user, "is_authenticated", False) else None
-    ids = grant_ids
+    key = f":revoke:{end_reason}:{uuid.uuid4().hex[:12]}"  # this revocation's ask, told from any earlier one
     revoke_batch = _revoke_batch_pg if connection.vendor == "postgresql" else _revoke_batch_orm
     changed: list[int] = []
-    for start in range(0, len(ids), _REVOKE_BATCH):
-        rows = revoke_batch(ids[start : start + _REVOKE_BATCH], user_id=user_id, end_reason=end_reason, note=reason)
+    for start in range(0, len(grant_ids), _REVOKE_BATCH):
+        batch = grant_ids[start : start + _REVOKE_BATCH]
+        rows = revoke_batch(batch, user_id=user_id, note=reason, end_reason=end_reason, key=key)
         audit_events_record_many(
             actor=actor,
             events=[
@@ -375,8 +382,6 @@ def _revoke_many(*, grant_ids: list[int], actor: ActorLike, reason: str, end_rea
             ],
         )
         changed.extend(row[0] for row in rows)
-    if changed:
-        transaction.on_commit(wake_dispatcher)
     return changed
 
 

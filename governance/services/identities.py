@@ -12,9 +12,9 @@ from audit.services import ActorLike, audit_event_record, state_change
 from .. import policies
 from ..choices import IdentityKind, IdentityStatus
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
-from ..locks import lock_ids, lock_many
+from ..locks import lock, lock_ids, lock_many
 from ..models import Identity
-from .common import check, diff, full_clean_or_fail, lock, snapshot
+from .common import check, diff, full_clean_or_fail, snapshot
 from .delegation import drop_delegates
 from .external_ids import refuse_reserved_external_id
 

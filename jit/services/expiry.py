@@ -3,17 +3,15 @@
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit.choices import AuditAction
-from audit.models import OutboxMessage
-from audit.outbox import enqueue_many, wake_dispatcher
 from audit.services import Actor, EventSpec, Target, audit_events_record_many, state_change
 from governance.choices import GrantStatus
 from governance.models import Grant
-from governance.services.grants import REVOKE
+from governance.services.grants import enqueue_revokes
 
 from ..models import Heartbeat
 from .requests import close_renewals_of_ended_grants
@@ -35,14 +33,6 @@ _PG_EXPIRE_BATCH = """
     SET status = 'revoking', end_reason = 'expired', updated_at = CURRENT_TIMESTAMP
     FROM due WHERE g.id = due.id
     RETURNING g.id, g.identity_id, g.entitlement_id, g.expires_at
-"""
-_PG_ENQUEUE_REVOKES = """
-    INSERT INTO audit_outboxmessage
-        (kind, payload, idempotency_key, status, attempts, next_attempt_at, last_error, created_at)
-    SELECT %s, jsonb_build_object('grant_id', id), 'grant:' || id || ':expired', 'pending', 0,
-           CURRENT_TIMESTAMP, '', CURRENT_TIMESTAMP
-    FROM unnest(%s::bigint[]) AS id
-    ON CONFLICT (idempotency_key) DO NOTHING
 """
 
 
@@ -68,17 +58,6 @@ def _take_due_batch(now: datetime | None, batch_size: int, after: tuple[datetime
     return rows
 
 
-def _enqueue_revokes(ids: list[int]) -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, ids])
-        transaction.on_commit(wake_dispatcher)
-        return
-    enqueue_many(
-        [OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=f"grant:{pk}:expired") for pk in ids]
-    )
-
-
 @state_change
 def _expire_next_batch(now: datetime | None, batch_size: int, after: tuple[datetime, int]) -> list[tuple]:
     """One batch in one transaction: its audit events go onto the chain as it commits."""
@@ -101,7 +80,7 @@ def _expire_batch(rows: list[tuple]) -> None:
             for pk, identity_id, entitlement_id, expires_at in rows
         ],
     )
-    _enqueue_revokes(ids)
+    enqueue_revokes(ids, key=":expired")
 
 
 def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = None) -> int:

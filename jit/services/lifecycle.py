@@ -7,8 +7,8 @@ from audit.choices import AuditAction
 from audit.services import Actor, ActorLike, acting_user, audit_event_record, state_change
 from governance.choices import GrantStatus
 from governance.errors import InvalidTransition
+from governance.locks import lock
 from governance.models import Grant
-from governance.services.common import lock
 from governance.services.grants import grant_revoke
 from governance.services.notifications import holders_of, notify
 

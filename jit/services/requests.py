@@ -14,7 +14,7 @@ from audit.services import Actor, ActorLike, acting_user, audit_event_record, st
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
 from governance.errors import DomainError, InvalidTransition, ValidationFailed
-from governance.locks import hold_entitlement, lock_ids, lock_many
+from governance.locks import hold_entitlement, lock_ids, lock_many, share_entitlement
 from governance.models import Entitlement, Grant, Identity, Notification, SodRule
 from governance.services.grants import grant_issue, grant_renew
 from governance.services.notifications import holders_of, notify
@@ -231,12 +231,12 @@ def access_request_submit(
     if requester.identity is not None and requester.identity.status != IdentityStatus.ACTIVE:
         raise ValidationFailed("Your identity is not active; you cannot request access.")
     beneficiary = _beneficiary_for(requester, beneficiary_id)
-    if not Entitlement.objects.filter(pk=entitlement_id).exists():
-        raise ValidationFailed("Unknown entitlement.", field_errors={"entitlement": ["Unknown entitlement."]})
     # In the lock order (identity, system, entitlement, request, grant), shared: requests for one
     # entitlement go side by side; an edit or a retirement of it waits for them, and they for it.
-    hold_entitlement(entitlement_id)
-    entitlement = Entitlement.objects.select_related("system", "owner", "system__owner").get(pk=entitlement_id)
+    try:
+        entitlement = hold_entitlement(entitlement_id, "owner", "system__owner")
+    except ValidationFailed:
+        raise ValidationFailed("Unknown entitlement.", field_errors={"entitlement": ["Unknown entitlement."]}) from None
     renewal_of = None
     if renewal_of_id is not None:
         renewal_of = lock_many(Grant.objects.all(), [renewal_of_id])
@@ -476,12 +476,16 @@ def _lock_request(request_id: int) -> AccessRequest:
     retirement the system and the entitlement before their requests, so a decision racing either
     waits instead of deadlocking, and issuing the grant finds what it needs already held.
     """
-    row = AccessRequest.objects.filter(pk=request_id).values_list("beneficiary_id", "entitlement_id").first()
+    row = (
+        AccessRequest.objects.filter(pk=request_id)
+        .values_list("beneficiary_id", "entitlement_id", "entitlement__system_id")
+        .first()
+    )
     if row is None:
         raise ValidationFailed(f"Request {request_id} does not exist.")
-    beneficiary_id, entitlement_id = row
+    beneficiary_id, entitlement_id, system_id = row
     lock_ids(Identity, [beneficiary_id])
-    hold_entitlement(entitlement_id)
+    share_entitlement(entitlement_id, system_id=system_id)
     return AccessRequest.objects.select_for_update(no_key=True).get(pk=request_id)
 
 
@@ -607,6 +611,7 @@ def close_renewals_of(grant_ids: list[int], *, actor: ActorLike, note: str) -> l
     )
 
 
+@state_change
 def close_renewals_of_ended_grants() -> list[int]:
     """Every in-flight renewal whose grant is no longer running (or may not be renewed), however it
     ended (expiry, an owner's revocation, offboarding): one query over the few renewals in flight.
@@ -616,11 +621,6 @@ def close_renewals_of_ended_grants() -> list[int]:
     grant_ids = list(ended.values_list("renewal_of_id", flat=True))
     if not grant_ids:
         return []
-    return _close_renewals_now(grant_ids)
-
-
-@state_change
-def _close_renewals_now(grant_ids: list[int]) -> list[int]:
     return close_renewals_of(grant_ids, actor=Actor.system(), note="Closed: the access ended")
 
 

@@ -1,19 +1,21 @@
 """Set-based revocation: retirement and offboarding revoke thousands of grants in a few statements."""
 
-import threading
+from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.utils import timezone
 
 from audit.models import AuditEvent, OutboxMessage
 from audit.outbox import outbox_dispatch
 from audit.verify import verify_chain
 from governance.choices import GrantStatus
+from governance.locks import lock_ids
 from governance.models import Grant
 from governance.services.catalogue import entitlement_retire
 from governance.services.grants import grant_confirm_revoked, grants_revoke_many
 from governance.services.identities import identity_offboard
 from jit.services.expiry import grants_expire_due
+from tests.concurrency import while_holding
 from tests.factories.governance import EntitlementFactory, GrantFactory, PersonFactory
 
 pytestmark = pytest.mark.django_db
@@ -92,7 +94,7 @@ def test_retirement_costs_the_same_queries_for_ten_grants_as_for_two_hundred(adm
     assert Grant.objects.filter(status=GrantStatus.REVOKING).count() == 210
 
 
-def test_offboarding_revokes_every_live_grant_at_once(admin_user, count_queries):
+def test_offboarding_revokes_every_live_grant_at_once(admin_user):
     person = PersonFactory()
     grants = [GrantFactory(identity=person) for _ in range(5)]
 
@@ -108,35 +110,18 @@ def test_offboarding_revokes_every_live_grant_at_once(admin_user, count_queries)
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_sweep_skips_a_grant_another_transaction_holds_and_takes_it_next_time():
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     # given two due grants, one of them locked by someone else's transaction
     past = timezone.now() - timedelta(minutes=1)
     held, free = GrantFactory(kind="jit", expires_at=past), GrantFactory(kind="jit", expires_at=past)
-    locked, release = threading.Event(), threading.Event()
 
-    def hold():
-        try:
-            with transaction.atomic():
-                list(Grant.objects.select_for_update(no_key=True).filter(pk=held.pk))
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
+    def sweep_meanwhile():
+        swept = grants_expire_due()
+        return swept, dict(Grant.objects.filter(pk__in=[held.pk, free.pk]).values_list("pk", "status"))
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert locked.wait(10)
-        # when the sweep runs meanwhile, it does not wait: it passes over the held row
-        assert grants_expire_due() == 1
-        assert Grant.objects.get(pk=free.pk).status == GrantStatus.REVOKING
-        assert Grant.objects.get(pk=held.pk).status == GrantStatus.ACTIVE
-    finally:
-        release.set()
-        holder.join(10)
+    # when the sweep runs meanwhile, it does not wait: it passes over the held row
+    _, outcome = while_holding(lambda: lock_ids(Grant, [held.pk]), lambda: None, sweep_meanwhile)
+    assert not isinstance(outcome, Exception), outcome
+    assert outcome == (1, {free.pk: GrantStatus.REVOKING, held.pk: GrantStatus.ACTIVE})
 
     # then the next sweep takes it
     assert grants_expire_due() == 1
