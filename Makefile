@@ -23,6 +23,7 @@ run: install
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "  Portal: http://127.0.0.1:$(PORT)/   (web, Celery worker and Celery beat start below; Ctrl-C stops all)"
+	@echo "  A worker or beat that stops is started again after a short pause (bin/respawn.py); the web keeps serving."
 	@echo ""
 	PORT=$(PORT) $(BIN)/honcho start -f Procfile
 

@@ -6,4 +6,5 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from . import handlers  # noqa: F401  registers the outbox's email handler
+        # Registers the deploy check of the database role, and the outbox's email handler.
+        from . import checks, handlers  # noqa: F401

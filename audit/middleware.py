@@ -1,5 +1,6 @@
 """Sets the audit context (channel, correlation id, client address) for one web request."""
 
+import ipaddress
 import re
 import uuid
 
@@ -11,11 +12,24 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def client_ip(request) -> str:
-    if settings.AUDIT_TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:45]
-    return request.META.get("REMOTE_ADDR", "")[:45]
+    """The client's address, as the audit trail, sign-in lock-outs and API throttles see it.
+
+    Behind TRUSTED_PROXY_COUNT proxies, each appends the address it was reached from to
+    X-Forwarded-For, so the client is the entry that many places from the right; anything left of it
+    came from the client and is never believed. A header shorter than the chain of proxies (or not an
+    address) did not come through them: the connection's own address counts then.
+    """
+    remote = request.META.get("REMOTE_ADDR", "")[:45]
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies <= 0:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    if len(hops) < proxies or not hops[-proxies]:
+        return remote
+    try:
+        return str(ipaddress.ip_address(hops[-proxies]))
+    except ValueError:
+        return remote
 
 
 def channel_for(path: str) -> str:

@@ -5,10 +5,18 @@ state change it belongs to. `outbox_dispatch` (a beat task every few seconds, an
 commit) delivers due rows one at a time under SKIP LOCKED, retries failures with exponential
 backoff and jitter, and marks a row dead after OUTBOX_MAX_ATTEMPTS so an admin can retry it.
 Delivery is at-least-once: handlers get the idempotency key and must tolerate a repeat.
+
+The wake-up never costs a request anything: one per transaction, handed to a thread of the process
+that publishes it with bounded connect and socket times. A wake-up lost to a broken broker loses
+nothing, since beat polls the outbox every few seconds (portal/celery.py).
 """
 
+import contextlib
 import logging
+import os
+import queue
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .choices import AuditAction
+from .kernel import clock
 from .models import OutboxMessage, OutboxStatus
 from .services import Actor, ActorLike, audit_event_record, state_change
 
@@ -48,13 +57,93 @@ def outbox_handler(kind: str, *, on_dead: DeadHandler | None = None) -> Callable
 
 
 def wake_dispatcher() -> None:
-    # Best effort only: with the broker down the beat schedule (or the next wake) delivers it.
+    """Ask for a dispatch now, without waiting: the waker thread publishes it (an on-commit callback)."""
+    _waker.wake()
+
+
+def wake_dispatcher_on_commit() -> None:
+    """Wake the dispatcher when the current transaction commits, once however many messages it records.
+
+    A callback already registered in this transaction serves; one registered in a savepoint that was
+    rolled back is gone from Django's list with it, so it is asked for again.
+    """
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(func is wake_dispatcher for _, func, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(wake_dispatcher)
+
+
+def bounded_broker_connection(timeout: float):
+    """A new broker connection that tries once and gives up after `timeout` seconds to connect, read or write.
+
+    The broker's pooled connections have the worker's patience (they retry, and wait as long as
+    CELERY_BROKER_TRANSPORT_OPTIONS allow); a wake-up or a health probe must be done quickly instead.
+    Made without touching the network: the transport is loaded here, the connection opens on first use.
+    """
+    from celery import current_app
+
+    bounded = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "max_retries": 0}
+    connection = current_app.connection_for_write(connect_timeout=timeout, transport_options=bounded)
+    connection.transport  # noqa: B018  loads the transport's client library now, not on the network's time
+    return connection
+
+
+def _publish_wake() -> None:
+    """Publish one dispatch task: one attempt within OUTBOX_WAKE_TIMEOUT_SECONDS, so the waker is free again soon."""
     from .tasks import outbox_dispatch_task
 
-    try:
-        outbox_dispatch_task.apply_async(retry=False)
-    except Exception:
-        logger.warning("Outbox: broker unreachable, message waits for the next dispatch", exc_info=True)
+    with bounded_broker_connection(settings.OUTBOX_WAKE_TIMEOUT_SECONDS) as connection:
+        outbox_dispatch_task.apply_async(retry=False, connection=connection)
+
+
+class _Waker:
+    """One daemon thread per process publishes wake-ups; a commit only drops a token in a queue of one.
+
+    A full queue means a wake-up is already waiting to go out, after this commit: it serves this one
+    too, so wake-ups never pile up behind a broker that is slow or gone. The thread is started on first
+    use in each process (after a fork too: a forked child has no threads).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._tokens: queue.Queue[None] = queue.Queue(maxsize=1)
+        self._publishing = threading.Event()
+
+    def wake(self) -> None:
+        self._ensure_thread()
+        with contextlib.suppress(queue.Full):  # a wake-up already waits to go out, after this commit
+            self._tokens.put_nowait(None)
+
+    def busy(self) -> bool:
+        """A wake-up is waiting or being published (for tests)."""
+        return self._publishing.is_set() or not self._tokens.empty()
+
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._tokens = queue.Queue(maxsize=1)
+            self._publishing = threading.Event()
+            threading.Thread(target=self._run, args=(self._tokens,), name="outbox-waker", daemon=True).start()
+            self._pid = os.getpid()
+
+    def _run(self, tokens: queue.Queue) -> None:
+        while True:
+            tokens.get()
+            self._publishing.set()
+            try:
+                _publish_wake()
+            except Exception as exc:
+                # Best effort only: beat's next dispatch (every few seconds) delivers what is due.
+                logger.warning("Outbox: broker unreachable (%s), messages wait for the next dispatch", exc)
+            finally:
+                self._publishing.clear()
+
+
+_waker = _Waker()
 
 
 def outbox_enqueue(*, kind: str, payload: dict[str, Any], idempotency_key: str) -> OutboxMessage:
@@ -62,18 +151,23 @@ def outbox_enqueue(*, kind: str, payload: dict[str, Any], idempotency_key: str) 
     if kind not in _handlers:
         raise ValueError(f"No outbox handler for {kind!r}")
     message, created = OutboxMessage.objects.get_or_create(
-        idempotency_key=idempotency_key, defaults={"kind": kind, "payload": payload}
+        idempotency_key=idempotency_key,
+        # Due now by the database's clock (read only when the message is new): the dispatcher compares with it.
+        defaults={"kind": kind, "payload": payload, "next_attempt_at": clock.database_now},
     )
     if created:
-        transaction.on_commit(wake_dispatcher)
+        wake_dispatcher_on_commit()
     return message
 
 
 def enqueue_many(rows: list[OutboxMessage]) -> None:
     """Bulk form for set-based sweeps; rows whose idempotency key exists already are skipped."""
+    now = clock.database_now() if rows else None  # due now, by the clock the dispatcher compares with
+    for row in rows:
+        row.next_attempt_at = now
     OutboxMessage.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
     if rows:
-        transaction.on_commit(wake_dispatcher)
+        wake_dispatcher_on_commit()
 
 
 def backoff_delay(attempts: int) -> timedelta:
@@ -101,7 +195,7 @@ def _claim_one(result: DispatchResult) -> OutboxMessage | None:
     """
     message = (
         OutboxMessage.objects.select_for_update(skip_locked=True)
-        .filter(status=OutboxStatus.PENDING, next_attempt_at__lte=timezone.now())
+        .filter(status=OutboxStatus.PENDING, next_attempt_at__lte=clock.database_now())
         .order_by("next_attempt_at", "id")
         .first()
     )
@@ -113,7 +207,7 @@ def _claim_one(result: DispatchResult) -> OutboxMessage | None:
         message.save(update_fields=["status", "last_error"])
         return message
     message.attempts += 1
-    message.next_attempt_at = timezone.now() + timedelta(seconds=settings.OUTBOX_CLAIM_SECONDS)
+    message.next_attempt_at = clock.database_now() + timedelta(seconds=settings.OUTBOX_CLAIM_SECONDS)
     message.save(update_fields=["attempts", "next_attempt_at"])
     return message
 
@@ -161,7 +255,7 @@ def _deliver_claimed(claimed: OutboxMessage, result: DispatchResult) -> None:
         if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
             _mark_dead(message, result)
         else:
-            message.next_attempt_at = timezone.now() + backoff_delay(message.attempts)
+            message.next_attempt_at = clock.database_now() + backoff_delay(message.attempts)
             result.failed += 1
         logger.warning("Outbox %s attempt %s failed: %s", message, message.attempts, message.last_error)
     else:
@@ -198,8 +292,8 @@ def outbox_retry(*, message_id: int, actor: ActorLike) -> OutboxMessage:
     message = OutboxMessage.objects.select_for_update().get(pk=message_id)
     if message.status != OutboxStatus.DEAD:
         return message
-    message.status, message.attempts, message.next_attempt_at = OutboxStatus.PENDING, 0, timezone.now()
+    message.status, message.attempts, message.next_attempt_at = OutboxStatus.PENDING, 0, clock.database_now()
     message.save(update_fields=["status", "attempts", "next_attempt_at"])
     audit_event_record(actor=actor, action=AuditAction.OUTBOX_RETRIED, target=message, data={"kind": message.kind})
-    transaction.on_commit(wake_dispatcher)
+    wake_dispatcher_on_commit()
     return message

@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError, connection, models, transaction
-from django.utils import timezone
 
 from .choices import ActorType, AuditAction
 from .context import get_context
+from .kernel import clock
 from .models import GENESIS_HASH, AuditEvent
 
 # Any constant works; it only has to be the same for every writer of the chain.
@@ -196,18 +196,38 @@ def compute_hash(event: AuditEvent) -> str:
     return _digest(values, data_json(event.data))
 
 
-def hold_the_chain() -> tuple[int, str] | None:
+class ChainHead(NamedTuple):
+    """The chain's last event when a writer took it, and the database's time then."""
+
+    seq: int
+    hash: str
+    # When the events about to be written occurred: read once the chain is held, so that times
+    # follow the chain's order, from the database's clock (see audit.kernel.clock).
+    now: datetime
+
+
+# The head, or none on an empty chain (the LEFT JOIN still gives the row with the time); the time is
+# clock_timestamp() after audit_take_chain() returned, i.e. once the lock is held (not before a wait).
+_TAKE_THE_CHAIN = """
+    SELECT head.head_seq, head.head_hash, clock_timestamp()
+    FROM (VALUES (1)) AS one LEFT JOIN audit_take_chain(%s) AS head ON true
+"""
+
+
+def hold_the_chain() -> ChainHead | None:
     """Take the audit chain's lock until the caller's transaction ends (re-entrant); return its head.
 
     `state_change` takes it only to write a finished service's events, just before commit; code
     outside a service that writes an event at once takes it then. On PostgreSQL one call of
-    `audit_take_chain` (migration 0005) takes the lock and then reads the head with a fresh snapshot.
+    `audit_take_chain` (migration 0005) takes the lock and then reads the head with a fresh snapshot,
+    and the database's time once it holds the lock.
     """
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT head_seq, head_hash FROM audit_take_chain(%s)", [_CHAIN_LOCK_KEY])
-        return cursor.fetchone()
+        cursor.execute(_TAKE_THE_CHAIN, [_CHAIN_LOCK_KEY])
+        seq, hash_, now = cursor.fetchone()
+    return ChainHead(seq or 0, hash_ or GENESIS_HASH, clock.from_database(now))
 
 
 def chain_first() -> None:
@@ -317,13 +337,14 @@ def _write_collected(collector: _Collector) -> None:
         _write(events, returning=False)
 
 
-def _chain_head() -> tuple[int, str]:
+def _chain_head() -> ChainHead:
     """Serialise writers of the chain until the caller's transaction ends; return the head."""
     head = hold_the_chain()
-    if connection.vendor != "postgresql":
+    if head is None:
         # SQLite needs no lock here: its transactions are IMMEDIATE (settings), one writer at a time.
-        head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    return head if head is not None else (0, GENESIS_HASH)
+        last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first() or (0, GENESIS_HASH)
+        head = ChainHead(*last, clock.database_now())
+    return head
 
 
 def _actor_columns(actor: Actor) -> dict[str, Any]:
@@ -335,25 +356,23 @@ def _actor_columns(actor: Actor) -> dict[str, Any]:
     }
 
 
-# Between `seq` (first) and `prev_hash` (last): the hashed fields known before the chain is taken.
-_MIDDLE_FIELDS = HASHED_FIELDS[1:-1]
-assert HASHED_FIELDS[0] == "seq" and HASHED_FIELDS[-1] == "prev_hash"
+# Between `seq`, `occurred_at` (first) and `prev_hash` (last): the hashed fields known before the chain is taken.
+_MIDDLE_FIELDS = HASHED_FIELDS[2:-1]
+assert HASHED_FIELDS[:2] == ("seq", "occurred_at") and HASHED_FIELDS[-1] == "prev_hash"
 
 
-def _prepare_rows(events: list[_Pending], occurred_at: datetime) -> list[dict[str, Any]]:
+def _prepare_rows(events: list[_Pending]) -> list[dict[str, Any]]:
     """Each event as a dict of column values, with all of its hashed text but its place in the chain.
 
-    Done before the chain is taken: under it only the position and the previous hash are added, so
-    that a batch of 100,000 events holds the chain for the hashing and the insert, not the encoding.
-    `occurred_at` is when they are written, just before commit: times follow the chain's order.
+    Done before the chain is taken: under it only the position, the time and the previous hash are
+    added, so that a batch of 100,000 events holds the chain for the hashing and the insert, not the
+    encoding.
     """
-    occurred = _iso(occurred_at)
     rows = []
     for event in events:
         target = event.target
         row = {
             **event.common,
-            "occurred_at": occurred,
             "action": event.spec.action.value,  # a member of the registry (see _stored_spec)
             "target_type": target.type,
             "target_id": target.id,
@@ -366,15 +385,17 @@ def _prepare_rows(events: list[_Pending], occurred_at: datetime) -> list[dict[st
     return rows
 
 
-def _chain_rows(rows: list[dict[str, Any]], head: tuple[int, str]) -> None:
-    """Number the prepared rows from `head` and hash each onto the one before (what `_digest` does)."""
-    seq, prev_hash = head
+def _chain_rows(rows: list[dict[str, Any]], head: ChainHead) -> None:
+    """Number the prepared rows from `head`, stamp them with its time (when they are written, just
+    before commit) and hash each onto the one before (what `_digest` does)."""
+    seq, prev_hash = head.seq, head.hash
+    occurred = _iso(head.now)  # ISO text needs no JSON escaping: '"' + occurred + '"' is its JSON
     sha256 = hashlib.sha256
     for row in rows:
         seq += 1
         middle = row.pop("header_middle")
-        row["seq"], row["prev_hash"] = seq, prev_hash
-        text = f'[{seq},{middle},"{prev_hash}"]\n{row["data_text"]}'
+        row["seq"], row["occurred_at"], row["prev_hash"] = seq, occurred, prev_hash
+        text = f'[{seq},"{occurred}",{middle},"{prev_hash}"]\n{row["data_text"]}'
         row["hash"] = prev_hash = sha256(text.encode()).hexdigest()
 
 
@@ -444,10 +465,10 @@ def _write(events: list[_Pending], *, returning: bool = True) -> list[AuditEvent
     With `returning`, the stored events come back (small batches written at once); a service's
     collected events need none, so on PostgreSQL they go in as one INSERT, or COPY when many.
     """
-    occurred_at = timezone.now()
-    rows = _prepare_rows(events, occurred_at)
+    rows = _prepare_rows(events)
     with transaction.atomic(savepoint=False):
-        _chain_rows(rows, _chain_head())
+        head = _chain_head()
+        _chain_rows(rows, head)
         if connection.vendor == "postgresql" and len(rows) > COPY_THRESHOLD:
             _copy_insert(rows)
             return []
@@ -458,7 +479,7 @@ def _write(events: list[_Pending], *, returning: bool = True) -> list[AuditEvent
         for row in rows:
             del row["occurred_at"]  # the same instant as a datetime
             data = json.loads(row.pop("data_text"))  # stored exactly as hashed
-            stored.append(AuditEvent(occurred_at=occurred_at, data=data, **row))
+            stored.append(AuditEvent(occurred_at=head.now, data=data, **row))
         return AuditEvent.objects.bulk_create(stored, batch_size=1000)
 
 

@@ -7,6 +7,8 @@ from decimal import Decimal
 from django import forms
 from django.db.models import Case, IntegerField, Q, Value, When
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH
+
 from .choices import IdentityKind, IdentityStatus, RiskTier
 from .models import Entitlement, Identity, System
 from .services.identities import EDITABLE_FIELDS, USAGE_FIELDS
@@ -136,7 +138,7 @@ class DelegateForm(forms.Form):
     # Typed in, not a list of every person in the organisation.
     delegate = forms.CharField(label="Person (login, email or name)", max_length=254, required=False)
     delegate_id = forms.IntegerField(required=False, widget=forms.HiddenInput)
-    reason = forms.CharField(label="Why (optional)", required=False, max_length=500)
+    reason = forms.CharField(label="Why (optional)", required=False, max_length=FREE_TEXT_MAX_LENGTH)
 
     def clean(self):
         data = super().clean()
@@ -156,7 +158,7 @@ class DelegateForm(forms.Form):
 class ReasonForm(forms.Form):
     """The reason every suspension, offboarding and retirement records in the audit trail."""
 
-    reason = forms.CharField(label="Reason", max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+    reason = forms.CharField(label="Reason", max_length=FREE_TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 class IdentityForm(PeopleAsText, forms.ModelForm):
@@ -251,7 +253,7 @@ class OwnerForm(PeopleAsText, forms.Form):
 
     owner = PersonField(label="Owner", required=False)
     backup_owner = PersonField(label="Backup owner", required=False)
-    reason = forms.CharField(label="Reason", max_length=500, required=False)
+    reason = forms.CharField(label="Reason", max_length=FREE_TEXT_MAX_LENGTH, required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -287,6 +289,7 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
     )
     approval_stages = forms.CharField(
         label="Approval stages (JSON)",
+        max_length=FREE_TEXT_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text='For example [{"approver": "entitlement_owner", "quorum": 1}, {"approver": "system_owner"}]',
     )

@@ -4,6 +4,8 @@ import django_filters
 from django import forms
 from django.db.models import Q
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH
+
 from .choices import LifecycleStatus, Severity, SodAction
 from .models import Entitlement, SodRule
 
@@ -36,7 +38,11 @@ class SodRuleForm(forms.Form):
         widget=forms.RadioSelect,
     )
     description = forms.CharField(
-        label="Description", required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="Why they conflict."
+        label="Description",
+        required=False,
+        max_length=FREE_TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why they conflict.",
     )
 
     def __init__(self, *args, rule: SodRule | None = None, **kwargs):

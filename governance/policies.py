@@ -3,6 +3,9 @@
 Ownership decides: the owner (or backup owner) of an identity edits it, the owner of a system or
 entitlement keeps it true. Admins may do everything; django-guardian object permissions let an
 admin delegate a single object to someone else.
+
+Roles mean what the README says: an auditor reads and changes nothing. Every predicate that allows a
+change refuses a user whose only portal role is auditor, whatever they own or were delegated.
 """
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -25,8 +28,26 @@ def identity_of(user: AbstractBaseUser):
 DELEGATED_PERMISSION = "governance.change_identity"
 
 
+# Every role but the auditor's may change something.
+ACTING_ROLES = (Role.REQUESTER, Role.APPROVER, Role.OWNER, Role.ADMIN)
+AUDIT_READ_PERMISSION = "audit.view_auditevent"
+
+
 def is_admin(user) -> bool:
     return has_role(user, Role.ADMIN)
+
+
+def may_act(user) -> bool:
+    """The user holds a role that may change something (any but auditor): who may be named a delegate."""
+    return has_role(user, *ACTING_ROLES)
+
+
+def is_read_only(user) -> bool:
+    """An auditor and nothing else: reads, never changes, even an object they own or were delegated.
+
+    A login with no portal role at all is not read-only: what it may change comes from what it owns.
+    """
+    return has_role(user, Role.AUDITOR) and not may_act(user)
 
 
 def _is_person(user, identity_id: int | None) -> bool:
@@ -67,28 +88,34 @@ def can_register_identity(user, identity) -> bool:
 
 def may_own_machines(user) -> bool:
     """Who may register the machines they will own: a person in the inventory, unless they are only an auditor."""
-    read_only = has_role(user, Role.AUDITOR) and not has_role(
-        user, Role.REQUESTER, Role.OWNER, Role.APPROVER, Role.ADMIN
-    )
-    return identity_of(user) is not None and not read_only
+    return identity_of(user) is not None and not is_read_only(user)
 
 
 def can_manage_identity(user, identity) -> bool:
     """Who answers for an identity: hands it over, offboards it, names delegates. Never a delegate."""
-    return is_admin(user) or _is_person(user, identity.owner_id) or _is_person(user, identity.backup_owner_id)
+    return not is_read_only(user) and (
+        is_admin(user) or _is_person(user, identity.owner_id) or _is_person(user, identity.backup_owner_id)
+    )
 
 
 def can_edit_identity(user, identity) -> bool:
-    """Keep its facts true and suspend it: its owners, or someone they delegated (a guardian object permission)."""
-    return can_manage_identity(user, identity) or user.has_perm(DELEGATED_PERMISSION, identity)
+    """Keep its facts true and suspend it: its owners, or someone they delegated (a guardian object permission).
+
+    A delegate who is only an auditor (named before the rule, or made one since) changes nothing.
+    """
+    return can_manage_identity(user, identity) or (
+        not is_read_only(user) and user.has_perm(DELEGATED_PERMISSION, identity)
+    )
 
 
 def can_edit_system(user, system) -> bool:
-    return is_admin(user) or _is_person(user, system.owner_id) or user.has_perm("governance.change_system", system)
+    return not is_read_only(user) and (
+        is_admin(user) or _is_person(user, system.owner_id) or user.has_perm("governance.change_system", system)
+    )
 
 
 def can_edit_entitlement(user, entitlement) -> bool:
-    return (
+    return not is_read_only(user) and (
         is_admin(user)
         or _is_person(user, entitlement.owner_id)
         or _is_person(user, entitlement.system.owner_id)
@@ -98,12 +125,12 @@ def can_edit_entitlement(user, entitlement) -> bool:
 
 def can_confirm_provisioning(user, grant) -> bool:
     """The system owner confirms what the manual connector asked them to do."""
-    return is_admin(user) or _is_person(user, grant.entitlement.system.owner_id)
+    return not is_read_only(user) and (is_admin(user) or _is_person(user, grant.entitlement.system.owner_id))
 
 
 def can_mark_no_renew(user, grant) -> bool:
     """An owner who answers for the access reviews an expiring grant: the holder's owners or the entitlement's."""
-    return (
+    return not is_read_only(user) and (
         is_admin(user)
         or (grant.identity.kind != IdentityKind.HUMAN and _is_person(user, grant.identity.owner_id))
         or (grant.identity.kind != IdentityKind.HUMAN and _is_person(user, grant.identity.backup_owner_id))
@@ -112,7 +139,7 @@ def can_mark_no_renew(user, grant) -> bool:
 
 
 def can_revoke_grant(user, grant) -> bool:
-    return (
+    return not is_read_only(user) and (
         is_admin(user)
         or _is_person(user, grant.entitlement.owner_id)
         or _is_person(user, grant.entitlement.system.owner_id)
@@ -120,6 +147,34 @@ def can_revoke_grant(user, grant) -> bool:
         or _is_person(user, grant.identity.backup_owner_id)
         or _is_person(user, grant.identity_id)
     )
+
+
+def answers_for(user, obj) -> bool:
+    """The people accountable for an inventory object (its owners), whose work its history is.
+
+    An identity: its owner and backup owner. A system: its owner. An entitlement: its owner and its
+    system's owner. A grant: whoever answers for its entitlement, and the owners of a machine holder.
+    Not the person an identity is, not its delegates, not an approver: they see the object, not its trail.
+    """
+    kind = obj._meta.model_name
+    if kind == "identity":
+        return _is_person(user, obj.owner_id) or _is_person(user, obj.backup_owner_id)
+    if kind == "system":
+        return _is_person(user, obj.owner_id)
+    if kind == "entitlement":
+        return _is_person(user, obj.owner_id) or _is_person(user, obj.system.owner_id)
+    if kind == "grant":
+        return answers_for(user, obj.entitlement) or (
+            obj.identity.kind != IdentityKind.HUMAN and answers_for(user, obj.identity)
+        )
+    return False
+
+
+def can_view_history(user, obj) -> bool:
+    """Who sees an object's audit events on its page: the audit trail's readers (auditors, admins) all of
+    them, and those who answer for the object its own. Reading the inventory (approvers, owners) shows
+    the object, never another person's trail: the audit trail is closed to them."""
+    return user.has_perm(AUDIT_READ_PERMISSION) or answers_for(user, obj)
 
 
 def can_import(user) -> bool:

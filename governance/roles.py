@@ -5,6 +5,8 @@ permissions exist), and `manage.py bootstrap_roles` runs it on demand. It sets e
 permissions to exactly this list, so one removed here leaves existing databases too.
 """
 
+from contextvars import ContextVar
+
 from django.contrib.auth.models import Group, Permission
 from django.db import models
 
@@ -31,14 +33,28 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 
 
+_bootstrapping = ContextVar("roles_bootstrapping", default=False)
+
+
+def bootstrapping() -> bool:
+    """True while the roles are set from this module: a deployment of the code, not a person's change."""
+    return _bootstrapping.get()
+
+
 def roles_bootstrap(*, using: str = "default") -> None:
-    for role, codenames in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.using(using).get_or_create(name=role)
-        wanted = []
-        for dotted in codenames:
-            app_label, codename = dotted.split(".")
-            wanted.extend(Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename))
-        group.permissions.set(wanted)
+    token = _bootstrapping.set(True)
+    try:
+        for role, codenames in ROLE_PERMISSIONS.items():
+            group, _ = Group.objects.using(using).get_or_create(name=role)
+            wanted = []
+            for dotted in codenames:
+                app_label, codename = dotted.split(".")
+                wanted.extend(
+                    Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename)
+                )
+            group.permissions.set(wanted)
+    finally:
+        _bootstrapping.reset(token)
 
 
 def user_roles(user) -> set[str]:

@@ -16,6 +16,8 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from audit.models import AuditEvent
+
 from . import policies
 from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus, RiskTier
 from .models import Entitlement, Finding, Grant, Identity, System
@@ -166,6 +168,22 @@ def finding_list(*, user) -> QuerySet[Finding]:
         return queryset
     me = policies.identity_of(user)
     return queryset.filter(owner_to_act=me) if me is not None else queryset.none()
+
+
+#
+# An object's history on its page
+#
+EVENTS_SHOWN = 20
+
+
+def object_events(*, user, obj, limit: int = EVENTS_SHOWN) -> QuerySet[AuditEvent]:
+    """The latest audit events of one object, if this user may see its history (`policies.can_view_history`).
+
+    Whoever may not gets none: seeing a page is not reading the audit trail.
+    """
+    if not policies.can_view_history(user, obj):
+        return AuditEvent.objects.none()
+    return AuditEvent.objects.for_target(obj).order_by("-seq")[:limit]
 
 
 def audit_actors_named(value: str) -> Q:

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("governance.urls_inventory")),
     path("findings/", include("governance.urls_findings")),
     path("import/", include("governance.urls_imports")),
+    path("logins/", include("governance.urls_logins")),
     # Separation-of-duties rules: few routes, kept here beside the parts they sit with.
     path("sod-rules/", views_sod.sod_rule_list, name="sod_rule_list"),
     path("sod-rules/new/", views_sod.sod_rule_create, name="sod_rule_create"),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import views, views_policy_changes
 
 urlpatterns = [
     path("identities/", views.identity_list, name="identity_list"),
@@ -25,6 +25,15 @@ urlpatterns = [
     path("catalogue/<int:pk>/", views.entitlement_detail, name="entitlement_detail"),
     path("catalogue/<int:pk>/edit/", views.entitlement_edit, name="entitlement_edit"),
     path("catalogue/<int:pk>/retire/", views.entitlement_retire, name="entitlement_retire"),
+    *(
+        path(
+            f"policy-changes/<int:pk>/{decision}/",
+            views_policy_changes.policy_change_decide,
+            {"decision": decision},
+            name=f"policy_change_{decision}",
+        )
+        for decision in views_policy_changes.DECISIONS
+    ),
     path("grants/<int:pk>/", views.grant_detail, name="grant_detail"),
     path("grants/<int:pk>/confirm-granted/", views.grant_confirm_provisioned, name="grant_confirm_provisioned"),
     path("grants/<int:pk>/confirm-removed/", views.grant_confirm_revoked, name="grant_confirm_revoked"),

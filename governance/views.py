@@ -12,7 +12,6 @@ from django.views.decorators.http import require_POST
 
 from audit.kernel.htmx import render_list
 from audit.kernel.pagination import DeferredJoinPaginator
-from audit.models import AuditEvent
 
 from . import policies, selectors
 from .choices import FindingStatus, GrantStatus, LifecycleStatus
@@ -30,6 +29,7 @@ from .forms import (
 )
 from .models import Entitlement, Grant, Identity, SodRule
 from .services import catalogue, delegation, grants, identities
+from .views_policy_changes import pending_change_context
 
 PAGE_SIZE = 50
 
@@ -165,7 +165,7 @@ def identity_detail(request, pk: int):
         "ended_grants": grants_qs.exclude(status__in=GrantStatus.live()).order_by("-updated_at")[:10],
         "findings": identity.findings.filter(status=FindingStatus.OPEN).select_related("owner_to_act"),
         "owned": identity.owned_identities.order_by("name")[:50],
-        "events": AuditEvent.objects.for_target(identity).order_by("-seq")[:20],
+        "events": selectors.object_events(user=request.user, obj=identity),
         "history": _history_changes(identity),
         "reason_form": ReasonForm(),
     }
@@ -281,11 +281,19 @@ def identity_owner(request, pk: int):
     )
 
 
+def _reason_refused(request, form: ReasonForm) -> None:
+    """Say why a reason was refused (missing, or longer than free text may be); nothing was done."""
+    if form.has_error("reason", "required"):
+        messages.error(request, "Give a reason.")
+    else:
+        messages.error(request, "Reason: " + " ".join(form.errors["reason"]))
+
+
 def _reason_action(request, pk: int, service, success: str):
     identity = _editable_identity(request, pk)
     form = ReasonForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give a reason.")
+        _reason_refused(request, form)
     else:
         _attempt(
             request,
@@ -406,7 +414,7 @@ def system_detail(request, pk: int):
             "entitlements": selectors.entitlement_list(user=request.user).filter(system=system),
             "can_edit": policies.can_edit_system(request.user, system),
             "reason_form": ReasonForm(),
-            "events": AuditEvent.objects.for_target(system).order_by("-seq")[:20],
+            "events": selectors.object_events(user=request.user, obj=system),
         },
     )
 
@@ -441,7 +449,7 @@ def system_retire(request, pk: int):
             f"{system} retired; its entitlements are retired and their grants are being revoked.",
         )
     else:
-        messages.error(request, "Give a reason.")
+        _reason_refused(request, form)
     return redirect("governance:system_detail", system.pk)
 
 
@@ -474,6 +482,7 @@ def entitlement_detail(request, pk: int):
                 Prefetch("entitlements", queryset=selectors.entitlement_list(user=request.user))
             ),
             "can_edit": policies.can_edit_entitlement(request.user, entitlement),
+            **pending_change_context(request.user, entitlement),
             # Link the system only for those who may see it (its page is a 404 to anyone else).
             "can_view_system": policies.can_view_inventory(request.user)
             or selectors.system_list(user=request.user).filter(pk=entitlement.system_id).exists(),
@@ -524,7 +533,15 @@ def entitlement_edit(request, pk: int):
             ),
         )
         if saved is not None:
-            messages.success(request, f"{entitlement} updated.")
+            held = getattr(saved, "held_policy_change", None)
+            if held is None:
+                messages.success(request, f"{entitlement} updated.")
+            else:
+                messages.warning(
+                    request,
+                    f"{entitlement}: what loosens its policy ({'; '.join(held.loosens)}) waits for another admin's "
+                    "approval; the rest of your changes apply now.",
+                )
             return redirect("governance:entitlement_detail", entitlement.pk)
     return _form_page(
         request,
@@ -549,7 +566,7 @@ def entitlement_retire(request, pk: int):
             f"{entitlement} retired; pending requests closed and live grants being revoked.",
         )
     else:
-        messages.error(request, "Give a reason.")
+        _reason_refused(request, form)
     return redirect("governance:entitlement_detail", entitlement.pk)
 
 
@@ -558,7 +575,10 @@ def entitlement_retire(request, pk: int):
 #
 @login_required
 def grant_detail(request, pk: int):
-    grant = _get(selectors.grant_list(user=request.user), pk)
+    return _render_grant_detail(request, _get(selectors.grant_list(user=request.user), pk))
+
+
+def _render_grant_detail(request, grant: Grant, reason_form: ReasonForm | None = None, status: int = 200):
     return render(
         request,
         "governance/grant_detail.html",
@@ -570,20 +590,24 @@ def grant_detail(request, pk: int):
             and grant.expires_at is not None
             and grant.is_in_force()
             and policies.can_mark_no_renew(request.user, grant),
-            "events": AuditEvent.objects.for_target(grant).order_by("-seq")[:20],
-            "reason_form": ReasonForm(),
+            "events": selectors.object_events(user=request.user, obj=grant),
+            "reason_form": reason_form or ReasonForm(),
         },
+        status=status,
     )
 
 
 def _grant_action(request, pk: int, action, success: str, *, needs_reason: bool = False):
     """POST only: one grant service on a grant the user may see; the outcome as a message."""
     grant = _get(selectors.grant_list(user=request.user), pk)
-    reason = request.POST.get("reason", "").strip()
-    if needs_reason and not reason:
-        messages.error(request, "Give a reason.")
-    else:
-        _attempt(request, lambda: action(grant.pk, reason), success)
+    reason = ""
+    if needs_reason:
+        form = ReasonForm(request.POST)
+        if not form.is_valid():
+            # Missing or too long: said beside the field, and nothing is done (issue 11).
+            return _render_grant_detail(request, grant, reason_form=form, status=400)
+        reason = form.cleaned_data["reason"]
+    _attempt(request, lambda: action(grant.pk, reason), success)
     return redirect("governance:grant_detail", grant.pk)
 
 

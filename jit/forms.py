@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.utils import timezone
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 from governance.choices import RiskTier
 from governance.models import System
 
@@ -62,7 +63,9 @@ def add_service_errors(form: forms.Form, error) -> bool:
 
 
 class CatalogueFilterForm(forms.Form):
-    q = forms.CharField(label="Search", required=False, widget=forms.TextInput(attrs={"type": "search"}))
+    q = forms.CharField(
+        label="Search", required=False, max_length=200, widget=forms.TextInput(attrs={"type": "search"})
+    )
     system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False, empty_label="Any")
     risk_tier = forms.ChoiceField(label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False)
 
@@ -125,7 +128,9 @@ class AccessRequestForm(BoundedDurationForm):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
         help_text="Leave empty to start as soon as it is approved.",
     )
-    justification = forms.CharField(label="Justification", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    justification = forms.CharField(
+        label="Justification", required=False, max_length=FREE_TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3})
+    )
     ticket = forms.CharField(label="Ticket", required=False, max_length=100)
 
     def __init__(self, *args, entitlement, beneficiaries, **kwargs):
@@ -169,7 +174,10 @@ class AccessRequestForm(BoundedDurationForm):
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=Decision.choices)
     comment = forms.CharField(
-        label="Comment (required to deny)", required=False, widget=forms.Textarea(attrs={"rows": 2})
+        label="Comment (required to deny)",
+        required=False,
+        max_length=FREE_TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
     )
     stage_position = forms.IntegerField(required=False, min_value=1)
 
@@ -177,7 +185,10 @@ class DecisionForm(forms.Form):
 class ExtendForm(BoundedDurationForm):
     duration_hours = duration_hours_field("Extra time (hours)")
     justification = forms.CharField(
-        label="Why you still need it", widget=forms.Textarea(attrs={"rows": 3}), required=True
+        label="Why you still need it",
+        max_length=FREE_TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=True,
     )
     ticket = forms.CharField(label="Ticket", required=False, max_length=100)
 
@@ -205,4 +216,8 @@ class ExtendForm(BoundedDurationForm):
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(label="Reason (optional)", required=False, max_length=500)
+    reason = forms.CharField(label="Reason (optional)", required=False, max_length=FREE_TEXT_MAX_LENGTH)
+
+
+class NoRenewForm(forms.Form):
+    note = forms.CharField(label="Note (optional)", required=False, max_length=FREE_TEXT_MAX_LENGTH)

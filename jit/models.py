@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH, free_text_field_constraints
+
 from .choices import Decision, RequestStatus, StageStatus
 
 
@@ -38,9 +40,14 @@ class AccessRequest(models.Model):
         "governance.Entitlement", verbose_name="entitlement", on_delete=models.PROTECT, related_name="access_requests"
     )
     duration = models.DurationField("duration")
-    justification = models.TextField("justification", blank=True)
+    justification = models.TextField("justification", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     ticket = models.CharField("ticket", max_length=100, blank=True)
-    intent = models.TextField("intent", blank=True, help_text="The task an agent declared it needs this for.")
+    intent = models.TextField(
+        "intent",
+        blank=True,
+        max_length=FREE_TEXT_MAX_LENGTH,
+        help_text="The task an agent declared it needs this for.",
+    )
     delegation_chain = models.JSONField("on behalf of", default=list, blank=True)
     start_at = models.DateTimeField("start", null=True, blank=True, help_text="Empty: as soon as approved.")
     activation_deadline = models.DateTimeField("activate by", null=True, blank=True)
@@ -65,7 +72,7 @@ class AccessRequest(models.Model):
         related_name="source_request",
     )
     decided_at = models.DateTimeField("decided", null=True, blank=True)
-    decision_note = models.TextField("decision note", blank=True)
+    decision_note = models.TextField("decision note", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     created_at = models.DateTimeField("submitted", auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
@@ -83,6 +90,8 @@ class AccessRequest(models.Model):
                 condition=Q(requester__isnull=False) | Q(requester_identity__isnull=False),
                 name="%(app_label)s_%(class)s_has_requester",
             ),
+            # Free text is bounded (audit.kernel.text): one request cannot make a queue megabytes long.
+            *free_text_field_constraints("justification", "intent", "decision_note"),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="jit_request_status_created_idx")]
 
@@ -163,7 +172,7 @@ class Approval(models.Model):
         settings.AUTH_USER_MODEL, verbose_name="approver", on_delete=models.PROTECT, related_name="approvals_given"
     )
     decision = models.CharField("decision", max_length=16, choices=Decision.choices)
-    comment = models.TextField("comment", blank=True)
+    comment = models.TextField("comment", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     decided_at = models.DateTimeField("decided", auto_now_add=True)
 
     class Meta:
@@ -172,6 +181,7 @@ class Approval(models.Model):
         constraints = [
             # One person cannot satisfy two stages (or count twice) on the same request.
             models.UniqueConstraint(fields=["request", "approver"], name="%(app_label)s_%(class)s_one_per_person"),
+            *free_text_field_constraints("comment"),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,10 @@ from governance import policies as inventory
 from governance.choices import IdentityStatus
 from governance.errors import PermissionRefused
 from governance.models import Identity
+from governance.roles import Role, has_role
+
+NOT_A_REQUESTER = "Requesting access needs the requester role; ask an admin to give it to you."
+READ_ONLY = "An auditor reads and changes nothing."
 
 
 def _me(user):
@@ -35,11 +39,20 @@ def conflict_of_interest(user, request) -> str | None:
     return None
 
 
+def may_request(user) -> bool:
+    """Asking for access, for oneself or a machine one owns, needs the requester role (README: roles)."""
+    return has_role(user, Role.REQUESTER)
+
+
 def suspended_approver(user) -> str | None:
     """Routing fixed the approvers at submission; someone suspended or offboarded since decides nothing.
 
-    Read fresh: the identity cached on a long-lived user object may predate the suspension.
+    Nor does an auditor, whom routing may still have found (an entitlement's owner who is only an
+    auditor): auditors change nothing. Read fresh: the identity cached on a long-lived user object
+    may predate the suspension.
     """
+    if inventory.is_read_only(user):
+        return READ_ONLY
     status = Identity.objects.filter(user_id=user.pk).values_list("status", flat=True).first()
     if status is not None and status != IdentityStatus.ACTIVE:
         return f"Your identity is {IdentityStatus(status).label.lower()}; you cannot decide on requests."
@@ -47,13 +60,26 @@ def suspended_approver(user) -> str | None:
 
 
 def can_cancel(user, request) -> bool:
-    return request.requester_id == user.pk or owns_identity(user, request.beneficiary)
+    return not inventory.is_read_only(user) and (
+        request.requester_id == user.pk or owns_identity(user, request.beneficiary)
+    )
+
+
+def can_activate(user, request) -> bool:
+    """The beneficiary, or the owner of a machine beneficiary, starts approved access; never an auditor."""
+    return not inventory.is_read_only(user) and (
+        is_beneficiary(user, request) or owns_identity(user, request.beneficiary)
+    )
 
 
 def can_hold(user, grant) -> bool:
-    """The holder (or the owner of a machine holder) may activate, extend or release access."""
+    """The holder (or the owner of a machine holder) may activate, extend or release access; never an auditor."""
     me = _me(user)
-    return me is not None and (me.pk == grant.identity_id or owns_identity(user, grant.identity))
+    return (
+        me is not None
+        and not inventory.is_read_only(user)
+        and (me.pk == grant.identity_id or owns_identity(user, grant.identity))
+    )
 
 
 can_mark_no_renew = inventory.can_mark_no_renew

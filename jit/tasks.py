@@ -5,7 +5,6 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.utils import timezone
 
 from audit.kernel import clock
 from governance.models import Grant
@@ -45,7 +44,7 @@ def access_requests_start_scheduled_task() -> int:
         status=RequestStatus.APPROVED,
         grant__isnull=True,
         activation_deadline__isnull=True,
-        start_at__lte=timezone.now(),
+        start_at__lte=clock.database_now(),
     )
     started = 0
     for pk in due.order_by("start_at", "pk").values_list("pk", flat=True):

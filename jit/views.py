@@ -6,6 +6,7 @@ Views parse input, call one service and render; every page restricts to what the
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect
@@ -30,6 +31,7 @@ from .forms import (
     CatalogueFilterForm,
     DecisionForm,
     ExtendForm,
+    NoRenewForm,
     QueueFilterForm,
     ReasonForm,
     RequestFilterForm,
@@ -138,6 +140,8 @@ def request_catalogue(request):
             "page_obj": page_obj,
             "querystring": querystring,
             "has_identity": inventory.identity_of(request.user) is not None,
+            "may_request": policies.may_request(request.user),
+            "not_a_requester": policies.NOT_A_REQUESTER,
         },
     )
 
@@ -149,6 +153,9 @@ def request_create(request, entitlement_id: int):
     me = inventory.identity_of(request.user)
     if me is None:
         return render(request, "jit/request_create.html", {"entitlement": entitlement, "no_identity": NO_IDENTITY})
+    if not policies.may_request(request.user):
+        context = {"entitlement": entitlement, "no_identity": policies.NOT_A_REQUESTER}
+        return render(request, "jit/request_create.html", context, status=403)
     beneficiaries = selectors.beneficiaries_for(user=request.user)
     if request.method == "POST":
         form = AccessRequestForm(request.POST, entitlement=entitlement, beneficiaries=beneficiaries)
@@ -194,6 +201,10 @@ def request_preview(request, entitlement_id: int):
     entitlement = get_object_or_404(inventory_selectors.requestable_entitlements(user=request.user), pk=entitlement_id)
     if inventory.identity_of(request.user) is None:
         return render(request, "jit/_outcome.html", {"message": NO_IDENTITY, "level": "warning"})
+    if not policies.may_request(request.user):
+        return render(
+            request, "jit/_outcome.html", {"message": policies.NOT_A_REQUESTER, "level": "warning"}, status=403
+        )
     form = AccessRequestForm(
         request.POST or request.GET,
         entitlement=entitlement,
@@ -223,7 +234,9 @@ def request_detail(request, pk: int):
     return _render_request_detail(request, _visible_request(request.user, pk))
 
 
-def _render_request_detail(request, access_request: AccessRequest, decision_form=None, status: int = 200):
+def _render_request_detail(
+    request, access_request: AccessRequest, decision_form=None, cancel_form=None, status: int = 200
+):
     user, now = request.user, timezone.now()
     stages = list(access_request.stages.all())
     current = next((s for s in stages if s.status == "pending"), None) if access_request.is_pending else None
@@ -241,6 +254,7 @@ def _render_request_detail(request, access_request: AccessRequest, decision_form
         "may_decide": may_decide,
         "decision_form": decision_form
         or DecisionForm(initial={"stage_position": current.position if current else None}),
+        "cancel_form": cancel_form or ReasonForm(),
         "may_cancel": (
             access_request.is_pending
             or (access_request.status == RequestStatus.APPROVED and access_request.grant_id is None)
@@ -264,9 +278,11 @@ def request_cancel(request, pk: int):
     access_request = _visible_request(request.user, pk)
     detail = reverse("jit:request_detail", args=[access_request.pk])
     form = ReasonForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    if not form.is_valid():
+        # A reason that cannot be kept is refused beside the field; nothing is cancelled (issue 11).
+        return _render_request_detail(request, access_request, cancel_form=form, status=400)
     try:
-        access_request_cancel(request_id=access_request.pk, actor=request.user, reason=reason)
+        access_request_cancel(request_id=access_request.pk, actor=request.user, reason=form.cleaned_data["reason"])
     except DomainError as error:
         return _error_response(request, error, fallback_url=detail)
     messages.success(request, f"{access_request} cancelled.")
@@ -393,6 +409,8 @@ def _held_grant(user, pk: int) -> Grant:
 def grant_extend(request, pk: int):
     """Ask for more time: a renewal request, routed and possibly stepped up by the policy."""
     grant = _held_grant(request.user, pk)
+    if not policies.may_request(request.user):
+        raise PermissionDenied(policies.NOT_A_REQUESTER)  # an extension is a request
     form = ExtendForm(request.POST or None, grant=grant)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -447,8 +465,13 @@ def grant_no_renew(request, pk: int):
     if grant is None:
         raise Http404
     back = _next_url(request, reverse("jit:my_grants"))
+    form = NoRenewForm(request.POST)
+    if not form.is_valid():
+        # Refused, never cut short: the note is kept whole or not at all.
+        messages.error(request, f"Note: {' '.join(form.errors['note'])}")
+        return HttpResponseRedirect(back)
     try:
-        grant_mark_no_renew(grant_id=grant.pk, actor=request.user, note=request.POST.get("note", "")[:500])
+        grant_mark_no_renew(grant_id=grant.pk, actor=request.user, note=form.cleaned_data["note"])
     except DomainError as error:
         return _error_response(request, error, fallback_url=back)
     messages.success(request, f"{grant.entitlement.name} for {grant.identity.name} will not be renewed.")

@@ -14,6 +14,7 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  audits logins, logouts, roles and staff/superuser changes
+        # Audit logins, logouts, roles, staff/superuser changes, passwords, deleted logins and groups.
+        from . import signals, signals_logins  # noqa: F401
 
         post_migrate.connect(_bootstrap_roles, sender=self)

@@ -1,7 +1,14 @@
-"""Refuse text the database cannot store before any view sees it; the admin's writes as one state change."""
+"""Refuse text the database cannot store before any view sees it; the admin's writes as one state change;
+sessions that end by themselves; signed-in pages that no cache keeps."""
 
-from django.http import HttpResponseBadRequest
+import time
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
 from audit.services import state_change
 
@@ -20,6 +27,8 @@ class RejectNulCharactersMiddleware:
 
     def __call__(self, request):
         if _has_nul(request.GET) or (request.method == "POST" and _has_nul(request.POST)):
+            if request.path.startswith("/api/"):  # in the API's error shape, as its schema says
+                return JsonResponse({"detail": MESSAGE}, status=400)
             return HttpResponseBadRequest(MESSAGE, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
 
@@ -29,7 +38,7 @@ def _has_nul(params) -> bool:
 
 
 class AdminWritesAreStateChangesMiddleware:
-    """An admin form that saves (a login, its roles) is one `state_change`: one transaction whose audit
+    """An admin form that saves (an outbox message sent again) is one `state_change`: one transaction whose audit
     events (written by signals) go onto the chain at commit, like every service's.
 
     Without it such a form would take the chain at its first event and hold it while it writes more
@@ -47,3 +56,69 @@ class AdminWritesAreStateChangesMiddleware:
             # Not run again on a deadlock: the view may have queued messages for the person.
             return state_change(self.get_response, retry=False)(request)
         return self.get_response(request)
+
+
+SESSION_SIGNED_IN_AT = "portal_signed_in_at"
+SESSION_LAST_SEEN_AT = "portal_last_seen_at"
+SESSION_EXPIRED_MESSAGE = "Your session expired, sign in again."
+# The last request's time is written at most this often (a session write per request is wasted
+# work), so an idle session may end up to this much earlier than the timeout.
+LAST_SEEN_RESOLUTION_SECONDS = 60
+
+
+def session_mark_signed_in(session) -> None:
+    """Called at sign-in (portal.signals): the absolute lifetime counts from here."""
+    now = int(time.time())
+    session[SESSION_SIGNED_IN_AT] = now
+    session[SESSION_LAST_SEEN_AT] = now
+
+
+class SessionLifetimeMiddleware:
+    """Signs a person out after SESSION_IDLE_TIMEOUT_SECONDS without a request, and at the latest
+    SESSION_ABSOLUTE_LIFETIME_SECONDS after they signed in, however busy: a session left open on a
+    shared machine, or stolen, does not stay good for as long as the cookie does.
+
+    Times are this process's clock: nothing is recorded by them, and a few seconds of skew between
+    web nodes only moves the end of a session by as much.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated:
+            self._check(request)
+        return self.get_response(request)
+
+    def _check(self, request) -> None:
+        session = request.session
+        now = int(time.time())
+        signed_in_at = session.get(SESSION_SIGNED_IN_AT)
+        last_seen_at = session.get(SESSION_LAST_SEEN_AT, signed_in_at)
+        if signed_in_at is not None and (
+            now - signed_in_at >= settings.SESSION_ABSOLUTE_LIFETIME_SECONDS
+            or now - last_seen_at >= settings.SESSION_IDLE_TIMEOUT_SECONDS
+        ):
+            request.session_end_reason = "session expired"  # in the sign-out's audit event
+            logout(request)  # the page asked for then sends them to sign in
+            messages.info(request, SESSION_EXPIRED_MESSAGE)
+            return
+        if signed_in_at is None:
+            # A session from before these limits: its lifetime starts now.
+            session[SESSION_SIGNED_IN_AT] = now
+        if last_seen_at is None or now - last_seen_at >= LAST_SEEN_RESOLUTION_SECONDS:
+            session[SESSION_LAST_SEEN_AT] = now
+
+
+class NoStoreForSignedInMiddleware:
+    """Whatever a signed-in person sees (their grants, the audit trail, an export) is never kept by the
+    browser or a cache in between: the Back button after signing out on a shared machine shows nothing."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if getattr(request, "user", None) is not None and request.user.is_authenticated:
+            add_never_cache_headers(response)
+        return response

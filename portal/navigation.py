@@ -15,7 +15,7 @@ class NavItem:
 EVERYONE: frozenset[str] = frozenset()
 NAV_ITEMS: list[NavItem] = [
     NavItem("Dashboard", "dashboard", EVERYONE),
-    NavItem("Request access", "jit:request_catalogue", EVERYONE),
+    NavItem("Request access", "jit:request_catalogue", frozenset({Role.REQUESTER})),
     NavItem("My requests", "jit:request_list", EVERYONE),
     NavItem("My grants", "jit:my_grants", EVERYONE),
     NavItem("Approvals", "jit:approval_queue", frozenset({Role.APPROVER, Role.OWNER, Role.ADMIN})),
@@ -27,6 +27,7 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("Findings", "governance:finding_list", EVERYONE),
     NavItem("Import", "governance:import", frozenset({Role.ADMIN})),
     NavItem("Audit trail", "audit:event_list", frozenset({Role.AUDITOR, Role.ADMIN})),
+    NavItem("Logins", "governance:login_list", frozenset({Role.ADMIN})),
     NavItem("Admin", "admin:index", frozenset({Role.ADMIN})),
 ]
 

@@ -1,5 +1,7 @@
-"""Logins, logouts, failed logins and changes of role or privilege go to the audit trail like every other decision."""
+"""Logins, logouts, failed logins, lock-outs and changes of role or privilege go to the audit trail like every other decision."""
 
+from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.auth import get_user_model, signals
 from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed, post_save, pre_save
@@ -9,16 +11,23 @@ from audit.choices import AuditAction
 from audit.context import get_context
 from audit.services import EventSpec, Target, audit_event_record, audit_events_record_many, chain_first
 
+from .middleware import session_mark_signed_in
+
 
 @receiver(signals.user_logged_in)
 def _logged_in(sender, request, user, **kwargs):
+    if request is not None and hasattr(request, "session"):
+        session_mark_signed_in(request.session)
     audit_event_record(actor=user, action=AuditAction.USER_LOGGED_IN, target=user)
 
 
 @receiver(signals.user_logged_out)
 def _logged_out(sender, request, user, **kwargs):
     if user is not None:
-        audit_event_record(actor=user, action=AuditAction.USER_LOGGED_OUT, target=user)
+        reason = getattr(request, "session_end_reason", None)
+        audit_event_record(
+            actor=user, action=AuditAction.USER_LOGGED_OUT, target=user, data={"reason": reason} if reason else None
+        )
 
 
 @receiver(signals.user_login_failed)
@@ -26,6 +35,20 @@ def _login_failed(sender, credentials, request=None, **kwargs):
     # Only the username typed: never the password Django already masked.
     audit_event_record(
         actor=None, action=AuditAction.USER_LOGIN_FAILED, data={"username": str(credentials.get("username", ""))[:150]}
+    )
+
+
+@receiver(user_locked_out)
+def _locked_out(sender, request, username, ip_address, **kwargs):
+    # django-axes refused a sign-in: too many failures for this login or from this address (cool-off in data).
+    audit_event_record(
+        actor=None,
+        action=AuditAction.USER_LOCKED_OUT,
+        data={
+            "username": str(username or "")[:150],
+            "client_ip": str(ip_address or "")[:45],
+            "cool_off_seconds": int(settings.AXES_COOLOFF_TIME.total_seconds()) if settings.AXES_COOLOFF_TIME else None,
+        },
     )
 
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("health/ready/", views.health_ready, name="health_ready"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("portal.passwords")),
     path("audit/", include("audit.urls")),
     path("inventory/", include("governance.urls")),
     path("access/", include("jit.urls")),

@@ -1,8 +1,10 @@
 """One place that turns domain errors into HTTP answers for every API view."""
 
+import math
+
 from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -11,7 +13,7 @@ from governance.errors import DomainError
 
 def exception_handler(exc, context):
     """ValidationFailed and bad fields 400 (`errors` by field), PermissionRefused 403, InvalidTransition 409,
-    missing 404."""
+    missing 404, over the rate 429 with Retry-After."""
     if isinstance(exc, DomainError):
         body = {"detail": exc.message}
         if exc.field_errors:
@@ -21,6 +23,14 @@ def exception_handler(exc, context):
         return Response(body, status=exc.status_code)
     if isinstance(exc, ObjectDoesNotExist):
         return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, Throttled):
+        # Retry-After (whole seconds) tells a client when to come back; the body says it in words.
+        wait = math.ceil(exc.wait) if exc.wait is not None else None
+        detail = f"Too many requests: try again in {wait} seconds." if wait is not None else "Too many requests."
+        response = Response({"detail": detail}, status=status.HTTP_429_TOO_MANY_REQUESTS)
+        if wait is not None:
+            response["Retry-After"] = str(wait)
+        return response
     if isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
         # The same shape as a service's refusal: a client reads field errors from one place.
         return Response({"detail": "Check the fields.", "errors": exc.detail}, status=status.HTTP_400_BAD_REQUEST)

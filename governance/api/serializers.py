@@ -5,12 +5,13 @@ from datetime import timedelta
 from rest_framework import serializers
 
 from audit.kernel import clock
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 from governance.choices import GrantKind, IdentityKind, IdentityStatus
 from governance.models import Entitlement, Finding, Grant, Identity, System
 
 
 class IdentitySerializer(serializers.ModelSerializer):
-    owner_name = serializers.CharField(source="owner.name", default=None, read_only=True)
+    owner_name = serializers.CharField(source="owner.name", default=None, read_only=True, allow_null=True)
     live_grant_count = serializers.IntegerField(read_only=True)
     open_finding_count = serializers.IntegerField(read_only=True)
 
@@ -198,7 +199,7 @@ class GrantCreateSerializer(serializers.Serializer):
     duration_seconds = serializers.IntegerField(
         min_value=60, max_value=366 * 24 * 3600, required=False, allow_null=True, default=None
     )
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=FREE_TEXT_MAX_LENGTH)
 
     def __init__(self, *args, visible_identities=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -232,8 +233,25 @@ class FindingSerializer(serializers.ModelSerializer):
 
 
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500)
+    reason = serializers.CharField(max_length=FREE_TEXT_MAX_LENGTH)
 
 
 class OptionalReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    reason = serializers.CharField(max_length=FREE_TEXT_MAX_LENGTH, required=False, allow_blank=True, default="")
+
+
+class PolicyChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        from ..models import PolicyChange
+
+        model = PolicyChange
+        fields = ["id", "entitlement", "before", "after", "loosens", "status", "requested_by", "requested_at"]
+        read_only_fields = fields
+
+
+class HeldPolicyChangeSerializer(serializers.Serializer):
+    """An edit whose loosening waits for a second admin (202): the entitlement as it is now, and what waits."""
+
+    detail = serializers.CharField()
+    entitlement = EntitlementSerializer()
+    policy_change = PolicyChangeSerializer()

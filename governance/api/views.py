@@ -13,11 +13,13 @@ from governance.filters import EntitlementFilter, IdentityFilter, SystemFilter
 from governance.services import catalogue, grants, identities
 
 from .filters import FindingFilter, GrantFilter
+from .schema import or_handed_over
 from .serializers import (
     EntitlementSerializer,
     FindingSerializer,
     GrantCreateSerializer,
     GrantSerializer,
+    HeldPolicyChangeSerializer,
     IdentityCreateSerializer,
     IdentitySerializer,
     ReasonSerializer,
@@ -64,7 +66,7 @@ class IdentityViewSet(ReadUpdateViewSet):
         created = identities.identity_create(actor=request.user, kind=data.pop("kind"), name=data.pop("name"), **data)
         return self._fresh(created, status.HTTP_201_CREATED)
 
-    @extend_schema(request=IdentitySerializer, responses=IdentitySerializer)
+    @extend_schema(request=IdentitySerializer, responses=or_handed_over(IdentitySerializer))
     def partial_update(self, request, *args, **kwargs):
         identity = self.get_object()
         payload = IdentityCreateSerializer(identity, data=request.data, partial=True)
@@ -115,6 +117,7 @@ class SystemViewSet(ReadUpdateViewSet):
         system = catalogue.system_create(actor=request.user, name=data.pop("name"), owner=data.pop("owner"), **data)
         return self._fresh(system, status.HTTP_201_CREATED)
 
+    @extend_schema(responses=or_handed_over(SystemSerializer))
     def partial_update(self, request, *args, **kwargs):
         system = self.get_object()
         payload = SystemSerializer(system, data=request.data, partial=True)
@@ -149,14 +152,31 @@ class EntitlementViewSet(ReadUpdateViewSet):
         )
         return self._fresh(entitlement, status.HTTP_201_CREATED)
 
+    @extend_schema(
+        request=EntitlementSerializer,
+        responses={200: or_handed_over(EntitlementSerializer), 202: HeldPolicyChangeSerializer},
+    )
     def partial_update(self, request, *args, **kwargs):
         entitlement = self.get_object()
         payload = EntitlementSerializer(entitlement, data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         changes = dict(payload.validated_data)
         changes.pop("system", None)
-        catalogue.entitlement_update(entitlement_id=entitlement.pk, actor=request.user, changes=changes)
-        return self._fresh(entitlement)
+        updated = catalogue.entitlement_update(entitlement_id=entitlement.pk, actor=request.user, changes=changes)
+        held = getattr(updated, "held_policy_change", None)
+        if held is None:
+            return self._fresh(entitlement)
+        return Response(
+            HeldPolicyChangeSerializer(
+                {
+                    "detail": "The change loosens a high or critical entitlement's policy: it applies once another "
+                    "admin approves it; the rest of the change applied.",
+                    "entitlement": self.get_queryset().get(pk=entitlement.pk),
+                    "policy_change": held,
+                }
+            ).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
     def update(self, request, *args, **kwargs):
         return self.partial_update(request, *args, **kwargs)

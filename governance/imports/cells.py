@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.dateparse import parse_date, parse_datetime
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH, strip_bidi
+
 # Exports prefix these with a quote so a spreadsheet never runs them (audit.exports.spreadsheet_safe);
 # the importer takes the quote off again, so that an export re-imported is a no-op.
 _ESCAPED = ("'=", "'+", "'-", "'@", "'\t", "'\r")
@@ -47,12 +49,19 @@ def text_of(value: Any) -> str:
 
 
 def text(value: Any, *, column: str, max_length: int, required: bool = False) -> str:
-    result = text_of(value)
+    """Text of at most `max_length` characters (longer is a row error, never cut), without bidi controls:
+    nothing a file names or describes needs them, and in a name they disguise it (issue 11)."""
+    result = strip_bidi(text_of(value)).strip()
     if required and not result:
         raise CellError(f"{column} is required")
     if len(result) > max_length:
         raise CellError(f"{column} is longer than {max_length} characters")
     return result
+
+
+def free_text(value: Any, *, column: str) -> str:
+    """A description or purpose: bounded as on the pages and in the API."""
+    return text(value, column=column, max_length=FREE_TEXT_MAX_LENGTH)
 
 
 def choice(value: Any, *, column: str, choices: "frozenset[str] | list[str]", default: str | None = None) -> str:

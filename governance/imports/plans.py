@@ -36,9 +36,11 @@ from ..choices import (
 from ..errors import ValidationFailed
 from ..models import Entitlement, Grant, Identity, System
 from ..models.entitlements import default_allowed_kinds, default_approval_stages
+from ..policy_loosening import loosened_fields
 from ..services import catalogue, identities
 from . import cells
 from .cells import CellError
+from .grant_rules import SELF_GRANT, BlockRules, sod_message
 from .readers import Row, RowError
 from .specs import PORTAL_KEY_PREFIX, portal_key
 
@@ -325,6 +327,11 @@ def plan_identities(rows: list[Row], *, progress: Progress | None = None, every:
                 pending.append((f"{attr}_id", ref))
         if not ok:
             continue
+        refs = dict(pending)  # references to identities the file creates, by key; the others by id
+        backup = refs.get("backup_owner_id", obj.backup_owner_id)
+        if backup is not None and backup == refs.get("owner_id", obj.owner_id):
+            errors.append(RowError(row.line, key, "backup owner cannot be the owner: name someone else, or nobody"))
+            continue
         has_owner = obj.owner_id is not None or any(attname == "owner_id" for attname, _ in pending)
         if obj.kind != IdentityKind.HUMAN and not has_owner:
             errors.append(RowError(row.line, key, "a non-human identity needs an owner"))
@@ -374,7 +381,7 @@ def _levels(plan: Plan, depends: dict[str, set[str]], lines: dict[str, int]) -> 
 #
 _SYSTEM_PARSERS: dict[str, Callable[[Any], Any]] = {
     "name": lambda v: cells.text(v, column="name", max_length=200, required=True),
-    "description": lambda v: cells.text(v, column="description", max_length=10_000),
+    "description": lambda v: cells.free_text(v, column="description"),
     "owner_external_id": lambda v: cells.text(v, column="owner_external_id", max_length=200, required=True),
     "criticality": lambda v: cells.choice(v, column="criticality", choices=_RISK_TIERS, default=Criticality.MEDIUM),
     "connector": lambda v: cells.choice(v, column="connector", choices=_CONNECTORS, default=Connector.MANUAL),
@@ -488,7 +495,7 @@ def _entitlement_parsers(groups: set[str]) -> dict[str, Callable[[Any], Any]]:
         "system_external_id": lambda v: cells.text(v, column="system_external_id", max_length=200, required=True),
         "name": lambda v: cells.text(v, column="name", max_length=200, required=True),
         "owner_external_id": lambda v: cells.text(v, column="owner_external_id", max_length=200, required=True),
-        "business_purpose": lambda v: cells.text(v, column="business_purpose", max_length=10_000),
+        "business_purpose": lambda v: cells.free_text(v, column="business_purpose"),
         "risk_tier": lambda v: cells.choice(v, column="risk_tier", choices=_RISK_TIERS, default=RiskTier.LOW),
         "requestable": lambda v: cells.boolean(v, column="requestable", default=True),
         "max_duration_hours": lambda v: cells.hours(v, column="max_duration_hours"),
@@ -568,6 +575,12 @@ def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, ever
             obj.max_duration = parsed["max_duration_hours"]
         if not is_new and _retired_change(row, key, obj, before, plan, "entitlement"):
             continue
+        loosens = {} if is_new else loosened_fields(before, plan.snapshot(obj))
+        if loosens:
+            # An import has no second pair of eyes: such a change is asked for in the portal.
+            what = "; ".join(loosens.values())
+            errors.append(RowError(row.line, key, f"{LOOSENING_BY_IMPORT} ({what})"))
+            continue
         if obj.status == LifecycleStatus.ACTIVE:
             live_names.append(((obj.system_id, obj.name), key, row.line))
         if _keep(plan, obj, key, row.line, before, is_new) and not is_new:
@@ -588,6 +601,12 @@ def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, ever
     return plan
 
 
+LOOSENING_BY_IMPORT = (
+    "this loosens a high or critical entitlement's policy, which another admin must approve: "
+    "change it on the entitlement's page"
+)
+
+
 #
 # Grants
 #
@@ -602,10 +621,19 @@ _GRANT_PARSERS: dict[str, Callable[[Any], Any]] = {
 
 
 def plan_grants(
-    rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, now: datetime | None = None
+    rows: list[Row],
+    *,
+    progress: Progress | None = None,
+    every: int = 10_000,
+    now: datetime | None = None,
+    refused_identities: frozenset[int] = frozenset(),
 ) -> Plan:
     """Grants are access that already exists on the target: imported as active, never changed by a re-import,
-    except for when they were last used (a usage feed from the target moves it forward, never back)."""
+    except for when they were last used (a usage feed from the target moves it forward, never back).
+
+    A new grant meets the request path's rules (`grant_rules`): none for the importer's own identities
+    (`refused_identities`), none that completes a pair an SoD "block" rule forbids.
+    """
     now = now or timezone.now()
     plan = Plan("grants", Grant, GRANT_AUDITED)
     errors = plan.errors
@@ -625,6 +653,8 @@ def plan_grants(
     identities = _index(Identity.objects.only("id", "external_id", "status"))
     entitlements = _index(Entitlement.objects.only("id", "external_id", "system_id", "status"))
     live = set(Grant.objects.filter(status__in=GrantStatus.live()).values_list("identity_id", "entitlement_id"))
+    rules = BlockRules()
+    held = rules.held(live)
     seen = plan.lines
     for row in _Rows(plan, rows, progress, every):
         key = _key_of(row, errors, seen)
@@ -692,10 +722,17 @@ def plan_grants(
             problems.append("expires_at must be in the future and after granted_at")
         if (identity.pk, entitlement.pk) in live:
             problems.append("the identity already holds a live grant of this entitlement")
+        if identity.pk in refused_identities:
+            problems.append(SELF_GRANT)
+        blocked = rules.broken_by(entitlement.pk, held[identity.pk])
+        if blocked is not None:
+            problems.append(sod_message(blocked))
         if problems:
             errors.extend(RowError(row.line, key, p) for p in problems)
             continue
         live.add((identity.pk, entitlement.pk))
+        if entitlement.pk in rules.by_entitlement:
+            held[identity.pk].add(entitlement.pk)
         # The write phase holds them (in the lock order) and checks they still are as read here.
         identity_key, entitlement_key = parsed["identity_external_id"], parsed["entitlement_external_id"]
         plan.rely_on(Identity, identity.pk, {"status": identity.status}, row.line, key, f"identity {identity_key!r}")
@@ -730,8 +767,17 @@ PLANNERS: dict[str, Callable[..., Plan]] = {
 }
 
 
-def plan_for(entity: str, rows: list[Row], *, progress: Progress | None = None, every: int = 10_000) -> Plan:
-    plan = PLANNERS[entity](rows, progress=progress, every=every)
+def plan_for(
+    entity: str,
+    rows: list[Row],
+    *,
+    progress: Progress | None = None,
+    every: int = 10_000,
+    refused_identities: frozenset[int] = frozenset(),
+) -> Plan:
+    """Plan an import; `refused_identities` (the importer's own) may be given no grant."""
+    options = {"refused_identities": refused_identities} if entity == "grants" else {}
+    plan = PLANNERS[entity](rows, progress=progress, every=every, **options)
     if entity != "identities" and plan.new_by_key:
         plan.levels = [list(plan.new_by_key.values())]
     return plan

@@ -4,6 +4,18 @@ from .grants import Grant
 from .identities import Identity
 from .imports import ImportJob
 from .notifications import Notification
+from .policy_changes import PolicyChange, PolicyChangeStatus
 from .systems import System
 
-__all__ = ["Entitlement", "Finding", "Grant", "Identity", "ImportJob", "Notification", "SodRule", "System"]
+__all__ = [
+    "Entitlement",
+    "Finding",
+    "Grant",
+    "Identity",
+    "ImportJob",
+    "Notification",
+    "PolicyChange",
+    "PolicyChangeStatus",
+    "SodRule",
+    "System",
+]

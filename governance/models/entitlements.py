@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH, clean_names, free_text_field_constraints
+
 from ..choices import IdentityKind, LifecycleStatus, RiskTier, Severity, SodAction
 
 
@@ -31,7 +33,7 @@ class Entitlement(models.Model):
     owner = models.ForeignKey(
         "governance.Identity", verbose_name="owner", on_delete=models.PROTECT, related_name="owned_entitlements"
     )
-    business_purpose = models.TextField("business purpose", blank=True)
+    business_purpose = models.TextField("business purpose", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     risk_tier = models.CharField("risk tier", max_length=16, choices=RiskTier.choices, default=RiskTier.LOW)
     requestable = models.BooleanField("requestable", default=True)
     max_duration = models.DurationField(
@@ -66,6 +68,7 @@ class Entitlement(models.Model):
                 condition=Q(max_duration__isnull=True) | Q(max_duration__gt=timedelta(0)),
                 name="%(app_label)s_%(class)s_positive_max_duration",
             ),
+            *free_text_field_constraints("business_purpose"),
         ]
         indexes = [models.Index(fields=["risk_tier", "requestable"], name="gov_ent_risk_requestable_idx")]
 
@@ -73,6 +76,9 @@ class Entitlement(models.Model):
         # Names the system only when it is already loaded, so labels never cost a query.
         system = self._state.fields_cache.get("system")
         return f"{system.name} / {self.name}" if system else self.name
+
+    def clean(self) -> None:
+        clean_names(self, ("name",))
 
     @property
     def effective_max_duration(self) -> timedelta:
@@ -88,7 +94,7 @@ class SodRule(models.Model):
     """Entitlements that must not be held together by one identity."""
 
     name = models.CharField("name", max_length=200, unique=True)
-    description = models.TextField("description", blank=True)
+    description = models.TextField("description", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     entitlements = models.ManyToManyField(
         "governance.Entitlement", verbose_name="entitlements", related_name="sod_rules"
     )
@@ -101,6 +107,10 @@ class SodRule(models.Model):
 
     class Meta:
         verbose_name = "separation-of-duties rule"
+        constraints = free_text_field_constraints("description")
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        clean_names(self, ("name",))

@@ -6,6 +6,7 @@ from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
 from audit.kernel import clock
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH, free_text_field_constraints
 
 from ..choices import GrantKind, GrantStatus
 from ..querysets import GrantQuerySet
@@ -44,7 +45,7 @@ class Grant(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    reason = models.TextField("reason", blank=True)
+    reason = models.TextField("reason", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     end_reason = models.CharField("why it ended", max_length=200, blank=True)
     renewal_of = models.ForeignKey(
         "self", verbose_name="renews", null=True, blank=True, on_delete=models.PROTECT, related_name="renewals"
@@ -79,6 +80,7 @@ class Grant(models.Model):
                 condition=Q(status__in=LIVE),
                 name="%(app_label)s_%(class)s_one_live_per_entitlement",
             ),
+            *free_text_field_constraints("reason"),
         ]
         indexes = [
             # The expiry sweep's only access path: active grants by expiry (partial on PostgreSQL).

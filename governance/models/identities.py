@@ -3,8 +3,13 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH, clean_names, free_text_field_constraints
+
 from ..choices import CredentialType, IdentityKind, IdentityStatus, SecretLocation
 from ..querysets import IdentityQuerySet
+
+# What people type to name an identity: kept free of bidi controls (audit.kernel.text.clean_name).
+NAME_FIELDS = ("name", "team")
 
 
 class Identity(models.Model):
@@ -22,7 +27,7 @@ class Identity(models.Model):
     )
     email = models.EmailField("email", blank=True)
     team = models.CharField("team", max_length=120, blank=True, db_index=True)
-    description = models.TextField("description", blank=True)
+    description = models.TextField("description", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         verbose_name="login",
@@ -78,11 +83,22 @@ class Identity(models.Model):
                 name="%(app_label)s_%(class)s_only_humans_have_logins",
             ),
             models.CheckConstraint(condition=~Q(owner=models.F("id")), name="%(app_label)s_%(class)s_not_own_owner"),
+            # The backup owner is there for when the owner leaves: the owner again would be nobody.
+            models.CheckConstraint(
+                condition=~Q(backup_owner=models.F("owner")), name="%(app_label)s_%(class)s_backup_not_owner"
+            ),
+            models.CheckConstraint(
+                condition=~Q(backup_owner=models.F("id")), name="%(app_label)s_%(class)s_not_own_backup_owner"
+            ),
+            *free_text_field_constraints("description"),
         ]
         indexes = [models.Index(fields=["owner", "status"], name="gov_identity_owner_status_idx")]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        clean_names(self, NAME_FIELDS)
 
     @property
     def is_human(self) -> bool:

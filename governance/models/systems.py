@@ -2,6 +2,8 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH, clean_names, free_text_field_constraints
+
 from ..choices import Connector, Criticality, LifecycleStatus
 
 
@@ -10,7 +12,7 @@ class System(models.Model):
 
     external_id = models.CharField("external id", max_length=200, unique=True, null=True, blank=True)
     name = models.CharField("name", max_length=200)
-    description = models.TextField("description", blank=True)
+    description = models.TextField("description", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     owner = models.ForeignKey(
         "governance.Identity", verbose_name="owner", on_delete=models.PROTECT, related_name="owned_systems"
     )
@@ -36,7 +38,11 @@ class System(models.Model):
             models.UniqueConstraint(
                 fields=["name"], condition=Q(status="active"), name="%(app_label)s_%(class)s_unique_live_name"
             ),
+            *free_text_field_constraints("description"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        clean_names(self, ("name",))

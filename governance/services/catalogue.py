@@ -4,9 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import ActorLike, audit_event_record, state_change
 
 from .. import policies
@@ -15,8 +15,10 @@ from ..choices import IdentityKind, IdentityStatus, LifecycleStatus
 from ..errors import InvalidTransition, ValidationFailed
 from ..locks import lock, lock_entitlement
 from ..models import Entitlement, Grant, Identity, SodRule, System
-from .common import check, diff, full_clean_or_fail, snapshot
+from ..policy_loosening import loosened_fields
+from .common import check, diff, full_clean_or_fail, is_system, snapshot
 from .external_ids import refuse_reserved_external_id
+from .policy_changes import policy_change_hold
 
 SYSTEM_FIELDS = ["name", "description", "owner", "criticality", "connector", "connector_settings", "external_id"]
 # How a system is reached stays with admins and imports; its owner keeps the rest true.
@@ -171,7 +173,7 @@ def system_retire(*, system_id: int, actor: ActorLike, reason: str) -> System:
         return system
     for entitlement_id in system.entitlements.filter(status=LifecycleStatus.ACTIVE).values_list("pk", flat=True):
         entitlement_retire(entitlement_id=entitlement_id, actor=actor, reason=f"System retired: {reason}")
-    system.status, system.retired_at = LifecycleStatus.RETIRED, timezone.now()
+    system.status, system.retired_at = LifecycleStatus.RETIRED, clock.database_now()
     system.save(update_fields=["status", "retired_at", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.SYSTEM_RETIRED, target=system, data={"reason": reason})
     return system
@@ -217,6 +219,8 @@ def _check_kinds(kinds: Any) -> None:
 
 @state_change
 def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[str, Any]) -> Entitlement:
+    """Edit a catalogue entry. On a high or critical entitlement, the fields that loosen its policy are
+    held for another admin's approval (`held_policy_change` on the result); the rest applies at once."""
     entitlement = lock_entitlement(entitlement_id)
     check(actor, policies.can_edit_entitlement, entitlement, "Only the entitlement's owners or an admin may edit it.")
     if entitlement.status != LifecycleStatus.ACTIVE:
@@ -236,6 +240,15 @@ def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[s
         _require_active_owner(entitlement.owner)
     _refuse_name_clash(entitlement)
     full_clean_or_fail(entitlement, exclude=["owner", "system"])
+    after = snapshot(entitlement, ENTITLEMENT_FIELDS)
+    loosens = {} if is_system(actor) else loosened_fields(before, after)
+    if loosens:
+        # The loosening waits for a second admin; the rest of the edit applies now.
+        entitlement.held_policy_change = policy_change_hold(
+            entitlement=entitlement, actor=actor, before=before, after=after, loosens=loosens
+        )
+        for name in loosens:
+            setattr(entitlement, name, before[name])
     change = diff(before, snapshot(entitlement, ENTITLEMENT_FIELDS))
     if change["after"]:
         _save_named(entitlement)
@@ -252,7 +265,8 @@ def entitlement_retire(*, entitlement_id: int, actor: ActorLike, reason: str) ->
     check(actor, policies.can_edit_entitlement, entitlement, "Only the entitlement's owners or an admin may retire it.")
     if entitlement.status == LifecycleStatus.RETIRED:
         return entitlement
-    entitlement.status, entitlement.requestable, entitlement.retired_at = LifecycleStatus.RETIRED, False, timezone.now()
+    entitlement.status, entitlement.requestable = LifecycleStatus.RETIRED, False
+    entitlement.retired_at = clock.database_now()
     entitlement.save(update_fields=["status", "requestable", "retired_at", "updated_at"])
     # The lock order (governance.locks): the requests still waiting for it (the hooks), then its grants.
     hooks = {hook.__name__: hook(entitlement, actor) for hook in RETIREMENT_HOOKS}

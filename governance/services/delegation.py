@@ -2,6 +2,8 @@
 
 The delegation is a django-guardian object permission, so `user.has_perm(perm, identity)` answers
 it everywhere; handing the identity over, offboarding it and naming delegates stay with its owners.
+Only someone whose role may act is named (never an auditor alone), and `policies.can_edit_identity`
+ignores a delegation held by someone who has become only an auditor since.
 """
 
 from guardian.shortcuts import assign_perm, remove_perm
@@ -23,6 +25,10 @@ def _delegate_user(identity: Identity, delegate: Identity):
             "A delegate must be an active person who can sign in.",
             field_errors={"delegate": ["A delegate must be an active person who can sign in."]},
         )
+    if not policies.may_act(delegate.user):
+        # Delegation lets one edit and suspend: an auditor only reads, and a login with no role acts on nothing.
+        message = f"{delegate} holds no role that may act (requester, approver, owner or admin); an auditor only reads."
+        raise ValidationFailed(message, field_errors={"delegate": [message]})
     if delegate.pk in (identity.pk, identity.owner_id, identity.backup_owner_id):
         raise ValidationFailed(
             f"{delegate} already answers for {identity}.",

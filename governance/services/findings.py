@@ -4,9 +4,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import Actor, EventSpec, Target, audit_events_record_many, state_change
 
 from .. import hygiene
@@ -43,7 +43,7 @@ def findings_scan(*, now: datetime | None = None) -> dict[str, Any]:
     an open key no longer seen is resolved. Opened and resolved findings are audited as one batch.
     Running it twice changes nothing but `last_seen_at`.
     """
-    now = now or timezone.now()
+    now = now or clock.database_now()
     _lock_scan()
     found = hygiene.findings_detect(now=now)
     open_rows = {

@@ -9,15 +9,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
-from django.db.models.functions import Now
+from django.db import connection
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.choices import AuditAction
 from audit.kernel import clock
 from audit.models import OutboxMessage
-from audit.outbox import enqueue_many, outbox_enqueue, wake_dispatcher
+from audit.outbox import enqueue_many, outbox_enqueue, wake_dispatcher_on_commit
 from audit.services import (
     ActorLike,
     EventSpec,
@@ -155,7 +153,7 @@ def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str
         return grant  # a repeated confirmation (callback retry, double click) changes nothing
     if grant.status not in (GrantStatus.PENDING_PROVISION, GrantStatus.PROVISION_FAILED):
         raise InvalidTransition(f"Grant #{grant.pk} is {grant.get_status_display().lower()}; nothing to confirm.")
-    now = timezone.now()
+    now = clock.database_now()
     grant.status, grant.granted_at, grant.connector_reference, grant.last_error = GrantStatus.ACTIVE, now, reference, ""
     if grant.approved_duration:
         grant.expires_at = now + grant.approved_duration
@@ -222,7 +220,7 @@ def grant_revoke(*, grant_id: int, actor: ActorLike, reason: str, end_reason: st
     if grant.status in (GrantStatus.REVOKING, GrantStatus.REVOKED, GrantStatus.EXPIRED):
         return grant
     if grant.status == GrantStatus.PROVISION_FAILED:
-        grant.status, grant.revoked_at, grant.end_reason = GrantStatus.REVOKED, timezone.now(), end_reason
+        grant.status, grant.revoked_at, grant.end_reason = GrantStatus.REVOKED, clock.database_now(), end_reason
         grant.save(update_fields=["status", "revoked_at", "end_reason", "updated_at"])
         audit_event_record(actor=actor, action=AuditAction.GRANT_REVOKED, target=grant, data={"reason": reason})
         return grant
@@ -269,8 +267,8 @@ _PG_REVOKE_BATCH = """
     )
     UPDATE governance_grant AS g
     SET status = CASE WHEN g.status = 'provision_failed' THEN 'revoked' ELSE 'revoking' END,
-        revoked_at = CASE WHEN g.status = 'provision_failed' THEN CURRENT_TIMESTAMP ELSE g.revoked_at END,
-        end_reason = %(end_reason)s, revoked_by_id = %(user)s, updated_at = CURRENT_TIMESTAMP
+        revoked_at = CASE WHEN g.status = 'provision_failed' THEN %(now)s ELSE g.revoked_at END,
+        end_reason = %(end_reason)s, revoked_by_id = %(user)s, updated_at = %(now)s
     FROM target WHERE g.id = target.id
     RETURNING g.id, g.status, g.identity_id, g.entitlement_id
 """
@@ -278,7 +276,7 @@ _PG_ENQUEUE_REVOKES = """
     INSERT INTO audit_outboxmessage
         (kind, payload, idempotency_key, status, attempts, next_attempt_at, last_error, created_at)
     SELECT %s, jsonb_build_object('grant_id', id), 'grant:' || id || %s, 'pending', 0,
-           CURRENT_TIMESTAMP, '', CURRENT_TIMESTAMP
+           %s, '', %s
     FROM unnest(%s::bigint[]) AS id
     ON CONFLICT (idempotency_key) DO NOTHING
 """
@@ -295,22 +293,24 @@ def enqueue_revokes(ids: list[int], *, key: str) -> None:
         )
         return
     with connection.cursor() as cursor:
-        cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, key, ids])
-    transaction.on_commit(wake_dispatcher)
+        now = clock.database_now()
+        cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, key, now, now, ids])
+    wake_dispatcher_on_commit()
 
 
 def _revoke_batch_pg(ids: list[int], *, user_id: int | None, note: str, end_reason: str, key: str) -> list[tuple]:
+    now = clock.database_now()
     with connection.cursor() as cursor:
         cursor.execute(
             _PG_REVOKE_BATCH,
-            {"ids": ids, "revocable": list(_REVOCABLE), "end_reason": end_reason, "user": user_id},
+            {"ids": ids, "revocable": list(_REVOCABLE), "end_reason": end_reason, "user": user_id, "now": now},
         )
         rows = sorted(cursor.fetchall())
         changed = [row[0] for row in rows]
         if changed:
             cursor.execute(
-                _history_insert_sql(), [timezone.now(), note[:100], user_id, changed]
-            )  # simple-history's clock
+                _history_insert_sql(), [now, note[:100], user_id, changed]
+            )  # the change's time, as in the rows themselves
     enqueue_revokes([row[0] for row in rows if row[1] == GrantStatus.REVOKING], key=key)
     return rows
 
@@ -324,8 +324,9 @@ def _revoke_batch_orm(ids: list[int], *, user_id: int | None, note: str, end_rea
     )
     never_provisioned = [pk for pk, status, *_ in found if status == GrantStatus.PROVISION_FAILED]
     revoking = [pk for pk, status, *_ in found if status != GrantStatus.PROVISION_FAILED]
-    common = {"end_reason": end_reason, "revoked_by_id": user_id, "updated_at": Now()}
-    Grant.objects.filter(pk__in=never_provisioned).update(status=GrantStatus.REVOKED, revoked_at=Now(), **common)
+    now = clock.database_now()
+    common = {"end_reason": end_reason, "revoked_by_id": user_id, "updated_at": now}
+    Grant.objects.filter(pk__in=never_provisioned).update(status=GrantStatus.REVOKED, revoked_at=now, **common)
     Grant.objects.filter(pk__in=revoking).update(status=GrantStatus.REVOKING, **common)
     Grant.history.bulk_history_create(
         list(Grant.objects.filter(pk__in=[row[0] for row in found])),
@@ -396,7 +397,7 @@ def grant_confirm_revoked(*, grant_id: int, actor: ActorLike) -> Grant:
         raise InvalidTransition(f"Grant #{grant.pk} is {grant.get_status_display().lower()}; nothing to confirm.")
     expired = grant.end_reason == END_EXPIRED
     grant.status = GrantStatus.EXPIRED if expired else GrantStatus.REVOKED
-    grant.revoked_at, grant.last_error = timezone.now(), ""
+    grant.revoked_at, grant.last_error = clock.database_now(), ""
     grant.save(update_fields=["status", "revoked_at", "last_error", "updated_at"])
     audit_event_record(
         actor=actor,
@@ -469,7 +470,7 @@ def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason:
     (capped at the entitlement's maximum from now).
     """
     old = lock(Grant, grant_id)
-    now = clock.now()
+    now = clock.database_now()
     if not old.is_in_force(now):
         raise InvalidTransition(f"Grant #{old.pk} is no longer active; request the access anew.")
     if old.no_renew:

@@ -4,9 +4,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils import timezone
-
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import ActorLike, audit_event_record, state_change
 
 from .. import policies
@@ -81,6 +80,12 @@ def _validate(identity: Identity, *, manager_changed: bool = False) -> None:
                 )
     _validate_owner(identity, identity.owner)
     _validate_owner(identity, identity.backup_owner, "backup_owner")
+    if identity.backup_owner_id is not None and identity.backup_owner_id == identity.owner_id:
+        # The backup steps in when the owner leaves: the owner as their own backup is no backup at all.
+        raise ValidationFailed(
+            "The owner cannot be their own backup owner.",
+            field_errors={"backup_owner": ["Cannot be the owner: name someone else, or nobody."]},
+        )
     if manager_changed:
         _validate_owner(identity, identity.manager, "manager")
     if identity.kind == IdentityKind.HUMAN and (identity.credential_type or identity.may_self_request):
@@ -171,16 +176,28 @@ def identity_change_owner(
 
 @state_change
 def identity_suspend(*, identity_id: int, actor: ActorLike, reason: str) -> Identity:
-    """Stop an identity from being used or requesting, without removing its grants.
+    """Stop an identity from being used or requesting, and take away the access it holds.
 
-    A suspended person's login stops working too (their sessions with it): nobody under suspension
-    keeps the owner's or approver's powers they had.
+    A suspension is what an owner does when a key leaks or a person is under investigation, so its
+    grants stop being in force in this same transaction and their revocation goes to each target's
+    connector. Reactivating restores none of them: access comes back only through new requests.
+    A suspended person's login stops working too: nobody keeps the owner's or approver's powers.
     """
+    from .grants import grants_revoke_many
+
     identity = lock(Identity, identity_id)
     check(actor, policies.can_edit_identity, identity, "Only the identity's owner or an admin may suspend it.")
     if identity.status != IdentityStatus.ACTIVE:
         raise InvalidTransition(f"{identity} is {identity.get_status_display().lower()}, not active.")
-    return _move_status(identity, IdentityStatus.SUSPENDED, actor, AuditAction.IDENTITY_SUSPENDED, reason)
+    revoked = grants_revoke_many(
+        grant_ids=identity.grants.live().values_list("pk", flat=True),
+        actor=actor,
+        reason=f"Suspended: {reason}",
+        end_reason="suspended",
+    )
+    return _move_status(
+        identity, IdentityStatus.SUSPENDED, actor, AuditAction.IDENTITY_SUSPENDED, reason, grants_revoked=revoked
+    )
 
 
 def _set_login_active(identity: Identity, active: bool) -> bool:
@@ -200,14 +217,16 @@ def identity_reactivate(*, identity_id: int, actor: ActorLike, reason: str = "")
     return _move_status(identity, IdentityStatus.ACTIVE, actor, AuditAction.IDENTITY_REACTIVATED, reason)
 
 
-def _move_status(identity: Identity, status: str, actor: ActorLike, action: str, reason: str) -> Identity:
+def _move_status(identity: Identity, status: str, actor: ActorLike, action: str, reason: str, **data: Any) -> Identity:
     """Change a locked identity's status, its login with it, and audit both together."""
     identity.status = status
     identity.save(update_fields=["status", "updated_at"])
     active = status == IdentityStatus.ACTIVE
     login_changed = _set_login_active(identity, active)
     login_key = "login_enabled" if active else "login_disabled"
-    audit_event_record(actor=actor, action=action, target=identity, data={"reason": reason, login_key: login_changed})
+    audit_event_record(
+        actor=actor, action=action, target=identity, data={"reason": reason, login_key: login_changed, **data}
+    )
     return identity
 
 
@@ -234,7 +253,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
     check(actor, policies.can_manage_identity, identity, "Only the identity's owner or an admin may offboard it.")
     if identity.status == IdentityStatus.OFFBOARDED:
         raise InvalidTransition(f"{identity} is already offboarded.")
-    now = timezone.now()
+    now = clock.database_now()
     previous_status = identity.status
     identity.status = IdentityStatus.OFFBOARDED
     if identity.credential_type:

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
-from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import audit_event_record, state_change
 
 from .. import policies
@@ -74,7 +74,7 @@ def import_job_run(*, job_id: int) -> str:
         job = ImportJob.objects.select_for_update(skip_locked=True).filter(pk=job_id).first()
         if job is None or job.status != ImportJob.Status.QUEUED:
             return "skipped"
-        job.status, job.started_at = ImportJob.Status.RUNNING, timezone.now()
+        job.status, job.started_at = ImportJob.Status.RUNNING, clock.database_now()
         job.save(update_fields=["status", "started_at"])
     if not policies.can_import(job.created_by):
         return _finish(job, {"status": ImportJob.Status.FAILED, "message": "The uploader may no longer import."})
@@ -145,7 +145,7 @@ FAILED_MESSAGE = "The import stopped before it finished; nothing was written. Up
 
 def _finish(job: ImportJob, outcome: dict) -> str:
     with transaction.atomic():
-        ImportJob.objects.filter(pk=job.pk).update(finished_at=timezone.now(), content=b"", **outcome)
+        ImportJob.objects.filter(pk=job.pk).update(finished_at=clock.database_now(), content=b"", **outcome)
         audit_event_record(
             actor=job.created_by,
             action=AuditAction.IMPORT_FINISHED,
@@ -162,7 +162,7 @@ def _finish(job: ImportJob, outcome: dict) -> str:
 
 def import_jobs_reap(*, now=None) -> dict[str, int]:
     """Beat: a run its worker lost is failed; a job whose wake-up never reached a worker is queued again."""
-    now = now or timezone.now()
+    now = now or clock.database_now()
     lost = ImportJob.objects.filter(
         status=ImportJob.Status.RUNNING, started_at__lt=now - timedelta(seconds=IMPORT_TIME_LIMIT + 60)
     ).defer("content")

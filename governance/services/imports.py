@@ -21,17 +21,18 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, connection, models
 from django.db.models.expressions import RawSQL
-from django.utils import timezone
 from guardian.models import UserObjectPermission
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import ActorLike, EventSpec, Target, acting_user, audit_events_record_many, state_change
 
 from .. import policies
 from ..choices import GrantStatus
 from ..errors import ValidationFailed
 from ..imports import readers
+from ..imports.grant_rules import BlockRules, identities_not_for, sod_message
 from ..imports.plans import Plan, column, plan_for
 from ..imports.readers import RowError
 from ..imports.specs import BATCH_SIZE, ENTITIES, FORMATS, PROGRESS_EVERY, REQUIRED_COLUMNS, allowed_columns, portal_key
@@ -177,7 +178,7 @@ def _update_events(plan: Plan, obj: models.Model, change: dict[str, Any], file_n
 
 
 def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress | None) -> list[EventSpec]:
-    now = timezone.now()
+    now = clock.database_now()
     user = _history_user(actor)
     reason = f"import {file_name}"[:100]
     total, done, reported = plan.created + plan.updated, 0, 0
@@ -353,7 +354,27 @@ def _changed_since_planned(plan: Plan) -> list[RowError]:
         if reads:
             errors += _recheck(plan, model, reads)
     errors += _created_meanwhile(plan)
+    if plan.entity == "grants":
+        errors += _blocked_meanwhile(plan)
     return sorted(errors, key=lambda e: e.line)
+
+
+def _blocked_meanwhile(plan: Plan) -> list[RowError]:
+    """New grants that, with what their identities hold now (read under the import's locks), break an
+    SoD "block" rule: a grant issued since the file was checked may have completed the pair."""
+    rules = BlockRules()
+    ruled = [(key, grant) for key, grant in plan.new_by_key.items() if grant.entitlement_id in rules.by_entitlement]
+    if not ruled:
+        return []
+    held = rules.held_now({grant.identity_id for _, grant in ruled})
+    for _, grant in ruled:  # the file's own rows count too: a pair may arrive in one file
+        held[grant.identity_id].add(grant.entitlement_id)
+    errors = []
+    for key, grant in ruled:
+        blocked = rules.broken_by(grant.entitlement_id, held[grant.identity_id] - {grant.entitlement_id})
+        if blocked is not None:
+            errors.append(RowError(plan.lines[key], key, f"{sod_message(blocked)}; check again"))
+    return errors
 
 
 _TAKEN = re.compile(r"Key \((?P<columns>[^)]*)\)=\((?P<values>.*)\) already exists")
@@ -458,7 +479,13 @@ def import_apply(
     with _one_import_at_a_time():
         sha256 = hashlib.sha256(content).hexdigest()
         parsed = readers.read(content, fmt=fmt, allowed=allowed_columns(entity), required=REQUIRED_COLUMNS[entity])
-        plan = plan_for(entity, parsed.rows, progress=progress, every=PROGRESS_EVERY)
+        plan = plan_for(
+            entity,
+            parsed.rows,
+            progress=progress,
+            every=PROGRESS_EVERY,
+            refused_identities=identities_not_for(acting_user(actor)),
+        )
         errors = sorted(parsed.errors + plan.errors, key=lambda e: e.line)
         if errors:
             raise ImportRejected(errors)

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import Actor, audit_event_record, state_change
 
 from ..choices import Connector, GrantStatus
@@ -73,7 +74,7 @@ def grant_chase_manual_work(*, grant_id: int, step: str) -> bool:
 
 def chase_manual_work(*, now: datetime | None = None) -> dict[str, int]:
     """Find grants waiting on a person past each threshold and chase each once."""
-    now = now or timezone.now()
+    now = now or clock.database_now()
     done = {"escalated": 0, "reminded": 0}
     for step, after, counter in (
         ("escalation", settings.MANUAL_WORK_ESCALATE_AFTER, "escalated"),

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.handlers import EMAIL
+from audit.kernel import clock
 from audit.outbox import outbox_enqueue
 from audit.retention import delete_in_batches, retention_cutoff
 
@@ -61,7 +62,7 @@ def notifications_mark_read(*, user, ids: list[int] | None = None) -> int:
     queryset = Notification.objects.filter(recipient=user, read_at__isnull=True)
     if ids is not None:
         queryset = queryset.filter(pk__in=ids)
-    return queryset.update(read_at=timezone.now())
+    return queryset.update(read_at=clock.database_now())
 
 
 def notifications_purge_read(*, older_than: timedelta | None = None, batch_size: int | None = None) -> int:

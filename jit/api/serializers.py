@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from rest_framework import serializers
 
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 from jit.models import AccessRequest, Approval, ApprovalStage
 
 
@@ -24,7 +25,7 @@ class StageSerializer(serializers.ModelSerializer):
 class AccessRequestSerializer(serializers.ModelSerializer):
     """A request as its requester, approvers and auditors see it (read side)."""
 
-    requester = serializers.CharField(source="requester.get_username", default=None)
+    requester = serializers.CharField(source="requester.get_username", default=None, allow_null=True)
     beneficiary_name = serializers.CharField(source="beneficiary.name")
     entitlement_name = serializers.CharField(source="entitlement.name")
     duration_seconds = serializers.SerializerMethodField()
@@ -67,9 +68,9 @@ class SubmitSerializer(serializers.Serializer):
     beneficiary = serializers.IntegerField(help_text="Identity id: yourself or an identity you own.")
     entitlement = serializers.IntegerField()
     duration_seconds = serializers.IntegerField(min_value=60, max_value=366 * 24 * 3600, required=False)
-    justification = serializers.CharField(required=False, allow_blank=True, default="")
+    justification = serializers.CharField(required=False, allow_blank=True, default="", max_length=FREE_TEXT_MAX_LENGTH)
     ticket = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    intent = serializers.CharField(required=False, allow_blank=True, default="")
+    intent = serializers.CharField(required=False, allow_blank=True, default="", max_length=FREE_TEXT_MAX_LENGTH)
     start_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     delegation_chain = serializers.ListField(
         child=serializers.CharField(max_length=200),
@@ -97,11 +98,11 @@ class SubmitSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.Serializer):
-    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=FREE_TEXT_MAX_LENGTH)
     stage = serializers.IntegerField(
         required=False, allow_null=True, default=None, help_text="The stage you decided on."
     )
 
 
 class NoteSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=FREE_TEXT_MAX_LENGTH)

@@ -1,9 +1,9 @@
 """Approvers' decisions: each is a conditional transition of a locked request."""
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import audit_event_record, state_change
 from governance.errors import InvalidTransition, PermissionRefused, ValidationFailed
 from governance.services.notifications import notify
@@ -58,7 +58,7 @@ def _decide(
         raise InvalidTransition(
             "You have already decided on this request; one person cannot approve two stages."
         ) from None
-    now = timezone.now()
+    now = clock.database_now()
     if decision == Decision.DENY:
         stage.status, stage.decided_at = StageStatus.DENIED, now
         stage.save(update_fields=["status", "decided_at"])

@@ -7,9 +7,9 @@ request whose holder never activated it within its window lapses.
 
 from django.conf import settings
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import Actor, audit_event_record, state_change
 from governance.services.notifications import notify
 
@@ -52,7 +52,7 @@ def access_request_remind(*, request_id: int, stage_position: int | None = None)
     if stage is None or stage.reminded_at is not None:
         return False
     approvers = list(stage.eligible.all())
-    stage.reminded_at = timezone.now()
+    stage.reminded_at = clock.database_now()
     stage.save(update_fields=["reminded_at"])
     _notify_stage(request, stage, approvers, kind="reminder", suffix="reminder")
     audit_event_record(
@@ -76,7 +76,7 @@ def access_request_escalate(*, request_id: int, stage_position: int | None = Non
     already = set(stage.eligible.values_list("pk", flat=True))
     added = [u for u in fallback_approvers(request) if u.pk not in already]
     stage.eligible.add(*added)
-    stage.escalated_at = timezone.now()
+    stage.escalated_at = clock.database_now()
     stage.save(update_fields=["escalated_at"])
     _notify_stage(request, stage, added, kind="escalated", suffix="escalated")
     audit_event_record(
@@ -93,7 +93,7 @@ def access_request_time_out(*, request_id: int) -> bool:
     request = _lock_request(request_id)
     if request.status != RequestStatus.PENDING:
         return False
-    request.status, request.decided_at = RequestStatus.TIMED_OUT, timezone.now()
+    request.status, request.decided_at = RequestStatus.TIMED_OUT, clock.database_now()
     request.decision_note = "Nobody decided in time."
     request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
     audit_event_record(
@@ -115,7 +115,7 @@ def access_request_time_out(*, request_id: int) -> bool:
 
 def chase_pending_requests(*, now=None) -> dict[str, int]:
     """Find requests due a time-out, and waiting stages due an escalation or a reminder; act on each once."""
-    now = now or timezone.now()
+    now = now or clock.database_now()
     pending = AccessRequest.objects.filter(status=RequestStatus.PENDING)
     done = {"timed_out": 0, "escalated": 0, "reminded": 0}
     for pk in pending.filter(created_at__lte=now - settings.JIT_TIMEOUT_AFTER).values_list("pk", flat=True):
@@ -144,7 +144,7 @@ def access_request_lapse(*, request_id: int) -> bool:
         request.status == RequestStatus.APPROVED
         and request.grant_id is None
         and request.activation_deadline is not None
-        and request.activation_deadline < timezone.now()
+        and request.activation_deadline < clock.database_now()
     )
     if not lapsed:
         return False
@@ -169,7 +169,7 @@ def access_request_lapse(*, request_id: int) -> bool:
 
 def lapse_unactivated_requests(*, now=None) -> int:
     """Close every approved request whose activation window passed with nothing activated."""
-    now = now or timezone.now()
+    now = now or clock.database_now()
     due = AccessRequest.objects.filter(
         status=RequestStatus.APPROVED, grant__isnull=True, activation_deadline__lt=now
     ).order_by("activation_deadline", "pk")

@@ -4,10 +4,9 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection
-from django.db.models.functions import Now
-from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import Actor, EventSpec, Target, audit_events_record_many, state_change
 from governance.choices import GrantStatus
 from governance.models import Grant
@@ -23,14 +22,14 @@ SWEEP = "jit.expiry_sweep"
 _PG_EXPIRE_BATCH = """
     WITH due AS (
         SELECT id FROM governance_grant
-        WHERE status = 'active' AND expires_at <= COALESCE(%s, CURRENT_TIMESTAMP)
+        WHERE status = 'active' AND expires_at <= %s
           AND (expires_at, id) > (%s, %s)
         ORDER BY expires_at, id
         LIMIT %s
         FOR NO KEY UPDATE SKIP LOCKED
     )
     UPDATE governance_grant AS g
-    SET status = 'revoking', end_reason = 'expired', updated_at = CURRENT_TIMESTAMP
+    SET status = 'revoking', end_reason = 'expired', updated_at = %s
     FROM due WHERE g.id = due.id
     RETURNING g.id, g.identity_id, g.entitlement_id, g.expires_at
 """
@@ -39,7 +38,7 @@ _PG_EXPIRE_BATCH = """
 _START = (datetime(1970, 1, 1, tzinfo=UTC), 0)
 
 
-def _take_due_batch(now: datetime | None, batch_size: int, after: tuple[datetime, int] = _START) -> list[tuple]:
+def _take_due_batch(now: datetime, batch_size: int, after: tuple[datetime, int] = _START) -> list[tuple]:
     """Move up to `batch_size` due grants to revoking; return (id, identity, entitlement, expires_at) of each.
 
     `after` is where the previous batch ended: starting each batch there, not at the head of the
@@ -47,19 +46,19 @@ def _take_due_batch(now: datetime | None, batch_size: int, after: tuple[datetime
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_PG_EXPIRE_BATCH, [now, after[0], after[1], batch_size])
+            cursor.execute(_PG_EXPIRE_BATCH, [now, after[0], after[1], batch_size, now])
             return sorted(cursor.fetchall(), key=lambda row: (row[3], row[0]))
     # SQLite (the embedded default): IMMEDIATE transactions already serialise writers.
     due = Grant.objects.due_for_expiry(now).order_by("expires_at", "id")[:batch_size]
     rows = list(due.values_list("id", "identity_id", "entitlement_id", "expires_at"))
     Grant.objects.filter(pk__in=[r[0] for r in rows], status=GrantStatus.ACTIVE).update(
-        status=GrantStatus.REVOKING, end_reason="expired", updated_at=Now()
+        status=GrantStatus.REVOKING, end_reason="expired", updated_at=now
     )
     return rows
 
 
 @state_change
-def _expire_next_batch(now: datetime | None, batch_size: int, after: tuple[datetime, int]) -> list[tuple]:
+def _expire_next_batch(now: datetime, batch_size: int, after: tuple[datetime, int]) -> list[tuple]:
     """One batch in one transaction: its audit events go onto the chain as it commits."""
     rows = _take_due_batch(now, batch_size, after)
     if rows:
@@ -86,12 +85,15 @@ def _expire_batch(rows: list[tuple]) -> None:
 def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = None) -> int:
     """Move every active grant past its expiry to `revoking`, batch by batch; return how many.
 
-    `now` defaults to the database clock. Each batch is one transaction: one UPDATE ... RETURNING,
+    `now` defaults to the database's clock (audit.kernel.clock), read once: a worker whose own
+    clock runs ahead expires nothing early, and grants falling due meanwhile wait for the next
+    run (a minute), which also bounds the run. Each batch is one transaction: one UPDATE ... RETURNING,
     one chained bulk insert (COPY) of audit events, one INSERT ... SELECT of connector calls into
     the outbox. Rows another sweep holds are skipped, so two beats never expire a grant twice.
     Then the renewals still waiting for grants that ended, by this sweep or otherwise, are closed.
     """
     batch_size = batch_size or settings.JIT_SWEEP_BATCH_SIZE
+    now = now or clock.database_now()
     total, after = 0, _START
     while True:
         rows = _expire_next_batch(now, batch_size, after)
@@ -101,5 +103,6 @@ def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = N
         if len(rows) < batch_size:
             break
     close_renewals_of_ended_grants()
-    Heartbeat.objects.update_or_create(name=SWEEP, defaults={"last_run_at": timezone.now(), "last_count": total})
+    # Stamped by the database's clock, which the health check compares it with.
+    Heartbeat.objects.update_or_create(name=SWEEP, defaults={"last_run_at": clock.database_now(), "last_count": total})
     return total

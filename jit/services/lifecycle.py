@@ -1,9 +1,9 @@
 """What happens to a JIT grant while it runs: warnings before expiry, early release, do-not-renew."""
 
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import Actor, ActorLike, acting_user, audit_event_record, state_change
 from governance.choices import GrantStatus
 from governance.errors import InvalidTransition
@@ -58,7 +58,7 @@ def grant_warn_expiry(*, grant_id: int) -> bool:
     grant = lock(Grant, grant_id)
     if grant.status != GrantStatus.ACTIVE or grant.expiry_warned_at or grant.no_renew or grant.expires_at is None:
         return False
-    grant.expiry_warned_at = timezone.now()
+    grant.expiry_warned_at = clock.database_now()
     grant.save(update_fields=["expiry_warned_at", "updated_at"])
     identity = grant.identity
     notify(

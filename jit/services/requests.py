@@ -7,9 +7,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.choices import AuditAction
+from audit.kernel import clock
 from audit.services import Actor, ActorLike, acting_user, audit_event_record, state_change
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
@@ -73,7 +73,7 @@ def _in_flight(requests):
     closes it); until then it must not block asking again.
     """
     waiting = Q(status=RequestStatus.APPROVED, grant__isnull=True) & (
-        Q(activation_deadline__isnull=True) | Q(activation_deadline__gt=timezone.now())
+        Q(activation_deadline__isnull=True) | Q(activation_deadline__gt=clock.database_now())
     )
     return requests.filter(Q(status=RequestStatus.PENDING) | waiting)
 
@@ -92,7 +92,7 @@ def gather_policy_input(
     now: datetime | None = None,
     has_delegation_chain: bool = False,
 ) -> PolicyInput:
-    now = now or timezone.now()
+    now = now or clock.database_now()
     me = requester.identity
     held = set(Grant.objects.in_force(now).filter(identity=beneficiary).values_list("entitlement_id", flat=True)) | set(
         Grant.objects.filter(identity=beneficiary, status=GrantStatus.PENDING_PROVISION).values_list(
@@ -228,6 +228,9 @@ def access_request_submit(
     interleave.
     """
     requester = Requester.of(actor)
+    # A person asks only with the requester role: checked here, so the page, the API and any other
+    # caller are held to it. A machine identity acting without a login holds no roles.
+    policies.require(requester.user is None or policies.may_request(requester.user), policies.NOT_A_REQUESTER)
     if requester.identity is not None and requester.identity.status != IdentityStatus.ACTIVE:
         raise ValidationFailed("Your identity is not active; you cannot request access.")
     beneficiary = _beneficiary_for(requester, beneficiary_id)
@@ -313,7 +316,7 @@ def access_request_submit(
         },
     )
     if decision.auto_approve:
-        request.stages.update(status=StageStatus.APPROVED, decided_at=timezone.now())
+        request.stages.update(status=StageStatus.APPROVED, decided_at=clock.database_now())
         _approve(request, actor=requester.actor, action=AuditAction.REQUEST_AUTO_APPROVED)
     else:
         notify_approvers(request, first_approvers)
@@ -373,13 +376,13 @@ def withdraw_asks(request: AccessRequest) -> int:
     return (
         Notification.objects.filter(key__startswith=f"request:{request.pk}:", kind__in=ASK_KINDS, read_at__isnull=True)
         .exclude(recipient_id__in=still_asked)
-        .update(read_at=timezone.now())
+        .update(read_at=clock.database_now())
     )
 
 
 def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAction.REQUEST_APPROVED) -> None:
     """Final approval: the request is approved and the access fulfilled (now, at its start, or on activation)."""
-    now = timezone.now()
+    now = clock.database_now()
     request.status, request.decided_at = RequestStatus.APPROVED, now
     window = request.policy.get("activation_window_seconds")
     if window and request.renewal_of_id is None:
@@ -502,7 +505,7 @@ def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = ""
     waiting = request.status == RequestStatus.APPROVED and request.grant_id is None
     if request.status != RequestStatus.PENDING and not waiting:
         raise InvalidTransition(f"Request #{request.pk} is already {request.get_status_display().lower()}.")
-    request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, timezone.now(), reason
+    request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, clock.database_now(), reason
     request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.REQUEST_CANCELLED, target=request, data={"reason": reason})
     withdraw_asks(request)
@@ -514,11 +517,8 @@ def access_request_activate(*, request_id: int, actor: ActorLike) -> AccessReque
     """The holder starts approved high-risk access within its activation window."""
     request = _lock_request(request_id)
     user = acting_user(actor)
-    policies.require(
-        policies.is_beneficiary(user, request) or policies.owns_identity(user, request.beneficiary),
-        "Only the holder may activate this access.",
-    )
-    now = timezone.now()
+    policies.require(policies.can_activate(user, request), "Only the holder may activate this access.")
+    now = clock.database_now()
     if request.status != RequestStatus.APPROVED or request.grant_id is not None:
         raise InvalidTransition(f"Request #{request.pk} has nothing to activate.")
     if request.start_at and now < request.start_at:
@@ -541,7 +541,7 @@ def access_request_start_scheduled(*, request_id: int) -> AccessRequest:
         and request.grant_id is None
         and request.activation_deadline is None
         and request.start_at is not None
-        and request.start_at <= timezone.now()
+        and request.start_at <= clock.database_now()
     )
     if due:
         try:
@@ -567,7 +567,7 @@ def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction
     """Cancel requests still in flight (locked by the caller's queryset), each audited."""
     closed = []
     for request in requests.order_by("pk"):
-        request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, timezone.now(), note
+        request.status, request.decided_at, request.decision_note = RequestStatus.CANCELLED, clock.database_now(), note
         request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
         audit_event_record(actor=actor, action=action, target=request, data=data)
         withdraw_asks(request)

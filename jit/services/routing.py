@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from governance import policies
 from governance.choices import ApproverSource, IdentityStatus
 
 from ..models import AccessRequest
@@ -28,6 +29,11 @@ def _candidates(stage: dict, request: AccessRequest) -> list:
     if source == ApproverSource.GROUP:
         return list(get_user_model().objects.filter(groups__name=stage.get("group", ""), is_active=True))
     return []
+
+
+def _may_decide(user) -> bool:
+    """An active login that may act: an owner who is only an auditor is never routed a decision."""
+    return user is not None and user.is_active and not policies.is_read_only(user)
 
 
 def excluded_user_ids(request: AccessRequest) -> set[int]:
@@ -75,14 +81,14 @@ def stage_approvers(stages: list[dict], request: AccessRequest) -> list[list]:
     result = []
     for spec in stages:
         quorum = spec.get("quorum", 1)
-        found = {u.pk: u for u in _candidates(spec, request) if u is not None and u.is_active and u.pk not in excluded}
+        found = {u.pk: u for u in _candidates(spec, request) if _may_decide(u) and u.pk not in excluded}
         if _usable(found, earlier, earlier_quorum) < quorum:
             if reserves is None:
                 reserves = _group(settings.JIT_FALLBACK_GROUP) + _group(settings.JIT_EXTRA_STAGE_GROUP)
             for user in sorted(reserves, key=lambda u: u.pk in earlier):
                 if _usable(found, earlier, earlier_quorum) >= quorum:
                     break
-                if user.pk not in excluded:
+                if user.pk not in excluded and _may_decide(user):
                     found.setdefault(user.pk, user)
         if len(found) <= quorum:
             excluded = excluded | set(found)  # this stage cannot do without them: no later stage counts on them

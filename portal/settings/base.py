@@ -37,6 +37,8 @@ INSTALLED_APPS = [
     "guardian",
     "simple_history",
     "django_htmx",
+    "axes",
+    "csp",
     "audit",
     "governance",
     "jit",
@@ -45,6 +47,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -52,11 +55,17 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "portal.middleware.SessionLifetimeMiddleware",
+    "portal.middleware.NoStoreForSignedInMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "audit.middleware.AuditContextMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "portal.middleware.AdminWritesAreStateChangesMiddleware",
+    # A database connection lost during a view: 503 "try again" (portal/faults.py), not a 500.
+    "portal.faults.DatabaseUnavailableMiddleware",
+    # Last, as django-axes asks: it turns a lock-out flagged during sign-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -94,9 +103,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock at BEGIN, so two writers never read the same audit chain head.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The owner role `manage.py migrate` connects as (audit/management/commands/migrate.py); the web and the
+# workers use DATABASE_URL, a role that may only SELECT and INSERT on the audit trail (README, "Two database roles").
+MIGRATE_DATABASE_URL = env_str("MIGRATE_DATABASE_URL", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a sign-in of a locked-out account or client before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -129,7 +143,15 @@ STORAGES = {
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 # Load balancers probe /health/ over plain HTTP: answer it rather than redirect it to https.
 SECURE_REDIRECT_EXEMPT = [r"^health/(ready/)?$"]
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", True) else None
+# Proxies in front of the portal: their headers are believed only when configured. With N proxies the
+# client's address is the N-th X-Forwarded-For entry from the right (audit.middleware.client_ip); the
+# entries left of it are whatever the client sent. AUDIT_TRUST_X_FORWARDED_FOR=1 (older name) means one.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if env_bool("AUDIT_TRUST_X_FORWARDED_FOR", False) else 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 (no proxy) or more.")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", TRUSTED_PROXY_COUNT > 0) else None
+)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
@@ -139,8 +161,51 @@ CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
-# Client addresses in the audit trail come from X-Forwarded-For only behind a proxy we trust.
-AUDIT_TRUST_X_FORWARDED_FOR = env_bool("AUDIT_TRUST_X_FORWARDED_FOR", False)
+# Content-Security-Policy (django-csp): every asset is vendored and served from here, no inline script
+# or style; the admin and the API docs live with it too.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "data:"],  # Pico draws its checkboxes and select arrows as data: SVG
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+#
+# Sessions: signed out after SESSION_IDLE_TIMEOUT_SECONDS without a request, and at the latest
+# SESSION_ABSOLUTE_LIFETIME_SECONDS after signing in (portal.middleware.SessionLifetimeMiddleware).
+#
+SESSION_IDLE_TIMEOUT_SECONDS = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 30 * 60)
+SESSION_ABSOLUTE_LIFETIME_SECONDS = env_int("SESSION_ABSOLUTE_LIFETIME_SECONDS", 12 * 60 * 60)
+if not 0 < SESSION_IDLE_TIMEOUT_SECONDS <= SESSION_ABSOLUTE_LIFETIME_SECONDS:
+    raise ImproperlyConfigured("SESSION_IDLE_TIMEOUT_SECONDS must be above 0 and at most the absolute lifetime.")
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_LIFETIME_SECONDS
+#
+# Sign-in throttling (django-axes): AXES_FAILURE_LIMIT failed sign-ins for one login, or from one
+# client address, lock that login or address out for AXES_COOLOFF_MINUTES; each lock-out is audited.
+#
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "audit.middleware.client_ip"  # the same address the audit trail records
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in the audit trail already
+AXES_ENABLE_ADMIN = False  # no unaudited way to lift a lock in the admin; `manage.py axes_reset_username`
+AXES_VERBOSE = False
+#
+# Cache: API throttling counts requests here, so production with several processes sets CACHE_URL
+# (redis://host:6379/1); without it each process counts on its own (local memory).
+#
+CACHE_URL = env_str("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 #
 # Email: every notification leaves through the outbox, then this backend.
@@ -177,6 +242,12 @@ if IMPORT_TASK_TIME_LIMIT <= 60:
 # A task unacknowledged this long is handed to another worker (acks_late): keep it above the longest
 # hard limit of any task, so a task still running is never run twice at once.
 BROKER_VISIBILITY_TIMEOUT = max(CELERY_TASK_TIME_LIMIT, IMPORT_TASK_TIME_LIMIT) + 300
+# Bounded broker time: a broker that refuses, or accepts and never answers, costs whoever talks to it
+# these many seconds, never forever (redis-py waits forever without a socket timeout). Requests never
+# talk to it: the outbox's wake-up is sent from a thread with its own tighter bounds (audit/outbox.py).
+BROKER_CONNECT_TIMEOUT_SECONDS = env_int("BROKER_CONNECT_TIMEOUT_SECONDS", 2)
+BROKER_SOCKET_TIMEOUT_SECONDS = env_int("BROKER_SOCKET_TIMEOUT_SECONDS", 10)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_CONNECT_TIMEOUT_SECONDS
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(BROKER_DIR / "queue"),
@@ -188,6 +259,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 )
+if CELERY_BROKER_URL.startswith(("redis", "rediss", "sentinel")):
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "socket_connect_timeout": BROKER_CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
+    }
 if CELERY_BROKER_URL.startswith("filesystem"):
     (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ACKS_LATE = True
@@ -208,6 +284,8 @@ OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
 OUTBOX_BACKOFF_BASE_SECONDS = env_int("OUTBOX_BACKOFF_BASE_SECONDS", 10)
 OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 3600)
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 100)
+# The on-commit wake-up's one attempt (connect, then each socket read or write) gives up after this.
+OUTBOX_WAKE_TIMEOUT_SECONDS = 1
 # A claimed message is not handed out again for this long: past the hard limit of the task delivering
 # it, so only a worker that died (its attempt already counted) leaves it to be claimed again.
 OUTBOX_CLAIM_SECONDS = CELERY_TASK_TIME_LIMIT + 60
@@ -222,10 +300,21 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular, with the error answers every operation documents (400/401/403/404/409/429).
+    "DEFAULT_SCHEMA_CLASS": "governance.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "governance.api.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    # Over the rate: 429 with Retry-After (governance.api.exceptions). Rates are per user, or per client
+    # address (audit.middleware.client_ip) for callers not signed in, counted in the cache (CACHE_URL).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "governance.api.throttling.AnonRateThrottle",
+        "governance.api.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON_RATE", "60/minute"),
+        "user": env_str("API_THROTTLE_USER_RATE", "600/minute"),
+    },
 }
 FILTERS_EMPTY_CHOICE_LABEL = "Any"
 FILTERS_NULL_CHOICE_LABEL = "None"
@@ -265,7 +354,8 @@ LOGGING = {
 #
 # Domain settings
 #
-HEALTH_BROKER_TIMEOUT_SECONDS = 2
+# /health/ and /health/ready/ report a broker that has not answered within this long as down.
+HEALTH_BROKER_TIMEOUT_SECONDS = 1
 EXPIRY_SWEEP_INTERVAL = timedelta(minutes=1)
 # Default and maximum grant durations by risk tier (an entitlement may set a shorter maximum).
 MAX_DURATION_BY_RISK = {

@@ -45,7 +45,18 @@ if USING_POSTGRES:
 else:
     DATABASES["default"]["TEST"] = {"NAME": None}  # in memory
 
+# The test runner migrates its own database as the connected role, never an owner URL's database.
+MIGRATE_DATABASE_URL = ""
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The database clock (audit.kernel.clock.database_now) moves with time-machine, as the process clock does.
+CLOCK_FOLLOWS_TIME_TRAVEL = True
+# Sign-in lock-outs stay on (tests/portal/test_sign_in_throttling.py); Client.login() has no request.
+AUTHENTICATION_BACKENDS = ["tests.auth_backends.AxesBackendForTestClient", *AUTHENTICATION_BACKENDS[1:]]  # noqa: F405
+# No test is throttled by accident; test_api_throttling.py lowers the rates it needs.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": {"anon": "100000/minute", "user": "100000/minute"},
+}
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False

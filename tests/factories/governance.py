@@ -6,11 +6,15 @@ from django.utils import timezone
 from governance.choices import GrantKind, GrantStatus, IdentityKind, RiskTier
 from governance.models import Entitlement, Grant, Identity, SodRule, System
 
-from .portal import UserFactory
+from .portal import PersonUserFactory
 
 
 class PersonFactory(factory.django.DjangoModelFactory):
-    """A human identity with a login."""
+    """A human identity with a login holding the requester role, as every employee's does.
+
+    `user__roles` names the login's roles exactly: `PersonFactory(user__roles=["auditor"])` is an
+    auditor and nothing else, `user__roles=[]` a login with no role (who may not request access).
+    """
 
     class Meta:
         model = Identity
@@ -19,7 +23,7 @@ class PersonFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Person {n}")
     email = factory.Sequence(lambda n: f"person{n}@example.org")
     team = "Platform"
-    user = factory.SubFactory(UserFactory, email=factory.SelfAttribute("..email"))
+    user = factory.SubFactory(PersonUserFactory, email=factory.SelfAttribute("..email"))
 
 
 class MachineFactory(factory.django.DjangoModelFactory):

@@ -160,7 +160,7 @@ def test_audit_search_by_person_name(client):
 
 
 def test_an_auditor_registers_no_identities_by_page_or_api(client):
-    auditor = with_role(PersonFactory(), "auditor")
+    auditor = PersonFactory(user__roles=["auditor"])
     client.force_login(auditor.user)
     assert client.get(reverse("governance:identity_create")).status_code == 403
     response = client.post(

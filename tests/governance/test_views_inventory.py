@@ -255,6 +255,7 @@ def test_detail_page_shows_the_owner_chain_grants_past_expiry_findings_and_histo
     # when
     body = client.get(reverse("governance:identity_detail", args=[bot.pk])).content.decode()
     with time_machine.travel(timezone.now() + timedelta(hours=4)):
+        client.force_login(owner.user)  # the idle session timed out meanwhile
         later = client.get(reverse("governance:identity_detail", args=[bot.pk])).content.decode()
     # then
     assert "Mona Manager" in body and "Olu Owner" in body
@@ -409,7 +410,8 @@ def test_grant_revoke_and_removal_confirmation(client, owner, bot):
     client.force_login(owner.user)
     assert b"Revoke this access" in client.get(reverse("governance:grant_detail", args=[grant.pk])).content
     # when revoked, then confirmed removed
-    assert client.post(reverse("governance:grant_revoke", args=[grant.pk]), {"reason": ""}).status_code == 302
+    missing = client.post(reverse("governance:grant_revoke", args=[grant.pk]), {"reason": ""})
+    assert missing.status_code == 400 and missing.context["reason_form"].errors["reason"]  # said beside the field
     grant.refresh_from_db()
     assert grant.status == GrantStatus.ACTIVE  # no reason, nothing happened
     client.post(reverse("governance:grant_revoke", args=[grant.pk]), {"reason": "not needed"})

@@ -147,7 +147,7 @@ def test_a_renewal_approved_after_suspension_does_not_extend_the_access(
     renewal.refresh_from_db()
     grant.refresh_from_db()
     assert renewal.status == RequestStatus.FAILED
-    assert grant.status == GrantStatus.ACTIVE and grant.renewal_of_id is None
+    assert grant.status == GrantStatus.REVOKING and grant.end_reason == "suspended"  # suspension took it away
     assert not Grant.objects.filter(renewal_of=grant).exists()
 
 

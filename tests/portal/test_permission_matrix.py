@@ -1,0 +1,700 @@
+"""The permission matrix: every route x every role x method, with the answer each must get, on an
+object the role answers for ("own") and on someone else's ("other") (issue 11, point 15).
+
+The routes come from the URL resolver, so a new route without a rule in `RULES` fails
+`test_every_route_has_a_rule`: add one (how to build its URL for an object the role owns and for one
+it does not, and what each role gets for each method). A refused POST must change nothing: the audit
+trail (every state change writes to it) and the rows it could touch are compared before and after.
+
+One world per module (built once inside a transaction, each case in a savepoint rolled back after it):
+a person per role, each owning a machine, a system and an entitlement, holding a grant and with a
+request of their own and one waiting for their decision; and a stranger and a keeper who own the rest.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Max
+from django.shortcuts import resolve_url
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+from guardian.models import UserObjectPermission
+from rest_framework.test import APIClient
+
+from audit.models import AuditEvent
+from audit.services import Actor
+from governance.choices import FindingKind, GrantKind
+from governance.models import Entitlement, Finding, Grant, Identity, PolicyChange, SodRule, System
+from jit.models import AccessRequest, Approval
+from jit.services.requests import access_request_submit
+from portal.api_urls import api_not_found
+from tests.factories.governance import (
+    EntitlementFactory,
+    GrantFactory,
+    MachineFactory,
+    PersonFactory,
+    SodRuleFactory,
+    SystemFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anonymous", "requester", "approver", "owner", "auditor", "admin")
+# The logins of the README's demo: approvers and owners also request; an admin holds every role but auditor.
+ROLE_GROUPS = {
+    "requester": ["requester"],
+    "approver": ["requester", "approver"],
+    "owner": ["requester", "owner", "approver"],
+    "auditor": ["auditor"],
+    "admin": ["admin", "requester", "approver", "owner"],
+}
+
+# Answers
+LOGIN = "login"  # a redirect to the sign-in page
+ADMIN_LOGIN = "admin-login"  # a redirect to the admin's sign-in page
+ALLOWED = "allowed"  # the change was let through: done (2xx/3xx) or refused on its merits (400/409)
+PUBLIC = "public"  # health probes: the same for everyone, 200 or 503 as the services are
+# The access pages' way of refusing a change (a DomainError): back where one came from with the reason
+# as a message (htmx gets the refusal's status instead). Refused all the same: nothing may change.
+TOLD_NO = "told-no"
+SIGNED_OUT = "signed-out"  # signing out ends on the sign-in page
+REFUSED = {LOGIN, ADMIN_LOGIN, 401, 403, 404, 405}
+
+# Routes left out, with why
+SKIPPED = {
+    "api-schema": "the OpenAPI schema is public documentation (schemathesis checks it, point 16)",
+    "api-docs": "the API's documentation page, public like the schema",
+}
+
+
+def skipped_route(name: str | None, callback, namespace: str = "") -> str | None:
+    """Why a route is not in the matrix, or None."""
+    if name in SKIPPED:
+        return SKIPPED[name]
+    if namespace == "admin" and name != "admin:index":
+        return "Django admin internals: its index (staff only) is in the matrix; the admin checks the rest itself"
+    if callback is api_not_found:
+        return "the API's catch-all 404 for paths nothing else answers"
+    return None
+
+
+#
+# How each role's answer is written
+#
+def answers(*, anonymous=LOGIN, rest=None, **roles) -> Callable[[str, str], object]:
+    """Each role's answer: a status, or (own, other) when it depends on whose object it is."""
+    table = {role: roles.get(role, rest) for role in ROLES[1:]} | {"anonymous": anonymous}
+    missing = [role for role, answer in table.items() if answer is None]
+    assert not missing, f"no answer for {missing}"
+
+    def answer(role: str, whose: str):
+        value = table[role]
+        if isinstance(value, tuple):
+            return value[0] if whose == "own" else value[1]
+        return value
+
+    return answer
+
+
+def everyone(status, *, anonymous=LOGIN):
+    return answers(anonymous=anonymous, rest=status)
+
+
+def admins_only(status=200, *, anonymous=LOGIN):
+    return answers(anonymous=anonymous, admin=status, rest=403)
+
+
+def inventory_readers(status=200, *, requester, anonymous=LOGIN):
+    return answers(anonymous=anonymous, requester=requester, rest=status)
+
+
+def owners_change(*, requester_other=404, anonymous=LOGIN, allowed=ALLOWED, refused=403):
+    """A change to an object its owners (and admins) make: an auditor owning it changes nothing,
+    a requester does not even see another's, an inventory reader sees it but may not."""
+    return answers(
+        anonymous=anonymous,
+        requester=(allowed, requester_other),
+        approver=(allowed, refused),
+        owner=(allowed, refused),
+        auditor=refused,
+        admin=allowed,
+    )
+
+
+def parties_change(*, refused=TOLD_NO, anonymous=LOGIN, allowed=ALLOWED):
+    """A change to a request: its parties make it; others do not see it, except auditors and admins,
+    who see every request and still may not (nor may an auditor who is a party)."""
+    return answers(
+        anonymous=anonymous,
+        requester=(allowed, 404),
+        approver=(allowed, 404),
+        owner=(allowed, 404),
+        auditor=refused,
+        admin=(allowed, refused),
+    )
+
+
+ONLY_POST = everyone(405)
+API_ANON = 403  # session authentication only: an anonymous API call is refused, not redirected
+
+
+@dataclass
+class Rule:
+    """How to build a route's URL (None: it takes no object) and each method's answers."""
+
+    methods: dict[str, Callable[[str, str], object]]
+    kwargs: Callable[[dict, str, str], dict] | None = None
+    data: Callable[[dict, str], dict] = field(default=lambda world, role: {})
+    api: bool = False
+
+
+def obj(kind: str, arg: str = "pk"):
+    """kwargs for the role's own object of `kind`, or the stranger's."""
+
+    def build(world, role, whose):
+        return {arg: world[kind][role if whose == "own" else "other"].pk}
+
+    build.per_owner = True
+    return build
+
+
+def api_obj(kind: str):
+    def build(world, role, whose):
+        return {"version": "v1", "pk": world[kind][role if whose == "own" else "other"].pk}
+
+    build.per_owner = True
+    return build
+
+
+def api_list(world, role, whose):
+    return {"version": "v1"}
+
+
+def reason(world, role):
+    return {"reason": "permission matrix", "comment": "permission matrix", "note": "permission matrix"}
+
+
+def me(world, role) -> Identity | None:
+    return world["person"].get(role)
+
+
+#
+# The rules: route name -> Rule
+#
+RULES: dict[str, Rule] = {
+    # The portal
+    "dashboard": Rule({"GET": everyone(200)}),
+    "health": Rule({"GET": everyone(PUBLIC, anonymous=PUBLIC)}),
+    "health_ready": Rule({"GET": everyone(PUBLIC, anonymous=PUBLIC)}),
+    "login": Rule({"GET": everyone(302, anonymous=200)}),  # a signed-in person goes on to the dashboard
+    "logout": Rule({"GET": everyone(405, anonymous=405), "POST": everyone(SIGNED_OUT, anonymous=SIGNED_OUT)}),
+    "password_reset": Rule({"GET": everyone(200, anonymous=200)}),
+    "password_reset_done": Rule({"GET": everyone(200, anonymous=200)}),
+    "password_reset_confirm": Rule(
+        {"GET": everyone(200, anonymous=200)}, kwargs=lambda w, r, o: {"uidb64": "MQ", "token": "not-a-token"}
+    ),
+    "password_reset_complete": Rule({"GET": everyone(200, anonymous=200)}),
+    "password_change": Rule({"GET": everyone(200), "POST": everyone(200)}),  # a wrong old password changes nothing
+    "password_change_done": Rule({"GET": everyone(200)}),
+    "admin:index": Rule({"GET": answers(anonymous=ADMIN_LOGIN, admin=200, rest=ADMIN_LOGIN)}),
+    # The audit trail: auditors and admins
+    "audit:event_list": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    "audit:event_export": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    # Identities
+    "governance:identity_list": Rule({"GET": inventory_readers(requester=403)}),
+    "governance:my_identities": Rule({"GET": everyone(200)}),
+    "governance:identity_create": Rule(
+        {"GET": answers(auditor=403, rest=200), "POST": answers(auditor=403, rest=ALLOWED)},
+        data=lambda w, role: {"kind": "service_account", "name": f"svc-matrix-{role}", "owner": me(w, role).pk},
+    ),
+    "governance:identity_detail": Rule({"GET": inventory_readers(requester=(200, 404))}, kwargs=obj("machine")),
+    "governance:identity_edit": Rule(
+        {"GET": owners_change(allowed=200), "POST": owners_change()},
+        kwargs=obj("machine"),
+        data=lambda w, role: {"name": f"{role}-bot", "description": "matrix"},
+    ),
+    "governance:identity_owner": Rule(
+        {"GET": owners_change(allowed=200), "POST": owners_change()}, kwargs=obj("machine"), data=reason
+    ),
+    "governance:identity_suspend": Rule(
+        {"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("machine"), data=reason
+    ),
+    "governance:identity_reactivate": Rule(
+        {"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("machine"), data=reason
+    ),
+    "governance:identity_offboard": Rule(
+        {"GET": owners_change(allowed=200), "POST": owners_change()}, kwargs=obj("machine"), data=reason
+    ),
+    "governance:identity_delegate": Rule(
+        {"GET": ONLY_POST, "POST": owners_change()},
+        kwargs=obj("machine"),
+        data=lambda w, role: {"delegate": w["keeper"].email, "reason": "matrix"},
+    ),
+    # Systems and the catalogue
+    "governance:system_list": Rule({"GET": inventory_readers(requester=403)}),
+    "governance:system_create": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)},
+        data=lambda w, role: {"name": "Matrix system", "owner": w["keeper"].pk, "criticality": "low"},
+    ),
+    "governance:system_detail": Rule({"GET": inventory_readers(requester=(200, 404))}, kwargs=obj("system")),
+    "governance:system_edit": Rule(
+        {"GET": owners_change(allowed=200), "POST": owners_change()},
+        kwargs=obj("system"),
+        data=lambda w, role: {"description": "matrix"},
+    ),
+    "governance:system_retire": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("system"), data=reason),
+    "governance:entitlement_create": Rule(
+        {"GET": owners_change(allowed=200), "POST": owners_change()},
+        kwargs=obj("system"),
+        data=lambda w, role: {"name": "matrix-ent", "business_purpose": "matrix", "risk_tier": "low"},
+    ),
+    "governance:entitlement_list": Rule({"GET": everyone(200)}),
+    "governance:entitlement_detail": Rule({"GET": everyone(200)}, kwargs=obj("entitlement")),
+    "governance:entitlement_edit": Rule(
+        {"GET": owners_change(allowed=200, requester_other=403), "POST": owners_change(requester_other=403)},
+        kwargs=obj("entitlement"),
+        data=lambda w, role: {"business_purpose": "matrix"},
+    ),
+    "governance:entitlement_retire": Rule(
+        {"GET": ONLY_POST, "POST": owners_change(requester_other=403)}, kwargs=obj("entitlement"), data=reason
+    ),
+    # A loosening of the keeper's entitlement waits for another admin; only the keeper withdraws it.
+    "governance:policy_change_approve": Rule(
+        {"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=obj("policy_change"), data=reason
+    ),
+    "governance:policy_change_reject": Rule(
+        {"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=obj("policy_change"), data=reason
+    ),
+    "governance:policy_change_withdraw": Rule(
+        {"GET": ONLY_POST, "POST": everyone(403)}, kwargs=obj("policy_change"), data=reason
+    ),
+    # Grants: "own" is a grant of the role's entitlement in the role's system (held by the stranger's machine)
+    "governance:grant_detail": Rule({"GET": inventory_readers(requester=(200, 404))}, kwargs=obj("grant")),
+    "governance:grant_confirm_provisioned": Rule(
+        {"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("grant"), data=reason
+    ),
+    "governance:grant_confirm_revoked": Rule(
+        {"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("grant"), data=reason
+    ),
+    "governance:grant_retry_revoke": Rule(
+        {"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("grant"), data=reason
+    ),
+    "governance:grant_retry_provision": Rule(
+        {"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("grant"), data=reason
+    ),
+    "governance:grant_revoke": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("grant"), data=reason),
+    # Findings, imports, exports
+    "governance:finding_list": Rule({"GET": everyone(200)}),
+    "governance:import": Rule({"GET": admins_only(), "POST": admins_only(ALLOWED)}),
+    # No such job: admins learn that (404); nobody else learns anything (403 first).
+    "governance:import_job": Rule({"GET": admins_only(404)}, kwargs=lambda w, r, o: {"pk": 999_999}),
+    "governance:export": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    # Logins and roles: admins
+    "governance:login_list": Rule({"GET": admins_only()}),
+    "governance:login_create": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)},
+        data=lambda w, role: {"username": "matrix-login", "email": "matrix@example.org"},
+    ),
+    "governance:login_detail": Rule({"GET": admins_only()}, kwargs=obj("login")),
+    # An admin does not switch their own login off (or on).
+    "governance:login_deactivate": Rule(
+        {"GET": ONLY_POST, "POST": answers(admin=(403, ALLOWED), rest=403)}, kwargs=obj("login"), data=reason
+    ),
+    "governance:login_reactivate": Rule(
+        {"GET": ONLY_POST, "POST": answers(admin=(403, ALLOWED), rest=403)}, kwargs=obj("login"), data=reason
+    ),
+    "governance:login_password_reset": Rule(
+        {"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=obj("login"), data=reason
+    ),
+    # Separation-of-duties rules: everyone reads them, admins change them
+    "governance:sod_rule_list": Rule({"GET": everyone(200)}),
+    "governance:sod_rule_create": Rule({"GET": admins_only(), "POST": admins_only(ALLOWED)}),
+    "governance:sod_rule_edit": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)}, kwargs=lambda w, r, o: {"pk": w["sod_rule"].pk}
+    ),
+    "governance:sod_rule_deactivate": Rule(
+        {"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=lambda w, r, o: {"pk": w["sod_rule"].pk}, data=reason
+    ),
+    "governance:sod_rule_reactivate": Rule(
+        {"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=lambda w, r, o: {"pk": w["sod_rule"].pk}, data=reason
+    ),
+    # Requesting: the requester role
+    "jit:request_catalogue": Rule({"GET": everyone(200)}),
+    "jit:request_create": Rule(
+        {"GET": answers(auditor=403, rest=200), "POST": answers(auditor=403, rest=ALLOWED)},
+        kwargs=obj("entitlement", "entitlement_id"),
+        data=lambda w, role: {"beneficiary": me(w, role).pk, "duration_hours": 1, "justification": "matrix"},
+    ),
+    "jit:request_preview": Rule(
+        {"GET": answers(auditor=403, rest=200), "POST": answers(auditor=403, rest=200)},
+        kwargs=obj("entitlement", "entitlement_id"),
+    ),
+    "jit:request_list": Rule({"GET": everyone(200)}),
+    # "own": a request the role's machine made for itself; "other": the stranger's
+    "jit:request_detail": Rule({"GET": answers(auditor=200, admin=200, rest=(200, 404))}, kwargs=obj("request")),
+    "jit:request_cancel": Rule({"GET": ONLY_POST, "POST": parties_change()}, kwargs=obj("request"), data=reason),
+    "jit:request_activate": Rule({"GET": ONLY_POST, "POST": parties_change()}, kwargs=obj("request")),
+    "jit:approval_queue": Rule({"GET": everyone(200)}),
+    # "own": the stranger's request for the role's entitlement (routed to the role); "other": one routed to the keeper
+    "jit:approval_decide": Rule(
+        {"GET": ONLY_POST, "POST": parties_change()},
+        kwargs=obj("to_decide"),
+        data=lambda w, role: {"decision": "approve", "comment": "matrix"},
+    ),
+    # Held grants: "own" is one the role's person holds
+    "jit:my_grants": Rule({"GET": everyone(200)}),
+    "jit:grant_extend": Rule(
+        {
+            "GET": answers(auditor=(403, 404), rest=(200, 404)),
+            "POST": answers(auditor=(403, 404), rest=(ALLOWED, 404)),
+        },
+        kwargs=obj("held"),
+        data=lambda w, role: {"duration_hours": 1, "justification": "matrix"},
+    ),
+    "jit:grant_release": Rule(
+        {"GET": answers(rest=(200, 404)), "POST": answers(auditor=(TOLD_NO, 404), rest=(ALLOWED, 404))},
+        kwargs=obj("held"),
+        data=reason,
+    ),
+    # Marking do-not-renew: the entitlement's owners (a grant of the role's entitlement)
+    "jit:grant_no_renew": Rule(
+        {"GET": ONLY_POST, "POST": owners_change(refused=TOLD_NO)}, kwargs=obj("grant"), data=reason
+    ),
+    "jit:notification_list": Rule({"GET": everyone(200)}),
+    "jit:notifications_read": Rule({"GET": ONLY_POST, "POST": everyone(ALLOWED)}),
+}
+
+
+def api_rule(methods, kwargs=api_list, data=lambda w, role: {}) -> Rule:
+    return Rule(methods, kwargs=kwargs, data=data, api=True)
+
+
+API_EVERYONE_READS = everyone(200, anonymous=API_ANON)
+RULES |= {
+    "identity-list": api_rule(
+        {"GET": API_EVERYONE_READS, "POST": answers(anonymous=API_ANON, auditor=403, rest=ALLOWED)},
+        data=lambda w, role: {"kind": "service_account", "name": f"svc-api-{role}", "owner": me(w, role).pk},
+    ),
+    "identity-detail": api_rule(
+        {
+            "GET": inventory_readers(requester=(200, 404), anonymous=API_ANON),
+            "PATCH": owners_change(anonymous=API_ANON),
+        },
+        kwargs=api_obj("machine"),
+        data=lambda w, role: {"description": "matrix"},
+    ),
+    "identity-offboard": api_rule({"POST": owners_change(anonymous=API_ANON)}, kwargs=api_obj("machine"), data=reason),
+    "identity-suspend": api_rule({"POST": owners_change(anonymous=API_ANON)}, kwargs=api_obj("machine"), data=reason),
+    "system-list": api_rule(
+        {"GET": API_EVERYONE_READS, "POST": admins_only(ALLOWED, anonymous=API_ANON)},
+        data=lambda w, role: {"name": "Matrix API system", "owner": w["keeper"].pk},
+    ),
+    "system-detail": api_rule(
+        {
+            "GET": inventory_readers(requester=(200, 404), anonymous=API_ANON),
+            "PATCH": owners_change(anonymous=API_ANON),
+        },
+        kwargs=api_obj("system"),
+        data=lambda w, role: {"description": "matrix"},
+    ),
+    "system-retire": api_rule({"POST": owners_change(anonymous=API_ANON)}, kwargs=api_obj("system"), data=reason),
+    "entitlement-list": api_rule(
+        {"GET": API_EVERYONE_READS, "POST": answers(anonymous=API_ANON, auditor=403, rest=ALLOWED)},
+        data=lambda w, role: {
+            "system": w["system"][role].pk,
+            "name": "matrix-api-ent",
+            "owner": me(w, role).pk,
+            "business_purpose": "matrix",
+        },
+    ),
+    "entitlement-detail": api_rule(
+        {"GET": API_EVERYONE_READS, "PATCH": owners_change(anonymous=API_ANON, requester_other=403)},
+        kwargs=api_obj("entitlement"),
+        data=lambda w, role: {"business_purpose": "matrix"},
+    ),
+    "entitlement-retire": api_rule(
+        {"POST": owners_change(anonymous=API_ANON, requester_other=403)}, kwargs=api_obj("entitlement"), data=reason
+    ),
+    "grant-list": api_rule(
+        {"GET": API_EVERYONE_READS, "POST": answers(anonymous=API_ANON, auditor=403, rest=ALLOWED)},
+        data=lambda w, role: {"identity": w["machine"]["other"].pk, "entitlement": w["entitlement"][role].pk},
+    ),
+    "grant-detail": api_rule(
+        {"GET": inventory_readers(requester=(200, 404), anonymous=API_ANON)}, kwargs=api_obj("grant")
+    ),
+    "grant-confirm-provisioned": api_rule(
+        {"POST": owners_change(anonymous=API_ANON)}, kwargs=api_obj("grant"), data=reason
+    ),
+    "grant-confirm-revoked": api_rule(
+        {"POST": owners_change(anonymous=API_ANON)}, kwargs=api_obj("grant"), data=reason
+    ),
+    "grant-revoke": api_rule({"POST": owners_change(anonymous=API_ANON)}, kwargs=api_obj("grant"), data=reason),
+    "finding-list": api_rule({"GET": API_EVERYONE_READS}),
+    "finding-detail": api_rule(
+        {"GET": inventory_readers(requester=(200, 404), anonymous=API_ANON)}, kwargs=api_obj("finding")
+    ),
+    "access-request-list": api_rule(
+        {"GET": API_EVERYONE_READS, "POST": answers(anonymous=API_ANON, auditor=403, rest=ALLOWED)},
+        data=lambda w, role: {
+            "beneficiary": me(w, role).pk,
+            "entitlement": w["entitlement"]["other"].pk,
+            "duration_seconds": 3600,
+            "justification": "matrix",
+        },
+    ),
+    "access-request-detail": api_rule(
+        {"GET": answers(anonymous=API_ANON, auditor=200, admin=200, rest=(200, 404))}, kwargs=api_obj("request")
+    ),
+    "access-request-activate": api_rule(
+        {"POST": parties_change(anonymous=API_ANON, refused=403)}, kwargs=api_obj("request")
+    ),
+    "access-request-cancel": api_rule(
+        {"POST": parties_change(anonymous=API_ANON, refused=403)}, kwargs=api_obj("request"), data=reason
+    ),
+    "access-request-approve": api_rule(
+        {"POST": parties_change(anonymous=API_ANON, refused=403)}, kwargs=api_obj("to_decide"), data=reason
+    ),
+    "access-request-deny": api_rule(
+        {"POST": parties_change(anonymous=API_ANON, refused=403)}, kwargs=api_obj("to_decide"), data=reason
+    ),
+    # The API finds the grant among those the user may see (inventory readers see all), then refuses.
+    "jit-grant-release": api_rule(
+        {"POST": answers(anonymous=API_ANON, requester=(ALLOWED, 404), auditor=403, rest=(ALLOWED, 403))},
+        kwargs=api_obj("held"),
+        data=reason,
+    ),
+}
+
+
+#
+# The routes the resolver knows
+#
+def resolver_routes(resolver=None, namespace: str = "") -> list[tuple[str | None, object, str]]:
+    """(namespaced name, callback, namespace) of every route, walking includes."""
+    resolver = resolver or get_resolver()
+    routes = []
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            inner = namespace
+            if pattern.namespace:
+                inner = f"{namespace}:{pattern.namespace}" if namespace else pattern.namespace
+            routes.extend(resolver_routes(pattern, inner))
+        elif isinstance(pattern, URLPattern):
+            name = pattern.name and (f"{namespace}:{pattern.name}" if namespace else pattern.name)
+            routes.append((name, pattern.callback, namespace))
+    return routes
+
+
+def test_every_route_has_a_rule():
+    missing, unnamed = [], []
+    for name, callback, namespace in resolver_routes():
+        if skipped_route(name, callback, namespace):
+            continue
+        if name is None:
+            unnamed.append(f"{callback.__module__}.{callback.__name__}")
+        elif name not in RULES:
+            missing.append(name)
+    assert not unnamed, f"Name these routes so the permission matrix can reach them: {unnamed}"
+    assert not missing, (
+        f"Routes without a rule in the permission matrix: {sorted(set(missing))}. Add each to RULES in "
+        "tests/portal/test_permission_matrix.py: how to build its URL for an object the role owns and one it "
+        "does not, and the answer each role gets for each method."
+    )
+    known = {name for name, _, _ in resolver_routes()}
+    assert not set(RULES) - known, f"Rules for routes that no longer exist: {sorted(set(RULES) - known)}"
+
+
+#
+# The world
+#
+def _submit(actor, beneficiary, entitlement) -> AccessRequest:
+    return access_request_submit(
+        actor=actor,
+        beneficiary_id=beneficiary.pk,
+        entitlement_id=entitlement.pk,
+        duration=timedelta(hours=1),
+        justification="matrix",
+    )
+
+
+def build_world() -> dict:
+    keeper = PersonFactory(name="Kim Keeper", user__username="keeper", user__roles=["requester", "owner"])
+    stranger = PersonFactory(name="Stan Stranger", user__username="stranger", user__roles=["requester"])
+    keeper_system = SystemFactory(name="Keeper system", owner=keeper)
+    keeper_ent = EntitlementFactory(name="keeper-ent", system=keeper_system, owner=keeper)
+    keeper_other_ent = EntitlementFactory(name="keeper-other-ent", system=keeper_system, owner=keeper)
+    stranger_bot = MachineFactory(name="stranger-bot", owner=stranger)
+    world = {
+        "keeper": keeper,
+        "stranger": stranger,
+        "person": {},
+        "login": {"other": stranger.user},
+        "machine": {"other": stranger_bot},
+        "system": {"other": keeper_system},
+        "entitlement": {"other": keeper_ent},
+        "grant": {"other": GrantFactory(identity=stranger_bot, entitlement=keeper_ent)},
+        "held": {"other": GrantFactory(identity=stranger, entitlement=keeper_ent, kind=GrantKind.JIT)},
+        "request": {"other": _submit(stranger.user, stranger_bot, keeper_other_ent)},
+        "to_decide": {"other": _submit(stranger.user, stranger, keeper_other_ent)},
+        "finding": {},
+        "sod_rule": SodRuleFactory(entitlements=[keeper_ent, keeper_other_ent]),
+        "policy_change": {},
+    }
+    change = PolicyChange.objects.create(
+        entitlement=keeper_ent,
+        before={"auto_approve_machines": False},
+        after={"auto_approve_machines": True},
+        loosens=["auto_approve_machines"],
+        requested_by=keeper.user,
+        requested_at=timezone.now(),
+    )
+    world["policy_change"] = {"other": change}
+    world["finding"]["other"] = Finding.objects.create(
+        key="matrix:other",
+        kind=FindingKind.STALE,
+        identity=stranger_bot,
+        owner_to_act=stranger,
+        first_seen_at=timezone.now(),
+        last_seen_at=timezone.now(),
+    )
+    for role, groups in ROLE_GROUPS.items():
+        person = PersonFactory(name=f"{role.title()} Person", user__username=role, user__roles=groups)
+        if role == "admin":
+            get_user_model().objects.filter(pk=person.user_id).update(is_staff=True, is_superuser=True)
+            person.user.refresh_from_db()
+        bot = MachineFactory(name=f"{role}-bot", owner=person, may_self_request=True)
+        system = SystemFactory(name=f"{role.title()} system", owner=person)
+        entitlement = EntitlementFactory(name=f"{role}-ent", system=system, owner=person)
+        world["person"][role] = person
+        world["login"][role] = person.user
+        world["machine"][role] = bot
+        world["system"][role] = system
+        world["entitlement"][role] = entitlement
+        world["grant"][role] = GrantFactory(identity=stranger_bot, entitlement=entitlement)
+        world["held"][role] = GrantFactory(identity=person, entitlement=keeper_ent, kind=GrantKind.JIT)
+        world["request"][role] = _submit(Actor(identity=bot), bot, keeper_other_ent)
+        world["to_decide"][role] = _submit(stranger.user, stranger, entitlement)
+        world["policy_change"][role] = change
+        world["finding"][role] = Finding.objects.create(
+            key=f"matrix:{role}",
+            kind=FindingKind.STALE,
+            identity=bot,
+            owner_to_act=person,
+            first_seen_at=timezone.now(),
+            last_seen_at=timezone.now(),
+        )
+    return world
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """Built once for the module in a transaction rolled back at its end; each case runs in a savepoint."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            yield build_world()
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+
+
+def fingerprint() -> tuple:
+    """What a refused request must leave as it was: the audit trail, and the rows it could touch."""
+    rows = []
+    for model in (Identity, System, Entitlement, Grant, AccessRequest, PolicyChange, SodRule):
+        aggregate = model.objects.aggregate(latest=Max("updated_at")) if hasattr(model, "updated_at") else {}
+        rows.append((model.__name__, model.objects.count(), aggregate.get("latest")))
+    User = get_user_model()
+    return (
+        AuditEvent.objects.aggregate(Max("seq"))["seq__max"],
+        tuple(rows),
+        Approval.objects.count(),
+        UserObjectPermission.objects.count(),
+        User.groups.through.objects.count(),
+        tuple(User.objects.order_by("pk").values_list("pk", "is_active", "password")),
+    )
+
+
+#
+# The cases
+#
+@dataclass(frozen=True)
+class Case:
+    route: str
+    role: str
+    method: str
+    whose: str  # "own", "other", or "-" for a route that takes no object
+
+    def __str__(self) -> str:
+        return "-".join(part for part in (self.route.split(":")[-1], self.role, self.method, self.whose) if part != "-")
+
+
+def _variants(rule: Rule, role: str) -> tuple[str, ...]:
+    """Whose object the role tries: its own and another's; the anonymous visitor owns nothing."""
+    if not getattr(rule.kwargs, "per_owner", False):
+        return ("-",)
+    return ("other",) if role == "anonymous" else ("own", "other")
+
+
+CASES = [
+    Case(route, role, method, whose)
+    for route, rule in RULES.items()
+    for method in rule.methods
+    for role in ROLES
+    for whose in _variants(rule, role)
+]
+
+
+def _answer(response, rule: Rule):
+    status = response.status_code
+    if status == 302:
+        location = response["Location"]
+        if location.startswith(reverse("admin:login")):
+            return ADMIN_LOGIN
+        if location.startswith(resolve_url(settings.LOGIN_URL)):
+            return LOGIN
+    return status
+
+
+def _matches(actual, expected) -> bool:
+    if expected == TOLD_NO:
+        return actual == 302
+    if expected == SIGNED_OUT:
+        return actual == LOGIN
+    if expected == ALLOWED:
+        return actual not in REFUSED and actual in (200, 201, 202, 204, 302, 400, 409)
+    if expected == PUBLIC:
+        return actual in (200, 503)
+    return actual == expected
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_permission_matrix(case: Case, world):
+    rule = RULES[case.route]
+    url = reverse(case.route, kwargs=rule.kwargs(world, case.role, case.whose) if rule.kwargs else None)
+    client = APIClient() if rule.api else Client()
+    if case.role != "anonymous":
+        if rule.api:
+            client.force_authenticate(world["login"][case.role])
+        else:
+            client.force_login(world["login"][case.role])
+    data = rule.data(world, case.role) if case.method != "GET" and case.role != "anonymous" else {}
+    before = fingerprint()
+    send = getattr(client, case.method.lower())
+    response = send(url, data, format="json") if rule.api and case.method != "GET" else send(url, data)
+    expected = rule.methods[case.method](case.role, case.whose)
+    actual = _answer(response, rule)
+    assert _matches(actual, expected), (
+        f"{case.method} {url} as {case.role} ({case.whose}): {actual}, expected {expected}"
+    )
+    if expected in REFUSED or expected == TOLD_NO:
+        assert fingerprint() == before, (
+            f"{case.method} {url} as {case.role} was refused ({actual}) but changed something"
+        )
