@@ -27,20 +27,9 @@ from tests.factories.governance import (
     MachineFactory,
     PersonFactory,
     SystemFactory,
-    with_role,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def owner():
-    return with_role(PersonFactory(name="Olu Owner"), "owner")
-
-
-@pytest.fixture
-def bot(owner):
-    return MachineFactory(name="billing-bot", owner=owner)
 
 
 @pytest.fixture

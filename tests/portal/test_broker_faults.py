@@ -11,7 +11,6 @@ refused and forever silent), not benchmarks.
 import socket
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 from django.db import transaction
@@ -21,11 +20,9 @@ from audit import outbox
 from audit.handlers import EMAIL
 from audit.models import OutboxMessage
 from audit.outbox import bounded_broker_connection, outbox_enqueue, wake_dispatcher
-from governance.choices import RiskTier
 from jit.choices import RequestStatus
 from jit.models import AccessRequest, Approval
 from portal.celery import app
-from tests.factories.governance import EntitlementFactory, PersonFactory
 from tests.portal.test_celery_worker import redis_broker, worker  # noqa: F401  fixtures: a private Redis and a worker
 
 
@@ -115,24 +112,6 @@ def warm_client(client, transactional_db):
     assert client.get(reverse("health_ready")).status_code == 200
     assert client.get(reverse("login")).status_code == 200
     return client
-
-
-@pytest.fixture
-def pending_request(db):
-    """A request waiting for its one approver, the entitlement's owner."""
-    from jit.services.requests import access_request_submit
-
-    owner = PersonFactory(name="Entowner", user__username="entowner")
-    entitlement = EntitlementFactory(name="db-write", risk_tier=RiskTier.MEDIUM, owner=owner)
-    alice = PersonFactory(name="Alice", user__username="alice")
-    access_request = access_request_submit(
-        actor=alice.user,
-        beneficiary_id=alice.pk,
-        entitlement_id=entitlement.pk,
-        duration=timedelta(hours=2),
-        justification="Fix incident 42",
-    )
-    return access_request, owner.user
 
 
 @pytest.mark.postgres

@@ -4,8 +4,6 @@ The transaction it was in is gone with it, so nothing is half-written: the perso
 client) is told to try again, and the page says so without needing the database to render.
 """
 
-from datetime import timedelta
-
 import pytest
 from django.db import OperationalError, connection
 from django.http import HttpResponse
@@ -14,30 +12,10 @@ from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 
 from audit.models import AuditEvent, OutboxMessage
-from governance.choices import RiskTier
 from governance.models import Grant
 from jit.choices import RequestStatus
 from jit.models import AccessRequest, Approval
 from portal.faults import DatabaseUnavailableMiddleware
-from tests.factories.governance import EntitlementFactory, PersonFactory
-
-
-@pytest.fixture
-def pending_request(db):
-    """A request waiting for its one approver, the entitlement's owner."""
-    from jit.services.requests import access_request_submit
-
-    owner = PersonFactory(name="Entowner", user__username="entowner")
-    entitlement = EntitlementFactory(name="db-write", risk_tier=RiskTier.MEDIUM, owner=owner)
-    alice = PersonFactory(name="Alice", user__username="alice")
-    access_request = access_request_submit(
-        actor=alice.user,
-        beneficiary_id=alice.pk,
-        entitlement_id=entitlement.pk,
-        duration=timedelta(hours=2),
-        justification="Fix incident 42",
-    )
-    return access_request, owner.user
 
 
 def _terminate_own_backend(*args, **kwargs) -> None:
