@@ -193,3 +193,15 @@ def require(allowed: bool, message: str = "You may not do this.") -> None:
 def can_manage_grants(user, entitlement) -> bool:
     """Grant standing access directly: the entitlement's or system's owner, or an admin."""
     return can_edit_entitlement(user, entitlement)
+
+
+#
+# Certification
+#
+def can_manage_campaigns(user) -> bool:
+    """Admins define, launch, close and cancel campaigns."""
+    return is_admin(user)
+
+
+def can_read_all_campaigns(user) -> bool:
+    return is_admin(user) or is_auditor(user)

@@ -1,3 +1,4 @@
+from .certification import Campaign, CampaignStatus, ReviewItem
 from .entitlements import Entitlement, SodRule
 from .findings import Finding
 from .grants import Grant
@@ -8,6 +9,8 @@ from .policy_changes import PolicyChange, PolicyChangeStatus
 from .systems import System
 
 __all__ = [
+    "Campaign",
+    "CampaignStatus",
     "Entitlement",
     "Finding",
     "Grant",
@@ -16,6 +19,7 @@ __all__ = [
     "Notification",
     "PolicyChange",
     "PolicyChangeStatus",
+    "ReviewItem",
     "SodRule",
     "System",
 ]

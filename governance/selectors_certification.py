@@ -1,0 +1,102 @@
+"""What each person sees of certification: campaigns, their queue, a preview and progress."""
+
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Q, QuerySet
+
+from . import policies
+from .models import Campaign, ReviewItem
+from .models.certification import Decision, RemediationStatus
+
+
+def _my_identity_id(user) -> int | None:
+    identity = policies.identity_of(user)
+    return identity.pk if identity is not None else None
+
+
+def campaigns_visible_to(user) -> QuerySet:
+    """Admins and auditors: every campaign. Owners: those with items on what they own. Reviewers:
+    those they have (or their groups have) items in."""
+    campaigns = Campaign.objects.all()
+    if policies.can_read_all_campaigns(user):
+        return campaigns
+    me = _my_identity_id(user)
+    groups = list(user.groups.values_list("name", flat=True))
+    mine = ReviewItem.objects.filter(Q(reviewer=user) | Q(reviewer_group__in=groups, reviewer__isnull=True))
+    if me is not None:
+        mine = mine | ReviewItem.objects.filter(
+            Q(identity__owner_id=me) | Q(entitlement__owner_id=me) | Q(entitlement__system__owner_id=me)
+        )
+    return campaigns.filter(pk__in=mine.values("campaign_id"))
+
+
+def review_queue(user) -> QuerySet:
+    """The open items `user` may decide in running campaigns: theirs, or their group's; never their own access."""
+    groups = list(user.groups.values_list("name", flat=True))
+    items = ReviewItem.objects.filter(decision="", campaign__status="active").filter(
+        Q(reviewer=user) | Q(reviewer__isnull=True, reviewer_group__in=groups)
+    )
+    if policies.is_read_only(user):
+        return items.none()
+    return items.exclude(identity__user=user)
+
+
+@dataclass
+class Preview:
+    total: int
+    per_reviewer: list[tuple[str, int]] = field(default_factory=list)
+    without_reviewer: int = 0
+
+
+def campaign_preview(campaign: Campaign) -> Preview:
+    """What launching would open: how many items, for whom, and how many go to the fallback group.
+
+    Computed by the same statement as the launch, in a transaction that is rolled back.
+    """
+    from django.db import transaction
+
+    from audit.kernel import clock
+
+    from .services.certification import _insert_items, _send_to_fallback, grants_in_scope
+
+    class _Undo(Exception):
+        pass
+
+    result = Preview(total=0)
+    try:
+        with transaction.atomic():
+            now = clock.database_now()
+            result.total = _insert_items(
+                campaign,
+                grants_in_scope(campaign, now),
+                stage=1,
+                source=campaign.reviewer,
+                group=campaign.reviewer_group,
+                now=now,
+            )
+            items = ReviewItem.objects.filter(campaign=campaign)
+            result.without_reviewer = _send_to_fallback(items, campaign)
+            rows = (
+                items.values("reviewer__username", "reviewer_group")
+                .annotate(n=Count("pk"))
+                .order_by("-n", "reviewer__username", "reviewer_group")
+            )
+            result.per_reviewer = [
+                (row["reviewer__username"] or f"group “{row['reviewer_group']}”", row["n"]) for row in rows
+            ]
+            raise _Undo
+    except _Undo:
+        pass
+    return result
+
+
+def campaign_progress(campaign: Campaign) -> dict[str, int]:
+    items = ReviewItem.objects.filter(campaign=campaign)
+    return items.aggregate(
+        total=Count("pk"),
+        decided=Count("pk", filter=~Q(decision="")),
+        certified=Count("pk", filter=Q(decision=Decision.CERTIFY)),
+        revoked=Count("pk", filter=Q(decision=Decision.REVOKE)),
+        by_rule=Count("pk", filter=Q(decided_by_rule=True)),
+        remediation_failed=Count("pk", filter=Q(remediation=RemediationStatus.FAILED)),
+    )

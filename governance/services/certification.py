@@ -1,0 +1,543 @@
+"""Certification campaigns: define, launch (set-based), decide, reassign, close, remediate.
+
+A campaign is a draft until an admin launches it; launching writes one review item per grant in
+scope in one INSERT ... SELECT, with its reviewer and a recommendation computed in the same
+statement. Reviewers certify or revoke; revocations go through the same set-based revocation as
+everything else (`grants_revoke_many`), at decision time or at close. Closing applies the
+campaign's rule per risk tier to what nobody decided, so a lapsed review of critical access never
+silently keeps it.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.urls import NoReverseMatch, reverse
+
+from audit.choices import AuditAction
+from audit.kernel import clock
+from audit.services import (
+    ActorLike,
+    EventSpec,
+    Target,
+    acting_user,
+    audit_event_record,
+    audit_events_record_many,
+    state_change,
+)
+
+from .. import policies
+from ..certification_reasons import annotate_reasons
+from ..choices import GrantStatus, IdentityKind, IdentityStatus, RiskTier
+from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
+from ..locks import lock, lock_many
+from ..models import Campaign, CampaignStatus, Grant, ReviewItem
+from ..models.certification import Decision, RemediationStatus, RemediationTiming, ReviewerSource, UndecidedRule
+from .common import diff, full_clean_or_fail, snapshot
+from .notifications import notify
+
+User = get_user_model()
+CAMPAIGN_FIELDS = [
+    "name",
+    "description",
+    "scope",
+    "reviewer",
+    "reviewer_group",
+    "fallback_group",
+    "second_stage",
+    "second_stage_reviewer",
+    "second_stage_group",
+    "starts_at",
+    "due_at",
+    "undecided",
+    "remediation",
+    "recurrence_days",
+]
+SCOPE_KEYS = {
+    "systems": "entitlement__system_id__in",
+    "entitlements": "entitlement_id__in",
+    "risk_tiers": "entitlement__risk_tier__in",
+    "identity_kinds": "identity__kind__in",
+    "teams": "identity__team__in",
+    "grant_kinds": "kind__in",
+}
+GUARDED = (RiskTier.HIGH, RiskTier.CRITICAL)
+
+
+def _require_admin(actor: ActorLike) -> None:
+    user = acting_user(actor)
+    if user is not None and not policies.is_admin(user):
+        raise PermissionRefused("Only admins define, launch and close campaigns.")
+
+
+def _validate(campaign: Campaign) -> None:
+    scope = campaign.scope or {}
+    unknown = set(scope) - set(SCOPE_KEYS) - {"owners"}
+    if unknown or not all(isinstance(v, list) for v in scope.values()):
+        raise ValidationFailed("The scope names unknown parts.", field_errors={"scope": ["Unknown scope."]})
+    rules = campaign.undecided or {}
+    if set(rules) != set(RiskTier.values) or not set(rules.values()) <= set(UndecidedRule.values):
+        raise ValidationFailed(
+            "Say what happens to undecided items of every risk tier.",
+            field_errors={"undecided": ["One rule per risk tier."]},
+        )
+    for source, group, field in (
+        (campaign.reviewer, campaign.reviewer_group, "reviewer_group"),
+        (campaign.second_stage_reviewer, campaign.second_stage_group, "second_stage_group"),
+    ):
+        if source == ReviewerSource.GROUP and not group:
+            raise ValidationFailed("Name the group that reviews.", field_errors={field: ["Required for a group."]})
+    if campaign.starts_at and campaign.due_at and campaign.due_at <= campaign.starts_at:
+        raise ValidationFailed("The due date must come after the start.", field_errors={"due_at": ["After the start."]})
+    full_clean_or_fail(campaign, exclude=["previous", "created_by"])
+
+
+@state_change
+def campaign_create(*, actor: ActorLike, name: str, due_at: datetime, **fields: Any) -> Campaign:
+    """A draft campaign: admins edit it until they launch it."""
+    _require_admin(actor)
+    campaign = Campaign(name=name, due_at=due_at, created_by=acting_user(actor), **fields)
+    _validate(campaign)
+    campaign.save()
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.CAMPAIGN_CREATED,
+        target=campaign,
+        data={"after": snapshot(campaign, CAMPAIGN_FIELDS)},
+    )
+    return campaign
+
+
+@state_change
+def campaign_update(*, campaign_id: int, actor: ActorLike, changes: dict[str, Any]) -> Campaign:
+    _require_admin(actor)
+    campaign = lock(Campaign, campaign_id)
+    if campaign.status != CampaignStatus.DRAFT:
+        raise InvalidTransition(f"{campaign} is {campaign.get_status_display().lower()}: only a draft is edited.")
+    unknown = set(changes) - set(CAMPAIGN_FIELDS)
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
+    before = snapshot(campaign, CAMPAIGN_FIELDS)
+    for name, value in changes.items():
+        setattr(campaign, name, value)
+    _validate(campaign)
+    change = diff(before, snapshot(campaign, CAMPAIGN_FIELDS))
+    if change["after"]:
+        campaign.save()
+        audit_event_record(actor=actor, action=AuditAction.CAMPAIGN_UPDATED, target=campaign, data=change)
+    return campaign
+
+
+@state_change
+def campaign_cancel(*, campaign_id: int, actor: ActorLike, reason: str) -> Campaign:
+    """Stop a draft or a running campaign; what was decided stays decided, nothing more is asked."""
+    _require_admin(actor)
+    campaign = lock(Campaign, campaign_id)
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.ACTIVE):
+        raise InvalidTransition(f"{campaign} is already {campaign.get_status_display().lower()}.")
+    campaign.status, campaign.closed_at = CampaignStatus.CANCELLED, clock.database_now()
+    campaign.save(update_fields=["status", "closed_at", "updated_at"])
+    audit_event_record(actor=actor, action=AuditAction.CAMPAIGN_CANCELLED, target=campaign, data={"reason": reason})
+    return campaign
+
+
+#
+# Scope and reviewers, as expressions over Grant rows: one INSERT ... SELECT launches a campaign.
+#
+def grants_in_scope(campaign: Campaign, now: datetime | None = None) -> QuerySet:
+    """The grants in force that the campaign's scope selects (an empty part of the scope selects all)."""
+    grants = Grant.objects.in_force(now)
+    scope = campaign.scope or {}
+    for key, lookup in SCOPE_KEYS.items():
+        if scope.get(key):
+            grants = grants.filter(**{lookup: scope[key]})
+    if scope.get("owners"):
+        owners = scope["owners"]
+        grants = grants.filter(
+            Q(identity__owner_id__in=owners)
+            | Q(entitlement__owner_id__in=owners)
+            | Q(entitlement__system__owner_id__in=owners)
+        )
+    return grants
+
+
+def _active_user(path: str) -> Case:
+    """The login of the person at `path` (an Identity relation), when they are active."""
+    return Case(
+        When(**{f"{path}__status": IdentityStatus.ACTIVE}, then=F(f"{path}__user_id")),
+        default=Value(None),
+        output_field=IntegerField(),
+    )
+
+
+def _reviewer_expression(source: str) -> Case | Value:
+    human = Q(identity__kind=IdentityKind.HUMAN)
+    if source == ReviewerSource.ENTITLEMENT_OWNER:
+        return _active_user("entitlement__owner")
+    if source == ReviewerSource.SYSTEM_OWNER:
+        return _active_user("entitlement__system__owner")
+    if source == ReviewerSource.IDENTITY_OWNER:
+        return Case(When(human, then=_active_user("identity__manager")), default=_active_user("identity__owner"))
+    if source == ReviewerSource.MANAGER:
+        return Case(
+            When(human, then=_active_user("identity__manager")), default=_active_user("identity__owner__manager")
+        )
+    return Value(None, output_field=IntegerField())  # a group: its members decide
+
+
+_ITEM_COLUMNS = [
+    "campaign_id",
+    "grant_id",
+    "identity_id",
+    "entitlement_id",
+    "risk_tier",
+    "stage",
+    "reviewer_id",
+    "reviewer_group",
+    "recommendation",
+    "reason_flags",
+    "decision",
+    "decided_by_rule",
+    "comment",
+    "remediation",
+    "remediation_error",
+    "reassign_reason",
+    "escalation_level",
+    "created_at",
+]
+
+
+def _insert_items(campaign: Campaign, grants: QuerySet, *, stage: int, source: str, group: str, now: datetime) -> int:
+    """INSERT ... SELECT one item per grant; returns how many. The statement is the ORM's own SELECT,
+    so it is the same on PostgreSQL and SQLite."""
+    text = Value("")
+    rows = annotate_reasons(grants, now).annotate(
+        c_campaign=Value(campaign.pk),
+        c_grant=F("pk"),
+        c_identity=F("identity_id"),
+        c_entitlement=F("entitlement_id"),
+        c_tier=F("entitlement__risk_tier"),
+        c_stage=Value(stage),
+        c_reviewer=_reviewer_expression(source),
+        c_group=Value(group if source == ReviewerSource.GROUP else ""),
+        c_recommendation=F("recommendation"),
+        c_flags=F("reason_flags"),
+        c_decision=text,
+        c_by_rule=Value(False),
+        c_comment=text,
+        c_remediation=text,
+        c_error=text,
+        c_reassign=text,
+        c_escalation=Value(0),
+        c_created=Value(now),
+    )
+    names = [
+        "c_campaign", "c_grant", "c_identity", "c_entitlement", "c_tier", "c_stage", "c_reviewer", "c_group",
+        "c_recommendation", "c_flags", "c_decision", "c_by_rule", "c_comment", "c_remediation", "c_error",
+        "c_reassign", "c_escalation", "c_created",
+    ]  # fmt: skip
+    select, params = rows.order_by().values(*names).query.sql_with_params()
+    table = ReviewItem._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({', '.join(_ITEM_COLUMNS)}) {select}", params)
+        return cursor.rowcount
+
+
+def _send_to_fallback(items: QuerySet, campaign: Campaign) -> int:
+    """Items with no reviewer, an inactive one, or the holder themself go to the fallback group."""
+    missing = items.filter(reviewer_group="").filter(
+        Q(reviewer__isnull=True) | Q(reviewer__is_active=False) | Q(reviewer_id=F("identity__user_id"))
+    )
+    return missing.update(reviewer=None, reviewer_group=campaign.fallback_group)
+
+
+@state_change
+def campaign_launch(*, campaign_id: int, actor: ActorLike) -> Campaign:
+    """Open a draft: one review item per grant in scope, each with its reviewer and recommendation."""
+    _require_admin(actor)
+    campaign = lock(Campaign, campaign_id)
+    if campaign.status != CampaignStatus.DRAFT:
+        raise InvalidTransition(f"{campaign} is {campaign.get_status_display().lower()}: only a draft is launched.")
+    now = clock.database_now()
+    total = _insert_items(
+        campaign,
+        grants_in_scope(campaign, now),
+        stage=1,
+        source=campaign.reviewer,
+        group=campaign.reviewer_group,
+        now=now,
+    )
+    to_fallback = _send_to_fallback(ReviewItem.objects.filter(campaign=campaign), campaign)
+    campaign.status, campaign.launched_at, campaign.items_total = CampaignStatus.ACTIVE, now, total
+    campaign.starts_at = campaign.starts_at or now
+    campaign.save(update_fields=["status", "launched_at", "items_total", "starts_at", "updated_at"])
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.CAMPAIGN_LAUNCHED,
+        target=campaign,
+        data={"items": total, "to_fallback": to_fallback, "due_at": campaign.due_at},
+    )
+    _tell_reviewers(campaign, ReviewItem.objects.filter(campaign=campaign))
+    return campaign
+
+
+def reviewers_of(items: QuerySet) -> list:
+    """The people who may decide these items: their reviewers and the members of their groups."""
+    direct = set(items.exclude(reviewer__isnull=True).values_list("reviewer_id", flat=True).distinct())
+    groups = set(items.exclude(reviewer_group="").values_list("reviewer_group", flat=True).distinct())
+    users = User.objects.filter(is_active=True).filter(Q(pk__in=direct) | Q(groups__name__in=groups))
+    return list(users.distinct().order_by("pk"))
+
+
+def _queue_link() -> str:
+    try:
+        return reverse("governance:review_queue")
+    except NoReverseMatch:  # the pages are not mounted (a shell, a command before the urls load)
+        return ""
+
+
+def _tell_reviewers(campaign: Campaign, items: QuerySet) -> None:
+    for user in reviewers_of(items):
+        notify(
+            recipients=[user],
+            kind="review",
+            subject=f"Access to review: {campaign.name}",
+            body=f"Certify or revoke the access in {campaign.name} by {campaign.due_at:%Y-%m-%d %H:%M} UTC.",
+            link=_queue_link(),
+            key=f"campaign:{campaign.pk}:launched",
+        )
+
+
+#
+# Decisions
+#
+def may_decide(user, item: ReviewItem, groups: set[str] | None = None) -> bool:
+    """The item's reviewer, or a member of its group; never the holder of the access."""
+    if user is None or not user.is_active or policies.is_read_only(user):
+        return False
+    if item.identity.user_id == user.pk:
+        return False
+    if item.reviewer_id is not None:
+        return item.reviewer_id == user.pk
+    if groups is None:
+        groups = set(user.groups.values_list("name", flat=True))
+    return item.reviewer_group in groups
+
+
+def _locked_open_items(item_ids: Iterable[int]) -> list[ReviewItem]:
+    items = lock_many(ReviewItem.objects.select_related("campaign", "identity"), set(item_ids))
+    if not items:
+        raise ValidationFailed("Choose at least one item.", field_errors={"items": ["Choose at least one."]})
+    return items
+
+
+def _event(item: ReviewItem, action: str, **data: Any) -> EventSpec:
+    return EventSpec(
+        action,
+        Target("governance.reviewitem", str(item.pk), f"Review #{item.pk}"),
+        {
+            "campaign": item.campaign_id,
+            "grant": item.grant_id,
+            "identity": item.identity_id,
+            "entitlement": item.entitlement_id,
+            "stage": item.stage,
+            **data,
+        },
+    )
+
+
+@state_change
+def review_decide(*, item_ids: list[int], actor: ActorLike, decision: str, comment: str = "") -> list[ReviewItem]:
+    """Certify or revoke one item or a selection; revoking more than one needs a comment."""
+    if decision not in Decision.values:
+        raise ValidationFailed("Certify or revoke.", field_errors={"decision": ["Certify or revoke."]})
+    comment = comment.strip()
+    if decision == Decision.REVOKE and len(set(item_ids)) > 1 and not comment:
+        raise ValidationFailed(
+            "Say why you revoke these: the holders and auditors read it.", field_errors={"comment": ["Required."]}
+        )
+    user = acting_user(actor)
+    items = _locked_open_items(item_ids)
+    groups = set(user.groups.values_list("name", flat=True)) if user is not None else set()
+    for item in items:
+        if not may_decide(user, item, groups):
+            raise PermissionRefused(f"Review #{item.pk} is not yours to decide.")
+        if item.campaign.status != CampaignStatus.ACTIVE:
+            raise InvalidTransition(f"{item.campaign} is {item.campaign.get_status_display().lower()}.")
+        if item.decision:
+            raise InvalidTransition(f"Review #{item.pk} was already decided ({item.decision}).")
+    now = clock.database_now()
+    ids = [item.pk for item in items]
+    ReviewItem.objects.filter(pk__in=ids).update(decision=decision, decided_by=user, decided_at=now, comment=comment)
+    action = AuditAction.REVIEW_CERTIFIED if decision == Decision.CERTIFY else AuditAction.REVIEW_REVOKED
+    audit_events_record_many(
+        actor=actor, events=[_event(item, action, decision=decision, comment=comment) for item in items]
+    )
+    if decision == Decision.REVOKE:
+        by_timing = defaultdict(list)
+        for item in items:
+            by_timing[item.campaign.remediation].append(item.pk)
+        ReviewItem.objects.filter(pk__in=by_timing[RemediationTiming.AT_CLOSE]).update(
+            remediation=RemediationStatus.WAITING
+        )
+        _remediate(ReviewItem.objects.filter(pk__in=by_timing[RemediationTiming.AT_DECISION]), actor)
+    else:
+        _open_second_stage([item for item in items if item.stage == 1], now)
+    return list(ReviewItem.objects.filter(pk__in=ids).order_by("pk"))
+
+
+def _open_second_stage(items: list[ReviewItem], now: datetime) -> None:
+    """High and critical access certified at stage 1 of a two-stage campaign is asked again of stage 2."""
+    by_campaign = defaultdict(list)
+    for item in items:
+        if item.campaign.second_stage and item.risk_tier in GUARDED:
+            by_campaign[item.campaign].append(item.grant_id)
+    for campaign, grant_ids in by_campaign.items():
+        grants = Grant.objects.filter(pk__in=grant_ids)
+        _insert_items(
+            campaign, grants, stage=2, source=campaign.second_stage_reviewer, group=campaign.second_stage_group, now=now
+        )
+        second = ReviewItem.objects.filter(campaign=campaign, stage=2, grant_id__in=grant_ids)
+        # Nobody certifies a grant twice: whoever decided stage 1 hands stage 2 to the fallback.
+        first = dict(
+            ReviewItem.objects.filter(campaign=campaign, stage=1, grant_id__in=grant_ids).values_list(
+                "grant_id", "decided_by_id"
+            )
+        )
+        for item in second:
+            if item.reviewer_id is not None and item.reviewer_id == first.get(item.grant_id):
+                ReviewItem.objects.filter(pk=item.pk).update(reviewer=None, reviewer_group=campaign.fallback_group)
+        _send_to_fallback(second, campaign)
+        Campaign.objects.filter(pk=campaign.pk).update(items_total=F("items_total") + len(grant_ids))
+        _tell_reviewers(campaign, second)
+
+
+def _remediate(items: QuerySet, actor: ActorLike) -> None:
+    """Carry out revoke decisions: one set-based revocation of their grants, through each connector."""
+    from .grants import grants_revoke_many
+
+    rows = list(items.values_list("pk", "grant_id"))
+    if not rows:
+        return
+    grants_revoke_many(
+        grant_ids=[grant_id for _, grant_id in rows],
+        actor=actor,
+        reason="Revoked by certification",
+        end_reason="certification",
+    )
+    ReviewItem.objects.filter(pk__in=[pk for pk, _ in rows]).update(remediation=RemediationStatus.REVOKING)
+    remediation_sync(item_ids=[pk for pk, _ in rows])
+
+
+def remediation_sync(*, item_ids: Iterable[int] | None = None) -> int:
+    """Move items being revoked to done or failed as their grants end or their connector gives up."""
+    items = ReviewItem.objects.filter(remediation=RemediationStatus.REVOKING)
+    if item_ids is not None:
+        items = items.filter(pk__in=list(item_ids))
+    done = items.filter(grant__status__in=[GrantStatus.REVOKED, GrantStatus.EXPIRED]).update(
+        remediation=RemediationStatus.DONE, remediation_error=""
+    )
+    failed = items.filter(grant__status=GrantStatus.REVOKE_FAILED).update(
+        remediation=RemediationStatus.FAILED, remediation_error="The system's connector could not remove the access."
+    )
+    return done + failed
+
+
+@state_change
+def remediation_retry(*, item_ids: list[int], actor: ActorLike) -> int:
+    """Ask the connectors again for revocations that failed; returns how many."""
+    from .grants import grant_retry_revoke
+
+    _require_admin(actor)
+    items = lock_many(ReviewItem.objects.filter(remediation=RemediationStatus.FAILED), set(item_ids))
+    for item in items:
+        grant = Grant.objects.only("status").get(pk=item.grant_id)
+        if grant.status == GrantStatus.REVOKE_FAILED:
+            grant_retry_revoke(grant_id=item.grant_id, actor=None)
+    ReviewItem.objects.filter(pk__in=[i.pk for i in items]).update(
+        remediation=RemediationStatus.REVOKING, remediation_error=""
+    )
+    remediation_sync(item_ids=[i.pk for i in items])
+    return len(items)
+
+
+@state_change
+def review_reassign(*, item_id: int, actor: ActorLike, reviewer, reason: str) -> ReviewItem:
+    """Hand an open item to someone else, with the reason; never to the holder of the access."""
+    user = acting_user(actor)
+    item = _locked_open_items([item_id])[0]
+    if not (policies.is_admin(user) or may_decide(user, item)):
+        raise PermissionRefused(f"Review #{item.pk} is not yours to hand over.")
+    if item.decision or item.campaign.status != CampaignStatus.ACTIVE:
+        raise InvalidTransition(f"Review #{item.pk} is no longer open.")
+    if not reason.strip():
+        raise ValidationFailed("Say why you hand it over.", field_errors={"reason": ["Required."]})
+    if reviewer is None or not reviewer.is_active or policies.is_read_only(reviewer):
+        raise ValidationFailed("Choose an active reviewer who may act.", field_errors={"reviewer": ["Not a reviewer."]})
+    if reviewer.pk == item.identity.user_id:
+        raise ValidationFailed("Nobody reviews their own access.", field_errors={"reviewer": ["They hold it."]})
+    before = {"reviewer": item.reviewer_id, "group": item.reviewer_group}
+    item.reviewer, item.reviewer_group, item.reassign_reason = reviewer, "", reason.strip()
+    item.save(update_fields=["reviewer", "reviewer_group", "reassign_reason"])
+    audit_events_record_many(
+        actor=actor,
+        events=[
+            _event(item, AuditAction.REVIEW_REASSIGNED, before=before, after={"reviewer": reviewer.pk}, reason=reason)
+        ],
+    )
+    _tell_reviewers(item.campaign, ReviewItem.objects.filter(pk=item.pk))
+    return item
+
+
+#
+# Closing
+#
+@state_change
+def campaign_close(*, campaign_id: int, actor: ActorLike) -> Campaign:
+    """Close a campaign: what nobody decided gets the campaign's rule for its risk tier, then the
+    revocations waiting for the close are carried out. Safe to ask twice: a closed campaign is left."""
+    _require_admin(actor)
+    campaign = lock(Campaign, campaign_id)
+    if campaign.status == CampaignStatus.CLOSED:
+        return campaign
+    if campaign.status != CampaignStatus.ACTIVE:
+        raise InvalidTransition(f"{campaign} is {campaign.get_status_display().lower()}.")
+    now = clock.database_now()
+    open_items = ReviewItem.objects.filter(campaign=campaign, decision="")
+    lock_many(open_items)
+    decided = defaultdict(list)
+    for pk, tier, recommendation in open_items.values_list("pk", "risk_tier", "recommendation"):
+        rule = (campaign.undecided or {}).get(tier, UndecidedRule.REVOKE)
+        decision = {UndecidedRule.KEEP: Decision.CERTIFY, UndecidedRule.REVOKE: Decision.REVOKE}.get(
+            rule, recommendation
+        )
+        decided[(decision, rule)].append(pk)
+    events = []
+    for (decision, rule), ids in decided.items():
+        note = f"Not decided by {campaign.due_at:%Y-%m-%d}: the campaign's rule ({rule})."
+        ReviewItem.objects.filter(pk__in=ids).update(
+            decision=decision, decided_by_rule=True, decided_at=now, comment=note
+        )
+        action = AuditAction.REVIEW_CERTIFIED if decision == Decision.CERTIFY else AuditAction.REVIEW_REVOKED
+        for item in (
+            ReviewItem.objects.filter(pk__in=ids).select_related("campaign").order_by("pk").iterator(chunk_size=2000)
+        ):
+            events.append(_event(item, action, decision=decision, by_rule=rule, comment=note))
+    audit_events_record_many(actor=actor, events=events)
+    waiting = ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE).filter(
+        remediation__in=[RemediationStatus.NONE, RemediationStatus.WAITING]
+    )
+    _remediate(waiting, actor)
+    campaign.status, campaign.closed_at = CampaignStatus.CLOSED, now
+    campaign.save(update_fields=["status", "closed_at", "updated_at"])
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.CAMPAIGN_CLOSED,
+        target=campaign,
+        data={"decided_by_rule": {f"{d}:{r}": len(ids) for (d, r), ids in decided.items()}},
+    )
+    return campaign
