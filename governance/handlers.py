@@ -6,6 +6,7 @@ from audit.services import Actor
 from .choices import GrantStatus
 from .connectors import Outcome, connector_for
 from .models import Grant
+from .services.certification import LAUNCH, campaign_launch
 from .services.grants import (
     PROVISION,
     REVOKE,
@@ -45,3 +46,9 @@ def revoke(payload, idempotency_key) -> None:
         return
     if connector_for(grant.entitlement.system).revoke(grant) is Outcome.CONFIRMED:
         grant_confirm_revoked(grant_id=grant.pk, actor=Actor.system())
+
+
+@outbox_handler(LAUNCH)
+def launch_campaign(payload, idempotency_key) -> None:
+    """A big campaign launched by a worker: one INSERT ... SELECT, off the admin's request."""
+    campaign_launch(campaign_id=payload["campaign_id"], actor=Actor.system())

@@ -20,6 +20,7 @@ from django.urls import NoReverseMatch, reverse
 
 from audit.choices import AuditAction
 from audit.kernel import clock
+from audit.outbox import outbox_enqueue
 from audit.services import (
     ActorLike,
     EventSpec,
@@ -255,12 +256,33 @@ def _send_to_fallback(items: QuerySet, campaign: Campaign) -> int:
     return missing.update(reviewer=None, reviewer_group=campaign.fallback_group)
 
 
+LAUNCH = "certification.launch"
+
+
+@state_change
+def campaign_launch_in_background(*, campaign_id: int, actor: ActorLike) -> Campaign:
+    """For a big scope: mark the draft launching and let a worker launch it (the outbox delivers it)."""
+    _require_admin(actor)
+    campaign = lock(Campaign, campaign_id)
+    if campaign.status != CampaignStatus.DRAFT:
+        raise InvalidTransition(f"{campaign} is {campaign.get_status_display().lower()}: only a draft is launched.")
+    campaign.status = CampaignStatus.LAUNCHING
+    campaign.save(update_fields=["status", "updated_at"])
+    audit_event_record(
+        actor=actor, action=AuditAction.CAMPAIGN_UPDATED, target=campaign, data={"after": {"status": "launching"}}
+    )
+    outbox_enqueue(kind=LAUNCH, payload={"campaign_id": campaign.pk}, idempotency_key=f"campaign:{campaign.pk}:launch")
+    return campaign
+
+
 @state_change
 def campaign_launch(*, campaign_id: int, actor: ActorLike) -> Campaign:
     """Open a draft: one review item per grant in scope, each with its reviewer and recommendation."""
     _require_admin(actor)
     campaign = lock(Campaign, campaign_id)
-    if campaign.status != CampaignStatus.DRAFT:
+    if campaign.status == CampaignStatus.ACTIVE and campaign.launched_at is not None:
+        return campaign  # a background launch delivered twice
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.LAUNCHING):
         raise InvalidTransition(f"{campaign} is {campaign.get_status_display().lower()}: only a draft is launched.")
     now = clock.database_now()
     total = _insert_items(

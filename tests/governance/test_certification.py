@@ -17,6 +17,7 @@ from governance.services.certification import (
     campaign_close,
     campaign_create,
     campaign_launch,
+    campaign_launch_in_background,
     campaign_update,
     remediation_retry,
     remediation_sync,
@@ -387,3 +388,17 @@ def test_reviewers_and_owners_see_their_campaigns_and_others_none(admin, ent_own
     assert not campaigns_visible_to(stranger).exists()
     assert not review_queue(auditor).exists()
     assert Group.objects.filter(name="admin").exists()
+
+
+def test_a_big_campaign_is_launched_by_a_worker_through_the_outbox(admin, ent_owner):
+    from audit.outbox import outbox_dispatch
+
+    GrantFactory(entitlement=EntitlementFactory(owner=ent_owner))
+    campaign = draft(admin)
+
+    campaign_launch_in_background(campaign_id=campaign.pk, actor=admin)
+    assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.LAUNCHING
+    outbox_dispatch()
+
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.ACTIVE and campaign.items_total == 1
