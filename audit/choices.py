@@ -67,6 +67,8 @@ class AuditAction(models.TextChoices):
     REVIEW_CERTIFIED = "review.certified", "Access certified"
     REVIEW_REVOKED = "review.revoked", "Access revoked by review"
     REVIEW_REASSIGNED = "review.reassigned", "Review reassigned"
+    REVIEW_REMINDED = "review.reminded", "Reviewers reminded"
+    REVIEW_ESCALATED = "review.escalated", "Reviews escalated"
     POLICY_CHANGE_PROPOSED = "entitlement.policy_change_proposed", "Policy loosening proposed"
     POLICY_CHANGE_APPROVED = "entitlement.policy_change_approved", "Policy loosening approved"
     POLICY_CHANGE_REJECTED = "entitlement.policy_change_rejected", "Policy loosening rejected"

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from . import views_sod
+from . import urls_campaigns, views_sod
 
 app_name = "governance"
 urlpatterns = [
@@ -10,6 +10,9 @@ urlpatterns = [
     path("findings/", include("governance.urls_findings")),
     path("import/", include("governance.urls_imports")),
     path("logins/", include("governance.urls_logins")),
+    path("certification/", include("governance.urls_certification_reports")),
+    path("campaigns/", include("governance.urls_campaigns")),
+    path("reviews/", include(urls_campaigns.review_urlpatterns)),
     # Separation-of-duties rules: few routes, kept here beside the parts they sit with.
     path("sod-rules/", views_sod.sod_rule_list, name="sod_rule_list"),
     path("sod-rules/new/", views_sod.sod_rule_create, name="sod_rule_create"),

@@ -13,6 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.base")
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(related_name="tasks_certification")
 
 BEAT_SCHEDULE = {
     "audit.tasks.outbox_dispatch_task": {"task": "audit.tasks.outbox_dispatch_task", "schedule": 5.0},
@@ -33,6 +34,24 @@ BEAT_SCHEDULE = {
     "governance.tasks.notifications_purge_task": {
         "task": "governance.tasks.notifications_purge_task",
         "schedule": 3600.0,
+    },
+    # Certification: close at the due date (and start the next round) each minute; chase reviewers every
+    # 15 minutes (each person hears once a day at most); the cadence review daily; revocation results.
+    "governance.tasks_certification.certification_close_due_task": {
+        "task": "governance.tasks_certification.certification_close_due_task",
+        "schedule": 60.0,
+    },
+    "governance.tasks_certification.certification_chase_task": {
+        "task": "governance.tasks_certification.certification_chase_task",
+        "schedule": 900.0,
+    },
+    "governance.tasks_certification.certification_cadence_task": {
+        "task": "governance.tasks_certification.certification_cadence_task",
+        "schedule": 86400.0,
+    },
+    "governance.tasks_certification.certification_remediation_sync_task": {
+        "task": "governance.tasks_certification.certification_remediation_sync_task",
+        "schedule": 60.0,
     },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE

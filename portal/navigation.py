@@ -25,6 +25,8 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("Identities", "governance:identity_list", frozenset(READ_INVENTORY_ROLES)),
     NavItem("Systems", "governance:system_list", frozenset(READ_INVENTORY_ROLES)),
     NavItem("Findings", "governance:finding_list", EVERYONE),
+    NavItem("My reviews", "governance:review_queue", EVERYONE),
+    NavItem("Campaigns", "governance:campaign_list", frozenset({Role.ADMIN, Role.AUDITOR, Role.OWNER})),
     NavItem("Import", "governance:import", frozenset({Role.ADMIN})),
     NavItem("Audit trail", "audit:event_list", frozenset({Role.AUDITOR, Role.ADMIN})),
     NavItem("Logins", "governance:login_list", frozenset({Role.ADMIN})),

@@ -16,6 +16,7 @@ from ..errors import InvalidTransition, ValidationFailed
 from ..locks import lock, lock_entitlement
 from ..models import Entitlement, Grant, Identity, SodRule, System
 from ..policy_loosening import loosened_fields
+from .certification_schedules import micro_review_tier_raised
 from .common import check, diff, full_clean_or_fail, is_system, snapshot
 from .external_ids import refuse_reserved_external_id
 from .policy_changes import policy_change_hold
@@ -253,6 +254,7 @@ def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[s
     if change["after"]:
         _save_named(entitlement)
         audit_event_record(actor=actor, action=AuditAction.ENTITLEMENT_UPDATED, target=entitlement, data=change)
+        micro_review_tier_raised(entitlement, change)  # a raised tier opens a review of who holds it
     return entitlement
 
 

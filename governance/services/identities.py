@@ -13,6 +13,7 @@ from ..choices import IdentityKind, IdentityStatus
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..locks import lock, lock_ids, lock_many
 from ..models import Identity
+from .certification_schedules import micro_review_identity_moved, micro_review_owner_changed
 from .common import check, diff, full_clean_or_fail, snapshot
 from .delegation import drop_delegates
 from .external_ids import refuse_reserved_external_id
@@ -142,6 +143,7 @@ def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, An
         return identity
     identity.save()
     audit_event_record(actor=actor, action=AuditAction.IDENTITY_UPDATED, target=identity, data=change)
+    micro_review_identity_moved(identity, change)  # a move opens a review of the access held
     return identity
 
 
@@ -171,6 +173,7 @@ def identity_change_owner(
     audit_event_record(
         actor=actor, action=AuditAction.IDENTITY_OWNER_CHANGED, target=identity, data={**change, "reason": reason}
     )
+    micro_review_owner_changed(identity, change)  # the new owner attests the access is still needed
     return identity
 
 

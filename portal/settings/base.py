@@ -428,3 +428,14 @@ AUDIT_CHECKPOINT_MAX_AGE = timedelta(
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 30)
 NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000)
+
+# Certification: a campaign whose preview holds more items than this is launched by a worker.
+CERTIFICATION_LAUNCH_INLINE_MAX = env_int("CERTIFICATION_LAUNCH_INLINE_MAX", 5000)
+
+# Certification on a schedule: reviewers hear of their open items at most once a day, every this many
+# hours; undecided items are escalated to the campaign's fallback group when fewer hours than this
+# remain before the due date; cadence and change-triggered reviews are due this many days after launch.
+CERTIFICATION_REMINDER_HOURS = env_int("CERTIFICATION_REMINDER_HOURS", 48)
+CERTIFICATION_ESCALATE_BEFORE_HOURS = env_int("CERTIFICATION_ESCALATE_BEFORE_HOURS", 24)
+CERTIFICATION_CADENCE_REVIEW_DAYS = env_int("CERTIFICATION_CADENCE_REVIEW_DAYS", 14)
+CERTIFICATION_EVENT_REVIEW_DAYS = env_int("CERTIFICATION_EVENT_REVIEW_DAYS", 14)

@@ -10,7 +10,8 @@ from django.db import transaction
 from audit.choices import AuditAction
 from audit.models import AuditEvent
 from governance.choices import FindingKind, FindingStatus, GrantKind, GrantStatus, IdentityKind, RiskTier
-from governance.models import Entitlement, Finding, Grant, Identity, SodRule, System
+from governance.models import Campaign, CampaignStatus, Entitlement, Finding, Grant, Identity, SodRule, System
+from governance.selectors_certification import campaign_progress, campaigns_visible_to, review_queue
 from jit.choices import RequestStatus, StageStatus
 from jit.demo import DEMO_REQUESTS
 from jit.models import AccessRequest, Heartbeat
@@ -96,6 +97,32 @@ def test_demo_requests_leave_work_in_every_approver_queue():
     assert Grant.objects.filter(status=GrantStatus.PENDING_PROVISION, identity__name="svc-riya-report-bot").exists()
     assert AuditEvent.objects.filter(action=AuditAction.REQUEST_SUBMITTED).count() == len(DEMO_REQUESTS)
     assert "Demo requests: 6 submitted" in output
+
+
+def test_a_new_user_sees_a_running_review_part_decided_and_a_closed_one():
+    # when
+    output = seed()
+
+    # then: a running campaign the owners are part-way through, with work left in their queues
+    users = {u.username: u for u in get_user_model().objects.all()}
+    running = Campaign.objects.get(status=CampaignStatus.ACTIVE)
+    progress = campaign_progress(running)
+    assert 0 < progress["decided"] < progress["total"]
+    assert progress["revoked"] >= 1 and progress["certified"] >= 1
+    for reviewer in ("owner", "admin"):
+        assert review_queue(users[reviewer]).filter(campaign=running).exists(), reviewer
+    # and a closed one: decided by people and, for what nobody decided, by the rule
+    closed = Campaign.objects.get(status=CampaignStatus.CLOSED)
+    assert not closed.items.filter(decision="").exists()
+    assert closed.items.filter(decided_by_rule=True).exists() and closed.items.filter(decided_by_rule=False).exists()
+    assert set(campaigns_visible_to(users["auditor"])) == {running, closed}
+    assert "Demo campaigns: one running" in output
+
+    # and when run again: nothing more
+    reviews = AuditEvent.objects.filter(action__regex=r"^(campaign|review)\.")
+    events = reviews.count()
+    seed()
+    assert Campaign.objects.count() == 2 and reviews.count() == events
 
 
 def pending_for(user):

@@ -30,7 +30,17 @@ from rest_framework.test import APIClient
 from audit.models import AuditEvent
 from audit.services import Actor
 from governance.choices import FindingKind, GrantKind
-from governance.models import Entitlement, Finding, Grant, Identity, PolicyChange, SodRule, System
+from governance.models import (
+    Campaign,
+    Entitlement,
+    Finding,
+    Grant,
+    Identity,
+    PolicyChange,
+    ReviewItem,
+    SodRule,
+    System,
+)
 from jit.models import AccessRequest, Approval
 from jit.services.requests import access_request_submit
 from portal.api_urls import api_not_found
@@ -370,6 +380,70 @@ RULES: dict[str, Rule] = {
     "jit:notifications_read": Rule({"GET": ONLY_POST, "POST": everyone(ALLOWED)}),
 }
 
+# Certification reports: auditors and admins read every campaign's; an owner those of the campaigns
+# they see ("own": one with an item on the role's entitlement); someone who sees a campaign without
+# being an owner gets 403, one who does not see it 404. Across campaigns: auditors and admins.
+REPORT_READERS = answers(requester=(403, 404), approver=(403, 404), owner=(200, 404), auditor=200, admin=200)
+RULES |= {
+    f"governance:{name}": Rule({"GET": REPORT_READERS}, kwargs=obj("report_campaign"))
+    for name in ("report_campaign", "report_campaign_csv", "report_campaign_pdf")
+}
+RULES |= {
+    "governance:report_not_certified": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    "governance:report_not_certified_csv": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    "governance:report_held_access": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    # Without an entitlement and a date there is nothing to answer: 400 for those who may ask.
+    "governance:report_held_access_csv": Rule({"GET": answers(auditor=400, admin=400, rest=403)}),
+}
+
+
+# Certification campaigns and reviews: admins define, launch, close and cancel; everyone reads the
+# campaigns they see (auditors and admins all; "own": one where the role reviews its entitlement's
+# grant, "other": the keeper's); reviewers decide and hand over only their own items; auditors nothing.
+def draft_campaign(world, role, whose):
+    return {"pk": world["review_draft"].pk}
+
+
+RULES |= {
+    "governance:campaign_list": Rule({"GET": everyone(200)}),
+    "governance:campaign_create": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)}, data=lambda w, role: {"name": "Matrix campaign"}
+    ),
+    "governance:campaign_detail": Rule(
+        {"GET": answers(auditor=200, admin=200, rest=(200, 404))}, kwargs=obj("review_campaign")
+    ),
+    "governance:campaign_edit": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)},
+        kwargs=draft_campaign,
+        data=lambda w, role: {"name": "Matrix draft renamed"},
+    ),
+    "governance:campaign_launch": Rule({"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=draft_campaign),
+    "governance:campaign_cancel": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)}, kwargs=draft_campaign, data=reason
+    ),
+    "governance:campaign_close": Rule({"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=obj("review_campaign")),
+    "governance:campaign_retry": Rule({"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=obj("review_campaign")),
+    "governance:review_queue": Rule({"GET": everyone(200)}),
+    "governance:review_decide": Rule(
+        {"GET": ONLY_POST, "POST": answers(auditor=403, rest=(ALLOWED, 404))},
+        kwargs=obj("review"),
+        data=lambda w, role: {"decision": "certify", "comment": "matrix"},
+    ),
+    "governance:review_decide_many": Rule(
+        {"GET": ONLY_POST, "POST": answers(auditor=403, rest=ALLOWED)},
+        data=lambda w, role: {"items": [w["review"][role].pk], "decision": "certify"},
+    ),
+    # An admin may hand over any open item; a reviewer only their own.
+    "governance:review_reassign": Rule(
+        {
+            "GET": answers(auditor=403, admin=200, rest=(200, 404)),
+            "POST": answers(auditor=403, admin=ALLOWED, rest=(ALLOWED, 404)),
+        },
+        kwargs=obj("review"),
+        data=lambda w, role: {"reviewer": "keeper", "reason": "matrix"},
+    ),
+}
+
 
 def api_rule(methods, kwargs=api_list, data=lambda w, role: {}) -> Rule:
     return Rule(methods, kwargs=kwargs, data=data, api=True)
@@ -523,6 +597,58 @@ def _submit(actor, beneficiary, entitlement) -> AccessRequest:
     )
 
 
+def _report_campaigns(world: dict) -> dict:
+    """For the certification reports: a campaign with an item on each role's entitlement ("own"),
+    and one on the keeper's only ("other")."""
+    from governance.models import Campaign, ReviewItem
+
+    def campaign(name: str, grants: list) -> Campaign:
+        made = Campaign.objects.create(name=name, due_at=timezone.now() + timedelta(days=7), status="active")
+        for grant in grants:
+            ReviewItem.objects.create(
+                campaign=made,
+                grant=grant,
+                identity=grant.identity,
+                entitlement=grant.entitlement,
+                risk_tier=grant.entitlement.risk_tier,
+                recommendation="certify",
+                reviewer_group="admin",
+            )
+        return made
+
+    roles = campaign("Matrix review", [world["grant"][role] for role in ROLE_GROUPS])
+    keeper = campaign("Keeper review", [world["grant"]["other"]])
+    return {role: roles for role in ROLE_GROUPS} | {"other": keeper}
+
+
+def _review_campaigns(world: dict) -> dict:
+    """For the campaign pages: launched by the services, so each role reviews the grant of its own
+    entitlement ("own"); the keeper alone reviews the other campaign; and a draft."""
+    from governance.models import ReviewItem
+    from governance.services.certification import campaign_create, campaign_launch
+
+    admin, due = world["login"]["admin"], timezone.now() + timedelta(days=14)
+
+    def launch(name: str, entitlements: list):
+        draft = campaign_create(
+            actor=admin, name=name, due_at=due, scope={"entitlements": [e.pk for e in entitlements]}
+        )
+        return campaign_launch(campaign_id=draft.pk, actor=admin)
+
+    keeper_only = EntitlementFactory(name="keeper-reviewed", system=world["system"]["other"], owner=world["keeper"])
+    GrantFactory(identity=world["machine"]["other"], entitlement=keeper_only)
+    roles = launch("Matrix certification", [world["entitlement"][role] for role in ROLE_GROUPS])
+    keeper = launch("Keeper certification", [keeper_only])
+    return {
+        "review_campaign": {role: roles for role in ROLE_GROUPS} | {"other": keeper},
+        "review": {
+            role: ReviewItem.objects.get(campaign=roles, entitlement=world["entitlement"][role]) for role in ROLE_GROUPS
+        }
+        | {"other": ReviewItem.objects.get(campaign=keeper)},
+        "review_draft": campaign_create(actor=admin, name="Matrix draft", due_at=due),
+    }
+
+
 def build_world() -> dict:
     keeper = PersonFactory(name="Kim Keeper", user__username="keeper", user__roles=["requester", "owner"])
     stranger = PersonFactory(name="Stan Stranger", user__username="stranger", user__roles=["requester"])
@@ -589,6 +715,8 @@ def build_world() -> dict:
             first_seen_at=timezone.now(),
             last_seen_at=timezone.now(),
         )
+    world["report_campaign"] = _report_campaigns(world)
+    world |= _review_campaigns(world)
     return world
 
 
@@ -608,7 +736,7 @@ def world(django_db_setup, django_db_blocker):
 def fingerprint() -> tuple:
     """What a refused request must leave as it was: the audit trail, and the rows it could touch."""
     rows = []
-    for model in (Identity, System, Entitlement, Grant, AccessRequest, PolicyChange, SodRule):
+    for model in (Identity, System, Entitlement, Grant, AccessRequest, PolicyChange, SodRule, Campaign, ReviewItem):
         aggregate = model.objects.aggregate(latest=Max("updated_at")) if hasattr(model, "updated_at") else {}
         rows.append((model.__name__, model.objects.count(), aggregate.get("latest")))
     User = get_user_model()

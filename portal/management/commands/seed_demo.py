@@ -6,6 +6,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.demo import demo_organisation_build
+from governance.demo_certification import demo_campaigns_build
 from governance.services.findings import findings_scan
 from jit.demo import demo_requests_build
 from jit.services.expiry import grants_expire_due
@@ -54,6 +55,13 @@ class Command(BaseCommand):
             made = demo_requests_build()
             self.stdout.write(
                 f"Demo requests: {made['requests']} submitted, {made['active_grants']} just-in-time grant active."
+            )
+        # Reviews to look at from the first sign-in (made once: a second run finds them by name).
+        campaigns = demo_campaigns_build()
+        if not campaigns["skipped"]:
+            self.stdout.write(
+                f"Demo campaigns: one running ({campaigns['running_items']} items, {campaigns['running_decided']} "
+                f"decided), one closed ({campaigns['closed_items']} items)."
             )
         # One sweep now, so the health check has a heartbeat from the start.
         expired = grants_expire_due()
