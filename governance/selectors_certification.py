@@ -20,14 +20,25 @@ def campaigns_visible_to(user) -> QuerySet:
     campaigns = Campaign.objects.all()
     if policies.can_read_all_campaigns(user):
         return campaigns
-    me = _my_identity_id(user)
+    return campaigns.filter(pk__in=ReviewItem.objects.filter(_items_of(user)).values("campaign_id"))
+
+
+def _items_of(user) -> Q:
+    """The items a person answers for: theirs to review (or their group's), and those on what they own."""
     groups = list(user.groups.values_list("name", flat=True))
-    mine = ReviewItem.objects.filter(Q(reviewer=user) | Q(reviewer_group__in=groups, reviewer__isnull=True))
+    mine = Q(reviewer=user) | Q(reviewer__isnull=True, reviewer_group__in=groups)
+    me = _my_identity_id(user)
     if me is not None:
-        mine = mine | ReviewItem.objects.filter(
-            Q(identity__owner_id=me) | Q(entitlement__owner_id=me) | Q(entitlement__system__owner_id=me)
-        )
-    return campaigns.filter(pk__in=mine.values("campaign_id"))
+        mine |= Q(identity__owner_id=me) | Q(entitlement__owner_id=me) | Q(entitlement__system__owner_id=me)
+    return mine
+
+
+def campaign_items_visible_to(user, campaign: Campaign) -> QuerySet:
+    """A campaign's items this person may read: all for admins and auditors, else those they answer for."""
+    items = ReviewItem.objects.filter(campaign=campaign)
+    if policies.can_read_all_campaigns(user):
+        return items
+    return items.filter(_items_of(user))
 
 
 def review_queue(user) -> QuerySet:

@@ -37,7 +37,13 @@ from .forms_campaigns import (
 )
 from .models import Campaign, CampaignStatus, Entitlement, Identity, ReviewItem, System
 from .models.certification import CampaignKind, Decision, RemediationStatus, UndecidedRule
-from .selectors_certification import campaign_preview, campaign_progress, campaigns_visible_to, review_queue
+from .selectors_certification import (
+    campaign_items_visible_to,
+    campaign_preview,
+    campaign_progress,
+    campaigns_visible_to,
+    review_queue,
+)
 from .services import certification as service
 from .views import _attempt, _get, _listing
 
@@ -274,20 +280,6 @@ def campaign_retry(request, pk: int):
     return HttpResponseRedirect(_detail_url(campaign) + "#remediation")
 
 
-def _items_visible_to(user, campaign: Campaign):
-    """A campaign's items this person may read: all for admins and auditors; otherwise those they
-    review (or their group does) and those on what they own."""
-    items = ReviewItem.objects.filter(campaign=campaign)
-    if policies.can_read_all_campaigns(user):
-        return items
-    groups = list(user.groups.values_list("name", flat=True))
-    mine = Q(reviewer=user) | Q(reviewer__isnull=True, reviewer_group__in=groups)
-    me = policies.identity_of(user)
-    if me is not None:
-        mine |= Q(identity__owner_id=me.pk) | Q(entitlement__owner_id=me.pk) | Q(entitlement__system__owner_id=me.pk)
-    return items.filter(mine)
-
-
 def _filtered_items(request, items):
     form = ItemFilterForm(request.GET or None)
     if form.is_valid():
@@ -313,7 +305,7 @@ def campaign_detail(request, pk: int):
     user = request.user
     campaign = _get(campaigns_visible_to(user).select_related("created_by__identity", "previous"), pk)
     can_manage = policies.can_manage_campaigns(user)
-    filter_form, items = _filtered_items(request, _items_visible_to(user, campaign))
+    filter_form, items = _filtered_items(request, campaign_items_visible_to(user, campaign))
     items = items.select_related("identity", "entitlement__system", "reviewer__identity", "decided_by__identity")
     query = request.GET.copy()
     query.pop("page", None)

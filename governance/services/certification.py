@@ -38,6 +38,7 @@ from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..locks import lock, lock_many
 from ..models import Campaign, CampaignStatus, Grant, ReviewItem
 from ..models.certification import Decision, RemediationStatus, RemediationTiming, ReviewerSource, UndecidedRule
+from ..querysets import in_force_q
 from .common import diff, full_clean_or_fail, snapshot
 from .notifications import notify
 
@@ -276,8 +277,9 @@ def campaign_launch_in_background(*, campaign_id: int, actor: ActorLike) -> Camp
 
 
 @state_change
-def campaign_launch(*, campaign_id: int, actor: ActorLike) -> Campaign:
-    """Open a draft: one review item per grant in scope, each with its reviewer and recommendation."""
+def campaign_launch(*, campaign_id: int, actor: ActorLike, grants: QuerySet | None = None) -> Campaign:
+    """Open a draft: one review item per grant in scope (or of `grants`, those in force, for reviews
+    that pick their grants: cadence and events), each with its reviewer and recommendation."""
     _require_admin(actor)
     campaign = lock(Campaign, campaign_id)
     if campaign.status == CampaignStatus.ACTIVE and campaign.launched_at is not None:
@@ -287,7 +289,7 @@ def campaign_launch(*, campaign_id: int, actor: ActorLike) -> Campaign:
     now = clock.database_now()
     total = _insert_items(
         campaign,
-        grants_in_scope(campaign, now),
+        grants_in_scope(campaign, now) if grants is None else grants.filter(in_force_q(now)),
         stage=1,
         source=campaign.reviewer,
         group=campaign.reviewer_group,
@@ -301,7 +303,7 @@ def campaign_launch(*, campaign_id: int, actor: ActorLike) -> Campaign:
         actor=actor,
         action=AuditAction.CAMPAIGN_LAUNCHED,
         target=campaign,
-        data={"items": total, "to_fallback": to_fallback, "due_at": campaign.due_at},
+        data={"items": total, "to_fallback": to_fallback, "due_at": campaign.due_at, "kind": campaign.kind},
     )
     _tell_reviewers(campaign, ReviewItem.objects.filter(campaign=campaign))
     return campaign
@@ -430,9 +432,12 @@ def _open_second_stage(items: list[ReviewItem], now: datetime) -> None:
                 "grant_id", "decided_by_id"
             )
         )
-        for item in second:
-            if item.reviewer_id is not None and item.reviewer_id == first.get(item.grant_id):
-                ReviewItem.objects.filter(pk=item.pk).update(reviewer=None, reviewer_group=campaign.fallback_group)
+        twice = [
+            pk
+            for pk, grant_id, reviewer in second.values_list("pk", "grant_id", "reviewer_id")
+            if reviewer and reviewer == first.get(grant_id)
+        ]
+        ReviewItem.objects.filter(pk__in=twice).update(reviewer=None, reviewer_group=campaign.fallback_group)
         _send_to_fallback(second, campaign)
         Campaign.objects.filter(pk=campaign.pk).update(items_total=F("items_total") + len(grant_ids))
         _tell_reviewers(campaign, second)

@@ -46,7 +46,6 @@ from audit.kernel import clock
 from audit.services import Actor, ActorLike, audit_event_record, state_change
 
 from ..choices import IdentityKind, IdentityStatus, RiskTier
-from ..errors import InvalidTransition
 from ..locks import lock
 from ..models import Campaign, CampaignStatus, Entitlement, Grant, Identity, ReviewItem
 from ..models.certification import CampaignKind, Decision, ReviewerSource
@@ -54,11 +53,7 @@ from ..querysets import in_force_q
 from ..roles import Role
 from .certification import (
     CAMPAIGN_FIELDS,
-    _insert_items,
     _queue_link,
-    _require_admin,
-    _send_to_fallback,
-    _tell_reviewers,
     campaign_close,
     campaign_create,
     campaign_launch,
@@ -101,30 +96,9 @@ def _active_members(*groups: str) -> QuerySet:
 #
 # Launching a campaign for chosen grants (the services launch a scope; these reviews pick grants)
 #
-@state_change
 def campaign_launch_for_grants(*, campaign_id: int, grants: QuerySet, actor: ActorLike) -> Campaign:
-    """Launch a draft with one item per grant of `grants` in force and not under open review, rather
-    than per grant of its scope: the launch's own statement, reviewers, fallback and notices."""
-    _require_admin(actor)
-    campaign = lock(Campaign, campaign_id)
-    if campaign.status != CampaignStatus.DRAFT:
-        raise InvalidTransition(f"{campaign} is {campaign.get_status_display().lower()}: only a draft is launched.")
-    now = clock.database_now()
-    chosen = grants.filter(in_force_q(now)).exclude(_open_review())
-    total = _insert_items(campaign, chosen, stage=1, source=campaign.reviewer, group=campaign.reviewer_group, now=now)
-    items = ReviewItem.objects.filter(campaign=campaign)
-    to_fallback = _send_to_fallback(items, campaign)
-    campaign.status, campaign.launched_at, campaign.items_total = CampaignStatus.ACTIVE, now, total
-    campaign.starts_at = campaign.starts_at or now
-    campaign.save(update_fields=["status", "launched_at", "items_total", "starts_at", "updated_at"])
-    audit_event_record(
-        actor=actor,
-        action=AuditAction.CAMPAIGN_LAUNCHED,
-        target=campaign,
-        data={"items": total, "to_fallback": to_fallback, "due_at": campaign.due_at, "kind": campaign.kind},
-    )
-    _tell_reviewers(campaign, items)
-    return campaign
+    """Launch a draft for `grants` in force and not under open review, rather than for its scope."""
+    return campaign_launch(campaign_id=campaign_id, actor=actor, grants=grants.exclude(_open_review()))
 
 
 def _open_campaign(

@@ -69,7 +69,7 @@ def policy_change_hold(
         after={name: _stored(name, after[name]) for name in loosens},
         loosens=[f"{name}: {words}" for name, words in loosens.items()],
         requested_by=user,
-        requested_at=clock.now(),
+        requested_at=clock.database_now(),
     )
     audit_event_record(
         actor=actor,
@@ -109,7 +109,7 @@ def _require_second_admin(actor: ActorLike, change: PolicyChange, verb: str) -> 
 
 
 def _close(change: PolicyChange, actor: ActorLike, status: str, action: str, comment: str) -> PolicyChange:
-    change.status, change.decided_by, change.decided_at = status, acting_user(actor), clock.now()
+    change.status, change.decided_by, change.decided_at = status, acting_user(actor), clock.database_now()
     change.comment = comment
     change.save(update_fields=["status", "decided_by", "decided_at", "comment"])
     audit_event_record(
