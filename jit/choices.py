@@ -19,3 +19,16 @@ class StageStatus(models.TextChoices):
 class Decision(models.TextChoices):
     APPROVE = "approve", "Approve"
     DENY = "deny", "Deny"
+
+
+class ReviewOutcome(models.TextChoices):
+    JUSTIFIED = "justified", "Justified"
+    NOT_JUSTIFIED = "not_justified", "Not justified"
+    FOLLOW_UP = "follow_up", "Needs follow-up"
+
+
+class DrillStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    DONE = "done", "Carried out"
+    MISSED = "missed", "Missed"
+    CANCELLED = "cancelled", "Cancelled"

@@ -1,13 +1,16 @@
-"""Access requests, their approval stages and the decisions made on them."""
+"""Access requests, their approval stages and the decisions made on them; break-glass."""
+
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
+from simple_history.models import HistoricalRecords
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH, free_text_field_constraints
 
-from .choices import Decision, RequestStatus, StageStatus
+from .choices import Decision, DrillStatus, RequestStatus, ReviewOutcome, StageStatus
 
 
 class AccessRequest(models.Model):
@@ -200,3 +203,187 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BreakGlassEligibility(models.Model):
+    """Who may break glass into which entitlement, for how long at most, and who reviews each use.
+
+    Modelled in advance so that an emergency never becomes an ad-hoc exception. Either one identity (a
+    person, or a machine for automated incident response) or the members of a group are eligible.
+    Eligibility is access too: it ends at `expires_at` unless an admin reviews and renews it.
+    """
+
+    entitlement = models.ForeignKey(
+        "governance.Entitlement",
+        verbose_name="entitlement",
+        on_delete=models.PROTECT,
+        related_name="break_glass_eligibilities",
+    )
+    identity = models.ForeignKey(
+        "governance.Identity",
+        verbose_name="identity",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="break_glass_eligibilities",
+    )
+    group = models.CharField("group", max_length=150, blank=True, help_text="Every active member may break glass.")
+    max_duration = models.DurationField("emergency duration (hard cap)")
+    reviewer_group = models.CharField(
+        "reviewers", max_length=150, blank=True, help_text="Empty: the entitlement's owner reviews each activation."
+    )
+    reason = models.TextField("why", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
+    expires_at = models.DateTimeField("eligible until")
+    is_active = models.BooleanField("active", default=True)
+    reviewed_at = models.DateTimeField("last reviewed", null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="reviewed by",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    expiry_warned_at = models.DateTimeField("expiry warning sent", null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="created by",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "break-glass eligibility"
+        verbose_name_plural = "break-glass eligibilities"
+        ordering = ["entitlement_id", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(identity__isnull=False) & Q(group="")) | (Q(identity__isnull=True) & ~Q(group="")),
+                name="%(app_label)s_%(class)s_one_holder",
+            ),
+            models.CheckConstraint(condition=Q(max_duration__gt=timedelta(0)), name="%(app_label)s_%(class)s_positive"),
+            *free_text_field_constraints("reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Break-glass eligibility #{self.pk}"
+
+
+class BreakGlassActivation(models.Model):
+    """One use of break-glass: the grant it issued at once, why, until when, and the review after it.
+
+    `ends_at` is the hard cap fixed at activation (the grant's own expiry); it never moves: more time
+    is a new activation with a new review. The review is due by `review_due_at`, and the holder never
+    reviews their own activation.
+    """
+
+    eligibility = models.ForeignKey(
+        BreakGlassEligibility, verbose_name="eligibility", on_delete=models.PROTECT, related_name="activations"
+    )
+    grant = models.OneToOneField(
+        "governance.Grant", verbose_name="grant", on_delete=models.PROTECT, related_name="break_glass_activation"
+    )
+    identity = models.ForeignKey(
+        "governance.Identity", verbose_name="holder", on_delete=models.PROTECT, related_name="break_glass_activations"
+    )
+    entitlement = models.ForeignKey(
+        "governance.Entitlement", verbose_name="entitlement", on_delete=models.PROTECT, related_name="+"
+    )
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="activated by",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="break_glass_activations",
+    )
+    incident_reference = models.CharField("incident reference", max_length=200)
+    reason = models.TextField("reason", max_length=FREE_TEXT_MAX_LENGTH)
+    step_up = models.CharField("re-authenticated with", max_length=32)
+    is_drill = models.BooleanField("drill", default=False)
+    activated_at = models.DateTimeField("activated")
+    ends_at = models.DateTimeField("ends (hard cap)")
+    review_due_at = models.DateTimeField("review due")
+    reviewer_group = models.CharField("reviewer group", max_length=150, blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="reviewer",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The entitlement's owner at activation, when no group reviews.",
+    )
+    outcome = models.CharField("review outcome", max_length=16, choices=ReviewOutcome.choices, blank=True)
+    outcome_notes = models.TextField("review notes", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="reviewed by",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField("reviewed", null=True, blank=True)
+    reminded_at = models.DateTimeField("reviewers last reminded", null=True, blank=True)
+    escalation_level = models.PositiveSmallIntegerField("escalated", default=0)
+
+    class Meta:
+        verbose_name = "break-glass activation"
+        ordering = ["-activated_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=F("activated_at")), name="%(app_label)s_%(class)s_ends"),
+            models.CheckConstraint(
+                condition=Q(outcome="") | Q(reviewed_at__isnull=False), name="%(app_label)s_%(class)s_reviewed_has_time"
+            ),
+            *free_text_field_constraints("reason", "outcome_notes"),
+        ]
+        indexes = [
+            models.Index(fields=["outcome", "review_due_at"], name="jit_bg_open_review_idx"),
+            models.Index(fields=["activated_at"], name="jit_bg_activated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Break-glass #{self.pk}"
+
+
+class BreakGlassDrill(models.Model):
+    """A scheduled test of a break-glass path: its activation is marked a drill and reported as one."""
+
+    eligibility = models.ForeignKey(
+        BreakGlassEligibility, verbose_name="eligibility", on_delete=models.PROTECT, related_name="drills"
+    )
+    scheduled_for = models.DateTimeField("scheduled for")
+    notes = models.TextField("notes", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
+    status = models.CharField("status", max_length=16, choices=DrillStatus.choices, default=DrillStatus.SCHEDULED)
+    activation = models.OneToOneField(
+        BreakGlassActivation,
+        verbose_name="activation",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="drill",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="scheduled by",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField("created", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "break-glass drill"
+        ordering = ["-scheduled_for", "-id"]
+        constraints = [*free_text_field_constraints("notes")]
+
+    def __str__(self) -> str:
+        return f"Drill #{self.pk}"

@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "audit",
     "governance",
     "jit",
@@ -439,3 +441,13 @@ CERTIFICATION_REMINDER_HOURS = env_int("CERTIFICATION_REMINDER_HOURS", 48)
 CERTIFICATION_ESCALATE_BEFORE_HOURS = env_int("CERTIFICATION_ESCALATE_BEFORE_HOURS", 24)
 CERTIFICATION_CADENCE_REVIEW_DAYS = env_int("CERTIFICATION_CADENCE_REVIEW_DAYS", 14)
 CERTIFICATION_EVENT_REVIEW_DAYS = env_int("CERTIFICATION_EVENT_REVIEW_DAYS", 14)
+
+# Break-glass: the emergency duration an eligibility gives (default) and the global hard cap no
+# eligibility, page or API input can exceed; every activation is reviewed within the review window.
+BREAK_GLASS_DEFAULT_DURATION = timedelta(minutes=env_int("BREAK_GLASS_DEFAULT_MINUTES", 60))
+BREAK_GLASS_MAX_DURATION = timedelta(minutes=env_int("BREAK_GLASS_MAX_MINUTES", 240))
+BREAK_GLASS_REVIEW_WITHIN = timedelta(hours=env_int("BREAK_GLASS_REVIEW_WITHIN_HOURS", 24))
+BREAK_GLASS_REMIND_EVERY = timedelta(hours=env_int("BREAK_GLASS_REMIND_EVERY_HOURS", 4))
+BREAK_GLASS_SECURITY_GROUP = env_str("BREAK_GLASS_SECURITY_GROUP", "security")
+BREAK_GLASS_ELIGIBILITY_WARNING = timedelta(days=env_int("BREAK_GLASS_ELIGIBILITY_WARNING_DAYS", 14))
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Access portal")
