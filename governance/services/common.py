@@ -4,21 +4,28 @@ from typing import Any
 
 from django.db import models
 
-from audit.services import ActorLike, acting_user
+from audit.services import Actor, ActorLike, acting_user
 
 from .. import policies
 from ..errors import ValidationFailed
 
 
 def is_system(actor: ActorLike) -> bool:
-    """Tasks, imports and the API's machine identities act as the system; they are checked elsewhere."""
-    return acting_user(actor) is None
+    """Only an explicit system actor (`None` or `Actor.system()`: tasks, migrations, the sweep) is the
+    system. A machine identity acting without a login is not: it fails closed in `check`."""
+    if actor is None:
+        return True
+    return isinstance(actor, Actor) and actor.user is None and actor.identity is None
 
 
 def check(actor: ActorLike, predicate, obj, message: str) -> None:
+    """Refuse unless the system acts or the acting login passes `predicate`; an actor with neither
+    (a machine identity on its own, an anonymous user) is refused."""
     if is_system(actor):
         return
-    policies.require(predicate(acting_user(actor), obj), message)
+    user = acting_user(actor)
+    allowed = user is not None and getattr(user, "is_authenticated", False) and predicate(user, obj)
+    policies.require(allowed, message)
 
 
 def _plain(value: Any) -> Any:
