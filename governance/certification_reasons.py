@@ -71,11 +71,41 @@ def reason_codes(flags: int) -> list[str]:
     return [r.code for r in REASONS if flags & r.bit]
 
 
+def _identity_conditions(now: datetime, path: str) -> tuple[dict[str, Q], dict]:
+    """The reasons that are about the identity at `path` ("identity__" from a grant, "" on Identity
+    rows): inactive, orphaned, stale, its secret exposed, its rotation overdue."""
+    stale_since = now - timedelta(days=settings.HYGIENE_STALE_AFTER_DAYS)
+    machine = ~Q(**{f"{path}kind": IdentityKind.HUMAN})
+    period = ExpressionWrapper(
+        Cast(f"{path}rotation_period_days", IntegerField()) * Value(timedelta(days=1), output_field=DurationField()),
+        output_field=DurationField(),
+    )
+    rotation_due = ExpressionWrapper(F(f"{path}last_rotated_at") + period, output_field=DateTimeField())
+    return {
+        "holder_inactive": ~Q(**{f"{path}status": IdentityStatus.ACTIVE}),
+        "orphaned": machine
+        & (Q(**{f"{path}owner__isnull": True}) | ~Q(**{f"{path}owner__status": IdentityStatus.ACTIVE})),
+        "stale_identity": machine & Q(**{f"{path}last_used_at__lt": stale_since}),
+        "secret_exposed": machine
+        & Q(
+            **{
+                f"{path}secret_location__in": [
+                    SecretLocation.EMBEDDED_IN_CODE,
+                    SecretLocation.CI_CD,
+                    SecretLocation.UNKNOWN,
+                ]
+            }
+        ),
+        "rotation_overdue": machine
+        & Q(**{f"{path}rotation_period_days__isnull": False})
+        & (Q(**{f"{path}last_rotated_at__isnull": True}) | Q(rotation_due_at__lt=now)),
+    }, {"rotation_due_at": rotation_due}
+
+
 def _conditions(now: datetime) -> dict[str, Q]:
     """Each reason as a condition on a Grant row (the grant `g`, its identity and entitlement)."""
     unused_since = now - timedelta(days=settings.HYGIENE_UNUSED_GRANT_DAYS)
-    stale_since = now - timedelta(days=settings.HYGIENE_STALE_AFTER_DAYS)
-    machine = ~Q(identity__kind=IdentityKind.HUMAN)
+    about_identity, identity_helpers = _identity_conditions(now, "identity__")
     held_elsewhere = Grant.objects.filter(
         identity_id=OuterRef(OuterRef("identity_id")),
         entitlement__sod_rules=OuterRef("pk"),
@@ -93,39 +123,54 @@ def _conditions(now: datetime) -> dict[str, Q]:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    period = ExpressionWrapper(
-        Cast("identity__rotation_period_days", IntegerField()) * Value(timedelta(days=1), output_field=DurationField()),
-        output_field=DurationField(),
-    )
-    rotation_due = ExpressionWrapper(F("identity__last_rotated_at") + period, output_field=DateTimeField())
     certified = ReviewItem.objects.filter(grant_id=OuterRef("pk"), decision="certify")
     return {
         "unused": Q(granted_at__lt=unused_since) & (Q(last_used_at__isnull=True) | Q(last_used_at__lt=unused_since)),
-        "holder_inactive": ~Q(identity__status=IdentityStatus.ACTIVE),
-        "orphaned": machine & (Q(identity__owner__isnull=True) | ~Q(identity__owner__status=IdentityStatus.ACTIVE)),
-        "sod_conflict": Q(Exists(sod)),
-        "stale_identity": machine & Q(identity__last_used_at__lt=stale_since),
-        "renewed_often": Q(renewal_count__gte=settings.JIT_RENEWAL_STEP_UP_AFTER),
-        "secret_exposed": machine
-        & Q(
-            identity__secret_location__in=[
-                SecretLocation.EMBEDDED_IN_CODE,
-                SecretLocation.CI_CD,
-                SecretLocation.UNKNOWN,
-            ]
-        ),
-        "rotation_overdue": machine
-        & Q(identity__rotation_period_days__isnull=False)
-        & (Q(identity__last_rotated_at__isnull=True) | Q(rotation_due_at__lt=now)),
+        "holder_inactive": about_identity["holder_inactive"],
+        "orphaned": about_identity["orphaned"],
+        # Each correlated subquery runs once per row: a cheap uncorrelated test first (a hashed set,
+        # evaluated once; AND stops at the first false) spares it for the rows it cannot match, which
+        # on a 100,000-item launch is nearly all of them (bench/README.md).
+        "sod_conflict": Q(
+            entitlement_id__in=SodRule.entitlements.through.objects.filter(
+                sodrule__is_active=True, sodrule__action=SodAction.BLOCK
+            ).values("entitlement_id")
+        )
+        & Q(Exists(sod)),
+        "stale_identity": about_identity["stale_identity"],
+        "renewed_often": Q(
+            identity_id__in=Grant.objects.filter(renewal_of__isnull=False).order_by().values("identity_id")
+        )
+        & Q(renewal_count__gte=settings.JIT_RENEWAL_STEP_UP_AFTER),
+        "secret_exposed": about_identity["secret_exposed"],
+        "rotation_overdue": about_identity["rotation_overdue"],
         "high_risk": Q(entitlement__risk_tier__in=[RiskTier.HIGH, RiskTier.CRITICAL]),
         "never_reviewed": ~Q(Exists(certified)),
-    }, {"renewal_count": Coalesce(Subquery(renewals), 0), "rotation_due_at": rotation_due}
+    }, {"renewal_count": Coalesce(Subquery(renewals), 0), **identity_helpers}
+
+
+def _identity_item_conditions(now: datetime) -> tuple[dict[str, Q], dict]:
+    """The reasons that apply to a non-human identity itself, as conditions on an Identity row:
+    "never reviewed" means its owner never attested it (no identity item of it certified)."""
+    conditions, helpers = _identity_conditions(now, "")
+    attested = ReviewItem.objects.filter(identity_id=OuterRef("pk"), grant__isnull=True, decision="certify")
+    return {**conditions, "never_reviewed": ~Q(Exists(attested))}, helpers
 
 
 def annotate_reasons(grants, now: datetime):
     """`grants` with `reason_flags` (the bits that hold) and `recommendation` (certify or revoke)."""
-    conditions, helpers = _conditions(now)
-    grants = grants.alias(**helpers)
+    return _annotate(grants, *_conditions(now))
+
+
+def annotate_identity_reasons(identities, now: datetime):
+    """Identity rows with `reason_flags` and `recommendation`, for identity items: the same bits as
+    a grant's for the reasons about the identity (inactive, orphaned, stale, secret, rotation,
+    never attested)."""
+    return _annotate(identities, *_identity_item_conditions(now))
+
+
+def _annotate(rows, conditions: dict[str, Q], helpers: dict):
+    rows = rows.alias(**helpers)
     by_code = {r.code: r for r in REASONS}
     flags = sum(
         (
@@ -138,7 +183,7 @@ def annotate_reasons(grants, now: datetime):
     for code, condition in conditions.items():
         if by_code[code].revoke:
             revoke_when |= condition
-    return grants.annotate(
+    return rows.annotate(
         reason_flags=ExpressionWrapper(flags, output_field=IntegerField()),
         recommendation=Case(When(revoke_when, then=Value("revoke")), default=Value("certify")),
     )

@@ -22,7 +22,7 @@ from audit.models import GENESIS_HASH, AuditEvent
 
 from . import policies
 from .certification_reasons import reasons_of
-from .choices import GrantKind, GrantStatus, IdentityKind, RiskTier
+from .choices import GrantKind, GrantStatus, IdentityKind, IdentityStatus, RiskTier
 from .models import Campaign, Entitlement, Grant, Identity, ReviewItem, System
 from .models.certification import Decision, RemediationStatus
 from .roles import Role, has_role
@@ -91,6 +91,10 @@ class Summary:
     # Revoke decisions whose grant has ended (revoked or expired), and those whose access still exists.
     revoked_grants_ended: int = 0
     revoked_grants_live: int = 0
+    # Identity items ("still needed?") revoked: the identity suspended or gone, or still active.
+    identity_items: int = 0
+    revoked_identities_suspended: int = 0
+    revoked_identities_active: int = 0
     median_to_decide: timedelta | None = None
     p90_to_decide: timedelta | None = None
 
@@ -144,6 +148,13 @@ def campaign_summary(campaign: Campaign) -> Summary:
         revoked=Count("pk", filter=Q(decision=Decision.REVOKE)),
         revoked_grants_ended=Count("pk", filter=Q(decision=Decision.REVOKE, grant__status__in=ended)),
         revoked_grants_live=Count("pk", filter=Q(decision=Decision.REVOKE, grant__status__in=GrantStatus.live())),
+        identity_items=Count("pk", filter=Q(grant__isnull=True)),
+        revoked_identities_suspended=Count(
+            "pk", filter=Q(decision=Decision.REVOKE, grant__isnull=True) & ~Q(identity__status=IdentityStatus.ACTIVE)
+        ),
+        revoked_identities_active=Count(
+            "pk", filter=Q(decision=Decision.REVOKE, grant__isnull=True, identity__status=IdentityStatus.ACTIVE)
+        ),
         **{
             f"remediation_{status}": Count("pk", filter=Q(remediation=status))
             for status in RemediationStatus.values
@@ -258,7 +269,9 @@ ITEM_COLUMNS = (
     "remediation_error",
     "grant__status",
     "grant__revoked_at",
+    "identity__status",
 )
+IDENTITY_ITEM_WORDS = "Identity: still needed?"
 
 
 def campaign_items(campaign: Campaign) -> QuerySet:
@@ -275,7 +288,10 @@ def item_rows_for_page(campaign: Campaign, limit: int) -> list[dict[str, Any]]:
     """The first `limit` items for the HTML page or the PDF, each with its reasons in words."""
     rows = list(campaign_items(campaign)[:limit])
     remediation, grant_status = dict(RemediationStatus.choices), dict(GrantStatus.choices)
+    identity_status = dict(IdentityStatus.choices)
     for row in rows:
+        row["is_identity_item"] = row["grant_id"] is None
+        row["identity_status_label"] = identity_status.get(row["identity__status"], row["identity__status"])
         row["reasons"] = reasons_of(row["reason_flags"])
         row["remediation_label"] = remediation.get(row["remediation"], row["remediation"])
         row["grant_status_label"] = grant_status.get(row["grant__status"], row["grant__status"])
@@ -284,6 +300,7 @@ def item_rows_for_page(campaign: Campaign, limit: int) -> list[dict[str, Any]]:
 
 CSV_HEADER = [
     "item",
+    "item_kind",
     "grant",
     "identity",
     "identity_kind",
@@ -307,6 +324,7 @@ CSV_HEADER = [
     "remediation_error",
     "grant_status",
     "grant_ended_at",
+    "identity_status_now",
 ]
 
 
@@ -317,13 +335,15 @@ def _iso(moment: datetime | None) -> str:
 def item_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
     """Every item as a CSV row, read in chunks of CHUNK (a server-side cursor on PostgreSQL)."""
     for row in campaign_items(campaign).iterator(chunk_size=CHUNK):
+        identity_item = row["grant_id"] is None
         yield [
             row["id"],
-            row["grant_id"],
+            "identity" if identity_item else "grant",
+            row["grant_id"] or "",
             row["identity__name"],
             row["identity__kind"],
-            row["entitlement__system__name"],
-            row["entitlement__name"],
+            row["entitlement__system__name"] or "",
+            IDENTITY_ITEM_WORDS if identity_item else row["entitlement__name"],
             row["risk_tier"],
             row["stage"],
             row["grant__kind"],
@@ -340,8 +360,95 @@ def item_csv_rows(campaign: Campaign) -> Iterator[list[Any]]:
             row["audit_seq"] or "",
             row["remediation"],
             row["remediation_error"],
-            row["grant__status"],
+            row["grant__status"] or "",
             _iso(row["grant__revoked_at"]),
+            row["identity__status"],
+        ]
+
+
+#
+# Break-glass access in the campaign's scope while it ran
+#
+def break_glass_during(campaign: Campaign, *, now: datetime) -> QuerySet:
+    """Break-glass grants in the campaign's scope granted between its launch and its close (or now):
+    emergency access an auditor weighs beside the review. The scope's grant kinds are not applied
+    (they say which grants are reviewed; break-glass is shown whatever they say)."""
+    from .services.certification import grants_matching_scope
+
+    if campaign.launched_at is None:
+        return Grant.objects.none()
+    until = campaign.closed_at or now
+    grants = Grant.objects.filter(
+        kind=GrantKind.BREAK_GLASS, granted_at__gte=campaign.launched_at, granted_at__lte=until
+    )
+    grants = grants_matching_scope(grants, campaign.scope or {}, ignore=("grant_kinds",))
+    return grants.order_by("granted_at", "pk")
+
+
+BREAK_GLASS_COLUMNS = (
+    "pk",
+    "identity__name",
+    "identity__kind",
+    "entitlement__system__name",
+    "entitlement__name",
+    "entitlement__risk_tier",
+    "granted_at",
+    "expires_at",
+    "revoked_at",
+    "status",
+    "end_reason",
+    "reason",
+)
+BREAK_GLASS_HEADER = [
+    "grant",
+    "identity",
+    "identity_kind",
+    "system",
+    "entitlement",
+    "risk_tier",
+    "granted_at",
+    "expires_at",
+    "ended_at",
+    "grant_status",
+    "end_reason",
+    "reason",
+]
+BREAK_GLASS_MARK = "# break-glass access in scope during the campaign"
+
+
+def break_glass_rows(campaign: Campaign, *, now: datetime, limit: int | None = None) -> list[dict[str, Any]]:
+    """For the page and the PDF: each break-glass grant with when it ended (or None: still held)."""
+    rows = break_glass_during(campaign, now=now).values(*BREAK_GLASS_COLUMNS)
+    rows = list(rows[:limit] if limit is not None else rows)
+    statuses = dict(GrantStatus.choices)
+    for row in rows:
+        row["ended_at"] = _ended(row, now)
+        row["status_label"] = statuses.get(row["status"], row["status"])
+    return rows
+
+
+def _ended(row: dict[str, Any], now: datetime) -> datetime | None:
+    """When the access ended: its removal, or its expiry once passed; None while held."""
+    if row["revoked_at"] is not None:
+        return row["revoked_at"]
+    expires = row["expires_at"]
+    return expires if expires is not None and expires <= now else None
+
+
+def break_glass_csv_rows(campaign: Campaign, *, now: datetime) -> Iterator[list[Any]]:
+    """The CSV's own section after the items: a marker row, its header, then one row per grant."""
+    yield []
+    yield [BREAK_GLASS_MARK]
+    yield BREAK_GLASS_HEADER
+    for row in break_glass_during(campaign, now=now).values(*BREAK_GLASS_COLUMNS).iterator(chunk_size=CHUNK):
+        yield [
+            *_grant_cells(row),
+            _iso(row["granted_at"]),
+            _iso(row["expires_at"]),
+            _iso(_ended(row, now)),
+            row["status"],
+            row["end_reason"],
+            row["reason"],
         ]
 
 
@@ -415,15 +522,22 @@ NOT_CERTIFIED_HEADER = [
 ]
 
 
+def _grant_cells(row: dict) -> list[Any]:
+    """The grant, its holder and its entitlement: the first columns of every grant row in the CSVs."""
+    return [
+        row["pk"],
+        row["identity__name"],
+        row["identity__kind"],
+        row["entitlement__system__name"],
+        row["entitlement__name"],
+        row["entitlement__risk_tier"],
+    ]
+
+
 def not_certified_csv_rows(grants: QuerySet) -> Iterator[list[Any]]:
     for row in not_certified_rows(grants).iterator(chunk_size=CHUNK):
         yield [
-            row["pk"],
-            row["identity__name"],
-            row["identity__kind"],
-            row["entitlement__system__name"],
-            row["entitlement__name"],
-            row["entitlement__risk_tier"],
+            *_grant_cells(row),
             row["entitlement__review_cadence_days"],
             row["kind"],
             row["status"],

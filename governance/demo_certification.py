@@ -70,8 +70,10 @@ def demo_campaigns_build() -> dict[str, int | bool]:
     running = campaign_create(
         actor=admin,
         name=RUNNING,
-        description="Every standing and just-in-time grant on the production systems, reviewed by its owner.",
+        description="Every standing and just-in-time grant on the production systems, reviewed by its owner; "
+        "and every service account, API key, workload and agent, which its owner confirms is still needed.",
         scope={"systems": running_systems},
+        review_identities=True,
         remediation="close",
         starts_at=now - timedelta(days=4),
         due_at=now + timedelta(days=10),

@@ -72,6 +72,16 @@ class CampaignForm(forms.Form):
     description = forms.CharField(
         label="Description", required=False, max_length=FREE_TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3})
     )
+    # What is reviewed
+    review_grants = forms.BooleanField(
+        label="Review the access granted", required=False, help_text="One item per grant in scope."
+    )
+    review_identities = forms.BooleanField(
+        label="Review the non-human identities themselves",
+        required=False,
+        help_text="One item per service account, API key, workload or agent in scope: its owner attests it is still "
+        "needed (revoking suspends it). Only identity kinds, owners and teams narrow these.",
+    )
     # Scope: every part left empty selects everything.
     systems = forms.ModelMultipleChoiceField(
         label="Systems",
@@ -151,6 +161,7 @@ class CampaignForm(forms.Form):
         defaults = default_undecided_by_tier()
         for tier in RiskTier.values:
             self.initial.setdefault(f"undecided_{tier}", defaults[tier])
+        self.initial.setdefault("review_grants", True)
         self.initial.setdefault("fallback_group", "admin")
         self.initial.setdefault("reviewer", ReviewerSource.ENTITLEMENT_OWNER)
         self.initial.setdefault("second_stage_reviewer", ReviewerSource.SYSTEM_OWNER)
@@ -167,6 +178,8 @@ class CampaignForm(forms.Form):
         self.initial.update(
             name=campaign.name,
             description=campaign.description,
+            review_grants=campaign.review_grants,
+            review_identities=campaign.review_identities,
             systems=scope.get("systems", []),
             entitlements="\n".join(f"{e.system.name}{ENTITLEMENT_SEPARATOR}{e.name}" for e in entitlements),
             risk_tiers=scope.get("risk_tiers", []),
@@ -234,6 +247,8 @@ class CampaignForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        if not data.get("review_grants") and not data.get("review_identities"):
+            self.add_error("review_grants", "Review the access granted, the identities themselves, or both.")
         zone = zoneinfo.ZoneInfo(data.get("time_zone") or settings.TIME_ZONE)
         for name in ("starts_at", "due_at"):
             value = data.get(name)
@@ -258,6 +273,8 @@ class CampaignForm(forms.Form):
             "name": data["name"],
             "description": data["description"],
             "scope": scope,
+            "review_grants": data["review_grants"],
+            "review_identities": data["review_identities"],
             "reviewer": data["reviewer"],
             "reviewer_group": data["reviewer_group"],
             "fallback_group": data["fallback_group"],

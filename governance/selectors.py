@@ -146,6 +146,13 @@ def grant_list(*, user) -> QuerySet[Grant]:
     return queryset.filter(Q(identity_id__in=identity_ids) | Q(entitlement_id__in=entitlement_ids))
 
 
+def grant_list_of(*, identity: Identity) -> QuerySet[Grant]:
+    """An identity's own grants: what a machine signed in by its token reads of the inventory."""
+    return Grant.objects.select_related(
+        "identity", "identity__owner", "entitlement", "entitlement__system", "entitlement__owner"
+    ).filter(identity=identity)
+
+
 def provisioning_work_for(*, identity: Identity) -> QuerySet[Grant]:
     """Grants the manual connector asked this system owner to put in place or take away, oldest first."""
     return (

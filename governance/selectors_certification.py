@@ -68,7 +68,7 @@ def campaign_preview(campaign: Campaign) -> Preview:
 
     from audit.kernel import clock
 
-    from .services.certification import _insert_items, _send_to_fallback, grants_in_scope
+    from .services.certification import _insert_first_stage, fallback_count
 
     class _Undo(Exception):
         pass
@@ -77,16 +77,9 @@ def campaign_preview(campaign: Campaign) -> Preview:
     try:
         with transaction.atomic():
             now = clock.database_now()
-            result.total = _insert_items(
-                campaign,
-                grants_in_scope(campaign, now),
-                stage=1,
-                source=campaign.reviewer,
-                group=campaign.reviewer_group,
-                now=now,
-            )
+            result.total = _insert_first_stage(campaign, now)
             items = ReviewItem.objects.filter(campaign=campaign)
-            result.without_reviewer = _send_to_fallback(items, campaign)
+            result.without_reviewer = fallback_count(campaign)
             rows = (
                 items.values("reviewer__username", "reviewer_group")
                 .annotate(n=Count("pk"))

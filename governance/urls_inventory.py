@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views, views_policy_changes
+from . import views, views_credentials, views_policy_changes
 
 urlpatterns = [
     path("identities/", views.identity_list, name="identity_list"),
@@ -14,6 +14,13 @@ urlpatterns = [
     path("identities/<int:pk>/reactivate/", views.identity_reactivate, name="identity_reactivate"),
     path("identities/<int:pk>/offboard/", views.identity_offboard, name="identity_offboard"),
     path("identities/<int:pk>/delegates/", views.identity_delegate, name="identity_delegate"),
+    path("identities/<int:pk>/tokens/new/", views_credentials.api_token_create, name="api_token_create"),
+    path(
+        "identities/<int:pk>/tokens/<int:token_pk>/rotate/", views_credentials.api_token_rotate, name="api_token_rotate"
+    ),
+    path(
+        "identities/<int:pk>/tokens/<int:token_pk>/revoke/", views_credentials.api_token_revoke, name="api_token_revoke"
+    ),
     path("mine/", views.my_identities, name="my_identities"),
     path("systems/", views.system_list, name="system_list"),
     path("systems/new/", views.system_create, name="system_create"),

@@ -169,6 +169,11 @@ def identity_detail(request, pk: int):
         "history": _history_changes(identity),
         "reason_form": ReasonForm(),
     }
+    from .views_credentials import may_manage_tokens, tokens_of
+
+    if may_manage_tokens(request.user, identity):
+        context["api_tokens"] = tokens_of(identity)
+        context["can_manage_tokens"] = True
     return render(request, "governance/identity_detail.html", context)
 
 

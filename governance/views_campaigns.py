@@ -8,7 +8,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,7 +21,7 @@ from audit.kernel.pagination import DeferredJoinPaginator
 
 from . import policies, selectors
 from .certification_reasons import reasons_of
-from .certification_reports import may_read_campaign_report
+from .certification_reports import may_read_all_reports, may_read_campaign_report
 from .choices import GrantKind, IdentityKind, RiskTier
 from .errors import DomainError, InvalidTransition, PermissionRefused
 from .forms import add_service_errors
@@ -35,8 +36,9 @@ from .forms_campaigns import (
     ReassignForm,
     default_due,
 )
-from .models import Campaign, CampaignStatus, Entitlement, Identity, ReviewItem, System
+from .models import Campaign, CampaignStatus, Entitlement, Grant, Identity, ReviewItem, System
 from .models.certification import CampaignKind, Decision, RemediationStatus, UndecidedRule
+from .querysets import in_force_q
 from .selectors_certification import (
     campaign_items_visible_to,
     campaign_preview,
@@ -55,6 +57,7 @@ PAGE_SIZE = 50
 ROW_JOINS = (
     "campaign",
     "identity__owner",
+    "identity__backup_owner",
     "identity__user",
     "entitlement__system",
     "grant__source_request__requester__identity",
@@ -62,6 +65,20 @@ ROW_JOINS = (
     "decided_by__identity",
 )
 ROW_PREFETCH = ("grant__source_request__approvals__approver__identity",)
+
+
+def _with_grants_held(items):
+    """Each row with `grants_held`: how many grants in force its identity holds (an identity item's
+    evidence), as a subquery of the page's one statement."""
+    held = (
+        Grant.objects.filter(identity_id=OuterRef("identity_id"))
+        .filter(in_force_q())
+        .order_by()
+        .values("identity_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return items.annotate(grants_held=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)))
 
 
 def _may_decide_anything(user) -> None:
@@ -116,7 +133,10 @@ def campaign_list(request):
     reviewers those they have items in (the selector decides)."""
     campaigns = campaigns_visible_to(request.user).annotate(decided=Count("items", filter=~Q(items__decision="")))
     context = _listing(request, campaigns, CampaignFilter, CAMPAIGN_SORTS, "-created")
-    context.update(can_manage=policies.can_manage_campaigns(request.user))
+    context.update(
+        can_manage=policies.can_manage_campaigns(request.user),
+        may_read_reports=may_read_all_reports(request.user),
+    )
     return render_list(request, "governance/campaign_list.html", "governance/campaign_list_results.html", context)
 
 
@@ -229,7 +249,7 @@ def campaign_launch(request, pk: int):
     campaign = _managed_campaign(request, pk)
     big = (
         campaign.status == CampaignStatus.DRAFT
-        and service.grants_in_scope(campaign).count() > settings.CERTIFICATION_LAUNCH_INLINE_MAX
+        and service.items_in_scope_count(campaign) > settings.CERTIFICATION_LAUNCH_INLINE_MAX
     )
     if big:
         _attempt(
@@ -386,7 +406,8 @@ QUEUE_ORDER = {
     "risk": ("-tier_rank", "campaign__due_at"),
     "recommendation": ("recommendation_rank", "-tier_rank"),
     "due": ("campaign__due_at", "-tier_rank"),
-    "last_used": (F("grant__last_used_at").asc(nulls_first=True), "-tier_rank"),
+    # An identity item's "last used" is its identity's.
+    "last_used": (Coalesce("grant__last_used_at", "identity__last_used_at").asc(nulls_first=True), "-tier_rank"),
     "name": (),
 }
 GROUP_ORDER = {
@@ -394,7 +415,8 @@ GROUP_ORDER = {
     "entitlement": ("entitlement__system__name", "entitlement__name", "entitlement_id"),
 }
 NAME_ORDER = {
-    "identity": ("entitlement__system__name", "entitlement__name"),
+    # Under an identity, the identity itself ("still needed?", no entitlement) comes first.
+    "identity": (F("entitlement__system__name").asc(nulls_first=True), "entitlement__name"),
     "entitlement": ("identity__name",),
 }
 
@@ -417,7 +439,7 @@ def _queue_context(request, *, bulk_form=None) -> dict:
     rows = rows.alias(tier_rank=selectors.tier_rank("risk_tier"), recommendation_rank=RECOMMENDATION_RANK).order_by(
         *GROUP_ORDER[group], *QUEUE_ORDER[order], *NAME_ORDER[group], "stage", "pk"
     )
-    rows = rows.select_related(*ROW_JOINS).prefetch_related(*ROW_PREFETCH)
+    rows = _with_grants_held(rows.select_related(*ROW_JOINS).prefetch_related(*ROW_PREFETCH))
     query = request.GET.copy()
     query.pop("page", None)
     page_obj = DeferredJoinPaginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -469,7 +491,7 @@ def review_queue_page(request):
 
 
 def _row(pk: int):
-    return ReviewItem.objects.select_related(*ROW_JOINS).prefetch_related(*ROW_PREFETCH).get(pk=pk)
+    return _with_grants_held(ReviewItem.objects.select_related(*ROW_JOINS).prefetch_related(*ROW_PREFETCH)).get(pk=pk)
 
 
 def _outcome(request, message: str, *, level: str, status: int, item=None):
@@ -525,7 +547,7 @@ def review_decide(request, pk: int):
         else:
             word = "Certified" if data["decision"] == Decision.CERTIFY else "Revoked"
             item = _row(pk)
-            message = f"{word}: {item.identity.name} — {item.entitlement.system.name} / {item.entitlement.name}."
+            message = f"{word}: {item.subject}."
             if request.htmx:
                 return _decided_row(request, pk, message)
             messages.success(request, message)
@@ -617,7 +639,7 @@ def review_reassign(request, pk: int):
         {
             "form": form,
             "title": f"Hand over review #{item.pk}",
-            "intro": f"{item.identity.name} — {item.entitlement.system.name} / {item.entitlement.name}, in "
+            "intro": f"{item.subject}, in "
             f"{item.campaign.name}. The new reviewer is told; the reason is kept with the item.",
             "back": reverse("governance:review_queue") if mine else _detail_url(item.campaign),
             "submit": "Hand over",

@@ -55,7 +55,12 @@ def _record_and_read_head(request, campaign: Campaign, file_format: str) -> repo
 
 def _campaign_context(request, campaign: Campaign, head: reports.ChainHead, row_limit: int) -> dict:
     summary = reports.campaign_summary(campaign)
+    now = clock.now()
+    break_glass = reports.break_glass_rows(campaign, now=now, limit=row_limit + 1)
     return {
+        "break_glass": break_glass[:row_limit],
+        "break_glass_truncated": len(break_glass) > row_limit,
+        "break_glass_until": campaign.closed_at or now,
         "campaign": campaign,
         "scope": reports.campaign_scope(campaign),
         "reviewers": reports.campaign_reviewers(campaign),
@@ -85,8 +90,9 @@ def report_campaign_csv(request, pk: int):
     """Every item, streamed: rows leave as the cursor reads them, never all in memory."""
     campaign = _campaign_for_report(request, pk)
     head = _record_and_read_head(request, campaign, "csv")
-    footer = reports.csv_footer(head, clock.now(), request.user.get_username())
-    rows = chain(reports.item_csv_rows(campaign), footer)
+    now = clock.now()
+    footer = reports.csv_footer(head, now, request.user.get_username())
+    rows = chain(reports.item_csv_rows(campaign), reports.break_glass_csv_rows(campaign, now=now), footer)
     return streaming_csv_response(f"certification-{campaign.pk}.csv", reports.CSV_HEADER, rows)
 
 

@@ -50,11 +50,13 @@ def duration_hours_field(label: str) -> forms.DecimalField:
     return field
 
 
-def add_service_errors(form: forms.Form, error) -> bool:
-    """Put a DomainError's field errors beside their fields; True when at least one found a field."""
+def add_service_errors(form: forms.Form, error, renamed: dict[str, str] | None = None) -> bool:
+    """Put a DomainError's field errors beside their fields (`renamed`: the service's field names the
+    form calls otherwise); True when at least one found a field."""
+    renamed = SERVICE_FIELDS if renamed is None else renamed
     placed = False
     for name, messages in (error.field_errors or {}).items():
-        field = SERVICE_FIELDS.get(name, name)
+        field = renamed.get(name, name)
         for message in messages:
             if field in form.fields:
                 form.add_error(field, message)

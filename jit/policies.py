@@ -1,5 +1,6 @@
 """Pure predicates: who may decide on, cancel or activate a request (who may see one: `selectors.requests_visible_to`)."""
 
+from audit.services import Actor, acting_user
 from governance import policies as inventory
 from governance.choices import IdentityStatus
 from governance.errors import PermissionRefused
@@ -88,3 +89,34 @@ can_mark_no_renew = inventory.can_mark_no_renew
 def require(allowed: bool, message: str) -> None:
     if not allowed:
         raise PermissionRefused(message)
+
+
+#
+# A machine acting on its own (an API token): it cancels what it asked, activates and releases its own.
+#
+def machine_of(actor) -> Identity | None:
+    """The machine identity acting without a login (a token), or None for a person or the system."""
+    if isinstance(actor, Actor) and actor.user is None and actor.identity is not None:
+        return actor.identity
+    return None
+
+
+def may_cancel(actor, request) -> bool:
+    machine = machine_of(actor)
+    if machine is not None:
+        return request.requester_identity_id == machine.pk
+    return can_cancel(acting_user(actor), request)
+
+
+def may_activate(actor, request) -> bool:
+    machine = machine_of(actor)
+    if machine is not None:
+        return request.beneficiary_id == machine.pk
+    return can_activate(acting_user(actor), request)
+
+
+def may_hold(actor, grant) -> bool:
+    machine = machine_of(actor)
+    if machine is not None:
+        return grant.identity_id == machine.pk
+    return can_hold(acting_user(actor), grant)

@@ -53,6 +53,8 @@ class PolicyInput:
     has_delegation_chain: bool = False
     # Renewal facts: how often this access was renewed lately and for how long it has been held.
     is_renewal: bool = False
+    # Break-glass access is never extended: more time is a new activation and a new review.
+    renewal_of_break_glass: bool = False
     renewal_time_left: timedelta = timedelta(0)
     renewals_in_window: int = 0
     cumulative_active: timedelta = timedelta(0)
@@ -130,6 +132,13 @@ def evaluate(facts: PolicyInput) -> PolicyDecision:
     if not facts.entitlement_owner_active:
         _refuse(
             decision, "This entitlement has no active owner; it cannot be requested until one is set.", "entitlement"
+        )
+
+    if facts.renewal_of_break_glass:
+        _refuse(
+            decision,
+            "Break-glass access cannot be extended or renewed: activate again (a new activation and a new review).",
+            "duration",
         )
 
     # For how long, from when, and why

@@ -11,6 +11,7 @@ from governance.models import Grant
 
 from .choices import RequestStatus
 from .models import AccessRequest
+from .services.break_glass_reviews import break_glass_remind_and_escalate, drills_mark_missed
 from .services.chasing import chase_pending_requests, lapse_unactivated_requests
 from .services.expiry import grants_expire_due
 from .services.lifecycle import grant_warn_expiry
@@ -55,3 +56,9 @@ def access_requests_start_scheduled_task() -> int:
         except Exception:  # one broken request must not hold back the others
             logger.exception("Could not start scheduled request %s", pk)
     return started
+
+
+@shared_task(acks_late=True)
+def break_glass_chase_task() -> dict[str, int]:
+    """Chase open break-glass reviews (remind, escalate overdue ones to the admins), then mark missed drills."""
+    return {**break_glass_remind_and_escalate(), "drills_missed": drills_mark_missed()}

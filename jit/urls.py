@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -19,4 +19,6 @@ urlpatterns = [
     path("grants/<int:pk>/no-renew/", views.grant_no_renew, name="grant_no_renew"),
     path("notifications/", views.notification_list, name="notification_list"),
     path("notifications/read/", views.notifications_read, name="notifications_read"),
+    path("break-glass/", include("jit.urls_break_glass")),
+    path("", include("jit.urls_break_glass_reviews")),
 ]

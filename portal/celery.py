@@ -24,6 +24,9 @@ BEAT_SCHEDULE = {
         "task": "jit.tasks.access_requests_start_scheduled_task",
         "schedule": 60.0,
     },
+    # Break-glass: chase open reviews (each reminder or escalation every BREAK_GLASS_REMIND_EVERY at most)
+    # and mark drills missed a day after their time.
+    "jit.tasks.break_glass_chase_task": {"task": "jit.tasks.break_glass_chase_task", "schedule": 300.0},
     "governance.tasks.hygiene_scan_task": {"task": "governance.tasks.hygiene_scan_task", "schedule": 900.0},
     "governance.tasks.manual_work_chase_task": {"task": "governance.tasks.manual_work_chase_task", "schedule": 900.0},
     "governance.tasks.import_jobs_reap_task": {"task": "governance.tasks.import_jobs_reap_task", "schedule": 300.0},

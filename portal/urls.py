@@ -11,6 +11,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("portal.passwords")),
+    path("", include("portal.second_factor")),
     path("audit/", include("audit.urls")),
     path("inventory/", include("governance.urls")),
     path("access/", include("jit.urls")),

@@ -4,6 +4,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from jit.selectors import dashboard_panels
+from jit.selectors_break_glass import live_panel
 
 from .health import READINESS_CHECKS, run_checks
 
@@ -26,4 +27,6 @@ def health_ready(request):
 
 @login_required
 def dashboard(request):
-    return render(request, "portal/dashboard.html", dashboard_panels(user=request.user))
+    context = dashboard_panels(user=request.user)
+    context["break_glass_panel"] = live_panel(user=request.user)
+    return render(request, "portal/dashboard.html", context)

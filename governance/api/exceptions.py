@@ -4,7 +4,7 @@ import math
 
 from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import status
-from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -30,6 +30,12 @@ def exception_handler(exc, context):
         response = Response({"detail": detail}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         if wait is not None:
             response["Retry-After"] = str(wait)
+        return response
+    if isinstance(exc, AuthenticationFailed):
+        # A token refused: the reason in words, and as a code a program can act on (token_expired, ...).
+        response = drf_exception_handler(exc, context)
+        if response is not None:
+            response.data = {"detail": str(exc.detail), "code": exc.get_codes()}
         return response
     if isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
         # The same shape as a service's refusal: a client reads field errors from one place.

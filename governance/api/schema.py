@@ -23,6 +23,11 @@ class ErrorSerializer(serializers.Serializer):
         required=False,
         help_text="Bad input only: the messages by field (a list of strings, or nested by item or key).",
     )
+    code = serializers.CharField(
+        required=False,
+        help_text="A refused token only: token_invalid, token_expired, token_revoked, identity_inactive, "
+        "network_not_allowed.",
+    )
 
     class Meta:
         ref_name = "Error"

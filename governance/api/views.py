@@ -12,6 +12,7 @@ from governance import selectors
 from governance.filters import EntitlementFilter, IdentityFilter, SystemFilter
 from governance.services import catalogue, grants, identities
 
+from .authentication import MachinePrincipal
 from .filters import FindingFilter, GrantFilter
 from .schema import or_handed_over
 from .serializers import (
@@ -41,6 +42,7 @@ class ReadUpdateViewSet(
     viewsets.GenericViewSet,
 ):
     http_method_names = ["get", "post", "patch", "head", "options"]
+    token_area = "inventory"  # a person's token with inventory:read / inventory:write
 
     def _fresh(self, obj, code=status.HTTP_200_OK) -> Response:
         """The object as the caller now sees it; one they just handed over may be out of their sight."""
@@ -194,8 +196,12 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     pagination_class = NewestFirst
     filterset_class = GrantFilter
     service_field_names = {"duration": "duration_seconds"}
+    token_area = "grants"
+    machines_allowed = frozenset({"list", "retrieve"})  # a machine reads its own grants
 
     def get_queryset(self):
+        if isinstance(self.request.user, MachinePrincipal):
+            return selectors.grant_list_of(identity=self.request.user.identity)
         return selectors.grant_list(user=self.request.user)
 
     def _fresh(self, grant) -> Response:
@@ -231,6 +237,7 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
 
 class FindingViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = FindingSerializer
+    token_area = "inventory"
     pagination_class = NewestFirst
     filterset_class = FindingFilter
 

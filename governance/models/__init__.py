@@ -1,4 +1,5 @@
 from .certification import Campaign, CampaignStatus, ReviewItem
+from .credentials import ApiToken
 from .entitlements import Entitlement, SodRule
 from .findings import Finding
 from .grants import Grant
@@ -9,6 +10,7 @@ from .policy_changes import PolicyChange, PolicyChangeStatus
 from .systems import System
 
 __all__ = [
+    "ApiToken",
     "Campaign",
     "CampaignStatus",
     "Entitlement",

@@ -68,12 +68,22 @@ class Campaign(models.Model):
     `scope` holds lists of ids or values; an empty or missing list means "any":
     `systems`, `entitlements`, `risk_tiers`, `identity_kinds`, `owners` (identity owners), `teams`,
     `grant_kinds`.
+
+    `review_grants`: one item per grant in scope. `review_identities`: also one item per non-human
+    identity in scope (only `identity_kinds`, `owners` and `teams` narrow those), in which its owner
+    attests the identity itself is still needed.
     """
 
     name = models.CharField("name", max_length=200)
     description = models.TextField("description", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
     kind = models.CharField("kind", max_length=16, choices=CampaignKind.choices, default=CampaignKind.MANUAL)
     scope = models.JSONField("scope", default=default_scope, blank=True)
+    review_grants = models.BooleanField("review the access granted", default=True)
+    review_identities = models.BooleanField(
+        "review the non-human identities themselves",
+        default=False,
+        help_text="Their owners attest each service account, API key, workload and agent is still needed.",
+    )
     reviewer = models.CharField(
         "reviewer", max_length=32, choices=ReviewerSource.choices, default=ReviewerSource.ENTITLEMENT_OWNER
     )
@@ -122,18 +132,49 @@ class Campaign(models.Model):
 
 
 class ReviewItem(models.Model):
-    """One grant (one stage of it) to certify or revoke, with its reviewer and recommendation."""
+    """One grant (one stage of it) to certify or revoke, with its reviewer and recommendation; or, with
+    no grant, one non-human identity whose owner attests it is still needed (an identity item).
 
-    campaign = models.ForeignKey(Campaign, verbose_name="campaign", on_delete=models.CASCADE, related_name="items")
+    Foreign keys without a database constraint (`db_constraint=False`): `identity` and `entitlement`
+    are copies of the grant's own, whose constraints already hold them (an identity item's identity
+    is the one its row was selected from, in the same INSERT ... SELECT); `reviewer` is copied from
+    an identity's login (`Identity.user` holds it) or set by a service to a user it just read. A
+    launch writes up to 100,000 rows in one statement and PostgreSQL checks each constraint row by
+    row at COMMIT: these three cost most of a launch (bench/README.md) and prove nothing the other
+    constraints do not. Django still refuses to delete what they point at (`on_delete=PROTECT`), and
+    nothing deletes identities, entitlements or logins with raw SQL.
+
+    Indexes: every index is written for each of those rows too, so a foreign key gets none of its
+    own (`db_index=False`) where a composite index leads with it (campaign: the unique constraint;
+    grant, reviewer: their `*_idx` below) or nothing looks items up by it but a deletion Django
+    refuses anyway (entitlement, decided_by). `identity` keeps its own: identity items are found by it.
+    """
+
+    campaign = models.ForeignKey(
+        Campaign, verbose_name="campaign", on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     grant = models.ForeignKey(
-        "governance.Grant", verbose_name="grant", on_delete=models.PROTECT, related_name="review_items"
+        "governance.Grant",
+        verbose_name="grant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="review_items",
+        db_index=False,
     )
     # Denormalised from the grant at launch: the queue filters and groups on them without joins.
     identity = models.ForeignKey(
-        "governance.Identity", verbose_name="identity", on_delete=models.PROTECT, related_name="+"
+        "governance.Identity", verbose_name="identity", on_delete=models.PROTECT, related_name="+", db_constraint=False
     )
     entitlement = models.ForeignKey(
-        "governance.Entitlement", verbose_name="entitlement", on_delete=models.PROTECT, related_name="+"
+        "governance.Entitlement",
+        verbose_name="entitlement",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     risk_tier = models.CharField("risk tier", max_length=16)
     stage = models.PositiveSmallIntegerField("stage", default=1)
@@ -144,6 +185,8 @@ class ReviewItem(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="review_items",
+        db_constraint=False,
+        db_index=False,
     )
     reviewer_group = models.CharField(
         "reviewer group", max_length=150, blank=True, help_text="Any active member may decide (a group or fallback)."
@@ -159,6 +202,7 @@ class ReviewItem(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
+        db_index=False,
     )
     decided_at = models.DateTimeField("decided", null=True, blank=True)
     decided_by_rule = models.BooleanField("decided by the non-response rule", default=False)
@@ -177,6 +221,17 @@ class ReviewItem(models.Model):
         ordering = ["campaign_id", "identity_id", "entitlement_id", "stage", "id"]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "grant", "stage"], name="governance_one_item_per_grant_stage"),
+            models.UniqueConstraint(
+                fields=["campaign", "identity", "stage"],
+                condition=Q(grant__isnull=True),
+                name="governance_one_item_per_identity_stage",
+            ),
+            # An identity item has neither grant nor entitlement; a grant item has both.
+            models.CheckConstraint(
+                condition=Q(grant__isnull=True, entitlement__isnull=True)
+                | Q(grant__isnull=False, entitlement__isnull=False),
+                name="governance_item_grant_or_identity",
+            ),
             models.CheckConstraint(
                 condition=Q(decision="") | Q(decided_at__isnull=False), name="governance_decided_item_has_time"
             ),
@@ -188,3 +243,15 @@ class ReviewItem(models.Model):
 
     def __str__(self) -> str:
         return f"Review #{self.pk}"
+
+    @property
+    def is_identity_item(self) -> bool:
+        """The identity itself is attested (no grant): "is it still needed?"."""
+        return self.grant_id is None
+
+    @property
+    def subject(self) -> str:
+        """What is reviewed, in words: "holder — System / entitlement" or "holder — Identity: still needed?"."""
+        if self.is_identity_item:
+            return f"{self.identity.name} — Identity: still needed?"
+        return f"{self.identity.name} — {self.entitlement.system.name} / {self.entitlement.name}"

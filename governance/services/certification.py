@@ -15,13 +15,15 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.urls import NoReverseMatch, reverse
 
 from audit.choices import AuditAction
 from audit.kernel import clock
 from audit.outbox import outbox_enqueue
 from audit.services import (
+    Actor,
     ActorLike,
     EventSpec,
     Target,
@@ -32,11 +34,11 @@ from audit.services import (
 )
 
 from .. import policies
-from ..certification_reasons import annotate_reasons
+from ..certification_reasons import annotate_identity_reasons, annotate_reasons
 from ..choices import GrantStatus, IdentityKind, IdentityStatus, RiskTier
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..locks import lock, lock_many
-from ..models import Campaign, CampaignStatus, Grant, ReviewItem
+from ..models import Campaign, CampaignStatus, Grant, Identity, ReviewItem
 from ..models.certification import Decision, RemediationStatus, RemediationTiming, ReviewerSource, UndecidedRule
 from ..querysets import in_force_q
 from .common import diff, full_clean_or_fail, snapshot
@@ -47,6 +49,8 @@ CAMPAIGN_FIELDS = [
     "name",
     "description",
     "scope",
+    "review_grants",
+    "review_identities",
     "reviewer",
     "reviewer_group",
     "fallback_group",
@@ -93,6 +97,11 @@ def _validate(campaign: Campaign) -> None:
     ):
         if source == ReviewerSource.GROUP and not group:
             raise ValidationFailed("Name the group that reviews.", field_errors={field: ["Required for a group."]})
+    if not campaign.review_grants and not campaign.review_identities:
+        raise ValidationFailed(
+            "Review the access granted, the identities themselves, or both.",
+            field_errors={"review_grants": ["Choose what is reviewed."]},
+        )
     if campaign.starts_at and campaign.due_at and campaign.due_at <= campaign.starts_at:
         raise ValidationFailed("The due date must come after the start.", field_errors={"due_at": ["After the start."]})
     full_clean_or_fail(campaign, exclude=["previous", "created_by"])
@@ -152,12 +161,15 @@ def campaign_cancel(*, campaign_id: int, actor: ActorLike, reason: str) -> Campa
 #
 def grants_in_scope(campaign: Campaign, now: datetime | None = None) -> QuerySet:
     """The grants in force that the campaign's scope selects (an empty part of the scope selects all)."""
-    grants = Grant.objects.in_force(now)
-    scope = campaign.scope or {}
+    return grants_matching_scope(Grant.objects.in_force(now), campaign.scope or {})
+
+
+def grants_matching_scope(grants: QuerySet, scope: dict, *, ignore: tuple[str, ...] = ()) -> QuerySet:
+    """`grants` narrowed by each part of a campaign's scope, but those in `ignore`."""
     for key, lookup in SCOPE_KEYS.items():
-        if scope.get(key):
+        if scope.get(key) and key not in ignore:
             grants = grants.filter(**{lookup: scope[key]})
-    if scope.get("owners"):
+    if scope.get("owners") and "owners" not in ignore:
         owners = scope["owners"]
         grants = grants.filter(
             Q(identity__owner_id__in=owners)
@@ -167,10 +179,35 @@ def grants_in_scope(campaign: Campaign, now: datetime | None = None) -> QuerySet
     return grants
 
 
+# Only these parts of a scope narrow the identities themselves: the others are about access.
+IDENTITY_SCOPE_KEYS = {"identity_kinds": "kind__in", "teams": "team__in", "owners": "owner_id__in"}
+
+
+def identities_in_scope(campaign: Campaign) -> QuerySet:
+    """The non-human identities whose owner attests them: active or suspended (an offboarded one is
+    gone), narrowed by the scope's identity kinds, owners and teams."""
+    identities = Identity.objects.exclude(kind=IdentityKind.HUMAN).filter(
+        status__in=[IdentityStatus.ACTIVE, IdentityStatus.SUSPENDED]
+    )
+    scope = campaign.scope or {}
+    for key, lookup in IDENTITY_SCOPE_KEYS.items():
+        if scope.get(key):
+            identities = identities.filter(**{lookup: scope[key]})
+    return identities
+
+
+def items_in_scope_count(campaign: Campaign) -> int:
+    """How many first-stage items launching would open (to choose a background launch)."""
+    total = grants_in_scope(campaign).count() if campaign.review_grants else 0
+    return total + (identities_in_scope(campaign).count() if campaign.review_identities else 0)
+
+
 def _active_user(path: str) -> Case:
     """The login of the person at `path` (an Identity relation), when they are active."""
     return Case(
-        When(**{f"{path}__status": IdentityStatus.ACTIVE}, then=F(f"{path}__user_id")),
+        When(
+            **{f"{path}__status": IdentityStatus.ACTIVE, f"{path}__user__is_active": True}, then=F(f"{path}__user_id")
+        ),
         default=Value(None),
         output_field=IntegerField(),
     )
@@ -189,6 +226,57 @@ def _reviewer_expression(source: str) -> Case | Value:
             When(human, then=_active_user("identity__manager")), default=_active_user("identity__owner__manager")
         )
     return Value(None, output_field=IntegerField())  # a group: its members decide
+
+
+def _identity_reviewer_expression(source: str) -> Case | Value:
+    """Who attests a non-human identity (an Identity row): its owner; at a second stage by its
+    owner's manager, or a group. An entitlement's or system's owner has no say on an identity: those
+    items go to the fallback group."""
+    if source == ReviewerSource.IDENTITY_OWNER:
+        return _active_user("owner")
+    if source == ReviewerSource.MANAGER:
+        return _active_user("owner__manager")
+    return Value(None, output_field=IntegerField())
+
+
+def _reviewer_columns(
+    rows: QuerySet, expression, *, source: str, group: str, fallback: str, holder_user: str
+) -> QuerySet:
+    """`rows` with `c_reviewer` and `c_group`: the first reviewer, or, when there is none (missing,
+    inactive: see `_active_user`) or it is the holder (`holder_user`, their login), nobody and the
+    fallback group. In the INSERT's own SELECT, rather than an UPDATE of the rows just written."""
+    if source == ReviewerSource.GROUP:
+        return rows.annotate(c_reviewer=Value(None, output_field=IntegerField()), c_group=Value(group))
+    nobody = Q(first_reviewer__isnull=True) | Q(first_reviewer=F(holder_user))
+    return rows.alias(first_reviewer=expression).annotate(
+        c_reviewer=Case(When(nobody, then=Value(None)), default=F("first_reviewer"), output_field=IntegerField()),
+        c_group=Case(When(nobody, then=Value(fallback)), default=Value("")),
+    )
+
+
+def fallback_count(campaign: Campaign) -> int:
+    """How many of a campaign's items went to its fallback group at launch."""
+    items = ReviewItem.objects.filter(campaign=campaign, stage=1, reviewer__isnull=True)
+    if campaign.reviewer == ReviewerSource.GROUP:
+        items = items.filter(grant__isnull=True)  # a group reviews the grants: only identities fall back
+    return items.filter(reviewer_group=campaign.fallback_group).count()
+
+
+def _highest_tier_held(now: datetime) -> Coalesce:
+    """The highest risk tier among the grants in force an identity (the outer row) holds; "low" when none."""
+    rank = Case(
+        *(When(entitlement__risk_tier=tier, then=Value(RiskTier.rank(tier))) for tier in RiskTier.values),
+        default=Value(-1),
+        output_field=IntegerField(),
+    )
+    held = (
+        Grant.objects.filter(identity_id=OuterRef("pk"))
+        .filter(in_force_q(now))
+        .annotate(tier_rank=rank)
+        .order_by("-tier_rank")
+        .values("entitlement__risk_tier")[:1]
+    )
+    return Coalesce(Subquery(held, output_field=CharField()), Value(RiskTier.LOW), output_field=CharField())
 
 
 _ITEM_COLUMNS = [
@@ -213,19 +301,44 @@ _ITEM_COLUMNS = [
 ]
 
 
-def _insert_items(campaign: Campaign, grants: QuerySet, *, stage: int, source: str, group: str, now: datetime) -> int:
-    """INSERT ... SELECT one item per grant; returns how many. The statement is the ORM's own SELECT,
-    so it is the same on PostgreSQL and SQLite."""
+def _insert_select(rows: QuerySet) -> int:
+    """INSERT INTO the item table the rows of `rows` (a values() query of _ITEM_COLUMNS, in order).
+
+    Without PostgreSQL's JIT: the statement's estimated cost (a correlated subquery per reason)
+    crosses `jit_above_cost`, and compiling it (~100 functions, inlined and optimised) took about a
+    second of a 100,000-item launch that then runs in less (bench/README.md). Switched off for this
+    statement only (`set_config(..., is_local)`, then put back)."""
+    select, params = rows.query.sql_with_params()
+    table = ReviewItem._meta.db_table
+    insert = f"INSERT INTO {table} ({', '.join(_ITEM_COLUMNS)}) {select}"
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(insert, params)
+            return cursor.rowcount
+        cursor.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+        (jit, _) = cursor.fetchone()
+        cursor.execute(insert, params)
+        count = cursor.rowcount
+        # Put back (a failed statement aborts the transaction, whose rollback puts it back anyway).
+        cursor.execute("SELECT set_config('jit', %s, true)", [jit])
+        return count
+
+
+_ITEM_SELECT = [
+    "c_campaign", "c_grant", "c_identity", "c_entitlement", "c_tier", "c_stage", "c_reviewer", "c_group",
+    "c_recommendation", "c_flags", "c_decision", "c_by_rule", "c_comment", "c_remediation", "c_error",
+    "c_reassign", "c_escalation", "c_created",
+]  # fmt: skip
+
+
+def _insert_rows(rows: QuerySet, campaign: Campaign, *, stage: int, now: datetime, **subject: Any) -> int:
+    """The columns every item shares (in `_ITEM_COLUMNS`' order), after what it reviews (`subject`:
+    c_grant, c_identity, c_entitlement, c_tier), then one INSERT ... SELECT."""
     text = Value("")
-    rows = annotate_reasons(grants, now).annotate(
+    rows = rows.annotate(
         c_campaign=Value(campaign.pk),
-        c_grant=F("pk"),
-        c_identity=F("identity_id"),
-        c_entitlement=F("entitlement_id"),
-        c_tier=F("entitlement__risk_tier"),
+        **subject,
         c_stage=Value(stage),
-        c_reviewer=_reviewer_expression(source),
-        c_group=Value(group if source == ReviewerSource.GROUP else ""),
         c_recommendation=F("recommendation"),
         c_flags=F("reason_flags"),
         c_decision=text,
@@ -237,20 +350,80 @@ def _insert_items(campaign: Campaign, grants: QuerySet, *, stage: int, source: s
         c_escalation=Value(0),
         c_created=Value(now),
     )
-    names = [
-        "c_campaign", "c_grant", "c_identity", "c_entitlement", "c_tier", "c_stage", "c_reviewer", "c_group",
-        "c_recommendation", "c_flags", "c_decision", "c_by_rule", "c_comment", "c_remediation", "c_error",
-        "c_reassign", "c_escalation", "c_created",
-    ]  # fmt: skip
-    select, params = rows.order_by().values(*names).query.sql_with_params()
-    table = ReviewItem._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table} ({', '.join(_ITEM_COLUMNS)}) {select}", params)
-        return cursor.rowcount
+    return _insert_select(rows.order_by().values(*_ITEM_SELECT))
+
+
+def _insert_items(campaign: Campaign, grants: QuerySet, *, stage: int, source: str, group: str, now: datetime) -> int:
+    """INSERT ... SELECT one item per grant; returns how many. The statement is the ORM's own SELECT,
+    so it is the same on PostgreSQL and SQLite."""
+    rows = _reviewer_columns(
+        annotate_reasons(grants, now),
+        _reviewer_expression(source),
+        source=source,
+        group=group,
+        fallback=campaign.fallback_group,
+        holder_user="identity__user_id",
+    )
+    return _insert_rows(
+        rows,
+        campaign,
+        stage=stage,
+        now=now,
+        c_grant=F("pk"),
+        c_identity=F("identity_id"),
+        c_entitlement=F("entitlement_id"),
+        c_tier=F("entitlement__risk_tier"),
+    )
+
+
+def _insert_identity_items(
+    campaign: Campaign, identities: QuerySet, *, stage: int, source: str, group: str, now: datetime
+) -> int:
+    """INSERT ... SELECT one identity item (no grant, no entitlement) per identity; returns how many.
+    Its risk tier is the highest among the grants it holds in force, so the per-tier rule applies."""
+    rows = _reviewer_columns(
+        annotate_identity_reasons(identities, now),
+        _identity_reviewer_expression(source),
+        source=source,
+        group=group,
+        fallback=campaign.fallback_group,
+        holder_user="user_id",
+    )
+    return _insert_rows(
+        rows,
+        campaign,
+        stage=stage,
+        now=now,
+        c_grant=Value(None, output_field=IntegerField()),
+        c_identity=F("pk"),
+        c_entitlement=Value(None, output_field=IntegerField()),
+        c_tier=_highest_tier_held(now),
+    )
+
+
+def _insert_first_stage(campaign: Campaign, now: datetime, grants: QuerySet | None = None) -> int:
+    """Every first-stage item of a launch: one per grant in scope (or of `grants`), and one per
+    non-human identity in scope when the campaign reviews the identities themselves."""
+    total = 0
+    if grants is not None or campaign.review_grants:
+        total += _insert_items(
+            campaign,
+            grants_in_scope(campaign, now) if grants is None else grants.filter(in_force_q(now)),
+            stage=1,
+            source=campaign.reviewer,
+            group=campaign.reviewer_group,
+            now=now,
+        )
+    if grants is None and campaign.review_identities:
+        total += _insert_identity_items(
+            campaign, identities_in_scope(campaign), stage=1, source=ReviewerSource.IDENTITY_OWNER, group="", now=now
+        )
+    return total
 
 
 def _send_to_fallback(items: QuerySet, campaign: Campaign) -> int:
-    """Items with no reviewer, an inactive one, or the holder themself go to the fallback group."""
+    """Items with no reviewer, an inactive one, or the holder themself go to the fallback group (the
+    launch's INSERT applies the same rule itself; the second stage reuses this one after a hand-back)."""
     missing = items.filter(reviewer_group="").filter(
         Q(reviewer__isnull=True) | Q(reviewer__is_active=False) | Q(reviewer_id=F("identity__user_id"))
     )
@@ -279,7 +452,8 @@ def campaign_launch_in_background(*, campaign_id: int, actor: ActorLike) -> Camp
 @state_change
 def campaign_launch(*, campaign_id: int, actor: ActorLike, grants: QuerySet | None = None) -> Campaign:
     """Open a draft: one review item per grant in scope (or of `grants`, those in force, for reviews
-    that pick their grants: cadence and events), each with its reviewer and recommendation."""
+    that pick their grants: cadence and events), and one per non-human identity in scope when the
+    campaign reviews the identities themselves, each with its reviewer and recommendation."""
     _require_admin(actor)
     campaign = lock(Campaign, campaign_id)
     if campaign.status == CampaignStatus.ACTIVE and campaign.launched_at is not None:
@@ -287,15 +461,8 @@ def campaign_launch(*, campaign_id: int, actor: ActorLike, grants: QuerySet | No
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.LAUNCHING):
         raise InvalidTransition(f"{campaign} is {campaign.get_status_display().lower()}: only a draft is launched.")
     now = clock.database_now()
-    total = _insert_items(
-        campaign,
-        grants_in_scope(campaign, now) if grants is None else grants.filter(in_force_q(now)),
-        stage=1,
-        source=campaign.reviewer,
-        group=campaign.reviewer_group,
-        now=now,
-    )
-    to_fallback = _send_to_fallback(ReviewItem.objects.filter(campaign=campaign), campaign)
+    total = _insert_first_stage(campaign, now, grants)
+    to_fallback = fallback_count(campaign)
     campaign.status, campaign.launched_at, campaign.items_total = CampaignStatus.ACTIVE, now, total
     campaign.starts_at = campaign.starts_at or now
     campaign.save(update_fields=["status", "launched_at", "items_total", "starts_at", "updated_at"])
@@ -414,77 +581,144 @@ def review_decide(*, item_ids: list[int], actor: ActorLike, decision: str, comme
     return list(ReviewItem.objects.filter(pk__in=ids).order_by("pk"))
 
 
+def _stage_key(grant_id: int | None, identity_id: int) -> tuple[str, int]:
+    """What an item reviews, the same at both stages: a grant, or an identity itself."""
+    return ("identity", identity_id) if grant_id is None else ("grant", grant_id)
+
+
 def _open_second_stage(items: list[ReviewItem], now: datetime) -> None:
-    """High and critical access certified at stage 1 of a two-stage campaign is asked again of stage 2."""
-    by_campaign = defaultdict(list)
+    """High and critical access (or identities holding it) certified at stage 1 of a two-stage
+    campaign is asked again of stage 2."""
+    grants, identities = defaultdict(list), defaultdict(list)
     for item in items:
         if item.campaign.second_stage and item.risk_tier in GUARDED:
-            by_campaign[item.campaign].append(item.grant_id)
-    for campaign, grant_ids in by_campaign.items():
-        grants = Grant.objects.filter(pk__in=grant_ids)
-        _insert_items(
-            campaign, grants, stage=2, source=campaign.second_stage_reviewer, group=campaign.second_stage_group, now=now
-        )
-        second = ReviewItem.objects.filter(campaign=campaign, stage=2, grant_id__in=grant_ids)
-        # Nobody certifies a grant twice: whoever decided stage 1 hands stage 2 to the fallback.
-        first = dict(
-            ReviewItem.objects.filter(campaign=campaign, stage=1, grant_id__in=grant_ids).values_list(
-                "grant_id", "decided_by_id"
+            if item.is_identity_item:
+                identities[item.campaign].append(item.identity_id)
+            else:
+                grants[item.campaign].append(item.grant_id)
+    for campaign in {*grants, *identities}:
+        grant_ids, identity_ids = grants[campaign], identities[campaign]
+        source, group = campaign.second_stage_reviewer, campaign.second_stage_group
+        added = 0
+        if grant_ids:
+            added += _insert_items(
+                campaign, Grant.objects.filter(pk__in=grant_ids), stage=2, source=source, group=group, now=now
             )
-        )
+        if identity_ids:
+            added += _insert_identity_items(
+                campaign, Identity.objects.filter(pk__in=identity_ids), stage=2, source=source, group=group, now=now
+            )
+        subjects = Q(grant_id__in=grant_ids) | Q(grant__isnull=True, identity_id__in=identity_ids)
+        second = ReviewItem.objects.filter(campaign=campaign, stage=2).filter(subjects)
+        # Nobody certifies the same thing twice: whoever decided stage 1 hands stage 2 to the fallback.
+        first = {
+            _stage_key(grant_id, identity_id): decided_by
+            for grant_id, identity_id, decided_by in ReviewItem.objects.filter(campaign=campaign, stage=1)
+            .filter(subjects)
+            .values_list("grant_id", "identity_id", "decided_by_id")
+        }
         twice = [
             pk
-            for pk, grant_id, reviewer in second.values_list("pk", "grant_id", "reviewer_id")
-            if reviewer and reviewer == first.get(grant_id)
+            for pk, grant_id, identity_id, reviewer in second.values_list(
+                "pk", "grant_id", "identity_id", "reviewer_id"
+            )
+            if reviewer and reviewer == first.get(_stage_key(grant_id, identity_id))
         ]
         ReviewItem.objects.filter(pk__in=twice).update(reviewer=None, reviewer_group=campaign.fallback_group)
         _send_to_fallback(second, campaign)
-        Campaign.objects.filter(pk=campaign.pk).update(items_total=F("items_total") + len(grant_ids))
+        Campaign.objects.filter(pk=campaign.pk).update(items_total=F("items_total") + added)
         _tell_reviewers(campaign, second)
 
 
 def _remediate(items: QuerySet, actor: ActorLike) -> None:
-    """Carry out revoke decisions: one set-based revocation of their grants, through each connector."""
+    """Carry out revoke decisions: one set-based revocation of their grants, through each connector;
+    an identity judged no longer needed is suspended (which revokes every grant it holds)."""
     from .grants import grants_revoke_many
 
     rows = list(items.values_list("pk", "grant_id"))
     if not rows:
         return
-    grants_revoke_many(
-        grant_ids=[grant_id for _, grant_id in rows],
-        actor=actor,
-        reason="Revoked by certification",
-        end_reason="certification",
-    )
+    grant_ids = [grant_id for _, grant_id in rows if grant_id is not None]
+    if grant_ids:
+        grants_revoke_many(
+            grant_ids=grant_ids, actor=actor, reason="Revoked by certification", end_reason="certification"
+        )
+    _suspend_identities(items.filter(grant__isnull=True))
     ReviewItem.objects.filter(pk__in=[pk for pk, _ in rows]).update(remediation=RemediationStatus.REVOKING)
     remediation_sync(item_ids=[pk for pk, _ in rows])
 
 
+def _suspend_identities(items: QuerySet) -> None:
+    """Suspend each identity its (identity) item revoked, through `identity_suspend` (its grants go
+    through the set-based revocation there). The review decided it, not the reviewer's rights on the
+    identity (a fallback reviewer may have none): the system suspends it, naming the review and who
+    decided (or the campaign's rule). One already suspended or offboarded is left as it is."""
+    from .identities import identity_suspend
+
+    rows = items.filter(identity__status=IdentityStatus.ACTIVE).order_by("identity_id", "pk")
+    done: set[int] = set()
+    for pk, identity_id, campaign_id, decider, by_rule in rows.values_list(
+        "pk", "identity_id", "campaign_id", "decided_by__username", "decided_by_rule"
+    ):
+        if identity_id in done:
+            continue
+        done.add(identity_id)
+        who = "the campaign's rule for undecided items" if by_rule else decider or "the system"
+        identity_suspend(
+            identity_id=identity_id,
+            actor=Actor.system(),
+            reason=f"Certification: review #{pk} (campaign #{campaign_id}) found it no longer needed; decided by {who}.",
+        )
+
+
 def remediation_sync(*, item_ids: Iterable[int] | None = None) -> int:
-    """Move items being revoked to done or failed as their grants end or their connector gives up."""
+    """Move items being revoked to done or failed as their grants end or their connector gives up.
+    An identity item is done once its identity is no longer active and none of its grants is still
+    being removed; failed while a connector could not remove one of them."""
     items = ReviewItem.objects.filter(remediation=RemediationStatus.REVOKING)
     if item_ids is not None:
         items = items.filter(pk__in=list(item_ids))
-    done = items.filter(grant__status__in=[GrantStatus.REVOKED, GrantStatus.EXPIRED]).update(
+    grant_items = items.filter(grant__isnull=False)
+    done = grant_items.filter(grant__status__in=[GrantStatus.REVOKED, GrantStatus.EXPIRED]).update(
         remediation=RemediationStatus.DONE, remediation_error=""
     )
-    failed = items.filter(grant__status=GrantStatus.REVOKE_FAILED).update(
+    failed = grant_items.filter(grant__status=GrantStatus.REVOKE_FAILED).update(
         remediation=RemediationStatus.FAILED, remediation_error="The system's connector could not remove the access."
+    )
+    suspended = items.filter(grant__isnull=True).exclude(identity__status=IdentityStatus.ACTIVE)
+    held = Grant.objects.filter(identity_id=OuterRef("identity_id"))
+    stuck = Exists(held.filter(status=GrantStatus.REVOKE_FAILED))
+    failed += suspended.filter(stuck).update(
+        remediation=RemediationStatus.FAILED,
+        remediation_error="The identity is suspended, but a system's connector could not remove some of its access.",
+    )
+    done += (
+        suspended.exclude(stuck)
+        .exclude(Exists(held.filter(status=GrantStatus.REVOKING)))
+        .update(remediation=RemediationStatus.DONE, remediation_error="")
     )
     return done + failed
 
 
 @state_change
 def remediation_retry(*, item_ids: list[int], actor: ActorLike) -> int:
-    """Ask the connectors again for revocations that failed; returns how many."""
+    """Ask the connectors again for revocations that failed (an identity item's: every grant of the
+    identity whose removal failed); returns how many items.
+
+    One `grant_retry_revoke` per grant rather than one set-based statement: each retry saves the
+    grant (a history row) and keys its outbox message by that history, which lives in
+    services/grants.py; failures are few (the page lists at most 100), so this is not a hot path."""
     from .grants import grant_retry_revoke
 
     _require_admin(actor)
     items = lock_many(ReviewItem.objects.filter(remediation=RemediationStatus.FAILED), set(item_ids))
-    for item in items:
-        grant = Grant.objects.only("status").get(pk=item.grant_id)
-        if grant.status == GrantStatus.REVOKE_FAILED:
-            grant_retry_revoke(grant_id=item.grant_id, actor=None)
+    grant_ids = {item.grant_id for item in items if item.grant_id is not None}
+    identity_ids = {item.identity_id for item in items if item.grant_id is None}
+    failed = Grant.objects.filter(status=GrantStatus.REVOKE_FAILED).filter(
+        Q(pk__in=grant_ids) | Q(identity_id__in=identity_ids)
+    )
+    for grant_id in failed.order_by("pk").values_list("pk", flat=True):
+        grant_retry_revoke(grant_id=grant_id, actor=None)
     ReviewItem.objects.filter(pk__in=[i.pk for i in items]).update(
         remediation=RemediationStatus.REVOKING, remediation_error=""
     )

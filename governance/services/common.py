@@ -18,12 +18,16 @@ def is_system(actor: ActorLike) -> bool:
     return isinstance(actor, Actor) and actor.user is None and actor.identity is None
 
 
-def check(actor: ActorLike, predicate, obj, message: str) -> None:
-    """Refuse unless the system acts or the acting login passes `predicate`; an actor with neither
-    (a machine identity on its own, an anonymous user) is refused."""
+def check(actor: ActorLike, predicate, obj, message: str, *, machine_may=None) -> None:
+    """Refuse unless the system acts or the acting login passes `predicate`. A machine identity acting
+    on its own (a token) passes only `machine_may(identity, obj)`, where a service gives machines a
+    rule of their own; anyone else (an anonymous user) is refused."""
     if is_system(actor):
         return
     user = acting_user(actor)
+    if user is None and isinstance(actor, Actor) and actor.identity is not None:
+        policies.require(machine_may is not None and machine_may(actor.identity, obj), message)
+        return
     allowed = user is not None and getattr(user, "is_authenticated", False) and predicate(user, obj)
     policies.require(allowed, message)
 

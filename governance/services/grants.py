@@ -154,9 +154,25 @@ def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str
     if grant.status not in (GrantStatus.PENDING_PROVISION, GrantStatus.PROVISION_FAILED):
         raise InvalidTransition(f"Grant #{grant.pk} is {grant.get_status_display().lower()}; nothing to confirm.")
     now = clock.database_now()
+    # A break-glass grant's end was fixed at activation (its hard cap): a late confirmation starts its
+    # clock but never moves that end later, and one that arrives after it removes the access at once.
+    hard_end = grant.expires_at if grant.kind == GrantKind.BREAK_GLASS else None
+    if hard_end is not None and hard_end <= now:
+        grant.status, grant.end_reason, grant.connector_reference = GrantStatus.REVOKING, END_EXPIRED, reference
+        grant.save(update_fields=["status", "end_reason", "connector_reference", "updated_at"])
+        audit_event_record(
+            actor=actor,
+            action=AuditAction.GRANT_REVOKE_REQUESTED,
+            target=grant,
+            data={"reason": "confirmed after its hard end", "end_reason": END_EXPIRED},
+        )
+        _ask_connector(grant, REVOKE)
+        return grant
     grant.status, grant.granted_at, grant.connector_reference, grant.last_error = GrantStatus.ACTIVE, now, reference, ""
     if grant.approved_duration:
         grant.expires_at = now + grant.approved_duration
+        if hard_end is not None:
+            grant.expires_at = min(grant.expires_at, hard_end)
     grant.save(update_fields=["status", "granted_at", "expires_at", "connector_reference", "last_error", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.GRANT_ACTIVATED, target=grant, data=_grant_data(grant))
     until = f" until {grant.expires_at:%Y-%m-%d %H:%M} UTC" if grant.expires_at else ""
@@ -216,7 +232,13 @@ def grant_revoke(*, grant_id: int, actor: ActorLike, reason: str, end_reason: st
     expiry and a person's click can all ask at once.
     """
     grant = lock(Grant, grant_id)
-    check(actor, policies.can_revoke_grant, grant, "You may not revoke this grant.")
+    check(
+        actor,
+        policies.can_revoke_grant,
+        grant,
+        "You may not revoke this grant.",
+        machine_may=lambda machine, g: g.identity_id == machine.pk,  # a machine gives back its own access
+    )
     if grant.status in (GrantStatus.REVOKING, GrantStatus.REVOKED, GrantStatus.EXPIRED):
         return grant
     if grant.status == GrantStatus.PROVISION_FAILED:
@@ -475,6 +497,9 @@ def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason:
         raise InvalidTransition(f"Grant #{old.pk} is no longer active; request the access anew.")
     if old.no_renew:
         raise InvalidTransition(f"Grant #{old.pk} was reviewed and marked do-not-renew.")
+    if old.kind == GrantKind.BREAK_GLASS:
+        # Its end is the hard cap fixed at activation: more time is a new activation and a new review.
+        raise InvalidTransition("Break-glass access cannot be extended or renewed: activate again.")
     holder = Identity.objects.only("status", "name").get(pk=old.identity_id)
     if holder.status != IdentityStatus.ACTIVE:
         raise ValidationFailed(f"{holder} is {holder.get_status_display().lower()}; its access cannot be extended.")

@@ -15,6 +15,7 @@ from ..locks import lock, lock_ids, lock_many
 from ..models import Identity
 from .certification_schedules import micro_review_identity_moved, micro_review_owner_changed
 from .common import check, diff, full_clean_or_fail, snapshot
+from .credentials import api_tokens_kill
 from .delegation import drop_delegates
 from .external_ids import refuse_reserved_external_id
 
@@ -198,6 +199,7 @@ def identity_suspend(*, identity_id: int, actor: ActorLike, reason: str) -> Iden
         reason=f"Suspended: {reason}",
         end_reason="suspended",
     )
+    api_tokens_kill(identity, actor=actor, reason=f"Suspended: {reason}")
     return _move_status(
         identity, IdentityStatus.SUSPENDED, actor, AuditAction.IDENTITY_SUSPENDED, reason, grants_revoked=revoked
     )
@@ -263,6 +265,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
         identity.credentials_suspended_at = now
     identity.save(update_fields=["status", "credentials_suspended_at", "updated_at"])
     _set_login_active(identity, False)
+    api_tokens_kill(identity, actor=actor, reason=f"Offboarded: {reason}")
     result = OffboardingResult(identity=identity)
     # The lock order (governance.locks): identities (the ones it owns or backs), then requests
     # (the hooks), then grants (set-based, with one audit batch).

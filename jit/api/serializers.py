@@ -3,7 +3,7 @@ from datetime import timedelta
 from rest_framework import serializers
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
-from jit.models import AccessRequest, Approval, ApprovalStage
+from jit.models import AccessRequest, Approval, ApprovalStage, BreakGlassActivation, BreakGlassEligibility
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
@@ -106,3 +106,82 @@ class DecisionSerializer(serializers.Serializer):
 
 class NoteSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=FREE_TEXT_MAX_LENGTH)
+
+
+#
+# Break-glass
+#
+class BreakGlassEligibilitySerializer(serializers.ModelSerializer):
+    """An eligibility in force for the caller: what they may break glass into, for how long at most."""
+
+    entitlement_name = serializers.CharField(source="entitlement.name")
+    system_name = serializers.CharField(source="entitlement.system.name")
+    max_duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BreakGlassEligibility
+        fields = [
+            "id",
+            "entitlement",
+            "entitlement_name",
+            "system_name",
+            "identity",
+            "group",
+            "max_duration_seconds",
+            "reviewer_group",
+            "expires_at",
+        ]
+
+    def get_max_duration_seconds(self, eligibility) -> int:
+        return int(eligibility.max_duration.total_seconds())
+
+
+class BreakGlassActivationSerializer(serializers.ModelSerializer):
+    entitlement_name = serializers.CharField(source="entitlement.name")
+    holder_name = serializers.CharField(source="identity.name")
+    grant_status = serializers.CharField(source="grant.status")
+    activated_by = serializers.CharField(source="activated_by.get_username", default=None, allow_null=True)
+    reviewer = serializers.CharField(source="reviewer.get_username", default=None, allow_null=True)
+
+    class Meta:
+        model = BreakGlassActivation
+        fields = [
+            "id",
+            "eligibility",
+            "identity",
+            "holder_name",
+            "entitlement",
+            "entitlement_name",
+            "grant",
+            "grant_status",
+            "activated_by",
+            "incident_reference",
+            "reason",
+            "step_up",
+            "is_drill",
+            "activated_at",
+            "ends_at",
+            "review_due_at",
+            "reviewer_group",
+            "reviewer",
+            "outcome",
+            "reviewed_at",
+        ]
+
+
+class BreakGlassActivateSerializer(serializers.Serializer):
+    """Break glass: which eligibility, the incident, why, and the re-authentication (step-up)."""
+
+    eligibility = serializers.IntegerField(help_text="An id from GET break-glass/eligibilities/.")
+    incident_reference = serializers.CharField(max_length=200)
+    reason = serializers.CharField(max_length=FREE_TEXT_MAX_LENGTH)
+    password = serializers.CharField(
+        required=False, allow_blank=True, default="", write_only=True, style={"input_type": "password"}
+    )
+    otp_token = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=12,
+        help_text="Required when you enrolled a second factor.",
+    )

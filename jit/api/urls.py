@@ -1,9 +1,11 @@
 from rest_framework.routers import SimpleRouter
 
-from .views import AccessRequestViewSet, GrantActionsViewSet
+from .views import AccessRequestViewSet, BreakGlassActivationViewSet, BreakGlassEligibilityViewSet, GrantActionsViewSet
 
 router = SimpleRouter()
 router.register("requests", AccessRequestViewSet, basename="access-request")
 # Adds POST grants/{id}/release/ beside the inventory's grant routes (this viewset has only that action).
 router.register("grants", GrantActionsViewSet, basename="jit-grant")
+router.register("break-glass/eligibilities", BreakGlassEligibilityViewSet, basename="break-glass-eligibility")
+router.register("break-glass/activations", BreakGlassActivationViewSet, basename="break-glass-activation")
 urlpatterns = router.urls

@@ -13,6 +13,7 @@ from governance.models import Grant
 from governance.services.grants import enqueue_revokes
 
 from ..models import Heartbeat
+from .break_glass import break_glass_end_unprovisioned
 from .requests import close_renewals_of_ended_grants
 
 SWEEP = "jit.expiry_sweep"
@@ -103,6 +104,7 @@ def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = N
         if len(rows) < batch_size:
             break
     close_renewals_of_ended_grants()
+    break_glass_end_unprovisioned(now=now)
     # Stamped by the database's clock, which the health check compares it with.
     Heartbeat.objects.update_or_create(name=SWEEP, defaults={"last_run_at": clock.database_now(), "last_count": total})
     return total

@@ -24,7 +24,7 @@ def grant_release(*, grant_id: int, actor: ActorLike, reason: str = "") -> Grant
     sweep pass over a row locked here), exactly one of the two ends the grant.
     """
     grant = lock(Grant, grant_id)
-    policies.require(policies.can_hold(acting_user(actor), grant), "Only the holder may release this access.")
+    policies.require(policies.may_hold(actor, grant), "Only the holder may release this access.")
     if not (grant.is_in_force() or grant.status == GrantStatus.PENDING_PROVISION):
         raise InvalidTransition(f"Grant #{grant.pk} is already ending ({grant.get_status_display().lower()}).")
     audit_event_record(actor=actor, action=AuditAction.GRANT_RELEASED, target=grant, data={"reason": reason})

@@ -10,10 +10,10 @@ from django.urls import reverse
 
 from audit.choices import AuditAction
 from audit.kernel import clock
-from audit.services import Actor, ActorLike, acting_user, audit_event_record, state_change
+from audit.services import Actor, ActorLike, audit_event_record, state_change
 from governance import policies as inventory
 from governance.choices import GrantKind, GrantStatus, IdentityStatus
-from governance.errors import DomainError, InvalidTransition, ValidationFailed
+from governance.errors import DomainError, InvalidTransition, PermissionRefused, ValidationFailed
 from governance.locks import hold_entitlement, lock_ids, lock_many, share_entitlement
 from governance.models import Entitlement, Grant, Identity, Notification, SodRule
 from governance.services.grants import grant_issue, grant_renew
@@ -43,6 +43,11 @@ class Requester:
     def actor(self) -> Actor:
         machine = self.identity if self.identity is not None and self.identity.kind != "human" else None
         return Actor(user=self.user, identity=machine)
+
+
+BREAK_GLASS_NO_EXTENSION = (
+    "Break-glass access cannot be extended or renewed: activate again (a new activation and a new review)."
+)
 
 
 def request_url(request: AccessRequest) -> str:
@@ -143,6 +148,7 @@ def gather_policy_input(
         held_entitlement_ids=frozenset(held),
         sod_rules=tuple(rules),
         is_renewal=renewal_of is not None,
+        renewal_of_break_glass=renewal_of is not None and renewal_of.kind == GrantKind.BREAK_GLASS,
         renewals_in_window=renewals,
         cumulative_active=cumulative,
         min_quorum=settings.JIT_MIN_QUORUM_BY_RISK.get(risk, 1),
@@ -233,6 +239,9 @@ def access_request_submit(
     policies.require(requester.user is None or policies.may_request(requester.user), policies.NOT_A_REQUESTER)
     if requester.identity is not None and requester.identity.status != IdentityStatus.ACTIVE:
         raise ValidationFailed("Your identity is not active; you cannot request access.")
+    if requester.user is None and requester.identity is not None and not requester.identity.may_self_request:
+        # A machine acting on its own asks only when its owner allowed it to (the identity's setting).
+        raise PermissionRefused(f"{requester.identity}'s owner has not allowed it to request access itself.")
     beneficiary = _beneficiary_for(requester, beneficiary_id)
     # In the lock order (identity, system, entitlement, request, grant), shared: requests for one
     # entitlement go side by side; an edit or a retirement of it waits for them, and they for it.
@@ -252,6 +261,8 @@ def access_request_submit(
             raise ValidationFailed("That grant is not this identity's access to this entitlement.")
         if renewal_of.no_renew:
             raise InvalidTransition("This grant was reviewed and marked do-not-renew; it cannot be extended.")
+        if renewal_of.kind == GrantKind.BREAK_GLASS:
+            raise InvalidTransition(BREAK_GLASS_NO_EXTENSION, field_errors={"duration": [BREAK_GLASS_NO_EXTENSION]})
         if not renewal_of.is_in_force():
             raise InvalidTransition("This grant is no longer active; request the access anew.")
     elif live := Grant.objects.live().filter(identity=beneficiary, entitlement=entitlement).first():
@@ -500,8 +511,7 @@ def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = ""
     scheduled start ends in exactly one of the two.
     """
     request = _lock_request(request_id)
-    user = acting_user(actor)
-    policies.require(policies.can_cancel(user, request), "Only the requester may cancel this request.")
+    policies.require(policies.may_cancel(actor, request), "Only the requester may cancel this request.")
     waiting = request.status == RequestStatus.APPROVED and request.grant_id is None
     if request.status != RequestStatus.PENDING and not waiting:
         raise InvalidTransition(f"Request #{request.pk} is already {request.get_status_display().lower()}.")
@@ -516,8 +526,7 @@ def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = ""
 def access_request_activate(*, request_id: int, actor: ActorLike) -> AccessRequest:
     """The holder starts approved high-risk access within its activation window."""
     request = _lock_request(request_id)
-    user = acting_user(actor)
-    policies.require(policies.can_activate(user, request), "Only the holder may activate this access.")
+    policies.require(policies.may_activate(actor, request), "Only the holder may activate this access.")
     now = clock.database_now()
     if request.status != RequestStatus.APPROVED or request.grant_id is not None:
         raise InvalidTransition(f"Request #{request.pk} has nothing to activate.")

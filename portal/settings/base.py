@@ -85,6 +85,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.navigation",
+                "portal.context_processors.break_glass_banner",
             ],
         },
     },
@@ -298,9 +299,16 @@ OUTBOX_CLAIM_SECONDS = CELERY_TASK_TIME_LIMIT + 60
 REST_FRAMEWORK = {
     "DEFAULT_VERSIONING_CLASS": "rest_framework.versioning.URLPathVersioning",
     "ALLOWED_VERSIONS": ["v1"],
-    # Session only for now; tokens for machine identities and agents come with their own API.
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bearer tokens (governance.models.ApiToken: people's scripts, machines, agents) or the browser's session.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "governance.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # A token reaches only the endpoints that name the scope it needs, and a machine only those built for it.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "governance.api.permissions.TokenScopes",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # drf-spectacular, with the error answers every operation documents (400/401/403/404/409/429).
     "DEFAULT_SCHEMA_CLASS": "governance.api.schema.AutoSchema",
@@ -451,3 +459,10 @@ BREAK_GLASS_REMIND_EVERY = timedelta(hours=env_int("BREAK_GLASS_REMIND_EVERY_HOU
 BREAK_GLASS_SECURITY_GROUP = env_str("BREAK_GLASS_SECURITY_GROUP", "security")
 BREAK_GLASS_ELIGIBILITY_WARNING = timedelta(days=env_int("BREAK_GLASS_ELIGIBILITY_WARNING_DAYS", 14))
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Access portal")
+
+# API tokens: kept as HMAC-SHA256 under this key (a stolen table alone cannot be tried offline); by
+# default derived from SECRET_KEY. Their life is bounded by the riskiest access their identity holds.
+API_TOKEN_HASH_KEY = env_str("API_TOKEN_HASH_KEY", "") or ""
+API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 90)
+API_TOKEN_MAX_DAYS_BY_RISK = {"low": 365, "medium": 180, "high": 90, "critical": 30}
+API_TOKEN_ROTATION_OVERLAP = timedelta(hours=env_int("API_TOKEN_ROTATION_OVERLAP_HOURS", 24))

@@ -213,4 +213,5 @@ def test_openapi_schema_validates_without_warnings(tmp_path):
 
 @pytest.mark.parametrize("path", ["identities", "systems", "entitlements", "grants", "findings", "requests"])
 def test_anonymous_callers_are_refused(path):
-    assert APIClient().get(f"{API}/{path}/").status_code == 403
+    response = APIClient().get(f"{API}/{path}/")
+    assert response.status_code == 401 and response["WWW-Authenticate"] == 'Bearer realm="api"'

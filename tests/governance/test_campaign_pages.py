@@ -79,6 +79,7 @@ def form_data(**overrides):
     data = {
         "name": "Payments Q4",
         "description": "Quarterly review of payments access",
+        "review_grants": "on",
         "reviewer": "entitlement_owner",
         "fallback_group": "admin",
         "second_stage_reviewer": "system_owner",
@@ -548,3 +549,38 @@ def test_an_admin_hands_over_an_item_from_the_campaign_page(client, admin, ravi,
     assert response["Location"] == reverse("governance:campaign_detail", args=[queue.pk])
     item.refresh_from_db()
     assert item.reviewer == ravi.user
+
+
+def test_the_campaign_list_links_the_reports_across_campaigns_for_those_who_may_read_them(client, admin, auditor, rita):
+    not_certified = reverse("governance:report_not_certified")
+    held = reverse("governance:report_held_access")
+    for user in (admin, auditor):
+        client.force_login(user)
+        page = client.get(reverse("governance:campaign_list")).content.decode()
+        assert "Reports across campaigns" in page
+        assert f'href="{not_certified}"' in page and f'href="{held}"' in page
+        assert client.get(not_certified).status_code == 200 and client.get(held).status_code == 200
+
+    # An owner reads the reports of their own campaigns, not these: no link to a page that refuses them.
+    client.force_login(rita.user)
+    page = client.get(reverse("governance:campaign_list")).content.decode()
+    assert "Reports across campaigns" not in page and not_certified not in page
+    assert client.get(not_certified).status_code == 403
+
+
+def test_the_form_offers_to_review_the_identities_themselves(client, admin):
+    client.force_login(admin)
+    form = client.get(reverse("governance:campaign_create")).content.decode()
+    assert "Review the non-human identities themselves" in form
+
+    response = client.post(
+        reverse("governance:campaign_create"), form_data(review_grants="", review_identities="on", name="Machines")
+    )
+    assert response.status_code == 302
+    campaign = Campaign.objects.get(name="Machines")
+    assert (campaign.review_grants, campaign.review_identities) == (False, True)
+
+    refused = client.post(reverse("governance:campaign_create"), form_data(review_grants="", name="Nothing"))
+    assert refused.status_code == 400
+    assert "the identities themselves, or both" in refused.content.decode()
+    assert not Campaign.objects.filter(name="Nothing").exists()

@@ -17,6 +17,7 @@ from pypdf import PdfReader
 
 from audit.models import AuditEvent
 from governance import certification_reports as reports
+from governance.certification_reports import BREAK_GLASS_MARK
 from governance.choices import GrantKind, GrantStatus, RiskTier
 from governance.models import Campaign, Grant, ReviewItem
 from governance.services.certification import (
@@ -191,7 +192,8 @@ def test_the_csv_streams_every_item_spreadsheet_safe_with_the_chain_head_last(cl
 
     assert isinstance(response, StreamingHttpResponse)
     rows = read_csv(response)
-    header, body = rows[0], [row for row in rows[1:] if row and not row[0].startswith("#")]
+    items_part = rows[: rows.index([BREAK_GLASS_MARK])]
+    header, body = rows[0], [row for row in items_part[1:] if row and not row[0].startswith("#")]
     by_grant = {int(row[header.index("grant")]): dict(zip(header, row, strict=True)) for row in body}
     assert len(by_grant) == 4
     kept = by_grant[decided["kept"].pk]
@@ -390,3 +392,79 @@ def test_only_auditors_and_admins_read_the_cross_campaign_reports(client, name, 
     for user, expected in ((auditor_user, 200), (admin, 200), (ent_owner.user, 403), (PersonFactory().user, 403)):
         client.force_login(user)
         assert client.get(url, query).status_code == expected, user
+
+
+#
+# One campaign: break-glass access in its scope while it ran
+#
+def test_the_report_lists_break_glass_access_in_scope_granted_while_the_campaign_ran(client, auditor_user, admin):
+    system_entitlement = EntitlementFactory(name="prod-db-admin", risk_tier=RiskTier.CRITICAL)
+    elsewhere = EntitlementFactory(name="other-admin")
+    t0 = (timezone.now() - timedelta(days=10)).replace(microsecond=0)
+    with time_machine.travel(t0, tick=False):
+        campaign = campaign_create(
+            actor=admin,
+            name="Prod review",
+            due_at=t0 + timedelta(days=30),
+            scope={"systems": [system_entitlement.system_id], "grant_kinds": ["standing"]},
+        )
+        campaign = campaign_launch(campaign_id=campaign.pk, actor=admin)
+    during = GrantFactory(
+        entitlement=system_entitlement,
+        kind=GrantKind.BREAK_GLASS,
+        granted_at=t0 + timedelta(days=2),
+        expires_at=t0 + timedelta(days=2, hours=1),
+        reason="INC-4242: database down, failover by hand",
+    )
+    still_held = GrantFactory(
+        entitlement=system_entitlement,
+        kind=GrantKind.BREAK_GLASS,
+        granted_at=t0 + timedelta(days=9),
+        expires_at=timezone.now() + timedelta(hours=2),
+        reason="INC-4243: disk full",
+    )
+    GrantFactory(entitlement=system_entitlement, kind=GrantKind.BREAK_GLASS, granted_at=t0 - timedelta(days=1))
+    GrantFactory(entitlement=elsewhere, kind=GrantKind.BREAK_GLASS, granted_at=t0 + timedelta(days=2))
+    GrantFactory(entitlement=system_entitlement, kind=GrantKind.STANDING, granted_at=t0 + timedelta(days=2))
+
+    rows = reports.break_glass_rows(campaign, now=timezone.now())
+    assert [row["pk"] for row in rows] == [during.pk, still_held.pk]
+    assert rows[0]["ended_at"] == during.expires_at and rows[1]["ended_at"] is None
+
+    client_for(client, auditor_user)
+    page = client.get(reverse("governance:report_campaign", args=[campaign.pk])).content.decode()
+    assert "Break-glass access in scope during the campaign" in page
+    assert "INC-4242: database down, failover by hand" in page and "still held" in page
+    assert "other-admin" not in page
+
+    response = client.get(reverse("governance:report_campaign_csv", args=[campaign.pk]))
+    csv_rows = read_csv(response)
+    start = csv_rows.index([BREAK_GLASS_MARK])
+    header = csv_rows[start + 1]
+    section = [
+        dict(zip(header, row, strict=True)) for row in csv_rows[start + 2 :] if row and not row[0].startswith("#")
+    ]
+    assert [int(row["grant"]) for row in section] == [during.pk, still_held.pk]
+    assert section[0]["reason"] == "INC-4242: database down, failover by hand"
+    assert section[0]["ended_at"] == during.expires_at.isoformat() and section[1]["ended_at"] == ""
+
+    pdf = client.get(reverse("governance:report_campaign_pdf", args=[campaign.pk]))
+    text = "".join(" ".join(p.extract_text().split()) for p in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "Break-glass access in scope during the campaign" in text and "INC-4243: disk full" in text
+
+
+def test_a_closed_campaign_lists_break_glass_access_only_until_its_close(admin):
+    entitlement = EntitlementFactory()
+    t0 = (timezone.now() - timedelta(days=10)).replace(microsecond=0)
+    with time_machine.travel(t0, tick=False):
+        campaign = campaign_create(
+            actor=admin, name="Closed", due_at=t0 + timedelta(days=2), scope={"entitlements": [entitlement.pk]}
+        )
+        campaign = campaign_launch(campaign_id=campaign.pk, actor=admin)
+    with time_machine.travel(t0 + timedelta(days=3), tick=False):
+        campaign_close(campaign_id=campaign.pk, actor=admin)
+    campaign.refresh_from_db()
+    inside = GrantFactory(entitlement=entitlement, kind=GrantKind.BREAK_GLASS, granted_at=t0 + timedelta(days=1))
+    GrantFactory(entitlement=entitlement, kind=GrantKind.BREAK_GLASS, granted_at=t0 + timedelta(days=5))
+
+    assert [row["pk"] for row in reports.break_glass_rows(campaign, now=timezone.now())] == [inside.pk]

@@ -42,8 +42,9 @@ def test_list_pages_render_with_constant_queries(client, owner, count_queries, u
 
 
 # Measured on PostgreSQL: session, user, roles, paginator COUNT, the viewer's identity (may they
-# register one?), the unread-notification badge, the page's keys, then its rows with their counts.
-IDENTITY_LIST_QUERIES = 8
+# register one?), the unread-notification badge, the break-glass banner, the page's keys, then its
+# rows with their counts.
+IDENTITY_LIST_QUERIES = 9
 
 
 def test_identity_list_query_count_is_a_small_constant(client, owner, count_queries):

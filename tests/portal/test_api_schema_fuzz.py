@@ -78,7 +78,11 @@ def existing(admin_person) -> dict[str, int]:
         first_seen_at=timezone.now(),
         last_seen_at=timezone.now(),
     )
+    from tests.factories.break_glass import EligibilityFactory, activate
+
+    activation = activate(EligibilityFactory())
     return {
+        "break-glass": activation.pk,
         "identities": bot.pk,
         "systems": entitlement.system_id,
         "entitlements": entitlement.pk,
@@ -138,7 +142,7 @@ def test_handing_an_identity_over_answers_as_documented(api_schema, wsgi_app):
 
 
 # The first segment of every operation's path: one test each, so that workers share them out.
-RESOURCES = ["identities", "systems", "entitlements", "grants", "findings", "requests", "schema"]
+RESOURCES = ["identities", "systems", "entitlements", "grants", "findings", "requests", "break-glass", "schema"]
 # Generating the schema is slow, and its answer is checked whole above.
 FEWER_EXAMPLES = {"schema": 3}
 

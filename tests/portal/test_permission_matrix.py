@@ -41,6 +41,7 @@ from governance.models import (
     SodRule,
     System,
 )
+from governance.services.credentials import api_token_create
 from jit.models import AccessRequest, Approval
 from jit.services.requests import access_request_submit
 from portal.api_urls import api_not_found
@@ -151,7 +152,7 @@ def parties_change(*, refused=TOLD_NO, anonymous=LOGIN, allowed=ALLOWED):
 
 
 ONLY_POST = everyone(405)
-API_ANON = 403  # session authentication only: an anonymous API call is refused, not redirected
+API_ANON = 401  # the bearer-token scheme answers first: an anonymous API call is told to authenticate
 
 
 @dataclass
@@ -162,6 +163,15 @@ class Rule:
     kwargs: Callable[[dict, str, str], dict] | None = None
     data: Callable[[dict, str], dict] = field(default=lambda world, role: {})
     api: bool = False
+
+
+def machine_token(world, role, whose):
+    """kwargs for a token of the role's own machine, or of the stranger's."""
+    key = role if whose == "own" else "other"
+    return {"pk": world["machine"][key].pk, "token_pk": world["machine_token"][key].pk}
+
+
+machine_token.per_owner = True
 
 
 def obj(kind: str, arg: str = "pk"):
@@ -241,6 +251,14 @@ RULES: dict[str, Rule] = {
     "governance:identity_offboard": Rule(
         {"GET": owners_change(allowed=200), "POST": owners_change()}, kwargs=obj("machine"), data=reason
     ),
+    # API tokens: a machine's owners (and admins) make, rotate and revoke its tokens
+    "governance:api_token_create": Rule(
+        {"GET": owners_change(allowed=200), "POST": owners_change()},
+        kwargs=obj("machine"),
+        data=lambda w, role: {"name": "matrix", "scopes": ["grants:read"], "expires_in_days": 7},
+    ),
+    "governance:api_token_rotate": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=machine_token),
+    "governance:api_token_revoke": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=machine_token),
     "governance:identity_delegate": Rule(
         {"GET": ONLY_POST, "POST": owners_change()},
         kwargs=obj("machine"),
@@ -397,6 +415,34 @@ RULES |= {
 }
 
 
+# Break-glass after the fact: a reviewer reads and reviews the activations they may review ("own": one
+# the role's login reviews; "other": the keeper's), never another's (404); auditors and admins read
+# every one, an auditor reviews nothing, an admin only their own until one is escalated. The reports
+# and drills: auditors and admins read; admins schedule and cancel drills.
+def break_glass_drill(world, role, whose):
+    return {"pk": world["break_glass_drill"].pk}
+
+
+RULES |= {
+    "jit:break_glass_review_list": Rule({"GET": everyone(200)}),
+    "jit:break_glass_review_detail": Rule(
+        {
+            "GET": answers(auditor=200, admin=200, rest=(200, 404)),
+            "POST": answers(auditor=403, admin=(ALLOWED, 403), rest=(ALLOWED, 404)),
+        },
+        kwargs=obj("break_glass"),
+        data=lambda world, role: {"outcome": "justified", "notes": "permission matrix"},
+    ),
+    "jit:break_glass_report": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    "jit:break_glass_report_csv": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    "jit:break_glass_drill_list": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    "jit:break_glass_drill_create": Rule({"GET": ONLY_POST, "POST": admins_only(ALLOWED)}),
+    "jit:break_glass_drill_cancel": Rule(
+        {"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=break_glass_drill, data=reason
+    ),
+}
+
+
 # Certification campaigns and reviews: admins define, launch, close and cancel; everyone reads the
 # campaigns they see (auditors and admins all; "own": one where the role reviews its entitlement's
 # grant, "other": the keeper's); reviewers decide and hand over only their own items; auditors nothing.
@@ -442,6 +488,36 @@ RULES |= {
         kwargs=obj("review"),
         data=lambda w, role: {"reviewer": "keeper", "reason": "matrix"},
     ),
+}
+
+
+# Break-glass (activation side): anyone acting may open the page and try (an empty form is refused
+# on its merits, 400); an activation is seen by its holder, reviewers, owners, auditors and admins
+# ("own": one the role's person holds; "other": the stranger's); eligibility is the admins' to keep.
+def bg_eligibility(world, role, whose):
+    return {"pk": world["bg_eligibility"].pk}
+
+
+RULES |= {
+    "jit:break_glass": Rule({"GET": everyone(200), "POST": everyone(ALLOWED)}),
+    "jit:break_glass_detail": Rule(
+        {"GET": answers(auditor=200, admin=200, rest=(200, 404))}, kwargs=obj("bg_activation")
+    ),
+    "jit:break_glass_eligibility_list": Rule({"GET": answers(auditor=200, admin=200, rest=403)}),
+    "jit:break_glass_eligibility_create": Rule({"GET": admins_only(), "POST": admins_only(ALLOWED)}),
+    "jit:break_glass_eligibility_edit": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)},
+        kwargs=bg_eligibility,
+        data=lambda w, role: {"max_minutes": 30},
+    ),
+    "jit:break_glass_eligibility_renew": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)}, kwargs=bg_eligibility
+    ),
+    "jit:break_glass_eligibility_revoke": Rule(
+        {"GET": admins_only(), "POST": admins_only(ALLOWED)}, kwargs=bg_eligibility, data=reason
+    ),
+    # One's own second factor: every signed-in person (an empty POST is refused on its merits).
+    "second_factor": Rule({"GET": everyone(200), "POST": everyone(ALLOWED)}),
 }
 
 
@@ -538,6 +614,13 @@ RULES |= {
         {"POST": parties_change(anonymous=API_ANON, refused=403)}, kwargs=api_obj("to_decide"), data=reason
     ),
     # The API finds the grant among those the user may see (inventory readers see all), then refuses.
+    "break-glass-eligibility-list": api_rule({"GET": API_EVERYONE_READS}),
+    "break-glass-activation-list": api_rule(
+        {"GET": API_EVERYONE_READS, "POST": answers(anonymous=API_ANON, rest=ALLOWED)}
+    ),
+    "break-glass-activation-detail": api_rule(
+        {"GET": answers(anonymous=API_ANON, auditor=200, admin=200, rest=(200, 404))}, kwargs=api_obj("bg_activation")
+    ),
     "jit-grant-release": api_rule(
         {"POST": answers(anonymous=API_ANON, requester=(ALLOWED, 404), auditor=403, rest=(ALLOWED, 403))},
         kwargs=api_obj("held"),
@@ -649,6 +732,95 @@ def _review_campaigns(world: dict) -> dict:
     }
 
 
+def _break_glass_activations(world: dict) -> dict:
+    """For the break-glass review pages: the stranger broke glass once per role, each reviewed by that role's
+    login ("own"), and once reviewed by the keeper ("other"); all ended, so a review can be recorded. And
+    a drill scheduled for the admins to cancel."""
+    from jit.models import BreakGlassActivation, BreakGlassDrill, BreakGlassEligibility
+
+    now = timezone.now()
+    entitlement = EntitlementFactory(name="matrix-glass", system=world["system"]["other"], break_glass_eligible=True)
+    eligibility = BreakGlassEligibility.objects.create(
+        entitlement=entitlement,
+        identity=world["stranger"],
+        max_duration=timedelta(hours=1),
+        expires_at=now + timedelta(days=30),
+    )
+
+    def activation(reviewer) -> BreakGlassActivation:
+        started = now - timedelta(hours=3)
+        grant = GrantFactory(
+            identity=world["stranger"],
+            entitlement=entitlement,
+            kind=GrantKind.BREAK_GLASS,
+            status="expired",
+            granted_at=started,
+            expires_at=started + timedelta(hours=1),
+            revoked_at=started + timedelta(hours=1),
+        )
+        return BreakGlassActivation.objects.create(
+            eligibility=eligibility,
+            grant=grant,
+            identity=world["stranger"],
+            entitlement=entitlement,
+            activated_by=world["stranger"].user,
+            incident_reference="INC-MATRIX",
+            reason="matrix",
+            step_up="password",
+            activated_at=started,
+            ends_at=started + timedelta(hours=1),
+            review_due_at=started + timedelta(hours=24),
+            reviewer=reviewer,
+        )
+
+    return {
+        "break_glass": {role: activation(world["login"][role]) for role in ROLE_GROUPS}
+        | {"other": activation(world["keeper"].user)},
+        "break_glass_drill": BreakGlassDrill.objects.create(
+            eligibility=eligibility, scheduled_for=now + timedelta(days=1)
+        ),
+    }
+
+
+def _break_glass(world: dict) -> dict:
+    """A break-glass entitlement of the keeper's; each role's person and the stranger hold a live
+    activation of it (made as rows: the matrix asks who sees them, not how they came to be); and
+    one eligibility for the admin pages."""
+    from jit.models import BreakGlassActivation, BreakGlassEligibility
+
+    keeper = world["keeper"]
+    entitlement = EntitlementFactory(
+        name="keeper-break-glass", system=world["system"]["other"], owner=keeper, break_glass_eligible=True
+    )
+    now = timezone.now()
+    activations = {}
+    for role, person in [*world["person"].items(), ("other", world["stranger"])]:
+        eligibility = BreakGlassEligibility.objects.create(
+            entitlement=entitlement,
+            identity=person,
+            max_duration=timedelta(hours=1),
+            expires_at=now + timedelta(days=9),
+        )
+        grant = GrantFactory(
+            identity=person, entitlement=entitlement, kind=GrantKind.BREAK_GLASS, expires_at=now + timedelta(hours=1)
+        )
+        activations[role] = BreakGlassActivation.objects.create(
+            eligibility=eligibility,
+            grant=grant,
+            identity=person,
+            entitlement=entitlement,
+            activated_by=person.user,
+            incident_reference=f"INC-{role}",
+            reason="matrix",
+            step_up="password",
+            activated_at=now,
+            ends_at=now + timedelta(hours=1),
+            review_due_at=now + timedelta(hours=24),
+            reviewer=keeper.user,
+        )
+    return {"bg_activation": activations, "bg_eligibility": eligibility}
+
+
 def build_world() -> dict:
     keeper = PersonFactory(name="Kim Keeper", user__username="keeper", user__roles=["requester", "owner"])
     stranger = PersonFactory(name="Stan Stranger", user__username="stranger", user__roles=["requester"])
@@ -715,8 +887,14 @@ def build_world() -> dict:
             first_seen_at=timezone.now(),
             last_seen_at=timezone.now(),
         )
+    world["machine_token"] = {
+        key: api_token_create(actor=None, identity_id=machine.pk, name="matrix", scopes=["grants:read"]).token
+        for key, machine in world["machine"].items()
+    }
+    world |= _break_glass(world)
     world["report_campaign"] = _report_campaigns(world)
     world |= _review_campaigns(world)
+    world |= _break_glass_activations(world)
     return world
 
 

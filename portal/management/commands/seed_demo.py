@@ -9,6 +9,7 @@ from governance.demo import demo_organisation_build
 from governance.demo_certification import demo_campaigns_build
 from governance.services.findings import findings_scan
 from jit.demo import demo_requests_build
+from jit.demo_break_glass import demo_break_glass_build
 from jit.services.expiry import grants_expire_due
 from portal.demo import DEMO_PASSWORD, create_demo_users
 
@@ -62,6 +63,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Demo campaigns: one running ({campaigns['running_items']} items, {campaigns['running_decided']} "
                 f"decided), one closed ({campaigns['closed_items']} items)."
+            )
+        # Break-glass: eligibility, a reviewed activation, a live one waiting for review, a drill (made once).
+        glass = demo_break_glass_build(password=DEMO_PASSWORD)
+        if not glass["skipped"]:
+            self.stdout.write(
+                f"Demo break-glass: {glass['eligibilities']} eligibilities, {glass['reviewed']} reviewed and "
+                f"{glass['unreviewed']} unreviewed activation(s), {glass['drills']} drill scheduled."
             )
         # One sweep now, so the health check has a heartbeat from the start.
         expired = grants_expire_due()

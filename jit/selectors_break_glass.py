@@ -1,0 +1,172 @@
+"""Read paths for break-glass: who may break glass into what, and which activations are live or open.
+
+Each selector names the joins its page needs once, so lists run a fixed number of queries.
+"""
+
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+
+from audit.kernel import clock
+from governance import policies as inventory
+from governance.choices import GrantStatus, IdentityKind, IdentityStatus, LifecycleStatus
+from governance.models import Identity
+from governance.roles import Role, has_role
+
+from .models import BreakGlassActivation, BreakGlassEligibility
+
+ELIGIBILITY_JOINS = ("entitlement", "entitlement__system", "entitlement__owner", "identity")
+ACTIVATION_JOINS = (
+    "identity",
+    "entitlement",
+    "entitlement__system",
+    "grant",
+    "activated_by",
+    "reviewer",
+    "eligibility",
+)
+User = get_user_model()
+
+
+def eligibility_in_force_q(now: datetime | None = None, prefix: str = "") -> Q:
+    """An eligibility that may be used now: active, not past its end, for a live break-glass entitlement.
+
+    The one statement of the rule: the selectors below and `break_glass_activate` follow it.
+    """
+    now = clock.now() if now is None else now
+    p = prefix
+    return Q(
+        **{
+            f"{p}is_active": True,
+            f"{p}expires_at__gt": now,
+            f"{p}entitlement__break_glass_eligible": True,
+            f"{p}entitlement__status": LifecycleStatus.ACTIVE,
+            f"{p}entitlement__system__status": LifecycleStatus.ACTIVE,
+        }
+    )
+
+
+def _holder_q(identity: Identity | None, user) -> Q:
+    """Eligibilities naming this identity, or a group this (active) login belongs to."""
+    holder = Q(pk__in=[])
+    if identity is not None:
+        holder |= Q(identity=identity)
+    if user is not None and getattr(user, "is_active", False) and (identity is None or identity.kind == "human"):
+        groups = list(user.groups.values_list("name", flat=True))
+        if groups:
+            holder |= Q(identity__isnull=True, group__in=groups)
+    return holder
+
+
+def eligible_entitlements(user_or_identity, *, now: datetime | None = None) -> QuerySet[BreakGlassEligibility]:
+    """The eligibilities in force for a person (by name or by group membership) or a machine.
+
+    A login not linked to an identity, or an identity that is not active, is eligible for nothing:
+    a break-glass grant needs a holder in the inventory.
+    """
+    if isinstance(user_or_identity, Identity):
+        identity = user_or_identity
+        user = identity.user if identity.kind == IdentityKind.HUMAN and identity.user_id else None
+    else:
+        user = user_or_identity
+        identity = inventory.identity_of(user)
+    if identity is None or identity.status != IdentityStatus.ACTIVE:
+        return BreakGlassEligibility.objects.none()
+    return (
+        BreakGlassEligibility.objects.filter(eligibility_in_force_q(now))
+        .filter(_holder_q(identity, user))
+        .select_related(*ELIGIBILITY_JOINS)
+        .order_by("entitlement__system__name", "entitlement__name", "pk")
+    )
+
+
+def eligibility_list(*, user, q: str = "", state: str = "", order: str = "expires_at") -> QuerySet:
+    """Every eligibility, for admins and auditors (others: none), filtered and sorted for the list page."""
+    if not has_role(user, Role.ADMIN, Role.AUDITOR):
+        return BreakGlassEligibility.objects.none()
+    queryset = BreakGlassEligibility.objects.select_related(*ELIGIBILITY_JOINS)
+    now = clock.now()
+    if q:
+        queryset = queryset.filter(
+            Q(entitlement__name__icontains=q)
+            | Q(entitlement__system__name__icontains=q)
+            | Q(identity__name__icontains=q)
+            | Q(group__icontains=q)
+        )
+    if state == "in_force":
+        queryset = queryset.filter(eligibility_in_force_q(now))
+    elif state == "expired":
+        queryset = queryset.filter(is_active=True, expires_at__lte=now)
+    elif state == "revoked":
+        queryset = queryset.filter(is_active=False)
+    return queryset.order_by(order, "pk" if not order.startswith("-") else "-pk")
+
+
+#
+# Activations
+#
+def live_activations(now: datetime | None = None) -> QuerySet[BreakGlassActivation]:
+    """Activations whose access may exist now: before their hard end, grant not ended."""
+    now = clock.now() if now is None else now
+    return (
+        BreakGlassActivation.objects.filter(
+            ends_at__gt=now,
+            grant__status__in=[GrantStatus.PENDING_PROVISION, GrantStatus.ACTIVE],
+        )
+        .select_related(*ACTIVATION_JOINS)
+        .order_by("ends_at", "pk")
+    )
+
+
+def my_live_activations(*, user, now: datetime | None = None) -> list[BreakGlassActivation]:
+    """The break-glass access this person holds right now (for the banner on every page)."""
+    me = inventory.identity_of(user)
+    if me is None:
+        return []
+    return list(live_activations(now).filter(Q(identity=me) | Q(activated_by=user))[:5])
+
+
+def _reviewer_q(user) -> Q:
+    groups = list(user.groups.values_list("name", flat=True))
+    return Q(reviewer=user) | Q(reviewer_group__in=groups) if groups else Q(reviewer=user)
+
+
+def activations_visible_to(user) -> QuerySet[BreakGlassActivation]:
+    """Admins, auditors and the security group see every activation; anyone else the ones they hold,
+    activated, or review (by name or group), and those into entitlements or systems they own."""
+    from django.conf import settings
+
+    base = BreakGlassActivation.objects.all()
+    if (
+        has_role(user, Role.ADMIN, Role.AUDITOR)
+        or user.groups.filter(name=settings.BREAK_GLASS_SECURITY_GROUP).exists()
+    ):
+        return base
+    me = inventory.identity_of(user)
+    mine = Q(activated_by=user) | _reviewer_q(user)
+    if me is not None:
+        mine |= Q(identity=me) | Q(entitlement__owner=me) | Q(entitlement__system__owner=me)
+    return base.filter(mine)
+
+
+def live_panel(*, user, limit: int = 10) -> dict:
+    """The dashboard's "live break-glass" panel: for admins, the security group and reviewers.
+
+    Returns `{"show": False}` for anyone else, so the panel costs them one query.
+    """
+    from django.conf import settings
+
+    sees_all = has_role(user, Role.ADMIN) or user.groups.filter(name=settings.BREAK_GLASS_SECURITY_GROUP).exists()
+    live = live_activations()
+    if not sees_all:
+        live = live.filter(_reviewer_q(user))
+        if not BreakGlassActivation.objects.filter(_reviewer_q(user)).exists():
+            return {"show": False}
+    rows = list(live[:limit])
+    return {"show": True, "activations": rows, "count": len(rows) if len(rows) < limit else live.count()}
+
+
+def activation_get(*, user, pk: int) -> BreakGlassActivation:
+    """One activation this user may see, with what its page shows; DoesNotExist otherwise."""
+    return activations_visible_to(user).select_related(*ACTIVATION_JOINS, "entitlement__owner").get(pk=pk)
