@@ -8,7 +8,7 @@ class GovernanceConfig(AppConfig):
     def ready(self) -> None:
         from audit.filters import ACTOR_NAME_SEARCHES
 
-        from . import handlers  # noqa: F401  registers the connector outbox handlers
+        from . import checks, handlers  # noqa: F401  registers start-up checks and the connector outbox handlers
         from .selectors import audit_actors_named
 
         if audit_actors_named not in ACTOR_NAME_SEARCHES:

@@ -42,3 +42,11 @@ def notifications_purge_task() -> dict:
     from .services.notifications import notifications_purge_read
 
     return {"deleted": notifications_purge_read()}
+
+
+@shared_task(acks_late=True)
+def workload_exchanges_purge_task() -> dict:
+    """Forget workload exchanges whose JWT can no longer be replayed."""
+    from .services.federation import workload_exchanges_purge
+
+    return {"deleted": workload_exchanges_purge()}

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views, views_credentials, views_policy_changes
+from . import views, views_credentials, views_federation, views_policy_changes
 
 urlpatterns = [
     path("identities/", views.identity_list, name="identity_list"),
@@ -20,6 +20,12 @@ urlpatterns = [
     ),
     path(
         "identities/<int:pk>/tokens/<int:token_pk>/revoke/", views_credentials.api_token_revoke, name="api_token_revoke"
+    ),
+    path("identities/<int:pk>/trusts/new/", views_federation.workload_trust_create, name="workload_trust_create"),
+    path(
+        "identities/<int:pk>/trusts/<int:trust_pk>/revoke/",
+        views_federation.workload_trust_revoke,
+        name="workload_trust_revoke",
     ),
     path("mine/", views.my_identities, name="my_identities"),
     path("systems/", views.system_list, name="system_list"),

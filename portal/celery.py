@@ -38,6 +38,10 @@ BEAT_SCHEDULE = {
         "task": "governance.tasks.notifications_purge_task",
         "schedule": 3600.0,
     },
+    "governance.tasks.workload_exchanges_purge_task": {
+        "task": "governance.tasks.workload_exchanges_purge_task",
+        "schedule": 3600.0,
+    },
     # Certification: close at the due date (and start the next round) each minute; chase reviewers every
     # 15 minutes (each person hears once a day at most); the cadence review daily; revocation results.
     "governance.tasks_certification.certification_close_due_task": {

@@ -1,5 +1,7 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from .federation import TokenExchangeView
 from .views import EntitlementViewSet, FindingViewSet, GrantViewSet, IdentityViewSet, SystemViewSet
 
 router = SimpleRouter()
@@ -8,4 +10,7 @@ router.register("systems", SystemViewSet, basename="system")
 router.register("entitlements", EntitlementViewSet, basename="entitlement")
 router.register("grants", GrantViewSet, basename="grant")
 router.register("findings", FindingViewSet, basename="finding")
-urlpatterns = router.urls
+urlpatterns = [
+    path("token/exchange/", TokenExchangeView.as_view(), name="token-exchange"),
+    *router.urls,
+]

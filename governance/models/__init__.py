@@ -1,6 +1,7 @@
 from .certification import Campaign, CampaignStatus, ReviewItem
 from .credentials import ApiToken
 from .entitlements import Entitlement, SodRule
+from .federation import WorkloadExchange, WorkloadTrust
 from .findings import Finding
 from .grants import Grant
 from .identities import Identity
@@ -24,4 +25,6 @@ __all__ = [
     "ReviewItem",
     "SodRule",
     "System",
+    "WorkloadExchange",
+    "WorkloadTrust",
 ]

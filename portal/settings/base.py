@@ -5,6 +5,7 @@ kombu filesystem broker in DATA_DIR/broker, so one machine runs web, worker and 
 servers. With them it runs on PostgreSQL (psycopg 3) and Redis or RabbitMQ.
 """
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -466,3 +467,8 @@ API_TOKEN_HASH_KEY = env_str("API_TOKEN_HASH_KEY", "") or ""
 API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 90)
 API_TOKEN_MAX_DAYS_BY_RISK = {"low": 365, "medium": 180, "high": 90, "critical": 30}
 API_TOKEN_ROTATION_OVERLAP = timedelta(hours=env_int("API_TOKEN_ROTATION_OVERLAP_HOURS", 24))
+# Workload federation: OIDC issuers whose signed JWTs a workload may exchange for a short-lived token
+# (governance.services.federation). A JSON list of {"issuer", "audience", "jwks_url" or "jwks_file",
+# optional "algorithms" (default RS256, ES256) and "max_token_minutes" (default 60)}.
+WORKLOAD_ISSUERS = json.loads(env_str("WORKLOAD_ISSUERS", "") or "[]")
+WORKLOAD_JWKS_CACHE_SECONDS = env_int("WORKLOAD_JWKS_CACHE_SECONDS", 300)

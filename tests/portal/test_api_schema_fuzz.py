@@ -142,7 +142,17 @@ def test_handing_an_identity_over_answers_as_documented(api_schema, wsgi_app):
 
 
 # The first segment of every operation's path: one test each, so that workers share them out.
-RESOURCES = ["identities", "systems", "entitlements", "grants", "findings", "requests", "break-glass", "schema"]
+RESOURCES = [
+    "identities",
+    "systems",
+    "entitlements",
+    "grants",
+    "findings",
+    "requests",
+    "break-glass",
+    "token",
+    "schema",
+]
 # Generating the schema is slow, and its answer is checked whole above.
 FEWER_EXAMPLES = {"schema": 3}
 

@@ -40,6 +40,7 @@ from governance.models import (
     ReviewItem,
     SodRule,
     System,
+    WorkloadTrust,
 )
 from governance.services.credentials import api_token_create
 from jit.models import AccessRequest, Approval
@@ -174,6 +175,15 @@ def machine_token(world, role, whose):
 machine_token.per_owner = True
 
 
+def machine_trust(world, role, whose):
+    """kwargs for a workload trust of the role's own machine, or of the stranger's."""
+    key = role if whose == "own" else "other"
+    return {"pk": world["machine"][key].pk, "trust_pk": world["machine_trust"][key].pk}
+
+
+machine_trust.per_owner = True
+
+
 def obj(kind: str, arg: str = "pk"):
     """kwargs for the role's own object of `kind`, or the stranger's."""
 
@@ -259,6 +269,13 @@ RULES: dict[str, Rule] = {
     ),
     "governance:api_token_rotate": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=machine_token),
     "governance:api_token_revoke": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=machine_token),
+    # Workload trusts: a machine's owners (and admins) say which workload's JWTs speak for it
+    "governance:workload_trust_create": Rule(
+        {"GET": owners_change(allowed=200), "POST": owners_change()},
+        kwargs=obj("machine"),
+        data=lambda w, role: {"issuer": "https://matrix.example", "subject": "matrix", "scopes": ["grants:read"]},
+    ),
+    "governance:workload_trust_revoke": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=machine_trust),
     "governance:identity_delegate": Rule(
         {"GET": ONLY_POST, "POST": owners_change()},
         kwargs=obj("machine"),
@@ -621,6 +638,8 @@ RULES |= {
     "break-glass-activation-detail": api_rule(
         {"GET": answers(anonymous=API_ANON, auditor=200, admin=200, rest=(200, 404))}, kwargs=api_obj("bg_activation")
     ),
+    # Workload federation: no one is signed in to exchange a JWT; an empty body is refused on its merits.
+    "token-exchange": api_rule({"POST": everyone(ALLOWED, anonymous=ALLOWED)}),
     "jit-grant-release": api_rule(
         {"POST": answers(anonymous=API_ANON, requester=(ALLOWED, 404), auditor=403, rest=(ALLOWED, 403))},
         kwargs=api_obj("held"),
@@ -889,6 +908,12 @@ def build_world() -> dict:
         )
     world["machine_token"] = {
         key: api_token_create(actor=None, identity_id=machine.pk, name="matrix", scopes=["grants:read"]).token
+        for key, machine in world["machine"].items()
+    }
+    world["machine_trust"] = {
+        key: WorkloadTrust.objects.create(
+            identity=machine, issuer="https://matrix.example", subject=f"matrix-{key}", scopes=["grants:read"]
+        )
         for key, machine in world["machine"].items()
     }
     world |= _break_glass(world)
