@@ -51,6 +51,10 @@ class AccessRequest(models.Model):
         max_length=FREE_TEXT_MAX_LENGTH,
         help_text="The task an agent declared it needs this for.",
     )
+    # The declared intent, in parts a policy can test and an auditor can search: which task, doing what, to what.
+    intent_task = models.CharField("task id", max_length=200, blank=True)
+    intent_action = models.CharField("action", max_length=100, blank=True)
+    intent_resource = models.CharField("resource", max_length=300, blank=True)
     delegation_chain = models.JSONField("on behalf of", default=list, blank=True)
     start_at = models.DateTimeField("start", null=True, blank=True, help_text="Empty: as soon as approved.")
     activation_deadline = models.DateTimeField("activate by", null=True, blank=True)
