@@ -136,3 +136,9 @@ class AuditAction(models.TextChoices):
     REQUEST_REFUSED_BY_RETIREMENT = "request.refused_by_retirement", "Request closed: entitlement retired"
     REQUEST_CLOSED_BY_OFFBOARDING = "request.closed_by_offboarding", "Request closed: identity offboarded"
     REQUEST_CLOSED_GRANT_ENDED = "request.closed_grant_ended", "Renewal closed: the grant ended or may not be renewed"
+    DELEGATION_CREATED = "delegation.created", "Delegation to act on someone's behalf created"
+    DELEGATION_REVOKED = "delegation.revoked", "Delegation revoked or declined"
+    REQUEST_CLOSED_DELEGATION_REVOKED = (
+        "request.closed_delegation_revoked",
+        "Request closed: a delegation it was made under was revoked",
+    )

@@ -55,8 +55,10 @@ def seed(n: int) -> None:
             c.execute(
                 "INSERT INTO governance_entitlement (system_id, name, owner_id, business_purpose, risk_tier, requestable,"
                 " approval_stages, auto_approve_machines, break_glass_eligible, justification_required, ticket_required,"
-                " allowed_identity_kinds, review_cadence_days, status, created_at, updated_at)"
-                " SELECT %s, 'bench-' || g, %s, '', 'low', true, '[]', false, false, true, false, '[]', 90, 'active', now(), now()"
+                " allowed_identity_kinds, review_cadence_days, status, created_at, updated_at, auto_approve_kinds,"
+                " auto_approve_max_risk, auto_approve_max_finding_severity, auto_approve_intent_fields)"
+                " SELECT %s, 'bench-' || g, %s, '', 'low', true, '[]', false, false, true, false, '[]', 90, 'active', now(), now(),"
+                " '[]', 'low', 'medium', '[]'"
                 " FROM generate_series(1, %s) g",
                 [system, owner, per],
             )

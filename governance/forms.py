@@ -9,6 +9,7 @@ from django.db.models import Case, IntegerField, Q, Value, When
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 
+from .auto_approval import IntentPart
 from .choices import IdentityKind, IdentityStatus, RiskTier
 from .models import Entitlement, Identity, System
 from .services.identities import EDITABLE_FIELDS, USAGE_FIELDS
@@ -275,6 +276,10 @@ class SystemForm(PeopleAsText, forms.ModelForm):
         self.show_people_as_text()
 
 
+# Conditions that always have a value: one left out of a post keeps the entitlement's.
+KEPT_WHEN_OMITTED = ("auto_approve_max_risk", "auto_approve_max_finding_severity")
+
+
 class EntitlementForm(PeopleAsText, forms.ModelForm):
     """An entitlement's catalogue entry: to edit one, or (an unsaved one in its system) to add one."""
 
@@ -296,6 +301,53 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
     allowed_identity_kinds = forms.MultipleChoiceField(
         choices=IdentityKind.choices, widget=forms.CheckboxSelectMultiple, label="Identity kinds allowed"
     )
+    auto_approve_kinds = forms.MultipleChoiceField(
+        choices=IdentityKind.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="For identities of these kinds",
+        help_text=Entitlement._meta.get_field("auto_approve_kinds").help_text,
+    )
+    auto_approve_intent_fields = forms.MultipleChoiceField(
+        choices=IntentPart.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="When the request declares",
+        help_text="The parts of the intent a request must give; none checked: none asked for.",
+    )
+
+    # The form page shows these in their own fieldset (governance/_form_fieldsets.html), in this order.
+    fieldsets = [
+        (
+            None,
+            [
+                "name",
+                "owner",
+                "business_purpose",
+                "risk_tier",
+                "requestable",
+                "break_glass_eligible",
+                "justification_required",
+                "ticket_required",
+                "review_cadence_days",
+                "max_duration_hours",
+                "approval_stages",
+                "allowed_identity_kinds",
+            ],
+        ),
+        (
+            "Automatic approval",
+            [
+                "auto_approve_machines",
+                "auto_approve_kinds",
+                "auto_approve_max_risk",
+                "auto_approve_max_finding_severity",
+                "auto_approve_max_minutes",
+                "auto_approve_intent_fields",
+                "auto_approve_max_per_hour",
+            ],
+        ),
+    ]
 
     class Meta:
         model = Entitlement
@@ -310,19 +362,53 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
             "justification_required",
             "ticket_required",
             "review_cadence_days",
+            "auto_approve_max_risk",
+            "auto_approve_max_finding_severity",
+            "auto_approve_max_minutes",
+            "auto_approve_max_per_hour",
         ]
         widgets = {"business_purpose": forms.Textarea(attrs={"rows": 2})}
+        labels = {
+            "auto_approve_machines": "Approve automatically when the conditions below hold",
+            "auto_approve_max_risk": "While this entitlement's risk tier is at most",
+            "auto_approve_max_finding_severity": "Open hygiene findings tolerated on the identity",
+            "auto_approve_max_minutes": "For at most (minutes)",
+            "auto_approve_max_per_hour": "At most this many per hour, for one identity",
+        }
+        help_texts = {
+            "auto_approve_machines": "Nobody is asked when every condition holds; otherwise the request goes to its "
+            "approvers. Never with a separation-of-duties conflict, a step-up, or for someone who owns this "
+            "entitlement or its system."
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.show_people_as_text()
+        self._saved_max_duration = self.instance.max_duration
         self.fields["risk_tier"].choices = RiskTier.choices
         # An unsaved entitlement starts from the model's defaults (one stage, every kind allowed).
         self.initial.setdefault("approval_stages", json.dumps(self.instance.approval_stages))
         self.initial.setdefault("allowed_identity_kinds", self.instance.allowed_identity_kinds)
+        self.initial.setdefault("auto_approve_kinds", self.instance.auto_approve_kinds)
+        self.initial.setdefault("auto_approve_intent_fields", self.instance.auto_approve_intent_fields)
+        self.fields["auto_approve_max_risk"].choices = RiskTier.choices
+        # A post that leaves a condition out (an older client, a script) keeps it as it is.
+        for name in KEPT_WHEN_OMITTED:
+            self.fields[name].required = False
+        for name in ("auto_approve_max_minutes", "auto_approve_max_per_hour"):
+            self.fields[name].widget.attrs["min"] = 1  # zero would mean "never": the switch says that
         if self.instance.max_duration:
             hours = (Decimal(self.instance.max_duration.total_seconds()) / 3600).quantize(Decimal("0.01"))
             self.initial["max_duration_hours"] = hours.quantize(Decimal(1)) if hours == hours.to_integral() else hours
+
+    def _kept_when_omitted(self, name: str):
+        return self.cleaned_data[name] or getattr(self.instance, name)
+
+    def clean_auto_approve_max_risk(self):
+        return self._kept_when_omitted("auto_approve_max_risk")
+
+    def clean_auto_approve_max_finding_severity(self):
+        return self._kept_when_omitted("auto_approve_max_finding_severity")
 
     def clean_approval_stages(self):
         try:
@@ -330,13 +416,35 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
 
-    def changes(self) -> dict:
-        data = {name: self.cleaned_data[name] for name in self.Meta.fields}
+    def _max_duration(self) -> timedelta | None:
         hours = self.cleaned_data.get("max_duration_hours")
         if self.instance.pk and "max_duration_hours" not in self.changed_data:
-            data["max_duration"] = self.instance.max_duration  # shown rounded; sent back as shown, kept exact
-        else:
-            data["max_duration"] = timedelta(seconds=round(hours * 3600)) if hours else None
+            return self._saved_max_duration  # shown rounded; sent back as shown, kept exact
+        return timedelta(seconds=round(hours * 3600)) if hours else None
+
+    def clean(self):
+        cleaned = super().clean()
+        # The model checks the automatic-approval conditions against the maximum duration: it sees
+        # the values sent, not the ones saved, so each error lands beside its field.
+        if "max_duration_hours" not in self.errors:
+            self.instance.max_duration = self._max_duration()
+        for name in ("auto_approve_kinds", "auto_approve_intent_fields"):
+            if name in cleaned:
+                setattr(self.instance, name, list(cleaned[name]))
+        return cleaned
+
+    def changes(self) -> dict:
+        data = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        data["max_duration"] = self._max_duration()
         data["approval_stages"] = self.cleaned_data["approval_stages"]
         data["allowed_identity_kinds"] = list(self.cleaned_data["allowed_identity_kinds"])
+        data["auto_approve_kinds"] = list(self.cleaned_data["auto_approve_kinds"])
+        data["auto_approve_intent_fields"] = list(self.cleaned_data["auto_approve_intent_fields"])
         return data
+
+    def grouped_fields(self) -> list[tuple[str | None, list]]:
+        """The bound fields of each fieldset, for the form page; any field not placed goes in the first."""
+        placed = {name for _, names in self.fieldsets for name in names}
+        groups = [(legend, [self[name] for name in names if name in self.fields]) for legend, names in self.fieldsets]
+        groups[0][1].extend(self[name] for name in self.fields if name not in placed)
+        return groups

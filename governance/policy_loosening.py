@@ -3,7 +3,10 @@
 Each rule compares a field's value before and after an edit. Anything that lets more access through,
 or through with fewer eyes, loosens: a longer cap, a lower tier, automatic approval, a stage or an
 approver removed or a quorum lowered, break-glass or more identity kinds allowed, a justification or
-ticket no longer asked for, reviews further apart. The same edit's other fields apply at once.
+ticket no longer asked for, reviews further apart. Any condition of automatic approval widened does
+too (more kinds, a higher tier or finding severity tolerated, longer, fewer intent parts asked for,
+more per hour or no limit): it lets more through with nobody looking, as switching it on does. The
+same edit's other fields apply at once.
 """
 
 from collections.abc import Callable
@@ -12,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
+from .auto_approval import FindingTolerance
 from .choices import RiskTier
 
 GUARDED_TIERS = frozenset({RiskTier.HIGH, RiskTier.CRITICAL})
@@ -43,6 +47,25 @@ def _turned_off(name: str) -> Callable[[dict, dict], bool]:
     return lambda before, after: bool(before[name]) and not after[name]
 
 
+def _limit_raised(name: str) -> Callable[[dict, dict], bool]:
+    """A limit where empty means none: raised, or removed."""
+
+    def raised(before: dict, after: dict) -> bool:
+        if after[name] is None:
+            return before[name] is not None
+        return before[name] is not None and after[name] > before[name]
+
+    return raised
+
+
+def _more(name: str) -> Callable[[dict, dict], bool]:
+    return lambda before, after: bool(set(after[name] or []) - set(before[name] or []))
+
+
+def _fewer(name: str) -> Callable[[dict, dict], bool]:
+    return lambda before, after: bool(set(before[name] or []) - set(after[name] or []))
+
+
 # field -> (how it loosens, in words; whether the change from `before` to `after` does).
 RULES: dict[str, tuple[str, Callable[[dict, dict], bool]]] = {
     "max_duration": ("raises the maximum duration", lambda b, a: _cap(a) > _cap(b)),
@@ -61,9 +84,43 @@ RULES: dict[str, tuple[str, Callable[[dict, dict], bool]]] = {
     ),
     "review_cadence_days": ("reviews it less often", lambda b, a: a["review_cadence_days"] > b["review_cadence_days"]),
     "requestable": ("makes it requestable", _turned_on("requestable")),
+    "auto_approve_kinds": ("approves more identity kinds automatically", _more("auto_approve_kinds")),
+    "auto_approve_max_risk": (
+        "approves automatically at a higher risk tier",
+        lambda b, a: RiskTier.rank(a["auto_approve_max_risk"]) > RiskTier.rank(b["auto_approve_max_risk"]),
+    ),
+    "auto_approve_max_finding_severity": (
+        "approves automatically despite more severe findings",
+        lambda b, a: (
+            FindingTolerance.rank(a["auto_approve_max_finding_severity"])
+            > FindingTolerance.rank(b["auto_approve_max_finding_severity"])
+        ),
+    ),
+    "auto_approve_max_minutes": (
+        "approves longer access automatically",
+        _limit_raised("auto_approve_max_minutes"),
+    ),
+    "auto_approve_intent_fields": (
+        "approves automatically with less of the intent declared",
+        _fewer("auto_approve_intent_fields"),
+    ),
+    "auto_approve_max_per_hour": (
+        "approves automatically more often",
+        _limit_raised("auto_approve_max_per_hour"),
+    ),
 }
-# A cap follows the tier when none is set: lowering the tier may raise the cap, so both are judged together.
-JUDGED_WITH = {"risk_tier": ("max_duration",), "max_duration": ("risk_tier",)}
+# A cap follows the tier when none is set: lowering the tier may raise the cap, so both are judged together;
+# and the longest automatic approval must stay within the cap, so it is judged with both.
+JUDGED_WITH = {
+    "risk_tier": ("max_duration", "auto_approve_max_minutes"),
+    "max_duration": ("risk_tier", "auto_approve_max_minutes"),
+    "auto_approve_max_minutes": ("max_duration", "risk_tier"),
+}
+JUDGED_WITH_WORDS = {
+    "risk_tier": "changes with the risk tier",
+    "max_duration": "changes with the maximum duration",
+    "auto_approve_max_minutes": "changes with the longest automatic approval",
+}
 
 
 def loosened_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, str]:
@@ -78,5 +135,5 @@ def loosened_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
     for name in list(loosened):
         for other in JUDGED_WITH.get(name, ()):
             if other not in loosened and before[other] != after[other]:
-                loosened[other] = "changes with the " + ("risk tier" if name == "risk_tier" else "maximum duration")
+                loosened[other] = JUDGED_WITH_WORDS[name]
     return loosened

@@ -3,8 +3,8 @@
 A view names its area (`token_area`); a token reaches it only with `<area>:read` for safe methods or
 `<area>:write` for the others. A view without an area takes no tokens at all, so a new endpoint is
 closed to tokens until someone decides it should be open. Machines (service accounts, workloads,
-agents) reach only the views built for them (`machines_allowed`): their own requests, grants and
-break-glass.
+agents) reach only the views built for them (`machines_allowed`): their own requests, grants,
+break-glass and delegations.
 """
 
 SCOPES: dict[str, str] = {
@@ -14,11 +14,22 @@ SCOPES: dict[str, str] = {
     "grants:write": "Release its grants when the work is done",
     "break_glass:read": "Read its break-glass eligibilities and activations",
     "break_glass:write": "Break glass where it is eligible (a person still gives their password)",
+    "delegations:read": "Read the delegations it gave or received",
+    "delegations:write": "Delegate to a machine, revoke a delegation it gave, or decline one it received",
     "inventory:read": "Read the inventory (people only)",
     "inventory:write": "Change the inventory (people only)",
 }
 MACHINE_SCOPES = frozenset(
-    {"requests:read", "requests:write", "grants:read", "grants:write", "break_glass:read", "break_glass:write"}
+    {
+        "requests:read",
+        "requests:write",
+        "grants:read",
+        "grants:write",
+        "break_glass:read",
+        "break_glass:write",
+        "delegations:read",
+        "delegations:write",
+    }
 )
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 

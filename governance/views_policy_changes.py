@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils.dateparse import parse_duration
 from django.views.decorators.http import require_POST
 
-from . import policies, selectors
+from . import auto_approval, policies, selectors
 from .models import Entitlement, PolicyChange, PolicyChangeStatus
 from .services import policy_changes
 from .templatetags.grant_tags import approver_label, duration, kind_labels
@@ -25,6 +25,8 @@ def _shown(name: str, value) -> str:
         )
     if name == "allowed_identity_kinds":
         return kind_labels(value)
+    if name.startswith("auto_approve_") and (words := auto_approval.shown(name, value)) is not None:
+        return words
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)

@@ -32,3 +32,11 @@ class DrillStatus(models.TextChoices):
     DONE = "done", "Carried out"
     MISSED = "missed", "Missed"
     CANCELLED = "cancelled", "Cancelled"
+
+
+class DelegationStatus(models.TextChoices):
+    """A delegation as shown: derived from its expiry and revocation, never stored."""
+
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"

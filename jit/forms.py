@@ -134,6 +134,17 @@ class AccessRequestForm(BoundedDurationForm):
         label="Justification", required=False, max_length=FREE_TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3})
     )
     ticket = forms.CharField(label="Ticket", required=False, max_length=100)
+    # The declared intent of a machine's access (issue 14): shown when a machine identity is chosen.
+    intent_task = forms.CharField(label="Task id", required=False, max_length=200, help_text="T-123, INC-7781")
+    intent_action = forms.CharField(label="Action", required=False, max_length=100, help_text="read, restart, deploy")
+    intent_resource = forms.CharField(label="Resource", required=False, max_length=300, help_text="db/orders")
+    intent = forms.CharField(
+        label="The task in words",
+        required=False,
+        max_length=FREE_TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    INTENT_FIELDS = ("intent_task", "intent_action", "intent_resource", "intent")
 
     def __init__(self, *args, entitlement, beneficiaries, **kwargs):
         super().__init__(*args, **kwargs)
@@ -160,6 +171,29 @@ class AccessRequestForm(BoundedDurationForm):
             self.fields["ticket"].required = True
             self.fields["ticket"].error_messages["required"] = "A ticket reference is required for this entitlement."
 
+    @property
+    def machine_ids(self) -> str:
+        """The beneficiaries that are machines, for the page's script that shows the intent fields."""
+        return ",".join(str(i.pk) for i in self.fields["beneficiary"].queryset if not i.is_human)
+
+    def intent_shown(self) -> bool:
+        """The intent fields start visible when the chosen beneficiary is a machine."""
+        chosen = self["beneficiary"].value()
+        return any(str(i.pk) == str(chosen) and not i.is_human for i in self.fields["beneficiary"].queryset)
+
+    def clean(self):
+        data = super().clean()
+        beneficiary = data.get("beneficiary")
+        if beneficiary is not None and beneficiary.is_human:
+            for name in self.INTENT_FIELDS:
+                if data.get(name):
+                    self.add_error(name, "Only for a request for a machine identity; say why in the justification.")
+        return data
+
+    def intent_data(self) -> dict:
+        data = getattr(self, "cleaned_data", {})
+        return {name: data.get(name) or "" for name in self.INTENT_FIELDS}
+
     def preview_facts(self) -> tuple[object | None, dict]:
         """Lenient parse for the live preview: whatever is valid so far (the form need not be complete)."""
         self.is_valid()
@@ -170,6 +204,7 @@ class AccessRequestForm(BoundedDurationForm):
             "justification": data.get("justification") or "",
             "ticket": data.get("ticket") or "",
             "start_at": data.get("start_at"),
+            **self.intent_data(),
         }
 
 

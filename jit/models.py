@@ -11,6 +11,8 @@ from simple_history.models import HistoricalRecords
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH, free_text_field_constraints
 
 from .choices import Decision, DrillStatus, RequestStatus, ReviewOutcome, StageStatus
+from .models_callbacks import RequestCallback  # noqa: F401  (own modules; Django finds them through this one)
+from .models_delegations import Delegation  # noqa: F401
 
 
 class AccessRequest(models.Model):

@@ -6,6 +6,7 @@ from governance.choices import IdentityStatus
 from governance.errors import PermissionRefused
 from governance.models import Identity
 from governance.roles import Role, has_role
+from governance.services.common import is_system
 
 NOT_A_REQUESTER = "Requesting access needs the requester role; ask an admin to give it to you."
 READ_ONLY = "An auditor reads and changes nothing."
@@ -28,8 +29,8 @@ def is_beneficiary(user, request) -> bool:
 def conflict_of_interest(user, request) -> str | None:
     """Why this user may not decide on this request, or None.
 
-    Nobody approves a request they made, one they benefit from, or one for a non-human identity
-    they own.
+    Nobody approves a request they made, one they benefit from, one for a non-human identity
+    they own, or one a machine made on their behalf (a delegation chain naming them).
     """
     if request.requester_id is not None and request.requester_id == user.pk:
         return "You cannot decide on a request you made."
@@ -37,6 +38,8 @@ def conflict_of_interest(user, request) -> str | None:
         return "You cannot decide on a request for your own access."
     if request.beneficiary.kind != "human" and owns_identity(user, request.beneficiary):
         return "You cannot decide on a request for an identity you own."
+    if on_behalf_of(user, request):
+        return "You cannot decide on a request made on your behalf (you are in its delegation chain)."
     return None
 
 
@@ -120,3 +123,42 @@ def may_hold(actor, grant) -> bool:
     if machine is not None:
         return grant.identity_id == machine.pk
     return can_hold(acting_user(actor), grant)
+
+
+#
+# Delegations: who speaks for an identity, and who may take that back
+#
+def _answers_for(user, identity) -> bool:
+    """The user is this identity (active), or answers for it (its owners, an admin); never an auditor."""
+    if user is None or not getattr(user, "is_authenticated", False) or inventory.is_read_only(user):
+        return False
+    me = _me(user)
+    is_me = me is not None and me.pk == identity.pk and me.status == IdentityStatus.ACTIVE
+    return is_me or inventory.can_manage_identity(user, identity)
+
+
+def may_delegate_for(actor, delegator) -> bool:
+    """The delegator itself (a person signed in, a machine with its token), a machine's owners, or an admin."""
+    machine = machine_of(actor)
+    if machine is not None:
+        return machine.pk == delegator.pk
+    return is_system(actor) or _answers_for(acting_user(actor), delegator)
+
+
+def may_revoke_delegation(actor, delegation) -> bool:
+    """The delegator's side (itself, its owners, admins) takes it back; the delegate's side may decline it."""
+    machine = machine_of(actor)
+    if machine is not None:
+        return machine.pk in (delegation.delegator_id, delegation.delegate_id)
+    user = acting_user(actor)
+    return is_system(actor) or _answers_for(user, delegation.delegator) or _answers_for(user, delegation.delegate)
+
+
+def on_behalf_of(user, request) -> bool:
+    """The user is an identity the request's delegation chain acts for (pure: reads the stored chain)."""
+    me = _me(user)
+    if me is None:
+        return False
+    return any(
+        isinstance(hop, dict) and hop.get("from", {}).get("id") == me.pk for hop in request.delegation_chain or ()
+    )

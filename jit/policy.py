@@ -8,6 +8,9 @@ why a request was refused, routed to these approvers, or approved automatically.
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+from governance.auto_approval import FindingTolerance
+from governance.choices import IdentityKind, RiskTier
+
 
 @dataclass(frozen=True)
 class SodRuleFacts:
@@ -16,6 +19,27 @@ class SodRuleFacts:
     entitlement_ids: frozenset[int]
     action: str  # "block" | "extra_stage"
     severity: str
+
+
+@dataclass(frozen=True)
+class AutoApprovalFacts:
+    """An entitlement's conditions for automatic approval, and the facts of this request they read.
+
+    The defaults are what automatic approval always required (a machine, a low tier), so a caller
+    that knows no more decides as before.
+    """
+
+    kinds: tuple[str, ...] = tuple(IdentityKind.non_human())
+    max_risk: str = RiskTier.LOW
+    # The most severe open finding tolerated on the beneficiary ("none": any blocks; FindingTolerance).
+    max_finding_severity: str = FindingTolerance.MEDIUM
+    max_minutes: int | None = None
+    intent_fields: tuple[str, ...] = ()
+    max_per_hour: int | None = None
+    # Facts about the beneficiary and this entitlement.
+    beneficiary_owner_active: bool = True
+    open_finding_severity: str = ""  # the most severe of the beneficiary's open findings; "" when none
+    approvals_last_hour: int = 0  # automatic approvals of this entitlement for this beneficiary
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,10 @@ class PolicyInput:
     now: datetime
     held_entitlement_ids: frozenset[int]
     sod_rules: tuple[SodRuleFacts, ...]
+    # The declared intent in parts (beside `intent`, its words): which task, doing what, to what.
+    intent_task: str = ""
+    intent_action: str = ""
+    intent_resource: str = ""
     # The requester owns the entitlement or its system: they can rewrite its policy, so no
     # automatic approval may stand in for someone else's look.
     requester_controls_entitlement: bool = False
@@ -65,6 +93,7 @@ class PolicyInput:
     activation_window: timedelta | None = None
     step_up_after_renewals: int = 3
     step_up_after_cumulative: timedelta = timedelta(days=14)
+    auto_approval: AutoApprovalFacts = field(default_factory=AutoApprovalFacts)
 
 
 @dataclass
@@ -77,6 +106,9 @@ class PolicyDecision:
     duration_seconds: int = 0
     sod_conflicts: list[dict] = field(default_factory=list)
     auto_approve: bool = False
+    # Each automatic-approval condition checked, `{"condition", "held", "detail"}`; empty when the
+    # entitlement's switch is off. The snapshot keeps it: which held, and which sent it to people.
+    auto_approval: list[dict] = field(default_factory=list)
     step_up: bool = False
     activation_window_seconds: int | None = None
 
@@ -216,15 +248,104 @@ def evaluate(facts: PolicyInput) -> PolicyDecision:
         )
     decision.stages = stages
 
-    decision.auto_approve = (
-        decision.allowed
-        and facts.auto_approve_machines
-        and not facts.requester_controls_entitlement
-        and facts.beneficiary_kind != "human"
-        and facts.risk_tier == "low"
-        and not decision.sod_conflicts
-        and not decision.step_up
-    )
+    if facts.auto_approve_machines:
+        decision.auto_approval = auto_approval_conditions(facts, decision, duration)
+        decision.auto_approve = decision.allowed and all(c["held"] for c in decision.auto_approval)
     if facts.activation_window is not None and not facts.is_renewal:
         decision.activation_window_seconds = int(facts.activation_window.total_seconds())
     return decision
+
+
+#
+# Automatic approval
+#
+INTENT_PARTS = {"task": "intent_task", "action": "intent_action", "resource": "intent_resource", "text": "intent"}
+
+
+def _condition(name: str, held: bool, detail: str) -> dict:
+    return {"condition": name, "held": bool(held), "detail": detail}
+
+
+def _findings_condition(tolerated: str, worst: str) -> dict:
+    if not worst:
+        return _condition("findings", True, "no open finding")
+    held = tolerated != FindingTolerance.NONE and RiskTier.rank(worst) <= RiskTier.rank(tolerated)
+    limit = "none tolerated" if tolerated == FindingTolerance.NONE else f"at most {tolerated} tolerated"
+    return _condition("findings", held, f"open finding of {worst} severity; {limit}")
+
+
+def auto_approval_conditions(facts: PolicyInput, decision: PolicyDecision, duration: timedelta) -> list[dict]:
+    """Every condition of the entitlement's automatic approval, and the ones no admin can lift, checked."""
+    rules = facts.auto_approval
+    kind = facts.beneficiary_kind
+    machine = kind != IdentityKind.HUMAN
+    kinds = ", ".join(rules.kinds) or "none"
+    conditions = [
+        _condition("kind", kind in rules.kinds, f"{kind} {'in' if kind in rules.kinds else 'not in'} {kinds}"),
+        _condition(
+            "risk",
+            RiskTier.rank(facts.risk_tier) <= RiskTier.rank(rules.max_risk),
+            f"risk tier {facts.risk_tier}, at most {rules.max_risk}",
+        ),
+        _condition(
+            "beneficiary_owner_active",
+            rules.beneficiary_owner_active or not machine,
+            ("owner active" if rules.beneficiary_owner_active else "no active owner") if machine else "a person",
+        ),
+        _condition(
+            "entitlement_owner_active",
+            facts.entitlement_owner_active,
+            "entitlement owner active" if facts.entitlement_owner_active else "entitlement owner not active",
+        ),
+        _findings_condition(rules.max_finding_severity, rules.open_finding_severity),
+    ]
+    if rules.max_minutes is None:
+        limit = facts.max_duration
+        conditions.append(
+            _condition(
+                "duration",
+                duration <= limit,
+                f"duration {human_duration(duration)} <= {human_duration(limit)} (the entitlement's maximum)",
+            )
+        )
+    else:
+        limit = timedelta(minutes=rules.max_minutes)
+        sign = "<=" if duration <= limit else ">"
+        detail = f"duration {human_duration(duration)} {sign} {human_duration(limit)}"
+        conditions.append(_condition("duration", duration <= limit, detail))
+    missing = [part for part in rules.intent_fields if not getattr(facts, INTENT_PARTS[part]).strip()]
+    conditions.append(
+        _condition(
+            "intent",
+            not missing,
+            ("missing " + ", ".join(missing))
+            if missing
+            else (("gives " + ", ".join(rules.intent_fields)) if rules.intent_fields else "none required"),
+        )
+    )
+    if rules.max_per_hour is None:
+        conditions.append(_condition("rate", True, "no hourly limit"))
+    else:
+        conditions.append(
+            _condition(
+                "rate",
+                rules.approvals_last_hour < rules.max_per_hour,
+                f"{rules.approvals_last_hour} automatic approvals in the last hour, at most {rules.max_per_hour}",
+            )
+        )
+    conditions += [
+        _condition(
+            "no_sod_conflict",
+            not decision.sod_conflicts,
+            ", ".join(c["name"] for c in decision.sod_conflicts) or "no separation-of-duties conflict",
+        ),
+        _condition("no_step_up", not decision.step_up, "step-up required" if decision.step_up else "no step-up"),
+        _condition(
+            "requester_not_owner",
+            not facts.requester_controls_entitlement,
+            "the requester owns the entitlement or its system"
+            if facts.requester_controls_entitlement
+            else "the requester does not own the entitlement or its system",
+        ),
+    ]
+    return conditions

@@ -19,6 +19,7 @@ urlpatterns = [
     path("grants/<int:pk>/no-renew/", views.grant_no_renew, name="grant_no_renew"),
     path("notifications/", views.notification_list, name="notification_list"),
     path("notifications/read/", views.notifications_read, name="notifications_read"),
+    path("delegations/", include("jit.urls_delegations")),
     path("break-glass/", include("jit.urls_break_glass")),
     path("", include("jit.urls_break_glass_reviews")),
 ]

@@ -170,6 +170,7 @@ def request_create(request, entitlement_id: int):
                     justification=data["justification"],
                     ticket=data["ticket"],
                     start_at=data["start_at"],
+                    **form.intent_data(),
                 )
             except DomainError as error:
                 if not add_service_errors(form, error):

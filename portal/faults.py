@@ -37,7 +37,7 @@ class DatabaseUnavailableMiddleware:
         logger.error("Database unavailable during %s %s", request.method, request.path, exc_info=exception)
         _close_broken_connections()
         if request.path.startswith("/api/"):
-            response = JsonResponse({"detail": MESSAGE}, status=503)
+            response = JsonResponse({"detail": MESSAGE, "code": "unavailable"}, status=503)
         elif request.headers.get("HX-Request") == "true":
             response = HttpResponse(render_to_string("includes/unavailable.html", {"message": MESSAGE}), status=503)
             # In the page's message area, whatever element asked (base.html swaps a 503's answer).

@@ -28,7 +28,7 @@ class RejectNulCharactersMiddleware:
     def __call__(self, request):
         if _has_nul(request.GET) or (request.method == "POST" and _has_nul(request.POST)):
             if request.path.startswith("/api/"):  # in the API's error shape, as its schema says
-                return JsonResponse({"detail": MESSAGE}, status=400)
+                return JsonResponse({"detail": MESSAGE, "code": "invalid"}, status=400)
             return HttpResponseBadRequest(MESSAGE, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
 

@@ -18,6 +18,7 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("Request access", "jit:request_catalogue", frozenset({Role.REQUESTER})),
     NavItem("My requests", "jit:request_list", EVERYONE),
     NavItem("My grants", "jit:my_grants", EVERYONE),
+    NavItem("Delegations", "jit:delegation_list", EVERYONE),
     NavItem("Approvals", "jit:approval_queue", frozenset({Role.APPROVER, Role.OWNER, Role.ADMIN})),
     NavItem("Break glass", "jit:break_glass", frozenset({Role.REQUESTER, Role.APPROVER, Role.OWNER, Role.ADMIN})),
     NavItem("Notifications", "jit:notification_list", EVERYONE),

@@ -90,8 +90,28 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         scheme = build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")
-        scheme["description"] = (
-            "`Authorization: Bearer gp_<prefix>_<secret>`: a token made on the identity's page "
-            "(people for scripts; service accounts, workloads and agents). Its scopes name what it reaches."
-        )
+        scheme["description"] = TOKEN_AUTH_DESCRIPTION
         return scheme
+
+
+TOKEN_AUTH_DESCRIPTION = """\
+Send `Authorization: Bearer gp_<prefix>_<secret>` on every call: `gp_`, a public 12-hex-character prefix that \
+names the token (in the audit trail and on the identity's page), and the secret. The portal keeps only a keyed \
+hash: the token is shown once, when it is made.
+
+How to get one:
+
+- **Made on the identity's page** (`/inventory/identities/<id>/`, *API tokens*): a person for their own scripts, \
+or a machine's owner for a service account, workload or AI agent. It expires (at most as long as the riskiest \
+access its identity holds allows), may be bound to networks, and is rotated with an overlap.
+- **Exchanged for a workload's JWT**: `POST /api/v1/token/exchange/` with `{"subject_token": "<JWT>"}` signed \
+by a configured issuer (a Kubernetes service-account token, a CI system's OIDC token) for an identity that \
+trusts its issuer and subject. The answer is a short-lived token (`access_token`, `expires_at`, `scopes`); no \
+secret is stored on the workload.
+
+Scopes name what a token reaches: `requests:read|write`, `grants:read|write`, `break_glass:read|write` \
+(machines: their own requests, grants and break-glass only), `inventory:read|write` (people only). A refused \
+token answers 401 with a `code` (`token_invalid`, `token_expired`, `token_revoked`, `identity_inactive`, \
+`network_not_allowed`); a missing scope 403 with `code: insufficient_scope`. Each token, and each identity \
+(all its tokens together), has a rate: over it, 429 with `Retry-After` and `code: throttled`.
+"""

@@ -28,10 +28,12 @@ class TokenScopes(BasePermission):
         area = getattr(view, "token_area", None)
         if area is None:
             self.message = "This endpoint does not take API tokens: sign in."
+            self.code = "token_not_accepted"
             return False
         if isinstance(request.user, MachinePrincipal):
             if not _machines_allowed(view):
                 self.message = "A machine's token reaches its own requests, grants and break-glass only."
+                self.code = "machine_not_allowed"
                 return False
             # DRF copies the principal onto the Django request, where model history would record it as
             # a login; a machine has none (its identity is in the audit trail's actor).
@@ -39,5 +41,6 @@ class TokenScopes(BasePermission):
         needed = scope_for(area, request.method)
         if needed not in token.scopes:
             self.message = f"The token lacks the scope {needed}."
+            self.code = "insufficient_scope"  # as OAuth names it (RFC 6750)
             return False
         return True

@@ -1,7 +1,7 @@
 """The OpenAPI schema's error answers, documented once for every operation (DEFAULT_SCHEMA_CLASS).
 
 Every refusal has the shape `governance.api.exceptions.exception_handler` gives it: `detail` in words,
-and for bad input `errors` by field. Which codes an operation documents follows from what it is, so a
+`code` for a program, for bad input `errors` by field, and for a policy refusal its `reasons`. Which codes an operation documents follows from what it is, so a
 new endpoint gets them without repeating them: 403 (not allowed) and 429 (over the rate, with
 Retry-After) on all; 401 only where an authentication class answers it (DRF turns a missing session
 into 403); 404 on one object, or where a query names a page or format that does not exist; 400 where
@@ -24,9 +24,16 @@ class ErrorSerializer(serializers.Serializer):
         help_text="Bad input only: the messages by field (a list of strings, or nested by item or key).",
     )
     code = serializers.CharField(
+        help_text="Why, for a program to branch on: invalid (bad input), policy_refused (the access policy "
+        "said no: see `reasons`), permission_denied, insufficient_scope (the token lacks the scope), "
+        "machine_not_allowed, token_not_accepted, not_authenticated, a refused token's token_invalid, "
+        "token_expired, token_revoked, identity_inactive or network_not_allowed, not_found, conflict, "
+        "unsupported_media_type, throttled.",
+    )
+    reasons = serializers.ListField(
+        child=serializers.CharField(),
         required=False,
-        help_text="A refused token only: token_invalid, token_expired, token_revoked, identity_inactive, "
-        "network_not_allowed.",
+        help_text="A policy refusal only: every reason the policy gave, `detail` being the first.",
     )
 
     class Meta:
@@ -34,7 +41,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 ERROR_DESCRIPTIONS = {
-    "400": "Bad input: nothing was changed (`errors` by field).",
+    "400": "Bad input, or the access policy said no (`code: policy_refused`, every one of its `reasons`): "
+    "nothing was changed (`errors` by field).",
     "401": "Not signed in.",
     "403": "Not signed in, or not allowed to do this.",
     "404": "No such object among those you may see, or no such page.",

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from audit.kernel import clock
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
+from governance.auto_approval import IntentPart
 from governance.choices import GrantKind, IdentityKind, IdentityStatus
 from governance.models import Entitlement, Finding, Grant, Identity, System
 
@@ -114,6 +115,17 @@ class SystemSerializer(NamesPeopleById, serializers.ModelSerializer):
 
 class EntitlementSerializer(NamesPeopleById, serializers.ModelSerializer):
     max_duration_seconds = serializers.SerializerMethodField()
+    # Automatic approval's conditions (governance.auto_approval); the service checks them as a whole.
+    auto_approve_kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=IdentityKind.choices),
+        required=False,
+        help_text="Identity kinds whose requests may be approved automatically.",
+    )
+    auto_approve_intent_fields = serializers.ListField(
+        child=serializers.ChoiceField(choices=IntentPart.choices),
+        required=False,
+        help_text="Parts of the declared intent a request must give to be approved automatically.",
+    )
 
     class Meta:
         model = Entitlement
@@ -130,6 +142,12 @@ class EntitlementSerializer(NamesPeopleById, serializers.ModelSerializer):
             "max_duration_seconds",
             "approval_stages",
             "auto_approve_machines",
+            "auto_approve_kinds",
+            "auto_approve_max_risk",
+            "auto_approve_max_finding_severity",
+            "auto_approve_max_minutes",
+            "auto_approve_intent_fields",
+            "auto_approve_max_per_hour",
             "break_glass_eligible",
             "justification_required",
             "ticket_required",

@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from .federation import TokenExchangeView
+from .me import MeView
 from .views import EntitlementViewSet, FindingViewSet, GrantViewSet, IdentityViewSet, SystemViewSet
 
 router = SimpleRouter()
@@ -12,5 +13,6 @@ router.register("grants", GrantViewSet, basename="grant")
 router.register("findings", FindingViewSet, basename="finding")
 urlpatterns = [
     path("token/exchange/", TokenExchangeView.as_view(), name="token-exchange"),
+    path("me/", MeView.as_view(), name="me"),
     *router.urls,
 ]

@@ -46,6 +46,9 @@ class AccessRequestSerializer(serializers.ModelSerializer):
             "justification",
             "ticket",
             "intent",
+            "intent_task",
+            "intent_action",
+            "intent_resource",
             "delegation_chain",
             "start_at",
             "activation_deadline",
@@ -57,6 +60,13 @@ class AccessRequestSerializer(serializers.ModelSerializer):
             "created_at",
             "stages",
         ]
+        extra_kwargs = {
+            "delegation_chain": {
+                "help_text": "The verified delegation chain the request was made under, from the initiator's "
+                "delegation to the one naming the caller: each hop {delegation, from: {id, name, kind}, "
+                "to: {id, name, kind}, expires_at}."
+            }
+        }
 
     def get_duration_seconds(self, request) -> int:
         return int(request.duration.total_seconds())
@@ -70,16 +80,42 @@ class SubmitSerializer(serializers.Serializer):
     duration_seconds = serializers.IntegerField(min_value=60, max_value=366 * 24 * 3600, required=False)
     justification = serializers.CharField(required=False, allow_blank=True, default="", max_length=FREE_TEXT_MAX_LENGTH)
     ticket = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    intent = serializers.CharField(required=False, allow_blank=True, default="", max_length=FREE_TEXT_MAX_LENGTH)
+    intent = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=FREE_TEXT_MAX_LENGTH,
+        help_text="The task in words (for a machine: it stands for a justification).",
+    )
+    intent_task = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=200, help_text="The task's id (T-123, INC-7781)."
+    )
+    intent_action = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=100, help_text="What the task does: read, restart."
+    )
+    intent_resource = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=300, help_text="On what: db/orders."
+    )
     start_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     delegation_chain = serializers.ListField(
-        child=serializers.CharField(max_length=200),
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         required=False,
         default=list,
         max_length=10,
-        help_text="For a machine acting for someone: who it acts for, outermost first.",
+        help_text="A machine acting for someone: the ids of the delegations it acts under, from the initiator's "
+        "to the one naming the caller (GET delegations/). Each is verified; a refusal's `code` says which check "
+        "failed (delegation_expired, delegation_revoked, delegation_broken, delegation_too_deep, "
+        "delegation_out_of_scope, initiator_inactive, initiator_not_allowed, redelegation_not_allowed, ...).",
     )
     renewal_of = serializers.IntegerField(required=False, allow_null=True, default=None)
+    callback_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=500,
+        help_text="Be told the outcome here: a signed POST (README: signed callbacks). https only, unless the "
+        "portal allows http; the answer carries `callback_secret`, once.",
+    )
 
     def to_service_kwargs(self) -> dict:
         data = self.validated_data
@@ -91,10 +127,27 @@ class SubmitSerializer(serializers.Serializer):
             "justification": data["justification"],
             "ticket": data["ticket"],
             "intent": data["intent"],
+            "intent_task": data["intent_task"],
+            "intent_action": data["intent_action"],
+            "intent_resource": data["intent_resource"],
             "start_at": data["start_at"],
             "delegation_chain": data["delegation_chain"],
             "renewal_of_id": data["renewal_of"],
+            "callback_url": data["callback_url"],
         }
+
+
+class SubmittedRequestSerializer(AccessRequestSerializer):
+    """The answer to a submission: the request, and the callback's signing secret when one was asked for."""
+
+    callback_secret = serializers.CharField(
+        read_only=True,
+        required=False,
+        help_text="Only in this answer, only with callback_url: verify callbacks with it.",
+    )
+
+    class Meta(AccessRequestSerializer.Meta):
+        fields = [*AccessRequestSerializer.Meta.fields, "callback_secret"]
 
 
 class DecisionSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
+from .delegations import DelegationViewSet
 from .views import AccessRequestViewSet, BreakGlassActivationViewSet, BreakGlassEligibilityViewSet, GrantActionsViewSet
 
 router = SimpleRouter()
@@ -8,4 +9,5 @@ router.register("requests", AccessRequestViewSet, basename="access-request")
 router.register("grants", GrantActionsViewSet, basename="jit-grant")
 router.register("break-glass/eligibilities", BreakGlassEligibilityViewSet, basename="break-glass-eligibility")
 router.register("break-glass/activations", BreakGlassActivationViewSet, basename="break-glass-activation")
+router.register("delegations", DelegationViewSet, basename="delegation")
 urlpatterns = router.urls

@@ -20,6 +20,7 @@ from jit.services.lifecycle import grant_release
 from jit.services.requests import access_request_activate, access_request_cancel, access_request_submit
 
 from .filters import AccessRequestFilter
+from .schema_examples import SUBMIT_EXAMPLES
 from .serializers import (
     AccessRequestSerializer,
     BreakGlassActivateSerializer,
@@ -28,6 +29,7 @@ from .serializers import (
     DecisionSerializer,
     NoteSerializer,
     SubmitSerializer,
+    SubmittedRequestSerializer,
 )
 
 
@@ -61,12 +63,15 @@ class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def _done(self, request_obj, code=status.HTTP_200_OK) -> Response:
         return Response(AccessRequestSerializer(self.get_queryset().get(pk=request_obj.pk)).data, status=code)
 
-    @extend_schema(request=SubmitSerializer, responses={201: AccessRequestSerializer})
+    @extend_schema(request=SubmitSerializer, responses={201: SubmittedRequestSerializer}, examples=SUBMIT_EXAMPLES)
     def create(self, request, *args, **kwargs):
         payload = SubmitSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         created = access_request_submit(actor=api_actor(request), **payload.to_service_kwargs())
-        return self._done(created, status.HTTP_201_CREATED)
+        answer = AccessRequestSerializer(self.get_queryset().get(pk=created.pk)).data
+        if secret := getattr(created, "callback_secret", None):
+            answer["callback_secret"] = secret
+        return Response(answer, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
     @extend_schema(request=DecisionSerializer, responses=AccessRequestSerializer)
     @action(detail=True, methods=["post"])

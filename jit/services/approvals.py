@@ -11,6 +11,7 @@ from governance.services.notifications import notify
 from .. import policies
 from ..choices import Decision, RequestStatus, StageStatus
 from ..models import AccessRequest, Approval
+from .callbacks import request_outcome_callback
 from .requests import _approve, _lock_request, notify_approvers, request_url, told_of_outcome, withdraw_asks
 
 
@@ -78,6 +79,7 @@ def _decide(
             link=request_url(request),
             key=f"request:{request.pk}:denied",
         )
+        request_outcome_callback(request)
         return request
     approvals = stage.approvals.filter(decision=Decision.APPROVE).count()
     audit_event_record(

@@ -15,6 +15,7 @@ from governance.services.notifications import notify
 
 from ..choices import RequestStatus
 from ..models import AccessRequest, ApprovalStage
+from .callbacks import request_outcome_callback
 from .requests import _lock_request, request_url, told_of_outcome, withdraw_asks
 from .routing import fallback_approvers
 
@@ -110,6 +111,7 @@ def access_request_time_out(*, request_id: int) -> bool:
         key=f"request:{request.pk}:timed-out",
     )
     withdraw_asks(request)
+    request_outcome_callback(request)
     return True
 
 
@@ -164,6 +166,7 @@ def access_request_lapse(*, request_id: int) -> bool:
         link=request_url(request),
         key=f"request:{request.pk}:lapsed",
     )
+    request_outcome_callback(request)
     return True
 
 

@@ -1,7 +1,8 @@
 """Submitting, cancelling and fulfilling access requests."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -12,17 +13,19 @@ from audit.choices import AuditAction
 from audit.kernel import clock
 from audit.services import Actor, ActorLike, audit_event_record, state_change
 from governance import policies as inventory
-from governance.choices import GrantKind, GrantStatus, IdentityStatus
+from governance.choices import FindingStatus, GrantKind, GrantStatus, IdentityStatus, RiskTier
 from governance.errors import DomainError, InvalidTransition, PermissionRefused, ValidationFailed
 from governance.locks import hold_entitlement, lock_ids, lock_many, share_entitlement
-from governance.models import Entitlement, Grant, Identity, Notification, SodRule
+from governance.models import Entitlement, Finding, Grant, Identity, Notification, SodRule
 from governance.services.grants import grant_issue, grant_renew
 from governance.services.notifications import holders_of, notify
 
 from .. import policies
 from ..choices import RequestStatus, StageStatus
 from ..models import AccessRequest, Approval, ApprovalStage
-from ..policy import PolicyDecision, PolicyInput, SodRuleFacts, evaluate
+from ..policy import AutoApprovalFacts, PolicyDecision, PolicyInput, SodRuleFacts, evaluate
+from . import callbacks
+from .delegations import VerifiedChain, delegation_chain_verify
 from .routing import short_stages, stage_approvers
 
 
@@ -83,6 +86,39 @@ def _in_flight(requests):
     return requests.filter(Q(status=RequestStatus.PENDING) | waiting)
 
 
+def _auto_approval_facts(beneficiary: Identity, entitlement: Entitlement, now: datetime) -> AutoApprovalFacts:
+    """The entitlement's automatic-approval conditions and the facts they read about this beneficiary.
+
+    Read only when the entitlement's switch is on, so that requests for the rest cost no query more.
+    """
+    conditions = {
+        "kinds": tuple(entitlement.auto_approve_kinds or ()),
+        "max_risk": entitlement.auto_approve_max_risk,
+        "max_finding_severity": entitlement.auto_approve_max_finding_severity,
+        "max_minutes": entitlement.auto_approve_max_minutes,
+        "intent_fields": tuple(entitlement.auto_approve_intent_fields or ()),
+        "max_per_hour": entitlement.auto_approve_max_per_hour,
+    }
+    if not entitlement.auto_approve_machines:
+        return AutoApprovalFacts(**conditions)
+    severities = set(
+        Finding.objects.filter(identity=beneficiary, status=FindingStatus.OPEN).values_list("severity", flat=True)
+    )
+    approved = AccessRequest.objects.filter(
+        beneficiary=beneficiary,
+        entitlement=entitlement,
+        policy__auto_approve=True,
+        decided_at__gt=now - timedelta(hours=1),
+    )
+    return AutoApprovalFacts(
+        **conditions,
+        beneficiary_owner_active=beneficiary.owner_id is not None
+        and Identity.objects.filter(pk=beneficiary.owner_id, status=IdentityStatus.ACTIVE).exists(),
+        open_finding_severity=max(severities, key=RiskTier.rank, default=""),
+        approvals_last_hour=approved.count() if entitlement.auto_approve_max_per_hour else 0,
+    )
+
+
 def gather_policy_input(
     *,
     requester: Requester,
@@ -92,11 +128,17 @@ def gather_policy_input(
     justification: str = "",
     ticket: str = "",
     intent: str = "",
+    intent_task: str = "",
+    intent_action: str = "",
+    intent_resource: str = "",
     start_at: datetime | None = None,
     renewal_of: Grant | None = None,
     now: datetime | None = None,
     has_delegation_chain: bool = False,
+    acting_for: frozenset[int] = frozenset(),
 ) -> PolicyInput:
+    """The facts the policy decides on. `acting_for`: the identities a verified delegation chain lets
+    the requester ask for (jit.services.delegations), as if it answered for them."""
     now = now or clock.database_now()
     me = requester.identity
     held = set(Grant.objects.in_force(now).filter(identity=beneficiary).values_list("entitlement_id", flat=True)) | set(
@@ -117,7 +159,8 @@ def gather_policy_input(
     risk = entitlement.risk_tier
     return PolicyInput(
         requester_is_beneficiary=me is not None and me.pk == beneficiary.pk,
-        requester_owns_beneficiary=me is not None and me.pk in (beneficiary.owner_id, beneficiary.backup_owner_id),
+        requester_owns_beneficiary=me is not None
+        and (me.pk in (beneficiary.owner_id, beneficiary.backup_owner_id) or beneficiary.pk in acting_for),
         requester_is_machine=me is not None and me.kind != "human",
         requester_controls_entitlement=me is not None and me.pk in (entitlement.owner_id, entitlement.system.owner_id),
         beneficiary_kind=beneficiary.kind,
@@ -139,6 +182,9 @@ def gather_policy_input(
         justification=justification,
         ticket=ticket,
         intent=intent,
+        intent_task=intent_task,
+        intent_action=intent_action,
+        intent_resource=intent_resource,
         start_at=start_at,
         now=now,
         has_delegation_chain=has_delegation_chain,
@@ -157,6 +203,7 @@ def gather_policy_input(
         activation_window=settings.JIT_ACTIVATION_WINDOW_BY_RISK.get(risk),
         step_up_after_renewals=settings.JIT_RENEWAL_STEP_UP_AFTER,
         step_up_after_cumulative=settings.JIT_CUMULATIVE_STEP_UP_AFTER,
+        auto_approval=_auto_approval_facts(beneficiary, entitlement, now),
     )
 
 
@@ -177,20 +224,68 @@ def access_request_preview(
     return decision, approvers
 
 
-def _beneficiary_for(requester: Requester, beneficiary_id: int) -> Identity:
+def _beneficiary_for(requester: Requester, beneficiary_id: int, chain: VerifiedChain | None = None) -> Identity:
     """The beneficiary, locked, if the requester may ask for it at all; otherwise one refusal for all.
 
     Checked before anything about the beneficiary is said (what it holds, what it has pending), and
-    an unknown id gets the same answer as someone else's, so the API is no oracle for either.
+    an unknown id gets the same answer as someone else's, so the API is no oracle for either. With a
+    verified delegation chain, anyone in it may be the beneficiary: each hop authorised the next.
     """
     me = requester.identity
     mine = Identity.objects.filter(pk=beneficiary_id)
-    mine = mine.filter(Q(pk=me.pk) | Q(owner=me) | Q(backup_owner=me)) if me is not None else mine.none()
+    answered_for = Q(pk=me.pk) | Q(owner=me) | Q(backup_owner=me) if me is not None else None
+    if answered_for is not None and chain is not None:
+        answered_for |= Q(pk__in=chain.identity_ids)
+    mine = mine.filter(answered_for) if answered_for is not None else mine.none()
     beneficiary = mine.select_for_update(no_key=True).first()
     if beneficiary is None:
         message = "You may request only for yourself or for an identity you own."
+        if chain is not None:
+            message = "You may request only for yourself, an identity you own, or one in your delegation chain."
         raise ValidationFailed(message, field_errors={"beneficiary": [message]})
     return beneficiary
+
+
+def _verified_chain(requester: Requester, delegation_chain: list | None) -> VerifiedChain | None:
+    """The declared chain, verified, or None when none is declared. Only a machine acts for someone:
+    a person asks for themself or for what they own."""
+    if not delegation_chain:
+        return None
+    me = requester.identity
+    if requester.user is not None or me is None or me.kind == "human":
+        message = "Only a machine identity acting for someone declares a delegation chain."
+        raise ValidationFailed(message, field_errors={"delegation_chain": [message]}, code="delegation_not_for_people")
+    return delegation_chain_verify(chain=delegation_chain, caller=me)
+
+
+def _refuse_intent_for_people(requester: Requester, beneficiary: Identity, parts: dict[str, str]) -> None:
+    """Task, action and resource describe a machine's work: a person asking for themself says why in words."""
+    given = [name for name, value in parts.items() if value]
+    if given and requester.user is not None and beneficiary.kind == "human":
+        message = "Task, action and resource describe a machine identity's work; say why in the justification."
+        raise ValidationFailed(message, field_errors={name: [message] for name in given}, code="intent_not_for_people")
+
+
+def _initiator_refusal(chain: VerifiedChain, entitlement: Entitlement, **facts) -> str | None:
+    """Why the chain's initiator could not obtain this entitlement for themself, or None.
+
+    The policy is evaluated with the initiator as requester and beneficiary, for the same
+    entitlement and duration, so a chain never obtains what its initiator could not (a
+    separation-of-duties block, no requester role, a machine its owner keeps from asking). Which
+    identity kinds may hold the entitlement is about the holder, so it is left out for the initiator.
+    """
+    initiator = chain.initiator
+    user = initiator.user if initiator.kind == "human" else None
+    if initiator.kind == "human":
+        if user is None or not user.is_active:
+            return "they have no active login to ask with."
+        if not policies.may_request(user):
+            return "they do not hold the requester role."
+    facts = gather_policy_input(
+        requester=Requester(user=user, identity=initiator), beneficiary=initiator, entitlement=entitlement, **facts
+    )
+    decision = evaluate(replace(facts, allowed_kinds=(*facts.allowed_kinds, initiator.kind)))
+    return None if decision.allowed else decision.reasons[0]
 
 
 def _already_held(grant: Grant, beneficiary: Identity, entitlement: Entitlement) -> str:
@@ -224,16 +319,25 @@ def access_request_submit(
     justification: str = "",
     ticket: str = "",
     intent: str = "",
+    intent_task: str = "",
+    intent_action: str = "",
+    intent_resource: str = "",
     start_at: datetime | None = None,
-    delegation_chain: list | None = None,
+    delegation_chain: list[int] | None = None,
     renewal_of_id: int | None = None,
+    callback_url: str = "",
 ) -> AccessRequest:
     """Ask for an entitlement; the policy refuses, routes to approvers, or approves at once.
 
     The beneficiary's row is locked so a request and an offboarding of the same identity never
-    interleave.
+    interleave. A machine acting for someone names its `delegation_chain` (delegation ids, from the
+    initiator's to its own): verified hop by hop, it lets the machine ask for anyone in the chain,
+    within every hop's scope and expiry, and only for what the initiator could obtain themself.
+    With a `callback_url` the outcome is POSTed there, signed with the secret the returned request
+    carries once (`callback_secret`).
     """
     requester = Requester.of(actor)
+    callback_url = callbacks.callback_url_clean(callback_url) if callback_url else ""
     # A person asks only with the requester role: checked here, so the page, the API and any other
     # caller are held to it. A machine identity acting without a login holds no roles.
     policies.require(requester.user is None or policies.may_request(requester.user), policies.NOT_A_REQUESTER)
@@ -242,13 +346,18 @@ def access_request_submit(
     if requester.user is None and requester.identity is not None and not requester.identity.may_self_request:
         # A machine acting on its own asks only when its owner allowed it to (the identity's setting).
         raise PermissionRefused(f"{requester.identity}'s owner has not allowed it to request access itself.")
-    beneficiary = _beneficiary_for(requester, beneficiary_id)
+    chain = _verified_chain(requester, delegation_chain)
+    beneficiary = _beneficiary_for(requester, beneficiary_id, chain)
+    intent_parts = {"intent_task": intent_task, "intent_action": intent_action, "intent_resource": intent_resource}
+    _refuse_intent_for_people(requester, beneficiary, intent_parts)
     # In the lock order (identity, system, entitlement, request, grant), shared: requests for one
     # entitlement go side by side; an edit or a retirement of it waits for them, and they for it.
     try:
         entitlement = hold_entitlement(entitlement_id, "owner", "system__owner")
     except ValidationFailed:
         raise ValidationFailed("Unknown entitlement.", field_errors={"entitlement": ["Unknown entitlement."]}) from None
+    if chain is not None:
+        chain.require_scope(entitlement)
     renewal_of = None
     if renewal_of_id is not None:
         renewal_of = lock_many(Grant.objects.all(), [renewal_of_id])
@@ -280,13 +389,36 @@ def access_request_submit(
             justification=justification,
             ticket=ticket,
             intent=intent,
+            **intent_parts,
             start_at=start_at,
             renewal_of=renewal_of,
             has_delegation_chain=bool(delegation_chain),
+            acting_for=chain.identity_ids if chain is not None else frozenset(),
         )
     )
     if not decision.allowed:
-        raise ValidationFailed(decision.reasons[0], field_errors=decision.field_errors)
+        raise ValidationFailed(
+            decision.reasons[0], field_errors=decision.field_errors, code="policy_refused", reasons=decision.reasons
+        )
+    if chain is not None:
+        now = clock.database_now()
+        chain.require_within(max(start_at or now, now), timedelta(seconds=decision.duration_seconds))
+        refusal = _initiator_refusal(
+            chain,
+            entitlement,
+            duration=timedelta(seconds=decision.duration_seconds),
+            # The caller's paperwork passed above; the initiator is judged on what they could hold.
+            justification=justification or intent,
+            ticket=ticket,
+            intent=intent,
+            **intent_parts,
+            start_at=start_at,
+        )
+        if refusal:
+            message = f"The initiator {chain.initiator.name} could not obtain this: {refusal}"
+            raise ValidationFailed(
+                message, field_errors={"delegation_chain": [message]}, code="initiator_not_allowed", reasons=[message]
+            )
     try:
         with transaction.atomic():
             request = AccessRequest.objects.create(
@@ -298,14 +430,17 @@ def access_request_submit(
                 justification=justification,
                 ticket=ticket,
                 intent=intent,
+                **intent_parts,
                 start_at=start_at,
-                delegation_chain=delegation_chain or [],
+                delegation_chain=chain.as_data() if chain is not None else [],
                 policy=decision.snapshot(),
                 renewal_of=renewal_of,
             )
     except IntegrityError:
         raise InvalidTransition("A request for this entitlement is already pending for this identity.") from None
     first_approvers = _create_stages(request, decision)
+    if callback_url:
+        request.callback_secret = callbacks.request_callback_register(request, callback_url)
     audit_event_record(
         actor=requester.actor,
         action=AuditAction.REQUEST_SUBMITTED,
@@ -317,7 +452,9 @@ def access_request_submit(
             "justification": justification,
             "ticket": ticket,
             "intent": intent,
-            "delegation_chain": delegation_chain or [],
+            **intent_parts,
+            "delegation_chain": request.delegation_chain,
+            "callback_host": urlsplit(callback_url).hostname if callback_url else None,
             "start_at": start_at,
             "renewal_of": renewal_of_id,
             "stages": decision.stages,
@@ -399,16 +536,15 @@ def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAct
     if window and request.renewal_of_id is None:
         request.activation_deadline = max(request.start_at or now, now) + timedelta(seconds=window)
     request.save(update_fields=["status", "decided_at", "activation_deadline", "updated_at"])
-    audit_event_record(
-        actor=actor,
-        action=action,
-        target=request,
-        data={
-            "duration_seconds": int(request.duration.total_seconds()),
-            "activation_deadline": request.activation_deadline,
-            "start_at": request.start_at,
-        },
-    )
+    data = {
+        "duration_seconds": int(request.duration.total_seconds()),
+        "activation_deadline": request.activation_deadline,
+        "start_at": request.start_at,
+    }
+    if action == AuditAction.REQUEST_AUTO_APPROVED:
+        # Nobody looked: the trail says which of the entitlement's conditions held instead.
+        data["conditions"] = [c for c in request.policy.get("auto_approval", []) if c.get("held")]
+    audit_event_record(actor=actor, action=action, target=request, data=data)
     told = told_of_outcome(request)
     try:
         with transaction.atomic():
@@ -433,6 +569,7 @@ def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAct
         link=request_url(request),
         key=f"request:{request.pk}:approved",
     )
+    callbacks.request_outcome_callback(request)
 
 
 def _fail(request: AccessRequest, actor: ActorLike, reason: str) -> None:
@@ -451,6 +588,7 @@ def _fail(request: AccessRequest, actor: ActorLike, reason: str) -> None:
         link=request_url(request),
         key=f"request:{request.pk}:failed",
     )
+    callbacks.request_outcome_callback(request)
 
 
 def told_of_outcome(request: AccessRequest) -> list:
@@ -519,6 +657,7 @@ def access_request_cancel(*, request_id: int, actor: ActorLike, reason: str = ""
     request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
     audit_event_record(actor=actor, action=AuditAction.REQUEST_CANCELLED, target=request, data={"reason": reason})
     withdraw_asks(request)
+    callbacks.request_outcome_callback(request)
     return request
 
 
@@ -580,6 +719,7 @@ def _close_pending(requests, *, actor: ActorLike, note: str, action: AuditAction
         request.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
         audit_event_record(actor=actor, action=action, target=request, data=data)
         withdraw_asks(request)
+        callbacks.request_outcome_callback(request)
         closed.append(request.pk)
     return closed
 

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 
 from governance import policies
 from governance.choices import ApproverSource, IdentityStatus
+from governance.models import Identity
 
 from ..models import AccessRequest
 
@@ -43,6 +44,15 @@ def excluded_user_ids(request: AccessRequest) -> set[int]:
         for owner in (beneficiary.owner, beneficiary.backup_owner):
             if owner is not None:
                 excluded.add(owner.user_id)
+    # A machine asking on someone's behalf: everyone in its delegation chain (and a machine's owners) asked too.
+    chain = [
+        end["id"] for hop in request.delegation_chain or () if isinstance(hop, dict) for end in (hop["from"], hop["to"])
+    ]
+    if chain:
+        for row in Identity.objects.filter(pk__in=chain).values_list(
+            "user_id", "owner__user_id", "backup_owner__user_id"
+        ):
+            excluded.update(row)
     return {pk for pk in excluded if pk is not None}
 
 

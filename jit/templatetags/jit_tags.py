@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from audit.kernel import clock
 from governance.templatetags.grant_tags import register
 
 __all__ = ["register"]
@@ -19,3 +20,45 @@ def times_out_at(request) -> datetime:
 def others_than(requests, request) -> list:
     """The requests in a prefetched list other than `request`, at most three."""
     return [r for r in requests if r.pk != request.pk][:3]
+
+
+#
+# Intent and delegation chains (issue 14)
+#
+KIND_WORDS = {
+    "human": "person",
+    "ai_agent": "agent",
+    "service_account": "service account",
+    "workload": "workload",
+    "api_key": "API key",
+}
+
+
+@register.filter
+def intent_summary(request) -> str:
+    """The declared intent in words: "Task T-123: read on db/orders: nightly reconciliation"."""
+    task, action, resource = request.intent_task, request.intent_action, request.intent_resource
+    what = f"{action} on {resource}" if action and resource else action or (f"on {resource}" if resource else "")
+    parts = [f"Task {task}" if task else "", what, request.intent]
+    return ": ".join(part for part in parts if part)
+
+
+@register.filter
+def on_behalf_of(chain) -> str:
+    """A verified chain, initiator first: "Alice (person) → orchestrator-7 (agent) → worker-3 (agent, caller)".
+
+    Requests made before chains were verified kept free text: shown as it was given."""
+    hops = [hop for hop in chain or () if isinstance(hop, dict)]
+    if not hops:
+        return ", ".join(str(hop) for hop in chain or ())
+    ends = [hops[0]["from"], *(hop["to"] for hop in hops)]
+    words = [f"{end['name']} ({KIND_WORDS.get(end['kind'], end['kind'])})" for end in ends]
+    last = ends[-1]
+    words[-1] = f"{last['name']} ({KIND_WORDS.get(last['kind'], last['kind'])}, caller)"
+    return " → ".join(words)
+
+
+@register.filter
+def delegation_status(delegation) -> str:
+    """active, expired or revoked, as of now (the process's clock: a read)."""
+    return delegation.status_at(clock.now())

@@ -316,15 +316,18 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "governance.api.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    # Over the rate: 429 with Retry-After (governance.api.exceptions). Rates are per user, or per client
-    # address (audit.middleware.client_ip) for callers not signed in, counted in the cache (CACHE_URL).
+    # Over the rate: 429 with Retry-After and code "throttled" (governance.api.exceptions). Rates are per
+    # API token, per user or machine identity (all its tokens together), or per client address
+    # (audit.middleware.client_ip) for callers not signed in, counted in the cache (CACHE_URL).
     "DEFAULT_THROTTLE_CLASSES": [
         "governance.api.throttling.AnonRateThrottle",
         "governance.api.throttling.UserRateThrottle",
+        "governance.api.throttling.TokenRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_THROTTLE_ANON_RATE", "60/minute"),
         "user": env_str("API_THROTTLE_USER_RATE", "600/minute"),
+        "token": env_str("API_THROTTLE_TOKEN_RATE", "600/minute"),
     },
 }
 FILTERS_EMPTY_CHOICE_LABEL = "Any"
@@ -351,6 +354,7 @@ SPECTACULAR_SETTINGS = {
         "RequestStatusEnum": "jit.choices.RequestStatus",
         "StageStatusEnum": "jit.choices.StageStatus",
         "DecisionEnum": "jit.choices.Decision",
+        "DelegationStatusEnum": "jit.choices.DelegationStatus",
     },
 }
 
@@ -472,3 +476,11 @@ API_TOKEN_ROTATION_OVERLAP = timedelta(hours=env_int("API_TOKEN_ROTATION_OVERLAP
 # optional "algorithms" (default RS256, ES256) and "max_token_minutes" (default 60)}.
 WORKLOAD_ISSUERS = json.loads(env_str("WORKLOAD_ISSUERS", "") or "[]")
 WORKLOAD_JWKS_CACHE_SECONDS = env_int("WORKLOAD_JWKS_CACHE_SECONDS", 300)
+# Delegations (jit.models_delegations): how long one may run at most, and how many hops a chain an agent
+# declares may have, from the initiator's delegation to the one naming the caller.
+DELEGATION_MAX_DAYS = env_int("DELEGATION_MAX_DAYS", 30)
+DELEGATION_MAX_DEPTH = env_int("DELEGATION_MAX_DEPTH", 3)
+# Signed callbacks of access requests (jit.services.callbacks): https only unless allowed (local
+# development), and, when set, only to these hosts (lower case).
+REQUEST_CALLBACK_ALLOW_HTTP = env_bool("REQUEST_CALLBACK_ALLOW_HTTP", DEBUG)
+REQUEST_CALLBACK_HOSTS = [host.lower() for host in env_list("REQUEST_CALLBACK_HOSTS")]

@@ -55,7 +55,7 @@ AUTHENTICATION_BACKENDS = ["tests.auth_backends.AxesBackendForTestClient", *AUTH
 # No test is throttled by accident; test_api_throttling.py lowers the rates it needs.
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405
-    "DEFAULT_THROTTLE_RATES": {"anon": "100000/minute", "user": "100000/minute"},
+    "DEFAULT_THROTTLE_RATES": {"anon": "100000/minute", "user": "100000/minute", "token": "100000/minute"},
 }
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SECURE_SSL_REDIRECT = False

@@ -26,11 +26,11 @@ def estate():
 def test_an_owners_loosening_waits_until_another_admin_approves_it(page, login, estate):
     login("olu")
     page.goto(f"/inventory/catalogue/{estate.pk}/edit/")
-    page.get_by_label("Machine identities approved automatically").check()
+    page.get_by_label("Approve automatically when the conditions below hold").check()
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#messages")).to_contain_text("waits for another admin's approval")
     panel = page.get_by_role("article").filter(has_text="Policy change waiting for approval")
-    expect(panel).to_contain_text("Machine identities approved automatically")
+    expect(panel).to_contain_text("Approved automatically when its conditions hold")
     expect(panel.get_by_role("button", name="Approve and apply")).to_have_count(0)
 
     page.context.clear_cookies()
@@ -38,7 +38,7 @@ def test_an_owners_loosening_waits_until_another_admin_approves_it(page, login, 
     page.goto(f"/inventory/catalogue/{estate.pk}/")
     page.get_by_role("button", name="Approve and apply").click()
     expect(page.locator("#messages")).to_contain_text("approved and applied")
-    expect(page.locator("main")).to_contain_text("yes (low risk only)")
+    expect(page.locator("main")).to_contain_text("When all of these hold, nobody is asked")
 
 
 def test_an_admin_makes_a_login_and_its_person_chooses_the_password(page, login, estate):

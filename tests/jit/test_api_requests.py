@@ -128,18 +128,25 @@ def test_renewing_a_grant_that_is_not_yours_or_does_not_exist_is_the_same_400(al
     assert answers[0].json() == answers[1].json()
 
 
-def test_a_person_cannot_claim_a_delegation_chain_or_let_intent_stand_for_a_justification(alice, entitlement):
+def test_a_person_cannot_claim_a_delegation_chain(alice, entitlement):
+    # Ref: #14: a chain is delegation ids, and only a machine acts for someone
+    body = {"beneficiary": alice.pk, "entitlement": entitlement.pk, "duration_seconds": 3600, "justification": "x"}
+    response = client_for(alice.user).post(URL, {**body, "delegation_chain": [1]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "delegation_not_for_people" and set(response.json()["errors"]) == {
+        "delegation_chain"
+    }
+    free_text = client_for(alice.user).post(URL, {**body, "delegation_chain": ["ceo"]}, format="json")
+    assert free_text.status_code == 400 and set(free_text.json()["errors"]) == {"delegation_chain"}
+    assert not AccessRequest.objects.exists() and not AuditEvent.objects.filter(action="request.submitted").exists()
+
+
+def test_a_person_cannot_let_intent_stand_for_a_justification(alice, entitlement):
     response = client_for(alice.user).post(
         URL,
-        {
-            "beneficiary": alice.pk,
-            "entitlement": entitlement.pk,
-            "duration_seconds": 3600,
-            "intent": "rotate keys",
-            "delegation_chain": ["ceo"],
-        },
+        {"beneficiary": alice.pk, "entitlement": entitlement.pk, "duration_seconds": 3600, "intent": "rotate keys"},
         format="json",
     )
     assert response.status_code == 400
-    assert set(response.json()["errors"]) == {"justification", "delegation_chain"}
+    assert set(response.json()["errors"]) == {"justification"}
     assert not AccessRequest.objects.exists() and not AuditEvent.objects.filter(action="request.submitted").exists()

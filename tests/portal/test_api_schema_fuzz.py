@@ -8,6 +8,7 @@ call, rolled back): no server error, and the status, content type and body are t
 """
 
 import json
+from datetime import timedelta
 
 import pytest
 import schemathesis
@@ -81,8 +82,18 @@ def existing(admin_person) -> dict[str, int]:
     from tests.factories.break_glass import EligibilityFactory, activate
 
     activation = activate(EligibilityFactory())
+    from jit.services.delegations import delegation_create
+
+    delegation = delegation_create(
+        actor=admin_person.user,
+        delegator_id=admin_person.pk,
+        delegate_id=bot.pk,
+        purpose="Schema fuzzing",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
     return {
         "break-glass": activation.pk,
+        "delegations": delegation.pk,
         "identities": bot.pk,
         "systems": entitlement.system_id,
         "entitlements": entitlement.pk,
@@ -150,7 +161,9 @@ RESOURCES = [
     "findings",
     "requests",
     "break-glass",
+    "delegations",
     "token",
+    "me",
     "schema",
 ]
 # Generating the schema is slow, and its answer is checked whole above.
@@ -167,6 +180,71 @@ def test_every_operation_is_fuzzed(api_schema):
 
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_every_operation_answers_as_documented(resource, api_schema, wsgi_app, signed_in, existing):
+    _fuzz_resource(resource, api_schema, wsgi_app, signed_in, existing, FEWER_EXAMPLES.get(resource))
+
+
+# What a machine identity calls with its token: the resources of RESOURCES it uses, in their order.
+MACHINE_USES = {"requests", "grants", "break-glass", "token", "delegations", "me"}
+MACHINE_RESOURCES = [resource for resource in RESOURCES if resource in MACHINE_USES]
+MACHINE_MAX_EXAMPLES = 6  # the person's run above covers the same operations more deeply
+
+
+@pytest.fixture
+def machine(admin_person) -> dict:
+    """An AI agent signed in by a token with every machine scope, and the id of one object of each kind
+    it may see (its own request, grant and break-glass activation, a delegation to it)."""
+    from audit.services import Actor
+    from governance.services.credentials import api_token_create
+    from governance.token_scopes import MACHINE_SCOPES
+    from jit.services.break_glass import break_glass_activate
+    from jit.services.delegations import delegation_create
+    from jit.services.requests import access_request_submit
+    from tests.factories.break_glass import EligibilityFactory
+
+    agent = MachineFactory(name="fuzz-agent", kind="ai_agent", owner=admin_person, may_self_request=True)
+    issued = api_token_create(actor=admin_person.user, identity_id=agent.pk, name="fuzz", scopes=sorted(MACHINE_SCOPES))
+    request = access_request_submit(
+        actor=Actor(identity=agent),
+        beneficiary_id=agent.pk,
+        # Owned by someone other than the agent's owner, who may not approve for their own machine.
+        entitlement_id=EntitlementFactory(owner=PersonFactory(user__roles=["approver"])).pk,
+        intent="Schema fuzzing as a machine",
+    )
+    grant = GrantFactory(identity=agent, entitlement=EntitlementFactory(owner=admin_person), kind=GrantKind.JIT)
+    activation = break_glass_activate(
+        actor=Actor(identity=agent),
+        eligibility_id=EligibilityFactory(identity=agent).pk,
+        incident_reference="INC-FUZZ",
+        reason="Schema fuzzing as a machine",
+        step_up_verified_by="api_token",
+    )
+    delegation = delegation_create(
+        actor=admin_person.user,
+        delegator_id=admin_person.pk,
+        delegate_id=agent.pk,
+        purpose="Schema fuzzing as a machine",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    return {
+        "cookies": {},
+        "headers": {"Authorization": f"Bearer {issued.secret}"},
+        "existing": {
+            "requests": request.pk,
+            "grants": grant.pk,
+            "break-glass": activation.pk,
+            "delegations": delegation.pk,
+        },
+    }
+
+
+@pytest.mark.parametrize("resource", MACHINE_RESOURCES)
+def test_every_operation_a_machine_uses_answers_as_documented_to_its_token(resource, api_schema, wsgi_app, machine):
+    _fuzz_resource(resource, api_schema, wsgi_app, machine, machine["existing"], MACHINE_MAX_EXAMPLES)
+
+
+def _fuzz_resource(resource, api_schema, wsgi_app, caller, existing, max_examples=None) -> None:
+    """Every operation under `resource`, valid and invalid calls, with generated ids and (operations on
+    one object) the id of an object that exists."""
     failures = []
     for result in api_schema.get_all_operations():
         operation = result.ok()
@@ -178,7 +256,7 @@ def test_every_operation_answers_as_documented(resource, api_schema, wsgi_app, s
         for path_parameters in pinned:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 try:
-                    _fuzz(operation, mode, path_parameters, wsgi_app, signed_in, FEWER_EXAMPLES.get(resource))
+                    _fuzz(operation, mode, path_parameters, wsgi_app, caller, max_examples)
                 except (Exception, BaseExceptionGroup) as exc:  # one report for all, each its smallest case
                     failures.append(f"{operation.label} {mode.value} {path_parameters}:\n{exc}")
     assert not failures, "\n\n".join(failures)

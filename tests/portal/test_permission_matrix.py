@@ -44,6 +44,7 @@ from governance.models import (
 )
 from governance.services.credentials import api_token_create
 from jit.models import AccessRequest, Approval
+from jit.services.delegations import delegation_create
 from jit.services.requests import access_request_submit
 from portal.api_urls import api_not_found
 from tests.factories.governance import (
@@ -413,6 +414,29 @@ RULES: dict[str, Rule] = {
     ),
     "jit:notification_list": Rule({"GET": everyone(200)}),
     "jit:notifications_read": Rule({"GET": ONLY_POST, "POST": everyone(ALLOWED)}),
+    # Delegations: everyone delegates for themself (an auditor changes nothing) and revokes their own
+    # ("own": the role's person's to its machine; "other": the stranger's); auditors and admins see all.
+    "jit:delegation_list": Rule({"GET": everyone(200)}),
+    "jit:delegation_create": Rule(
+        {"GET": ONLY_POST, "POST": answers(auditor=TOLD_NO, rest=ALLOWED)},
+        data=lambda w, role: {
+            "delegator": me(w, role).pk,
+            "delegate": w["machine"][role].pk,
+            "max_risk_tier": "low",
+            "purpose": "matrix",
+            "expires_at": (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        },
+    ),
+    "jit:delegation_revoke": Rule(
+        {
+            "GET": ONLY_POST,
+            "POST": answers(
+                requester=(ALLOWED, 404), approver=(ALLOWED, 404), owner=(ALLOWED, 404), auditor=TOLD_NO, admin=ALLOWED
+            ),
+        },
+        kwargs=obj("delegation"),
+        data=reason,
+    ),
 }
 
 # Certification reports: auditors and admins read every campaign's; an owner those of the campaigns
@@ -640,6 +664,29 @@ RULES |= {
     ),
     # Workload federation: no one is signed in to exchange a JWT; an empty body is refused on its merits.
     "token-exchange": api_rule({"POST": everyone(ALLOWED, anonymous=ALLOWED)}),
+    "me": api_rule({"GET": API_EVERYONE_READS}),
+    "delegation-list": api_rule(
+        {"GET": API_EVERYONE_READS, "POST": answers(anonymous=API_ANON, auditor=403, rest=ALLOWED)},
+        data=lambda w, role: {
+            "delegate": w["machine"][role].pk,
+            "purpose": "matrix",
+            "expires_at": (timezone.now() + timedelta(days=1)).isoformat(),
+        },
+    ),
+    "delegation-revoke": api_rule(
+        {
+            "POST": answers(
+                anonymous=API_ANON,
+                requester=(ALLOWED, 404),
+                approver=(ALLOWED, 404),
+                owner=(ALLOWED, 404),
+                auditor=403,
+                admin=ALLOWED,
+            )
+        },
+        kwargs=api_obj("delegation"),
+        data=reason,
+    ),
     "jit-grant-release": api_rule(
         {"POST": answers(anonymous=API_ANON, requester=(ALLOWED, 404), auditor=403, rest=(ALLOWED, 403))},
         kwargs=api_obj("held"),
@@ -913,6 +960,16 @@ def build_world() -> dict:
     world["machine_trust"] = {
         key: WorkloadTrust.objects.create(
             identity=machine, issuer="https://matrix.example", subject=f"matrix-{key}", scopes=["grants:read"]
+        )
+        for key, machine in world["machine"].items()
+    }
+    world["delegation"] = {
+        key: delegation_create(
+            actor=None,
+            delegator_id=(world["person"].get(key) or stranger).pk,
+            delegate_id=machine.pk,
+            purpose="matrix",
+            expires_at=timezone.now() + timedelta(days=7),
         )
         for key, machine in world["machine"].items()
     }
