@@ -53,7 +53,9 @@ class TokenExchangeResponseSerializer(serializers.Serializer):
 
 class TokenExchangeErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="Why the exchange was refused, in words.")
-    code = serializers.ChoiceField(choices=REFUSAL_CODES, help_text="Why, for a program.")
+    # Not an enum: input the portal refuses before this view reads it (a NUL character, say) answers with
+    # the portal-wide `invalid`.
+    code = serializers.CharField(help_text="Why, for a program: " + ", ".join(REFUSAL_CODES) + ", or invalid.")
     errors = serializers.DictField(child=serializers.JSONField(), required=False, help_text="Bad input, by field.")
 
     class Meta:
