@@ -605,6 +605,18 @@ def _refuse_if_asker_gone(request: AccessRequest) -> None:
     asker = request.requester_identity or Identity.objects.filter(user_id=request.requester_id).first()
     if asker is not None and asker.status != IdentityStatus.ACTIVE:
         raise ValidationFailed(f"{asker}, who asked, is {asker.get_status_display().lower()}.")
+    _refuse_if_chain_broke(request, asker)
+
+
+def _refuse_if_chain_broke(request: AccessRequest, caller: Identity | None) -> None:
+    """A chain checked at submission is checked again when the access starts: an initiator suspended,
+    or a delegation revoked or expired, while people decided ends the request, and the access may
+    not outrun the chain from now either."""
+    hops = [hop["delegation"] for hop in request.delegation_chain if isinstance(hop, dict)]
+    if not hops or caller is None:
+        return  # no chain, or one recorded as words before chains were verified
+    chain = delegation_chain_verify(chain=hops, caller=caller, entitlement=request.entitlement)
+    chain.require_within(clock.database_now(), request.duration)
 
 
 def _issue(request: AccessRequest, actor: ActorLike) -> None:

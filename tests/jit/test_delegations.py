@@ -535,3 +535,55 @@ def test_the_page_runs_as_many_queries_for_one_delegation_as_for_many(client, al
             delegation_revoke(actor=alice.user, delegation_id=made.pk)
     many = count_queries(lambda: client.get(url))
     assert one == many
+
+
+#
+# Checked again when the access starts
+#
+@pytest.fixture
+def one_stage():
+    owner = with_role(PersonFactory(name="Eno Owner", user__username="eno"), "approver")
+    return EntitlementFactory(name="orders-read", owner=owner, system__owner=owner)
+
+
+def approve(request):
+    from jit.services.approvals import access_request_decide
+
+    access_request_decide(request_id=request.pk, approver=request.entitlement.owner.user, decision="approve")
+    request.refresh_from_db()
+    return request
+
+
+def test_an_initiator_suspended_while_people_decide_ends_the_request_instead_of_granting(
+    alice, worker, chain, one_stage
+):
+    from governance.services.identities import identity_suspend
+
+    request = ask(worker, one_stage, chain)
+    identity_suspend(actor=None, identity_id=alice.pk, reason="Left the project")
+    request = approve(request)
+    assert request.status == RequestStatus.FAILED and request.grant is None
+    assert "The initiator Alice is suspended" in request.decision_note
+
+
+def test_a_delegation_that_expired_while_people_decided_ends_the_request(alice, orchestrator, worker, one_stage):
+    first = delegate(alice, orchestrator, actor=alice.user, may_redelegate=True, days=2)
+    second = delegate(orchestrator, worker, actor=Actor(identity=orchestrator))
+    request = ask(worker, one_stage, [first.pk, second.pk])
+    with time_machine.travel(timezone.now() + timedelta(days=3)):
+        request = approve(request)
+    assert request.status == RequestStatus.FAILED and "expired" in request.decision_note
+
+
+def test_the_access_may_not_outrun_the_chain_from_when_it_starts(alice, orchestrator, worker, one_stage):
+    first = delegate(alice, orchestrator, actor=alice.user, may_redelegate=True, days=1)
+    second = delegate(orchestrator, worker, actor=Actor(identity=orchestrator))
+    request = ask(worker, one_stage, [first.pk, second.pk], duration=timedelta(hours=8))
+    with time_machine.travel(timezone.now() + timedelta(hours=20)):
+        request = approve(request)
+    assert request.status == RequestStatus.FAILED and "ask for at most" in request.decision_note
+
+
+def test_a_chain_still_good_when_approved_grants_the_access(worker, chain, one_stage):
+    request = approve(ask(worker, one_stage, chain))
+    assert request.status == RequestStatus.APPROVED and request.grant is not None
