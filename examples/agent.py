@@ -3,7 +3,7 @@
 
     # with an API token made on the agent's identity page
     PORTAL_TOKEN=gp_... python examples/agent.py --portal https://portal.example \\
-        --entitlement 42 --minutes 15 --task T-1234 --action read --resource db/orders \\
+        --entitlement orders-read --minutes 15 --task T-1234 --action read --resource db/orders \\
         --why "Nightly reconciliation" --on-behalf-of 7,9
 
     # or with no stored secret: a workload JWT (e.g. a Kubernetes projected token) exchanged for a token
@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 
 API = "/api/v1"
 
@@ -72,11 +73,24 @@ def say(text: str) -> None:
     print(f"agent: {text}", flush=True)
 
 
+def find_entitlement(portal: Portal, wanted: str) -> int:
+    """An id as given, or the one entitlement of the catalogue with exactly this name."""
+    if wanted.isdigit():
+        return int(wanted)
+    found = [e for e in portal.call("GET", f"/catalogue/?q={quote(wanted)}")["results"] if e["name"] == wanted]
+    if len(found) != 1:
+        raise Refused(
+            404, {"detail": f"{len(found)} entitlements named {wanted!r} that I may ask for.", "code": "not_found"}
+        )
+    say(f"{wanted} is entitlement {found[0]['id']} of {found[0]['system_name']} ({found[0]['risk_tier']} risk)")
+    return found[0]["id"]
+
+
 def ask(portal: Portal, me: dict, options) -> dict:
     chain = [int(part) for part in options.on_behalf_of.split(",") if part.strip()] if options.on_behalf_of else []
     body = {
         "beneficiary": options.beneficiary or me["id"],
-        "entitlement": options.entitlement,
+        "entitlement": find_entitlement(portal, options.entitlement),
         "duration_seconds": options.minutes * 60,
         "intent": options.why,
         "intent_task": options.task,
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--portal", default=os.environ.get("PORTAL_URL", "http://localhost:8000"))
     parser.add_argument("--token", default=os.environ.get("PORTAL_TOKEN", ""))
     parser.add_argument("--workload-jwt-file", help="exchange this JWT for a short-lived token instead")
-    parser.add_argument("--entitlement", type=int, help="the entitlement's id (from the catalogue)")
+    parser.add_argument("--entitlement", help="the entitlement's id, or its exact name (GET /api/v1/catalogue/)")
     parser.add_argument("--beneficiary", type=int, help="default: the agent itself")
     parser.add_argument("--minutes", type=int, default=15)
     parser.add_argument("--task", default="", help="the task id the access is for")

@@ -84,10 +84,11 @@ def test_an_agent_with_a_token_is_approved_automatically_for_low_risk_and_releas
 ):
     token = api_token_create(actor=world["alice"].user, identity_id=world["worker"].pk, name="ci", scopes=AGENT_SCOPES)
     intent = ["--task", "T-1", "--action", "read", "--resource", "warehouse/orders", "--why", "Nightly reconciliation"]
-    asked = ("--token", token.secret, "--entitlement", world["low"].pk, "--on-behalf-of", world["chain"], *intent)
+    asked = ("--token", token.secret, "--entitlement", "orders-read", "--on-behalf-of", world["chain"], *intent)
 
     code, out = run(live_server, capsys, *asked, "--no-wait")
     assert code == 3 and "approved automatically" in out and "waits for its system" in out
+    assert f"orders-read is entitlement {world['low'].pk} of Warehouse (low risk)" in out
     request = AccessRequest.objects.get(beneficiary=world["worker"])
     confirm_the_grant(request.pk, world)
 

@@ -97,6 +97,7 @@ def existing(admin_person) -> dict[str, int]:
         "identities": bot.pk,
         "systems": entitlement.system_id,
         "entitlements": entitlement.pk,
+        "catalogue": entitlement.pk,
         "grants": grant.pk,
         "requests": request.pk,
         "findings": finding.pk,
@@ -160,6 +161,7 @@ RESOURCES = [
     "grants",
     "findings",
     "requests",
+    "catalogue",
     "break-glass",
     "delegations",
     "token",
@@ -184,7 +186,7 @@ def test_every_operation_answers_as_documented(resource, api_schema, wsgi_app, s
 
 
 # What a machine identity calls with its token: the resources of RESOURCES it uses, in their order.
-MACHINE_USES = {"requests", "grants", "break-glass", "token", "delegations", "me"}
+MACHINE_USES = {"requests", "catalogue", "grants", "break-glass", "token", "delegations", "me"}
 MACHINE_RESOURCES = [resource for resource in RESOURCES if resource in MACHINE_USES]
 MACHINE_MAX_EXAMPLES = 6  # the person's run above covers the same operations more deeply
 
@@ -203,11 +205,12 @@ def machine(admin_person) -> dict:
 
     agent = MachineFactory(name="fuzz-agent", kind="ai_agent", owner=admin_person, may_self_request=True)
     issued = api_token_create(actor=admin_person.user, identity_id=agent.pk, name="fuzz", scopes=sorted(MACHINE_SCOPES))
+    # Owned by someone other than the agent's owner, who may not approve for their own machine.
+    requested = EntitlementFactory(owner=PersonFactory(user__roles=["approver"]))
     request = access_request_submit(
         actor=Actor(identity=agent),
         beneficiary_id=agent.pk,
-        # Owned by someone other than the agent's owner, who may not approve for their own machine.
-        entitlement_id=EntitlementFactory(owner=PersonFactory(user__roles=["approver"])).pk,
+        entitlement_id=requested.pk,
         intent="Schema fuzzing as a machine",
     )
     grant = GrantFactory(identity=agent, entitlement=EntitlementFactory(owner=admin_person), kind=GrantKind.JIT)
@@ -230,6 +233,7 @@ def machine(admin_person) -> dict:
         "headers": {"Authorization": f"Bearer {issued.secret}"},
         "existing": {
             "requests": request.pk,
+            "catalogue": requested.pk,
             "grants": grant.pk,
             "break-glass": activation.pk,
             "delegations": delegation.pk,

@@ -665,6 +665,9 @@ RULES |= {
     # Workload federation: no one is signed in to exchange a JWT; an empty body is refused on its merits.
     "token-exchange": api_rule({"POST": everyone(ALLOWED, anonymous=ALLOWED)}),
     "me": api_rule({"GET": API_EVERYONE_READS}),
+    "catalogue-list": api_rule({"GET": API_EVERYONE_READS}),
+    # The catalogue is everyone's to read: what may be requested, whoever owns it.
+    "catalogue-detail": api_rule({"GET": API_EVERYONE_READS}, kwargs=api_obj("entitlement")),
     "delegation-list": api_rule(
         {"GET": API_EVERYONE_READS, "POST": answers(anonymous=API_ANON, auditor=403, rest=ALLOWED)},
         data=lambda w, role: {
