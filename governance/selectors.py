@@ -120,6 +120,13 @@ def entitlement_list(*, user) -> QuerySet[Entitlement]:
     return Entitlement.objects.select_related("system", "owner", "system__owner")
 
 
+def entitlements_matching(queryset: QuerySet[Entitlement], text: str) -> QuerySet[Entitlement]:
+    """The catalogue's search, one for the page and the API: name, system or purpose contains the text."""
+    return queryset.filter(
+        Q(name__icontains=text) | Q(system__name__icontains=text) | Q(business_purpose__icontains=text)
+    )
+
+
 def requestable_entitlements(*, user) -> QuerySet[Entitlement]:
     """What may be requested now: live, requestable, in a live system, with an active owner."""
     return entitlement_list(user=user).filter(

@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -120,11 +119,7 @@ def request_catalogue(request):
     if form.is_valid():
         data = form.cleaned_data
         if data["q"]:
-            queryset = queryset.filter(
-                Q(name__icontains=data["q"])
-                | Q(system__name__icontains=data["q"])
-                | Q(business_purpose__icontains=data["q"])
-            )
+            queryset = inventory_selectors.entitlements_matching(queryset, data["q"])
         if data["system"]:
             queryset = queryset.filter(system=data["system"])
         if data["risk_tier"]:

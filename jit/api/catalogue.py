@@ -2,14 +2,14 @@
 its task needs (by name, system or risk) from the API alone, with what asking will take."""
 
 import django_filters
-from django.db.models import Q, TextField
+from django.db.models import TextField
 from django.db.models.functions import Cast
 from rest_framework import mixins, serializers, viewsets
 
 from governance.api.authentication import MachinePrincipal
 from governance.choices import RiskTier
 from governance.models import Entitlement
-from governance.selectors import requestable_entitlements
+from governance.selectors import entitlements_matching, requestable_entitlements
 
 
 class CatalogueFilter(django_filters.FilterSet):
@@ -22,9 +22,7 @@ class CatalogueFilter(django_filters.FilterSet):
         fields = ["q", "system", "risk_tier"]
 
     def filter_q(self, queryset, name, value):
-        return queryset.filter(
-            Q(name__icontains=value) | Q(system__name__icontains=value) | Q(business_purpose__icontains=value)
-        )
+        return entitlements_matching(queryset, value)
 
 
 class CatalogueEntrySerializer(serializers.ModelSerializer):
