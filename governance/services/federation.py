@@ -176,6 +176,23 @@ def workload_trust_revoke(*, actor: ActorLike, trust_id: int) -> WorkloadTrust:
     return trust
 
 
+def workload_trusts_end(identity: Identity, *, actor: ActorLike, reason: str) -> list[int]:
+    """End every live trust of an identity at once (suspension, offboarding), like its tokens: inside the
+    caller's transaction, with the identity locked. Reactivating restores none; its owners add them again."""
+    live = WorkloadTrust.objects.filter(identity=identity, revoked_at__isnull=True)
+    ids = sorted(live.values_list("pk", flat=True))
+    if ids:
+        live.update(revoked_at=clock.database_now())
+        for trust in WorkloadTrust.objects.filter(pk__in=ids).order_by("pk"):
+            audit_event_record(
+                actor=actor,
+                action=AuditAction.WORKLOAD_TRUST_REVOKED,
+                target=identity,
+                data=_trust_data(trust, reason=reason),
+            )
+    return ids
+
+
 #
 # Keys
 #

@@ -18,6 +18,7 @@ from .common import check, diff, full_clean_or_fail, snapshot
 from .credentials import api_tokens_kill
 from .delegation import drop_delegates
 from .external_ids import refuse_reserved_external_id
+from .federation import workload_trusts_end
 
 # What may be edited and what the audit trail records of an identity (never credentials themselves).
 EDITABLE_FIELDS = [
@@ -200,6 +201,7 @@ def identity_suspend(*, identity_id: int, actor: ActorLike, reason: str) -> Iden
         end_reason="suspended",
     )
     api_tokens_kill(identity, actor=actor, reason=f"Suspended: {reason}")
+    workload_trusts_end(identity, actor=actor, reason=f"Suspended: {reason}")
     return _move_status(
         identity, IdentityStatus.SUSPENDED, actor, AuditAction.IDENTITY_SUSPENDED, reason, grants_revoked=revoked
     )
@@ -266,6 +268,7 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
     identity.save(update_fields=["status", "credentials_suspended_at", "updated_at"])
     _set_login_active(identity, False)
     api_tokens_kill(identity, actor=actor, reason=f"Offboarded: {reason}")
+    workload_trusts_end(identity, actor=actor, reason=f"Offboarded: {reason}")
     result = OffboardingResult(identity=identity)
     # The lock order (governance.locks): identities (the ones it owns or backs), then requests
     # (the hooks), then grants (set-based, with one audit batch).

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 
 from audit.choices import AuditAction
 from audit.kernel import clock
@@ -182,6 +183,35 @@ def delegation_revoke(*, actor: ActorLike, delegation_id: int, reason: str = "")
         ),
     )
     return delegation
+
+
+def end_delegations_of_offboarded(identity: Identity, actor: ActorLike) -> list[int]:
+    """An offboarding hook: a leaver neither acts for anyone nor lets anyone act for them, so the live
+    delegations they gave or received end with them (each audited, requests through them closed)."""
+    now = clock.database_now()
+    live = Delegation.objects.filter(Q(delegator=identity) | Q(delegate=identity), revoked_at__isnull=True)
+    ended = []
+    for pk in live.filter(expires_at__gt=now).order_by("pk").values_list("pk", flat=True):
+        delegation = lock(Delegation, pk)
+        if delegation.revoked_at is not None:
+            continue
+        delegation.revoked_at = now
+        delegation.save(update_fields=["revoked_at"])
+        closed = _close_requests_through(delegation, actor)
+        audit_event_record(
+            actor=actor,
+            action=AuditAction.DELEGATION_REVOKED,
+            target=delegation,
+            data=_data(
+                delegation,
+                list(delegation.entitlements.values_list("pk", flat=True)),
+                reason=f"{identity.name} was offboarded",
+                declined=False,
+                closed_requests=closed,
+            ),
+        )
+        ended.append(pk)
+    return ended
 
 
 def _close_requests_through(delegation: Delegation, actor: ActorLike) -> list[int]:

@@ -204,8 +204,23 @@ def test_a_revoked_trust_refuses_new_exchanges_and_kills_its_tokens(trust, owner
         workload_trust_revoke(actor=owner.user, trust_id=trust.pk)
 
 
-def test_a_suspended_identity_gets_no_token(trust, owner, machine):
+def test_suspending_the_identity_ends_its_trusts_and_reactivating_restores_none(trust, owner, machine):
+    from governance.services.identities import identity_reactivate
+
     identity_suspend(identity_id=machine.pk, actor=owner.user, reason="key leaked")
+    trust.refresh_from_db()
+    assert trust.revoked_at is not None
+    event = AuditEvent.objects.get(action="workload_trust.revoked")
+    assert event.data["reason"] == "Suspended: key leaked" and event.data["subject"] == SUBJECT
+    identity_reactivate(identity_id=machine.pk, actor=owner.user)
+    answer = exchange(signed())
+    assert answer.status_code == 401 and answer.json()["code"] == "no_trust"
+
+
+def test_an_identity_suspended_between_trust_and_exchange_gets_no_token(trust, owner, machine):
+    from governance.models import Identity
+
+    Identity.objects.filter(pk=machine.pk).update(status="suspended")  # as if suspended by a racing transaction
     answer = exchange(signed())
     assert answer.status_code == 401 and answer.json()["code"] == "identity_inactive"
 

@@ -587,3 +587,17 @@ def test_the_access_may_not_outrun_the_chain_from_when_it_starts(alice, orchestr
 def test_a_chain_still_good_when_approved_grants_the_access(worker, chain, one_stage):
     request = approve(ask(worker, one_stage, chain))
     assert request.status == RequestStatus.APPROVED and request.grant is not None
+
+
+def test_offboarding_ends_the_delegations_given_and_received_and_closes_requests_through_them(
+    alice, orchestrator, worker, chain, one_stage
+):
+    from governance.services.identities import identity_offboard
+
+    request = ask(worker, one_stage, chain)
+    identity_offboard(identity_id=orchestrator.pk, actor=None, reason="Retired")
+    assert not Delegation.objects.filter(revoked_at__isnull=True).exists()
+    request.refresh_from_db()
+    assert request.status == RequestStatus.CANCELLED and "was revoked" in request.decision_note
+    reasons = {e.data["reason"] for e in AuditEvent.objects.filter(action="delegation.revoked")}
+    assert reasons == {"orchestrator-7 was offboarded"}
