@@ -167,6 +167,11 @@ def delegation_revoke(*, actor: ActorLike, delegation_id: int, reason: str = "")
         raise _field_error("reason", f"At most {FREE_TEXT_MAX_LENGTH} characters.")
     # Declined: the delegate's side said no, rather than the delegator taking it back.
     declined = not policies.may_delegate_for(actor, delegation.delegator)
+    return _revoke_now(delegation, actor, reason=reason or "", declined=declined)
+
+
+def _revoke_now(delegation: Delegation, actor: ActorLike, *, reason: str, declined: bool) -> Delegation:
+    """End a locked delegation: revoked now, the requests made through it closed, audited."""
     delegation.revoked_at = clock.database_now()
     delegation.save(update_fields=["revoked_at"])
     closed = _close_requests_through(delegation, actor)
@@ -177,7 +182,7 @@ def delegation_revoke(*, actor: ActorLike, delegation_id: int, reason: str = "")
         data=_data(
             delegation,
             list(delegation.entitlements.values_list("pk", flat=True)),
-            reason=reason or "",
+            reason=reason,
             declined=declined,
             closed_requests=closed,
         ),
@@ -193,24 +198,9 @@ def end_delegations_of_offboarded(identity: Identity, actor: ActorLike) -> list[
     ended = []
     for pk in live.filter(expires_at__gt=now).order_by("pk").values_list("pk", flat=True):
         delegation = lock(Delegation, pk)
-        if delegation.revoked_at is not None:
-            continue
-        delegation.revoked_at = now
-        delegation.save(update_fields=["revoked_at"])
-        closed = _close_requests_through(delegation, actor)
-        audit_event_record(
-            actor=actor,
-            action=AuditAction.DELEGATION_REVOKED,
-            target=delegation,
-            data=_data(
-                delegation,
-                list(delegation.entitlements.values_list("pk", flat=True)),
-                reason=f"{identity.name} was offboarded",
-                declined=False,
-                closed_requests=closed,
-            ),
-        )
-        ended.append(pk)
+        if delegation.revoked_at is None:
+            _revoke_now(delegation, actor, reason=f"{identity.name} was offboarded", declined=False)
+            ended.append(pk)
     return ended
 
 
