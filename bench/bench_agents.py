@@ -41,33 +41,11 @@ os.environ["API_THROTTLE_USER_RATE"] = "1000000/minute"
 os.environ["API_THROTTLE_TOKEN_RATE"] = "1000000/minute"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_write_path import pct, start_server, stop_server  # importing it sets Django up
-from django.conf import settings
+from bench_write_path import log, pct, recreate_database, start_server, stop_server  # importing it sets Django up
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.db import connections
 
 DB_PREFIX = "portal_agentbench"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    db = settings.DATABASES["default"]
-    name = db["NAME"]
-    if not name.startswith(DB_PREFIX):
-        sys.exit(f"refusing to drop {name!r}: point DATABASE_URL at a database named {DB_PREFIX}...")
-    for alias in connections:
-        connections[alias].close()
-    with psycopg.connect(host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"], dbname="postgres",
-                         autocommit=True) as admin:  # fmt: skip
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    call_command("migrate", verbosity=0)
 
 
 def seed(identities: int, agents: int, entitlements: int) -> tuple[list[tuple[int, str]], list[int]]:
@@ -231,7 +209,7 @@ def main() -> None:
     parser.add_argument("--solo-cycles", type=int, default=60)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
-    recreate_database()
+    recreate_database(keep=False, prefix=DB_PREFIX)
     started = time.perf_counter()
     crew, catalogue = seed(args.identities, args.agents, args.entitlements)
     log(f"seeded {args.identities} identities, {args.agents} agents in {time.perf_counter() - started:.1f} s")

@@ -258,14 +258,15 @@ class QueryCounter:
 #
 # Database and seeding
 #
-def recreate_database(keep: bool) -> None:
+def recreate_database(keep: bool, prefix: str = DB_PREFIX) -> None:
+    """Drop, create and migrate the bench database (only one whose name starts with `prefix`)."""
     db = settings.DATABASES["default"]
     name = db["NAME"]
     if not keep:
         import psycopg
 
-        if not name.startswith(DB_PREFIX):
-            sys.exit(f"refusing to drop {name!r}: point DATABASE_URL at a database named {DB_PREFIX}...")
+        if not name.startswith(prefix):
+            sys.exit(f"refusing to drop {name!r}: point DATABASE_URL at a database named {prefix}...")
         for alias in connections:
             connections[alias].close()
         with psycopg.connect(

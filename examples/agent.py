@@ -21,6 +21,7 @@ Exit codes: 0 done, 2 refused (the reason and its code are printed), 3 still wai
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -61,6 +62,10 @@ class Portal:
                     time.sleep(int(error.headers.get("Retry-After", "1")))
                     continue
                 raise Refused(error.code, answer) from None
+            except urllib.error.URLError as error:
+                raise Refused(
+                    0, {"detail": f"{self.base_url} is unreachable: {error.reason}", "code": "unreachable"}
+                ) from None
         raise Refused(429, {"detail": "Still throttled after five tries.", "code": "throttled"})
 
     def exchange(self, workload_jwt: str) -> None:
@@ -69,8 +74,11 @@ class Portal:
         say(f"exchanged the workload JWT for a token valid until {answer['expires_at']}")
 
 
+log = logging.getLogger("agent")
+
+
 def say(text: str) -> None:
-    print(f"agent: {text}", flush=True)
+    log.info(text)
 
 
 def find_entitlement(portal: Portal, wanted: str) -> int:
@@ -157,7 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wait", action="store_true", help="stop after asking if people must decide")
     parser.add_argument("--resume", type=int, help="pick up this request instead of asking again")
     options = parser.parse_args(argv)
+    # What the agent does, line by line on standard output (where the caller's stdout is now).
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("agent: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        return run(options, parser)
+    finally:
+        log.removeHandler(handler)
 
+
+def run(options, parser) -> int:
     portal = Portal(options.portal, options.token)
     try:
         if options.workload_jwt_file:

@@ -67,14 +67,13 @@ def findings_in_words(tolerance: str) -> str:
         return "the identity has no open hygiene finding"
     if tolerance == FindingTolerance.CRITICAL:
         return "open hygiene findings do not matter"
-    above = [str(label).lower() for value, label in RiskTier.choices if RiskTier.rank(value) > RiskTier.rank(tolerance)]
+    tolerated = FindingTolerance.rank(tolerance)
+    above = [str(label).lower() for value, label in RiskTier.choices if FindingTolerance.rank(value) > tolerated]
     return f"the identity has no open hygiene finding of {_listed(above, 'or')} severity"
 
 
 def conditions_in_words(entitlement) -> list[str]:
     """What must hold for a request of this entitlement to be approved automatically, one sentence each."""
-    from django.conf import settings
-
     from .templatetags.grant_tags import duration
 
     risk = entitlement.auto_approve_max_risk
@@ -90,7 +89,7 @@ def conditions_in_words(entitlement) -> list[str]:
         findings_in_words(entitlement.auto_approve_max_finding_severity),
     ]
     minutes = entitlement.auto_approve_max_minutes
-    cap = entitlement.max_duration or settings.MAX_DURATION_BY_RISK[entitlement.risk_tier]
+    cap = entitlement.effective_max_duration
     words.append(
         f"the duration is at most {minutes} minute{'' if minutes == 1 else 's'}"
         if minutes

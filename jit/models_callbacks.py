@@ -11,7 +11,6 @@ class RequestCallback(models.Model):
     url = models.URLField("callback URL", max_length=500)
     # The receiver verifies our HMAC with it; shown once, in the answer to the submission.
     secret = models.CharField("signing secret", max_length=64)
-    created_at = models.DateTimeField("created", auto_now_add=True)
 
     class Meta:
         verbose_name = "request callback"

@@ -269,7 +269,7 @@ def _condition(name: str, held: bool, detail: str) -> dict:
 def _findings_condition(tolerated: str, worst: str) -> dict:
     if not worst:
         return _condition("findings", True, "no open finding")
-    held = tolerated != FindingTolerance.NONE and RiskTier.rank(worst) <= RiskTier.rank(tolerated)
+    held = FindingTolerance.rank(worst) <= FindingTolerance.rank(tolerated)  # "none" ranks below every severity
     limit = "none tolerated" if tolerated == FindingTolerance.NONE else f"at most {tolerated} tolerated"
     return _condition("findings", held, f"open finding of {worst} severity; {limit}")
 

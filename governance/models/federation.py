@@ -28,7 +28,7 @@ class WorkloadTrust(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
     )
-    created_at = models.DateTimeField("created", auto_now_add=True)
+    created_at = models.DateTimeField("created")  # the database's clock, set by the service
     revoked_at = models.DateTimeField("revoked", null=True, blank=True)
 
     class Meta:
@@ -53,7 +53,7 @@ class WorkloadExchange(models.Model):
     jti = models.CharField("JWT id", max_length=255, null=True, blank=True)  # none: replay cannot be told
     jwt_expires_at = models.DateTimeField("JWT expires")
     token = models.ForeignKey("governance.ApiToken", verbose_name="token", on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField("exchanged", auto_now_add=True)
+    created_at = models.DateTimeField("exchanged")  # the database's clock, set by the service
 
     class Meta:
         verbose_name = "workload token exchange"

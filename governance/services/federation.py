@@ -143,6 +143,7 @@ def workload_trust_create(
                 scopes=scopes,
                 token_minutes=minutes,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
+                created_at=clock.database_now(),
             )
     except IntegrityError:  # a concurrent create of the same issuer and subject won
         raise InvalidTransition("Another live trust was just made for this subject of this issuer.") from None
@@ -320,7 +321,7 @@ def _exchange(*, issuer: Issuer, claims: dict, client_ip: str) -> IssuedToken:
     try:
         with transaction.atomic():
             WorkloadExchange.objects.create(
-                trust=trust, issuer=issuer.issuer, jti=jti, jwt_expires_at=jwt_expires_at, token=token
+                trust=trust, issuer=issuer.issuer, jti=jti, jwt_expires_at=jwt_expires_at, token=token, created_at=now
             )
     except IntegrityError:  # the same jti through another subject at the same moment
         raise TokenRefused("replayed", "This JWT was already exchanged: ask the issuer for a new one.") from None

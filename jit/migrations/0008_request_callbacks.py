@@ -17,7 +17,6 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('url', models.URLField(max_length=500, verbose_name='callback URL')),
                 ('secret', models.CharField(max_length=64, verbose_name='signing secret')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
                 ('request', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='callback', to='jit.accessrequest', verbose_name='request')),
             ],
             options={

@@ -962,7 +962,11 @@ def build_world() -> dict:
     }
     world["machine_trust"] = {
         key: WorkloadTrust.objects.create(
-            identity=machine, issuer="https://matrix.example", subject=f"matrix-{key}", scopes=["grants:read"]
+            identity=machine,
+            issuer="https://matrix.example",
+            subject=f"matrix-{key}",
+            scopes=["grants:read"],
+            created_at=timezone.now(),
         )
         for key, machine in world["machine"].items()
     }
