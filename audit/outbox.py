@@ -3,7 +3,9 @@
 A service calls `outbox_enqueue` inside its transaction; the row commits or rolls back with the
 state change it belongs to. `outbox_dispatch` (a beat task every few seconds, and woken early on
 commit) delivers due rows one at a time under SKIP LOCKED, retries failures with exponential
-backoff and jitter, and marks a row dead after OUTBOX_MAX_ATTEMPTS so an admin can retry it.
+backoff and jitter, and marks a row dead after OUTBOX_MAX_ATTEMPTS (or at once on a
+`PermanentFailure`) so an admin can retry it. A handler runs outside any transaction: the claim is a
+lease committed before the call, and the outcome is recorded in a short transaction after it.
 Delivery is at-least-once: handlers get the idempotency key and must tolerate a repeat.
 
 The wake-up never costs a request anything: one per transaction, handed to a thread of the process
@@ -146,6 +148,10 @@ class _Waker:
 _waker = _Waker()
 
 
+class PermanentFailure(Exception):
+    """A delivery that trying again will not fix (refused credentials, bad configuration): dead at once."""
+
+
 def outbox_enqueue(*, kind: str, payload: dict[str, Any], idempotency_key: str) -> OutboxMessage:
     """Record a side effect in the caller's transaction; enqueuing the same key twice is a no-op."""
     if kind not in _handlers:
@@ -203,7 +209,8 @@ def _claim_one(result: DispatchResult) -> OutboxMessage | None:
         return None
     if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
         message.last_error = "The worker delivering the last attempt stopped before it finished."
-        _mark_dead(message, result)
+        _mark_dead(message)
+        result.dead += 1
         message.save(update_fields=["status", "last_error"])
         return message
     message.attempts += 1
@@ -212,9 +219,8 @@ def _claim_one(result: DispatchResult) -> OutboxMessage | None:
     return message
 
 
-def _mark_dead(message: OutboxMessage, result: DispatchResult) -> None:
+def _mark_dead(message: OutboxMessage) -> None:
     message.status = OutboxStatus.DEAD
-    result.dead += 1
     audit_event_record(
         actor=Actor.system(),
         action=AuditAction.OUTBOX_DEAD,
@@ -231,39 +237,60 @@ def _deliver_one(result: DispatchResult) -> bool:
         return False
     if claimed.status != OutboxStatus.PENDING:
         return True
-    _deliver_claimed(claimed, result)
+    error, permanent = _call_handler(claimed)
+    outcome = _record_outcome(claimed, error=error, permanent=permanent)
+    if outcome is not None:
+        setattr(result, outcome, getattr(result, outcome) + 1)
     return True
 
 
-@state_change(retry=False)  # the handler talks to the outside world: never twice for one claim
-def _deliver_claimed(claimed: OutboxMessage, result: DispatchResult) -> None:
-    """Deliver a claimed message and record the outcome: one transaction, its events on the chain at commit."""
-    # Locked again for the delivery and its outcome, which commit together.
-    message = OutboxMessage.objects.select_for_update().get(pk=claimed.pk)
-    if message.status != OutboxStatus.PENDING or message.attempts != claimed.attempts:
-        return  # settled or claimed again meanwhile (a delivery that outlived its claim)
+def _call_handler(message: OutboxMessage) -> tuple[str, bool]:
+    """Run the handler with no transaction open and no row locked: the error ("" if none), and whether it is permanent.
+
+    The handler may talk to a slow or dead target for as long as its timeout allows; meanwhile
+    nothing waits on it, since the claim (a lease committed by `_claim_one`) is what keeps other
+    workers off the message. Whatever the handler changes in the database it changes through
+    services with short transactions of their own.
+    """
     try:
-        handler = _handlers[message.kind]
-        with transaction.atomic():
-            handler(message.payload, message.idempotency_key)
+        _handlers[message.kind](message.payload, message.idempotency_key)
     except SoftTimeLimitExceeded:
         # The task is out of time: end it now. The attempt is counted; the claim expires and the
         # message is delivered again later.
         raise
+    except PermanentFailure as exc:
+        return f"{type(exc).__name__}: {exc}"[:2000], True
     except Exception as exc:
-        message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-            _mark_dead(message, result)
-        else:
-            message.next_attempt_at = clock.database_now() + backoff_delay(message.attempts)
-            result.failed += 1
-        logger.warning("Outbox %s attempt %s failed: %s", message, message.attempts, message.last_error)
-    else:
+        return f"{type(exc).__name__}: {exc}"[:2000], False
+    return "", False
+
+
+@state_change
+def _record_outcome(claimed: OutboxMessage, *, error: str, permanent: bool) -> str | None:
+    """Record what the delivery came to, in a short transaction after the call: the DispatchResult field to count.
+
+    Nothing is recorded when the message was settled or claimed again meanwhile (a delivery that
+    outlived its claim): the newer claim records its own outcome.
+    """
+    message = OutboxMessage.objects.select_for_update().get(pk=claimed.pk)
+    if message.status != OutboxStatus.PENDING or message.attempts != claimed.attempts:
+        return None
+    outcome = "delivered"
+    if not error:
         message.status = OutboxStatus.DELIVERED
         message.delivered_at = timezone.now()
         message.last_error = ""
-        result.delivered += 1
+    else:
+        message.last_error = error
+        logger.warning("Outbox %s attempt %s failed: %s", message, message.attempts, error)
+        if permanent or message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+            _mark_dead(message)
+            outcome = "dead"
+        else:
+            message.next_attempt_at = clock.database_now() + backoff_delay(message.attempts)
+            outcome = "failed"
     message.save(update_fields=["status", "next_attempt_at", "last_error", "delivered_at"])
+    return outcome
 
 
 def _settle_dead(message: OutboxMessage) -> None:

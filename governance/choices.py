@@ -69,6 +69,8 @@ class ApproverSource(models.TextChoices):
 
 class Connector(models.TextChoices):
     MANUAL = "manual", "Manual (system owner confirms)"
+    WEBHOOK = "webhook", "Webhook (signed HTTP call to the target)"
+    POSTGRESQL = "postgresql", "PostgreSQL (GRANT / REVOKE a database role)"
 
 
 class GrantKind(models.TextChoices):
@@ -107,6 +109,8 @@ class FindingKind(models.TextChoices):
     SOD_CONFLICT = "sod_conflict", "Separation-of-duties conflict held"
     ENTITLEMENT_WITHOUT_OWNER = "entitlement_without_owner", "Entitlement without an active owner"
     RENEWED_AS_STANDING = "renewed_as_standing", "JIT renewed into standing access"
+    UNGOVERNED_ACCESS = "ungoverned_access", "Access on the target with no grant"
+    MISSING_AT_TARGET = "missing_at_target", "Grant the target does not hold"
 
 
 class FindingStatus(models.TextChoices):

@@ -1,10 +1,15 @@
-"""Outbox handlers that call connectors; they run in the dispatcher, never in the deciding transaction."""
+"""Outbox handlers that call connectors; they run in the dispatcher, never in the deciding transaction.
+
+The dispatcher calls them with no transaction open (audit.outbox): the grant is read, the target
+called for as long as the connector's timeout allows, and the confirmation recorded by a service in
+a short transaction of its own.
+"""
 
 from audit.outbox import outbox_handler
 from audit.services import Actor
 
 from .choices import GrantStatus
-from .connectors import Outcome, connector_for
+from .connectors import ConnectorError, Outcome, Result, RetriableError, connector_for
 from .models import Grant
 from .services.certification import LAUNCH, campaign_launch
 from .services.grants import (
@@ -29,14 +34,29 @@ def _revoke_gave_up(payload, error: str) -> None:
     grant_revoke_failed(grant_id=payload["grant_id"], actor=Actor.system(), error=error)
 
 
+def _call(grant: Grant, action: str) -> Result:
+    """Ask the system's connector; its errors name the connector and the system, for the alert."""
+    system = grant.entitlement.system
+    where = f"{system.connector} connector of {system.name}"
+    try:
+        return Result.of(getattr(connector_for(system), action)(grant))
+    except ConnectorError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    except Exception as exc:
+        raise RetriableError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+
 # A failed state still accepts delivery: an admin retrying the dead message finishes the work.
 @outbox_handler(PROVISION, on_dead=_provision_gave_up)
 def provision(payload, idempotency_key) -> None:
     grant = _grant(payload)
     if grant.status not in (GrantStatus.PENDING_PROVISION, GrantStatus.PROVISION_FAILED):
         return
-    if connector_for(grant.entitlement.system).provision(grant) is Outcome.CONFIRMED:
-        grant_confirm_provisioned(grant_id=grant.pk, actor=Actor.system())
+    result = _call(grant, "provision")
+    if result.outcome is Outcome.CONFIRMED:
+        grant_confirm_provisioned(
+            grant_id=grant.pk, actor=Actor.system(), reference=result.reference, confirmation=result.detail
+        )
 
 
 @outbox_handler(REVOKE, on_dead=_revoke_gave_up)
@@ -44,8 +64,9 @@ def revoke(payload, idempotency_key) -> None:
     grant = _grant(payload)
     if grant.status not in (GrantStatus.REVOKING, GrantStatus.REVOKE_FAILED):
         return
-    if connector_for(grant.entitlement.system).revoke(grant) is Outcome.CONFIRMED:
-        grant_confirm_revoked(grant_id=grant.pk, actor=Actor.system())
+    result = _call(grant, "revoke")
+    if result.outcome is Outcome.CONFIRMED:
+        grant_confirm_revoked(grant_id=grant.pk, actor=Actor.system(), confirmation=result.detail)
 
 
 @outbox_handler(LAUNCH)

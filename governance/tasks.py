@@ -14,6 +14,14 @@ def hygiene_scan_task() -> dict:
 
 
 @shared_task(acks_late=True)
+def revocations_retry_task() -> dict:
+    """Ask targets again to remove access whose removal failed: never left as failed for good."""
+    from .services.grants import grants_retry_failed_revocations
+
+    return {"retried": grants_retry_failed_revocations()}
+
+
+@shared_task(acks_late=True)
 def manual_work_chase_task() -> dict:
     """Remind system owners of access waiting to be put in place or removed by hand; escalate the stuck."""
     return chase_manual_work()

@@ -37,6 +37,13 @@ class Entitlement(models.Model):
     )
     external_id = models.CharField("external id", max_length=200, unique=True, null=True, blank=True)
     name = models.CharField("name", max_length=200)
+    target_name = models.CharField(
+        "name on the target",
+        max_length=200,
+        blank=True,
+        db_default="",
+        help_text="What the system's connector grants: a database role, a group. Blank: the entitlement's name.",
+    )
     owner = models.ForeignKey(
         "governance.Identity", verbose_name="owner", on_delete=models.PROTECT, related_name="owned_entitlements"
     )

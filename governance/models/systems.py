@@ -21,6 +21,9 @@ class System(models.Model):
     )
     connector = models.CharField("connector", max_length=32, choices=Connector.choices, default=Connector.MANUAL)
     connector_settings = models.JSONField("connector settings", default=dict, blank=True)
+    # The connector's secret settings as one Fernet token (connectors.secrets): never shown back.
+    connector_secrets = models.TextField("connector secrets (encrypted)", blank=True, db_default="", editable=False)
+    last_reconciled_at = models.DateTimeField("last reconciled", null=True, blank=True)
     status = models.CharField(
         "status", max_length=16, choices=LifecycleStatus.choices, default=LifecycleStatus.ACTIVE, db_index=True
     )
@@ -28,7 +31,7 @@ class System(models.Model):
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
-    history = HistoricalRecords(excluded_fields=["connector_settings"])  # may hold credentials
+    history = HistoricalRecords(excluded_fields=["connector_settings", "connector_secrets", "last_reconciled_at"])
 
     class Meta:
         verbose_name = "system"

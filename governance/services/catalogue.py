@@ -12,6 +12,8 @@ from audit.services import ActorLike, audit_event_record, state_change
 from .. import policies
 from ..approval_stages import validate_approval_stages  # re-exported: forms and views import it from here
 from ..choices import IdentityKind, IdentityStatus, LifecycleStatus
+from ..connectors import connector_settings_clean
+from ..connectors.secrets import secrets_encrypt, settings_with_secrets
 from ..errors import InvalidTransition, ValidationFailed
 from ..locks import lock, lock_entitlement
 from ..models import Entitlement, Grant, Identity, SodRule, System
@@ -29,6 +31,7 @@ SYSTEM_ADMIN_FIELDS = frozenset({"connector", "connector_settings", "external_id
 SYSTEM_AUDITED = [name for name in SYSTEM_FIELDS if name != "connector_settings"]
 ENTITLEMENT_FIELDS = [
     "name",
+    "target_name",
     "owner",
     "business_purpose",
     "risk_tier",
@@ -65,12 +68,19 @@ def _require_active_owner(owner: Identity | None) -> None:
 #
 # Systems
 #
-def _check_connector_settings(settings: Any) -> None:
-    if not isinstance(settings, dict):
+def _apply_connector_settings(system: System, submitted: Any, *, kept: dict[str, Any]) -> None:
+    """Validate the settings with the connector's schema and encrypt its secrets onto the system.
+
+    `kept` is what the system ran with (plain settings and decrypted secrets): submitted settings
+    change it one by one, and a secret left out keeps its value. The audit trail records only the names of changed settings, never a value.
+    """
+    if not isinstance(submitted, dict):
         raise ValidationFailed(
             "Connector settings must be an object of named settings.",
             field_errors={"connector_settings": ["Must be an object."]},
         )
+    plain, secrets = connector_settings_clean(system.connector, submitted, current=kept)
+    system.connector_settings, system.connector_secrets = plain, secrets_encrypt(secrets)
 
 
 def _changed_setting_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -120,13 +130,14 @@ def system_create(*, actor: ActorLike, name: str, owner: Identity, **fields: Any
     _require_active_owner(owner)
     system = System(name=name, owner=owner, **fields)
     refuse_reserved_external_id(system.external_id)
-    _check_connector_settings(system.connector_settings)
+    _apply_connector_settings(system, system.connector_settings, kept={})
+    changed_keys = _changed_setting_keys({}, settings_with_secrets(system))
     _refuse_name_clash(system)
     full_clean_or_fail(system, exclude=["owner"])
     _save_named(system)
     data: dict[str, Any] = {"after": snapshot(system, SYSTEM_AUDITED)}
-    if system.connector_settings:
-        data["connector_settings_changed"] = _changed_setting_keys({}, system.connector_settings)
+    if changed_keys:
+        data["connector_settings_changed"] = changed_keys
     audit_event_record(actor=actor, action=AuditAction.SYSTEM_CREATED, target=system, data=data)
     return system
 
@@ -152,17 +163,21 @@ def system_update(*, system_id: int, actor: ActorLike, changes: dict[str, Any]) 
         )
     if "external_id" in changes:
         refuse_reserved_external_id(changes["external_id"], current=current["external_id"])
-    before_settings = system.connector_settings or {}
+    before_settings = settings_with_secrets(system)
     before = snapshot(system, SYSTEM_AUDITED)
     for name, value in changes.items():
         setattr(system, name, value)
     if "owner" in changes:
         _require_active_owner(system.owner)
-    _check_connector_settings(system.connector_settings)
+    changed_keys = []
+    if system.connector != current["connector"] or "connector_settings" in changes:
+        # Changing the connector starts its settings afresh; keeping it keeps the secrets not retyped.
+        kept = before_settings if system.connector == current["connector"] else {}
+        _apply_connector_settings(system, changes.get("connector_settings", kept), kept=kept)
+        changed_keys = _changed_setting_keys(before_settings, settings_with_secrets(system))
     _refuse_name_clash(system)
     full_clean_or_fail(system, exclude=["owner"])
     change: dict[str, Any] = diff(before, snapshot(system, SYSTEM_AUDITED))
-    changed_keys = _changed_setting_keys(before_settings, system.connector_settings)
     if changed_keys:
         change["connector_settings_changed"] = changed_keys
     if change["after"] or changed_keys:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.urls import reverse
@@ -17,6 +18,7 @@ from audit.kernel import clock
 from audit.models import OutboxMessage
 from audit.outbox import enqueue_many, outbox_enqueue, wake_dispatcher_on_commit
 from audit.services import (
+    Actor,
     ActorLike,
     EventSpec,
     Target,
@@ -31,6 +33,7 @@ from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..locks import hold_entitlement, lock
 from ..models import Entitlement, Grant, Identity, SodRule
+from ..roles import Role
 from .common import check, is_system
 from .notifications import holders_of, notify, users_of
 
@@ -145,8 +148,11 @@ def grant_issue(
 
 
 @state_change
-def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str = "") -> Grant:
-    """The target confirmed the access: the grant becomes active and its clock starts now."""
+def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str = "", confirmation: str = "") -> Grant:
+    """The target confirmed the access: the grant becomes active and its clock starts now.
+
+    `confirmation` is what the connector saw the target do, kept on the audit event.
+    """
     grant = lock(Grant, grant_id)
     check(actor, policies.can_confirm_provisioning, grant, "Only the system's owner may confirm provisioning.")
     if grant.status == GrantStatus.ACTIVE:
@@ -174,7 +180,8 @@ def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str
         if hard_end is not None:
             grant.expires_at = min(grant.expires_at, hard_end)
     grant.save(update_fields=["status", "granted_at", "expires_at", "connector_reference", "last_error", "updated_at"])
-    audit_event_record(actor=actor, action=AuditAction.GRANT_ACTIVATED, target=grant, data=_grant_data(grant))
+    data = _grant_data(grant, confirmation=confirmation) if confirmation else _grant_data(grant)
+    audit_event_record(actor=actor, action=AuditAction.GRANT_ACTIVATED, target=grant, data=data)
     until = f" until {grant.expires_at:%Y-%m-%d %H:%M} UTC" if grant.expires_at else ""
     _tell_holders(
         grant,
@@ -213,9 +220,11 @@ def grant_provision_failed(*, grant_id: int, actor: ActorLike, error: str) -> Gr
 
 
 def _tell_system_owner(grant: Grant, what: str, error: str) -> None:
+    """The system's owner and the admins: a connector that gave up is a fault someone must fix."""
     system = grant.entitlement.system
+    admins = list(get_user_model().objects.filter(groups__name=Role.ADMIN, is_active=True))
     notify(
-        recipients=users_of(system.owner),
+        recipients=list({user.pk: user for user in [*users_of(system.owner), *admins]}.values()),
         kind="grant.connector_failed",
         subject=f"{grant.entitlement.name} on {system.name} for {grant.identity.name} {what}",
         body=f"The system answered: {error[:500]}\nFix the cause, then retry or confirm by hand from the grant's page.",
@@ -409,8 +418,11 @@ def _revoke_many(*, grant_ids: list[int], actor: ActorLike, reason: str, end_rea
 
 
 @state_change
-def grant_confirm_revoked(*, grant_id: int, actor: ActorLike) -> Grant:
-    """The target confirmed the removal: the grant has expired or been revoked, for good."""
+def grant_confirm_revoked(*, grant_id: int, actor: ActorLike, confirmation: str = "") -> Grant:
+    """The target confirmed the removal: the grant has expired or been revoked, for good.
+
+    `confirmation` is what the connector saw the target do, kept on the audit event.
+    """
     grant = lock(Grant, grant_id)
     check(actor, policies.can_confirm_provisioning, grant, "Only the system's owner may confirm the removal.")
     if grant.status in (GrantStatus.REVOKED, GrantStatus.EXPIRED):
@@ -425,7 +437,7 @@ def grant_confirm_revoked(*, grant_id: int, actor: ActorLike) -> Grant:
         actor=actor,
         action=AuditAction.GRANT_EXPIRED if expired else AuditAction.GRANT_REVOKED,
         target=grant,
-        data={"end_reason": grant.end_reason},
+        data={"end_reason": grant.end_reason, **({"confirmation": confirmation} if confirmation else {})},
     )
     if grant.end_reason != "released":  # the holder gave it back and needs no telling
         ended = "expired" if expired else f"was removed ({grant.end_reason or 'revoked'})"
@@ -481,6 +493,29 @@ def grant_retry_provision(*, grant_id: int, actor: ActorLike) -> Grant:
 def grant_retry_revoke(*, grant_id: int, actor: ActorLike) -> Grant:
     """Ask the connector again after it gave up removing the access."""
     return _retry(grant_id, actor, GrantStatus.REVOKE_FAILED, "removal")
+
+
+def grants_retry_failed_revocations(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Ask the target again to remove each access whose removal failed REVOKE_FAILED_RETRY_MINUTES ago or more.
+
+    Access nobody managed to remove is access still held: the sweep keeps asking until the target
+    confirms (or someone confirms by hand), each grant in its own short transaction.
+    """
+    now = now or clock.database_now()
+    cutoff = now - timedelta(minutes=settings.REVOKE_FAILED_RETRY_MINUTES)
+    due = (
+        Grant.objects.filter(status=GrantStatus.REVOKE_FAILED, updated_at__lte=cutoff)
+        .order_by("updated_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    retried = 0
+    for pk in list(due):
+        try:
+            grant_retry_revoke(grant_id=pk, actor=Actor.system())
+        except InvalidTransition:
+            continue  # confirmed or retried meanwhile
+        retried += 1
+    return retried
 
 
 @state_change

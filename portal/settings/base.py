@@ -484,3 +484,20 @@ DELEGATION_MAX_DEPTH = env_int("DELEGATION_MAX_DEPTH", 3)
 # development), and, when set, only to these hosts (lower case).
 REQUEST_CALLBACK_ALLOW_HTTP = env_bool("REQUEST_CALLBACK_ALLOW_HTTP", DEBUG)
 REQUEST_CALLBACK_HOSTS = [host.lower() for host in env_list("REQUEST_CALLBACK_HOSTS")]
+
+# Connectors (governance.connectors). Secrets in their settings are encrypted with these Fernet keys,
+# newest first (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`);
+# rotate by putting a new key first and running `manage.py connector_secrets_rotate`. Required in
+# production; in development the key is derived from SECRET_KEY.
+CONNECTOR_SECRET_KEYS = env_list("CONNECTOR_SECRET_KEYS")
+if not DEBUG and not CONNECTOR_SECRET_KEYS:
+    raise ImproperlyConfigured("Set CONNECTOR_SECRET_KEYS (comma-separated Fernet keys, newest first).")
+# Webhook connectors: https only unless allowed (local development and tests), and, when set, only these hosts.
+CONNECTOR_WEBHOOK_ALLOW_HTTP = env_bool("CONNECTOR_WEBHOOK_ALLOW_HTTP", DEBUG)
+CONNECTOR_WEBHOOK_HOSTS = [host.lower() for host in env_list("CONNECTOR_WEBHOOK_HOSTS")]
+# How long a connector waits for its target before the attempt counts as failed (and is retried).
+CONNECTOR_TIMEOUT_SECONDS = env_int("CONNECTOR_TIMEOUT_SECONDS", 10)
+# Failed revocations are asked again by the sweep this often, until the target confirms.
+REVOKE_FAILED_RETRY_MINUTES = env_int("REVOKE_FAILED_RETRY_MINUTES", 30)
+# Reconciliation: each reachable system's holdings are compared with the grants in force this often.
+RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 60)

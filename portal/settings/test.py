@@ -12,6 +12,7 @@ from .env import env_bool
 
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "test-only-key")
+os.environ.setdefault("CONNECTOR_SECRET_KEYS", "dqvy-TL7RfQPFRJEvK_EedpyZcuPHTSHPXplPZQaG6M=")  # test-only key
 
 REQUIRE_POSTGRES = env_bool("REQUIRE_POSTGRES", False)
 DEFAULT_TEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal"

@@ -11,6 +11,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from governance import policies
 from governance.choices import IdentityKind, IdentityStatus
+from governance.connectors.secrets import secrets_encrypt, settings_with_secrets
 from governance.errors import PermissionRefused, ValidationFailed
 from governance.imports.exports import export_records
 from governance.models import Identity, System
@@ -139,21 +140,36 @@ def test_the_create_page_refuses_a_person_from_a_non_admin(client, owner):
 #
 # L3: connector, its settings and the external id stay with admins; settings never reach the trail
 #
+OLD_SECRET, NEW_SECRET = "old-secret-0123456789", "new-secret-0123456789"
+
+
 @pytest.fixture
 def system(owner):
-    return SystemFactory(name="Vault", owner=owner, connector_settings={"url": "https://vault", "token": "old-secret"})
+    return SystemFactory(
+        name="Vault",
+        owner=owner,
+        connector="webhook",
+        connector_settings={
+            "url": "https://vault.example/hook",
+            "account_attribute": "external_id",
+            "holdings_url": "",
+            "asynchronous": False,
+        },
+        connector_secrets=secrets_encrypt({"signing_secret": OLD_SECRET}),
+    )
 
 
 @pytest.mark.parametrize(
     "changes",
-    [{"connector": "scim"}, {"external_id": "vault-1"}, {"connector_settings": {"token": "stolen"}}],
+    [{"connector": "manual"}, {"external_id": "vault-1"}, {"connector_settings": {"signing_secret": "stolen" * 4}}],
     ids=["connector", "external_id", "connector_settings"],
 )
 def test_a_system_owner_cannot_change_admin_only_fields(owner, system, changes):
     with pytest.raises(PermissionRefused):
         system_update(system_id=system.pk, actor=owner.user, changes=changes)
     fresh = System.objects.get(pk=system.pk)
-    assert (fresh.connector, fresh.external_id, fresh.connector_settings["token"]) == ("manual", None, "old-secret")
+    assert (fresh.connector, fresh.external_id) == ("webhook", None)
+    assert settings_with_secrets(fresh)["signing_secret"] == OLD_SECRET
     assert not AuditEvent.objects.for_target(system).exists()
 
 
@@ -172,6 +188,7 @@ def test_a_system_owner_still_edits_the_rest_and_may_send_back_what_they_read(ow
         format="json",
     )
     assert response.status_code == 200 and response.json()["description"] == "Secrets"
+    assert "signing_secret" not in json.dumps(read) and OLD_SECRET not in json.dumps(read)
 
 
 def test_admin_changes_the_connection_and_the_trail_names_changed_settings_but_no_value(admin, system):
@@ -180,31 +197,59 @@ def test_admin_changes_the_connection_and_the_trail_names_changed_settings_but_n
         actor=admin.user,
         changes={
             "external_id": "vault-1",
-            "connector_settings": {"url": "https://vault", "token": "new-secret", "x": 1},
+            "connector_settings": {"url": "https://vault.example/v2", "signing_secret": NEW_SECRET},
         },
     )
     event = AuditEvent.objects.for_target(system).get(action="system.updated")
     text = json.dumps(event.data)
-    assert "secret" not in text and "https://vault" not in text
-    assert event.data["connector_settings_changed"] == ["token", "x"]
+    assert "secret-0123456789" not in text and "vault.example" not in text
+    assert event.data["connector_settings_changed"] == ["signing_secret", "url"]
     assert event.data["after"] == {"external_id": "vault-1"}
-    assert System.objects.get(pk=system.pk).connector_settings["token"] == "new-secret"
+    fresh = System.objects.get(pk=system.pk)
+    assert settings_with_secrets(fresh)["signing_secret"] == NEW_SECRET
+    assert NEW_SECRET not in json.dumps(fresh.connector_settings) + fresh.connector_secrets  # encrypted at rest
     history = list(System.history.filter(id=system.pk).values())
-    assert len(history) == 2 and "secret" not in str(history)  # the model's history keeps no settings either
+    assert len(history) == 2 and "secret-0123456789" not in str(history)  # the model's history keeps no settings
 
 
-def test_a_settings_only_change_is_still_audited_without_values(admin, system):
-    system_update(system_id=system.pk, actor=admin.user, changes={"connector_settings": {"url": "https://vault"}})
+def test_a_secret_left_out_keeps_its_value_and_only_the_changed_name_is_audited(admin, system):
+    system_update(
+        system_id=system.pk, actor=admin.user, changes={"connector_settings": {"url": "https://vault.example/v2"}}
+    )
     event = AuditEvent.objects.for_target(system).get(action="system.updated")
-    assert event.data["connector_settings_changed"] == ["token"]
-    assert "connector_settings" not in event.data["after"] and "old-secret" not in json.dumps(event.data)
+    assert event.data["connector_settings_changed"] == ["url"]
+    assert "connector_settings" not in event.data["after"] and OLD_SECRET not in json.dumps(event.data)
+    assert settings_with_secrets(System.objects.get(pk=system.pk))["signing_secret"] == OLD_SECRET
+
+
+def test_settings_are_checked_against_the_connectors_schema_and_nothing_is_written(admin, system):
+    for settings, problem in (({"url": "ftp://vault"}, "connector_settings.url"), ({"x": 1}, "connector_settings")):
+        with pytest.raises(ValidationFailed) as refused:
+            system_update(system_id=system.pk, actor=admin.user, changes={"connector_settings": settings})
+        assert problem in refused.value.field_errors
+    fresh = System.objects.get(pk=system.pk)
+    assert fresh.connector_settings["url"] == "https://vault.example/hook"
+    assert not AuditEvent.objects.for_target(system).exists()
+
+
+def test_changing_the_connector_drops_the_old_secrets(admin, system):
+    system_update(system_id=system.pk, actor=admin.user, changes={"connector": "manual", "connector_settings": {}})
+    fresh = System.objects.get(pk=system.pk)
+    assert (fresh.connector, fresh.connector_settings, fresh.connector_secrets) == ("manual", {}, "")
 
 
 def test_creating_a_system_keeps_its_settings_out_of_the_trail(admin, owner):
-    created = system_create(actor=admin.user, name="Okta", owner=owner, connector_settings={"api_token": "hunter2"})
+    created = system_create(
+        actor=admin.user,
+        name="Okta",
+        owner=owner,
+        connector="webhook",
+        connector_settings={"url": "https://okta.example/hook", "signing_secret": "hunter2hunter2hunter2"},
+    )
     event = AuditEvent.objects.for_target(created).get(action="system.created")
     assert "hunter2" not in json.dumps(event.data) and "connector_settings" not in event.data["after"]
-    assert event.data["connector_settings_changed"] == ["api_token"]
+    assert {"signing_secret", "url"} <= set(event.data["connector_settings_changed"])
+    assert "hunter2" not in json.dumps(created.connector_settings)
 
 
 #
