@@ -139,6 +139,12 @@ def test_smtp_connections_give_up_on_a_dead_mail_host():
     assert get_connection("django.core.mail.backends.smtp.EmailBackend").timeout == 10
 
 
+def test_production_refuses_to_start_without_keys_for_connector_secrets(tmp_path):
+    result = _run("check", SECRET_KEY="x" * 64, PORTAL_DATA_DIR=str(tmp_path), CONNECTOR_SECRET_KEYS=None)
+    assert result.returncode != 0
+    assert "CONNECTOR_SECRET_KEYS" in result.stderr
+
+
 def test_manage_py_defaults_to_the_production_settings(tmp_path):
     code = "from django.conf import settings; print(settings.SETTINGS_MODULE, settings.DEBUG)"
     result = _run(
