@@ -13,6 +13,7 @@ from .connectors import ConnectorError, Outcome, Result, RetriableError, connect
 from .models import Grant
 from .services.certification import LAUNCH, campaign_launch
 from .services.grants import (
+    EXTEND,
     PROVISION,
     REVOKE,
     grant_confirm_provisioned,
@@ -67,6 +68,14 @@ def revoke(payload, idempotency_key) -> None:
     result = _call(grant, "revoke")
     if result.outcome is Outcome.CONFIRMED:
         grant_confirm_revoked(grant_id=grant.pk, actor=Actor.system(), confirmation=result.detail)
+
+
+@outbox_handler(EXTEND)
+def extend(payload, idempotency_key) -> None:
+    """A renewal moved the grant's end: the target's own limit moves with it."""
+    grant = _grant(payload)
+    if grant.status == GrantStatus.ACTIVE:
+        _call(grant, "extend")
 
 
 @outbox_handler(LAUNCH)

@@ -114,6 +114,10 @@ class BaseConnector:
     def revoke(self, grant) -> "Outcome | Result":
         raise NotImplementedError
 
+    def extend(self, grant) -> "Outcome | Result":
+        """The grant's end moved (a renewal), its access unchanged: mirror it where the target keeps an end."""
+        return Outcome.CONFIRMED
+
     def remove_holding(self, holding: Holding) -> "Outcome | Result":
         """Remove access found on the target that no grant governs (reconciliation's "revoke at the target")."""
         raise PermanentError(f"The {self.name} connector cannot remove access by itself; remove it by hand.")

@@ -37,7 +37,7 @@ from ..roles import Role
 from .common import check, is_system
 from .notifications import holders_of, notify, users_of
 
-PROVISION, REVOKE = "connector.provision", "connector.revoke"
+PROVISION, REVOKE, EXTEND = "connector.provision", "connector.revoke", "connector.extend"
 END_EXPIRED = "expired"
 AUDITED = ["identity_id", "entitlement_id", "kind", "status", "expires_at", "approved_duration"]
 
@@ -559,6 +559,7 @@ def grant_renew(*, grant_id: int, actor: ActorLike, duration: timedelta, reason:
         target=new,
         data=_grant_data(new, renews=old.pk, previous_expires_at=old.expires_at, reason=reason),
     )
+    _ask_connector(new, EXTEND)  # a target that keeps its own end (postgresql's VALID UNTIL) follows the new one
     return new
 
 
