@@ -328,6 +328,7 @@ REST_FRAMEWORK = {
         "anon": env_str("API_THROTTLE_ANON_RATE", "60/minute"),
         "user": env_str("API_THROTTLE_USER_RATE", "600/minute"),
         "token": env_str("API_THROTTLE_TOKEN_RATE", "600/minute"),
+        "connector_callback": env_str("API_THROTTLE_CONNECTOR_CALLBACK_RATE", "6000/minute"),
     },
 }
 FILTERS_EMPTY_CHOICE_LABEL = "Any"

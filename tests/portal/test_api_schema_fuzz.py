@@ -164,6 +164,7 @@ RESOURCES = [
     "catalogue",
     "break-glass",
     "delegations",
+    "connectors",
     "token",
     "me",
     "schema",

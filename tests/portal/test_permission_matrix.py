@@ -664,6 +664,8 @@ RULES |= {
     ),
     # Workload federation: no one is signed in to exchange a JWT; an empty body is refused on its merits.
     "token-exchange": api_rule({"POST": everyone(ALLOWED, anonymous=ALLOWED)}),
+    # A webhook target's signed callback: the signature is the only credential, so an unsigned call is 401 for anyone.
+    "connector-webhook-callback": api_rule({"POST": everyone(401, anonymous=401)}),
     "me": api_rule({"GET": API_EVERYONE_READS}),
     "catalogue-list": api_rule({"GET": API_EVERYONE_READS}),
     # The catalogue is everyone's to read: what may be requested, whoever owns it.
