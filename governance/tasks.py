@@ -22,6 +22,14 @@ def revocations_retry_task() -> dict:
 
 
 @shared_task(acks_late=True)
+def systems_reconcile_task() -> dict:
+    """Compare what each target grants with the grants in force, for systems not reconciled lately."""
+    from .services.reconciliation import systems_reconcile_due
+
+    return systems_reconcile_due()
+
+
+@shared_task(acks_late=True)
 def manual_work_chase_task() -> dict:
     """Remind system owners of access waiting to be put in place or removed by hand; escalate the stuck."""
     return chase_manual_work()

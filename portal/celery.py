@@ -30,6 +30,8 @@ BEAT_SCHEDULE = {
     "governance.tasks.hygiene_scan_task": {"task": "governance.tasks.hygiene_scan_task", "schedule": 900.0},
     "governance.tasks.manual_work_chase_task": {"task": "governance.tasks.manual_work_chase_task", "schedule": 900.0},
     "governance.tasks.revocations_retry_task": {"task": "governance.tasks.revocations_retry_task", "schedule": 300.0},
+    # Reconciliation: every 5 minutes, the systems whose last one is RECONCILE_INTERVAL_MINUTES old.
+    "governance.tasks.systems_reconcile_task": {"task": "governance.tasks.systems_reconcile_task", "schedule": 300.0},
     "governance.tasks.import_jobs_reap_task": {"task": "governance.tasks.import_jobs_reap_task", "schedule": 300.0},
     # Every AUDIT_CHECKPOINT_INTERVAL (from settings once they are loaded, below).
     "audit.tasks.audit_checkpoint_task": {"task": "audit.tasks.audit_checkpoint_task", "schedule": 300.0},

@@ -174,8 +174,12 @@ def grant_confirm_provisioned(*, grant_id: int, actor: ActorLike, reference: str
         )
         _ask_connector(grant, REVOKE)
         return grant
-    grant.status, grant.granted_at, grant.connector_reference, grant.last_error = GrantStatus.ACTIVE, now, reference, ""
-    if grant.approved_duration:
+    # Provisioned again (reconciliation found it missing at the target): it keeps its clock, never extended.
+    reprovisioned = grant.granted_at is not None
+    grant.status, grant.connector_reference, grant.last_error = GrantStatus.ACTIVE, reference, ""
+    if not reprovisioned:
+        grant.granted_at = now
+    if grant.approved_duration and not reprovisioned:
         grant.expires_at = now + grant.approved_duration
         if hard_end is not None:
             grant.expires_at = min(grant.expires_at, hard_end)

@@ -337,6 +337,13 @@ RULES: dict[str, Rule] = {
     "governance:grant_revoke": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("grant"), data=reason),
     # Findings, imports, exports
     "governance:finding_list": Rule({"GET": everyone(200)}),
+    # Drift found by reconciliation: the system's owner (or an admin) fixes it; reconcile now likewise
+    "governance:finding_revoke_at_target": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("drift")),
+    "governance:finding_adopt": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("drift")),
+    "governance:finding_reprovision": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("missing")),
+    "governance:system_reconcile": Rule(
+        {"GET": ONLY_POST, "POST": owners_change(requester_other=403)}, kwargs=obj("system", "system_id")
+    ),
     "governance:import": Rule({"GET": admins_only(), "POST": admins_only(ALLOWED)}),
     # No such job: admins learn that (404); nobody else learns anything (403 first).
     "governance:import_job": Rule({"GET": admins_only(404)}, kwargs=lambda w, r, o: {"pk": 999_999}),
@@ -892,6 +899,31 @@ def _break_glass(world: dict) -> dict:
     return {"bg_activation": activations, "bg_eligibility": eligibility}
 
 
+def _drift_findings(world: dict, key: str, owner, system, holder, entitlement) -> None:
+    """Drift on `system` for its owner to fix: `holder` holds `entitlement` with no grant, and the
+    world's grant on it is missing at the target."""
+    now, grant = timezone.now(), world["grant"][key]
+    common = {"owner_to_act": owner, "first_seen_at": now, "last_seen_at": now}
+    details = {"system": system.pk, "system_name": system.name, "subject": "matrix", "reason": "matrix"}
+    world["drift"][key] = Finding.objects.create(
+        key=f"ungoverned_access:{system.pk}:matrix-{key}",
+        kind=FindingKind.UNGOVERNED_ACCESS,
+        identity=holder,
+        entitlement=entitlement,
+        details={**details, "account": f"matrix-{key}", "target_name": entitlement.name},
+        **common,
+    )
+    world["missing"][key] = Finding.objects.create(
+        key=f"missing_at_target:{system.pk}:{grant.pk}",
+        kind=FindingKind.MISSING_AT_TARGET,
+        identity_id=grant.identity_id,
+        entitlement_id=grant.entitlement_id,
+        grant=grant,
+        details={**details, "account": "matrix", "target_name": entitlement.name},
+        **common,
+    )
+
+
 def build_world() -> dict:
     keeper = PersonFactory(name="Kim Keeper", user__username="keeper", user__roles=["requester", "owner"])
     stranger = PersonFactory(name="Stan Stranger", user__username="stranger", user__roles=["requester"])
@@ -924,6 +956,8 @@ def build_world() -> dict:
         requested_at=timezone.now(),
     )
     world["policy_change"] = {"other": change}
+    world["drift"], world["missing"] = {}, {}
+    _drift_findings(world, "other", keeper, keeper_system, stranger_bot, keeper_ent)
     world["finding"]["other"] = Finding.objects.create(
         key="matrix:other",
         kind=FindingKind.STALE,
@@ -958,6 +992,7 @@ def build_world() -> dict:
             first_seen_at=timezone.now(),
             last_seen_at=timezone.now(),
         )
+        _drift_findings(world, role, person, system, bot, entitlement)
     world["machine_token"] = {
         key: api_token_create(actor=None, identity_id=machine.pk, name="matrix", scopes=["grants:read"]).token
         for key, machine in world["machine"].items()
