@@ -6,12 +6,15 @@ from decimal import Decimal
 
 from django import forms
 from django.db.models import Case, IntegerField, Q, Value, When
+from django.urls import reverse
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 
 from .auto_approval import IntentPart
-from .choices import IdentityKind, IdentityStatus, RiskTier
+from .choices import Connector, GrantStatus, IdentityKind, IdentityStatus, RiskTier
+from .connectors import CONNECTORS, connector_class
 from .models import Entitlement, Identity, System
+from .selectors_connectors import plain_settings, secrets_set
 from .services.identities import EDITABLE_FIELDS, USAGE_FIELDS
 
 # What an owner edits in the browser; the connector and external id stay with admins and imports.
@@ -276,6 +279,89 @@ class SystemForm(PeopleAsText, forms.ModelForm):
         self.show_people_as_text()
 
 
+class SystemAdminForm(SystemForm):
+    """What an admin edits besides: the connector. Its settings are a form of their own
+    (`connector_settings_form`), swapped in by htmx when the connector changes."""
+
+    class Meta(SystemForm.Meta):
+        fields = [*SYSTEM_FORM_FIELDS, "connector"]
+        help_texts = {"connector": "How grants reach this system. Changing it starts its settings afresh."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        query = f"?system={self.instance.pk}" if self.instance.pk else ""
+        self.fields["connector"].choices = Connector.choices
+        self.fields["connector"].required = False  # a post without it (a script, an older page) keeps it
+        self.fields["connector"].widget.attrs.update(
+            {
+                "hx-get": reverse("governance:system_connector_settings") + query,
+                "hx-trigger": "change",
+                "hx-target": "#connector-settings",
+                "hx-swap": "innerHTML",
+                "hx-include": "this",
+                "aria-controls": "connector-settings",
+            }
+        )
+
+    def clean_connector(self) -> str:
+        return self.cleaned_data.get("connector") or self.instance.connector
+
+    def chosen_connector(self) -> str:
+        """The connector whose settings the page shows: the one sent, if it exists, else the system's."""
+        sent = self.data.get("connector") if self.is_bound else None
+        return sent if sent in CONNECTORS else self.instance.connector
+
+
+SETTINGS_PREFIX = "settings"
+SECRET_IS_SET = "Set — leave blank to keep it."
+
+
+def connector_settings_form(connector: str, *, system: System | None = None, data=None) -> forms.Form | None:
+    """The connector's settings form (its `settings_form`), prefixed, for the system pages.
+
+    It starts from the system's plain settings when the system uses this connector. A secret is a
+    password input that never shows its value back: when one is set it may be left blank to keep
+    it (the service keeps a secret not sent again). None for a connector that does not exist.
+    """
+    if connector not in CONNECTORS:
+        return None
+    cls = connector_class(connector)
+    same = system is not None and system.pk is not None and system.connector == connector
+    form = cls.settings_form(data=data, initial=plain_settings(system) if same else {}, prefix=SETTINGS_PREFIX)
+    is_set = secrets_set(system) if same else {}
+    for name in cls.secret_fields:
+        field = form.fields[name]
+        if not isinstance(field.widget, forms.PasswordInput):
+            field.widget = forms.PasswordInput(attrs=field.widget.attrs)
+        field.widget.render_value = False
+        field.widget.attrs["autocomplete"] = "new-password"  # never the browser's saved login password
+        if is_set.get(name):
+            field.required = False
+            field.help_text = f"{SECRET_IS_SET} {field.help_text}".strip()
+    form.connector = connector
+    form.connector_label = Connector(connector).label if connector in Connector.values else connector
+    form.secret_fields = cls.secret_fields
+    return form
+
+
+def add_system_service_errors(form: forms.Form, settings_form: forms.Form | None, error) -> None:
+    """A system service's errors beside their fields: `connector_settings.<name>` beside that setting."""
+    placed = False
+    for field, messages in error.field_errors.items():
+        setting = field.removeprefix("connector_settings.") if field.startswith("connector_settings.") else None
+        for message in messages:
+            if setting is not None and settings_form is not None and setting in settings_form.fields:
+                settings_form.add_error(setting, message)
+                placed = True
+            elif field in form.fields:
+                form.add_error(field, message)
+                placed = True
+            else:
+                form.add_error(None, message)
+    if not placed and not error.field_errors:
+        form.add_error(None, error.message)
+
+
 # Conditions that always have a value: one left out of a post keeps the entitlement's.
 KEPT_WHEN_OMITTED = ("auto_approve_max_risk", "auto_approve_max_finding_severity")
 
@@ -322,6 +408,7 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
             None,
             [
                 "name",
+                "target_name",
                 "owner",
                 "business_purpose",
                 "risk_tier",
@@ -353,6 +440,7 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
         model = Entitlement
         fields = [
             "name",
+            "target_name",
             "owner",
             "business_purpose",
             "risk_tier",
@@ -376,9 +464,11 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
             "auto_approve_max_per_hour": "At most this many per hour, for one identity",
         }
         help_texts = {
+            "target_name": "What the system's connector grants: a database role, a group. Blank: the entitlement's "
+            "name. Changing it does not move access already granted; reconciliation reports what differs.",
             "auto_approve_machines": "Nobody is asked when every condition holds; otherwise the request goes to its "
             "approvers. Never with a separation-of-duties conflict, a step-up, or for someone who owns this "
-            "entitlement or its system."
+            "entitlement or its system.",
         }
 
     def __init__(self, *args, **kwargs):
@@ -448,3 +538,25 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
         groups = [(legend, [self[name] for name in names if name in self.fields]) for legend, names in self.fieldsets]
         groups[0][1].extend(self[name] for name in self.fields if name not in placed)
         return groups
+
+
+#
+# Grants the connector gave up on
+#
+FAILURE_KINDS = [
+    ("", "Any"),
+    (GrantStatus.PROVISION_FAILED, "Granting failed — no access yet"),
+    (GrantStatus.REVOKE_FAILED, "Revocation failed — access may still exist"),
+]
+
+
+class GrantFailureFilterForm(forms.Form):
+    """Narrow the failures page to one system (among those with failures the user sees) or one kind."""
+
+    system = forms.ModelChoiceField(queryset=System.objects.none(), required=False, empty_label="Any", label="System")
+    kind = forms.ChoiceField(choices=FAILURE_KINDS, required=False, label="Failure")
+
+    def __init__(self, *args, systems=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if systems is not None:
+            self.fields["system"].queryset = systems

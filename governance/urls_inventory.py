@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views, views_credentials, views_federation, views_policy_changes
+from . import views, views_credentials, views_federation, views_grant_failures, views_policy_changes
 
 urlpatterns = [
     path("identities/", views.identity_list, name="identity_list"),
@@ -32,6 +32,8 @@ urlpatterns = [
     path("systems/new/", views.system_create, name="system_create"),
     path("systems/<int:pk>/", views.system_detail, name="system_detail"),
     path("systems/<int:pk>/edit/", views.system_edit, name="system_edit"),
+    path("systems/<int:pk>/test-connection/", views.system_test_connection, name="system_test_connection"),
+    path("systems/connector-settings/", views.system_connector_settings, name="system_connector_settings"),
     path("systems/<int:pk>/retire/", views.system_retire, name="system_retire"),
     path("systems/<int:pk>/entitlements/new/", views.entitlement_create, name="entitlement_create"),
     path("catalogue/", views.entitlement_list, name="entitlement_list"),
@@ -47,6 +49,9 @@ urlpatterns = [
         )
         for decision in views_policy_changes.DECISIONS
     ),
+    path("grants/failures/", views_grant_failures.grant_failures, name="grant_failures"),
+    path("grants/failures/count/", views_grant_failures.grant_failures_count, name="grant_failures_count"),
+    path("grants/failures/retry/", views_grant_failures.grant_failures_retry, name="grant_failures_retry"),
     path("grants/<int:pk>/", views.grant_detail, name="grant_detail"),
     path("grants/<int:pk>/confirm-granted/", views.grant_confirm_provisioned, name="grant_confirm_provisioned"),
     path("grants/<int:pk>/confirm-removed/", views.grant_confirm_revoked, name="grant_confirm_revoked"),

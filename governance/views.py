@@ -24,11 +24,15 @@ from .forms import (
     IdentityForm,
     OwnerForm,
     ReasonForm,
+    SystemAdminForm,
     SystemForm,
     add_service_errors,
+    add_system_service_errors,
+    connector_settings_form,
 )
 from .models import Entitlement, Grant, Identity, SodRule
-from .services import catalogue, delegation, grants, identities
+from .selectors_connectors import grant_failure_list, settings_shown
+from .services import catalogue, connections, delegation, grants, identities, reconciliation
 from .views_policy_changes import pending_change_context
 
 PAGE_SIZE = 50
@@ -387,41 +391,98 @@ def system_list(request):
     return render_list(request, "governance/system_list.html", "governance/_system_results.html", context)
 
 
+def _system_forms(request, system=None):
+    """The page's forms: the system's fields, and for admins the chosen connector's settings."""
+    instance = type(system).objects.get(pk=system.pk) if system is not None else None
+    if not policies.is_admin(request.user):
+        # Owners keep the form without the connector: whatever else is posted is ignored.
+        return SystemForm(request.POST or None, instance=instance), None
+    form = SystemAdminForm(request.POST or None, instance=instance)
+    if request.method == "POST" and "connector" not in request.POST:
+        return form, None  # a post without the connector (a script) leaves the connection as it is
+    return form, connector_settings_form(form.chosen_connector(), system=system, data=request.POST or None)
+
+
+def _system_changes(form, settings_form) -> dict | None:
+    """Validated input for the service (settings only from admins' pages), or None with errors beside fields."""
+    valid = form.is_valid()  # both forms are checked, so every error shows at once
+    if not (settings_form is None or settings_form.is_valid()) or not valid:
+        return None
+    changes = dict(form.cleaned_data)
+    if settings_form is not None:
+        changes["connector_settings"] = dict(settings_form.cleaned_data)
+    return changes
+
+
+def _save_system(form, settings_form, call):
+    try:
+        return call()
+    except PermissionRefused as error:
+        raise PermissionDenied(error.message) from None
+    except DomainError as error:
+        add_system_service_errors(form, settings_form, error)
+        return None
+
+
+def _system_form_page(request, form, settings_form, *, title: str, intro: str, back: str, submit: str, system=None):
+    failed = bool(form.errors) or bool(settings_form is not None and settings_form.is_bound and settings_form.errors)
+    return render(
+        request,
+        "governance/system_form.html",
+        {
+            "form": form,
+            "settings_form": settings_form,
+            "title": title,
+            "intro": intro,
+            "back": back,
+            "submit": submit,
+            "system": system,
+        },
+        status=400 if failed else 200,
+    )
+
+
 @login_required
 def system_create(request):
-    """Add a system (admins): the fields its edit page has; how it is reached stays with the API and imports."""
+    """Add a system (admins): its facts, its connector and the connector's settings."""
     if not policies.is_admin(request.user):
         raise PermissionDenied("Only admins add systems.")
-    form = SystemForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        system = _through_service(form, lambda: catalogue.system_create(actor=request.user, **form.cleaned_data))
+    form, settings_form = _system_forms(request)
+    if request.method == "POST" and (data := _system_changes(form, settings_form)) is not None:
+        system = _save_system(form, settings_form, lambda: catalogue.system_create(actor=request.user, **data))
         if system is not None:
             messages.success(request, f"{system} added. Its owner can now add its entitlements.")
             return redirect("governance:system_detail", system.pk)
-    return _form_page(
+    return _system_form_page(
         request,
         form,
+        settings_form,
         title="New system",
-        intro="Where access is granted. Its owner answers for it and confirms what the manual connector asks.",
+        intro="Where access is granted. Its owner answers for it; its connector puts grants into it.",
         back=reverse("governance:system_list"),
         submit="Add",
     )
 
 
+def _system_detail_context(request, system) -> dict:
+    return {
+        "system": system,
+        "entitlements": selectors.entitlement_list(user=request.user).filter(system=system),
+        "can_edit": policies.can_edit_system(request.user, system),
+        "reason_form": ReasonForm(),
+        "events": selectors.object_events(user=request.user, obj=system),
+        "settings_shown": settings_shown(system),
+        "failed_grants": grant_failure_list(user=request.user).filter(entitlement__system=system).count(),
+        "can_reconcile": system.status == "active"
+        and reconciliation.can_tell(system.connector)
+        and reconciliation.can_fix_drift(request.user, system),
+    }
+
+
 @login_required
 def system_detail(request, pk: int):
     system = _get(selectors.system_list(user=request.user), pk)
-    return render(
-        request,
-        "governance/system_detail.html",
-        {
-            "system": system,
-            "entitlements": selectors.entitlement_list(user=request.user).filter(system=system),
-            "can_edit": policies.can_edit_system(request.user, system),
-            "reason_form": ReasonForm(),
-            "events": selectors.object_events(user=request.user, obj=system),
-        },
-    )
+    return render(request, "governance/system_detail.html", _system_detail_context(request, system))
 
 
 @login_required
@@ -429,15 +490,104 @@ def system_edit(request, pk: int):
     system = _get(selectors.system_list(user=request.user), pk)
     if not policies.can_edit_system(request.user, system):
         raise PermissionDenied("Only the system's owner or an admin may edit it.")
-    form = SystemForm(request.POST or None, instance=type(system).objects.get(pk=system.pk))
-    if request.method == "POST" and form.is_valid():
-        saved = _through_service(
-            form, lambda: catalogue.system_update(system_id=system.pk, actor=request.user, changes=form.cleaned_data)
+    form, settings_form = _system_forms(request, system)
+    if request.method == "POST" and (changes := _system_changes(form, settings_form)) is not None:
+        saved = _save_system(
+            form,
+            settings_form,
+            lambda: catalogue.system_update(system_id=system.pk, actor=request.user, changes=changes),
         )
         if saved is not None:
             messages.success(request, f"{system} updated.")
             return redirect("governance:system_detail", system.pk)
-    return _form_page(request, form, title=f"Edit {system}", back=reverse("governance:system_detail", args=[system.pk]))
+    return _system_form_page(
+        request,
+        form,
+        settings_form,
+        title=f"Edit {system}",
+        intro="",
+        back=reverse("governance:system_detail", args=[system.pk]),
+        submit="Save",
+        system=system,
+    )
+
+
+@login_required
+def system_connector_settings(request):
+    """The settings fields of the connector picked on an admin's system form (htmx swaps them in)."""
+    if not policies.is_admin(request.user):
+        raise PermissionDenied("Only admins configure connectors.")
+    system = None
+    if request.GET.get("system", "").isdigit():
+        system = _get(selectors.system_list(user=request.user), int(request.GET["system"]))
+    connector = request.GET.get("connector") or (system.connector if system is not None else "manual")
+    settings_form = connector_settings_form(connector, system=system)
+    if settings_form is None:
+        context = {"error": f"There is no connector named “{connector}”."}
+        return render(request, "governance/_system_connector_settings.html", context, status=400)
+    return render(request, "governance/_system_connector_settings.html", {"settings_form": settings_form})
+
+
+@login_required
+@require_POST
+def system_test_connection(request, pk: int):
+    """Run the connector's connection test (htmx: the results in place; otherwise the system page with them).
+
+    With `unsaved=1` (an admin's edit form) the connector and settings on the form are tried, unsaved.
+    """
+    system = _get(selectors.system_list(user=request.user), pk)
+    if not policies.can_edit_system(request.user, system):
+        raise PermissionDenied("Only the system's owner or an admin may test its connection.")
+    unsaved = request.POST.get("unsaved") == "1"
+    context = {"system": system, "unsaved": unsaved}
+    kwargs: dict = {}
+    if unsaved:
+        if not policies.is_admin(request.user):
+            raise PermissionDenied("Only admins try out connector settings.")
+        connector = request.POST.get("connector") or system.connector
+        settings_form = connector_settings_form(connector, system=system, data=request.POST)
+        if settings_form is None or not settings_form.is_valid():
+            context["error"] = "Fix the settings first: " + (
+                "; ".join(
+                    f"{settings_form.fields[name].label if name in settings_form.fields else name}: {' '.join(errors)}"
+                    for name, errors in settings_form.errors.items()
+                )
+                if settings_form is not None
+                else f"there is no connector named “{connector}”."
+            )
+            return _connection_test_answer(request, context, status=400)
+        kwargs = {"connector": connector, "settings": dict(settings_form.cleaned_data)}
+    try:
+        checks = connections.system_test_connection(system_id=system.pk, actor=request.user, **kwargs)
+    except PermissionRefused as error:
+        raise PermissionDenied(error.message) from None
+    except DomainError as error:
+        context["error"] = error.message
+        return _connection_test_answer(request, context, status=error.status_code)
+    passed = sum(1 for item in checks if item.ok)
+    context.update(checks=checks, ok=passed == len(checks))
+    what, works, fails = (
+        ("These settings", "work", "do not work")
+        if unsaved
+        else (f"The connection to {system}", "works", "does not work")
+    )
+    if context["ok"]:
+        context["summary"] = f"{what} {works}: {'the check' if passed == 1 else f'all {passed} checks'} passed."
+    else:
+        context["summary"] = f"{what} {fails} yet: {len(checks) - passed} of {len(checks)} checks failed."
+    return _connection_test_answer(request, context)
+
+
+def _connection_test_answer(request, context: dict, status: int = 200):
+    if request.htmx:
+        return render(request, "governance/_system_connection_test.html", context, status=status)
+    if context.get("error"):
+        messages.error(request, context["error"])
+    else:
+        (messages.success if context["ok"] else messages.warning)(request, context["summary"])
+    page = _system_detail_context(request, context["system"])
+    page["connection_test"] = context
+    return render(request, "governance/system_detail.html", page, status=status)
 
 
 @login_required

@@ -9,6 +9,7 @@ from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 from governance.auto_approval import IntentPart
 from governance.choices import GrantKind, IdentityKind, IdentityStatus
 from governance.models import Entitlement, Finding, Grant, Identity, System
+from governance.selectors_connectors import plain_settings
 
 
 class IdentitySerializer(serializers.ModelSerializer):
@@ -91,6 +92,13 @@ class IdentityCreateSerializer(NamesPeopleById, serializers.ModelSerializer):
 
 class SystemSerializer(NamesPeopleById, serializers.ModelSerializer):
     entitlement_count = serializers.IntegerField(read_only=True)
+    connector_settings = serializers.JSONField(
+        required=False,
+        help_text="The connector's settings, an object keyed by setting name; only admins may change them, and "
+        "the connector's schema validates them. Secret settings (the webhook's signing_secret, the postgresql "
+        "password) are write-only: reads omit them, whether set or not (the system's page says whether one is "
+        "set). On write, a secret left out or blank keeps its stored value, so a read sent back changes nothing.",
+    )
 
     class Meta:
         model = System
@@ -102,15 +110,40 @@ class SystemSerializer(NamesPeopleById, serializers.ModelSerializer):
             "owner",
             "criticality",
             "connector",
+            "connector_settings",
+            "last_reconciled_at",
             "status",
             "retired_at",
             "entitlement_count",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["status", "retired_at", "created_at", "updated_at"]
+        read_only_fields = ["status", "retired_at", "last_reconciled_at", "created_at", "updated_at"]
         extra_kwargs = {"external_id": {"validators": []}}
         validators = []
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["connector_settings"] = plain_settings(instance)  # never a secret, whatever is stored
+        return data
+
+    def validate_connector_settings(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object of named settings.")
+        return value
+
+
+class ConnectionCheckSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="What was tried.")
+    ok = serializers.BooleanField(help_text="Whether it worked.")
+    detail = serializers.CharField(help_text="What was seen, in plain words (never a secret).")
+
+
+class ConnectionTestSerializer(serializers.Serializer):
+    """The outcome of a system's connection test: every check, and whether all passed."""
+
+    ok = serializers.BooleanField()
+    checks = ConnectionCheckSerializer(many=True)
 
 
 class EntitlementSerializer(NamesPeopleById, serializers.ModelSerializer):
@@ -134,6 +167,7 @@ class EntitlementSerializer(NamesPeopleById, serializers.ModelSerializer):
             "external_id",
             "system",
             "name",
+            "target_name",
             "owner",
             "business_purpose",
             "risk_tier",

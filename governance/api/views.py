@@ -10,12 +10,13 @@ from rest_framework.response import Response
 from audit.kernel.pagination import NewestFirst
 from governance import selectors
 from governance.filters import EntitlementFilter, IdentityFilter, SystemFilter
-from governance.services import catalogue, grants, identities
+from governance.services import catalogue, connections, grants, identities
 
 from .authentication import MachinePrincipal
 from .filters import FindingFilter, GrantFilter
 from .schema import or_handed_over
 from .serializers import (
+    ConnectionTestSerializer,
     EntitlementSerializer,
     FindingSerializer,
     GrantCreateSerializer,
@@ -136,6 +137,14 @@ class SystemViewSet(ReadUpdateViewSet):
         system = self.get_object()
         catalogue.system_retire(system_id=system.pk, actor=request.user, reason=_reason(request))
         return self._fresh(system)
+
+    @extend_schema(request=None, responses=ConnectionTestSerializer)
+    @action(detail=True, methods=["post"], url_path="test-connection")
+    def test_connection(self, request, pk=None, version=None):
+        """Ask the connector to try its target (the system's owner or an admin): each check in plain words."""
+        system = self.get_object()
+        checks = connections.system_test_connection(system_id=system.pk, actor=request.user)
+        return Response(ConnectionTestSerializer({"ok": all(c.ok for c in checks), "checks": checks}).data)
 
 
 class EntitlementViewSet(ReadUpdateViewSet):

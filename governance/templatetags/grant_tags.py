@@ -84,7 +84,11 @@ def shown_status(grant) -> str:
 
 @register.filter
 def shown_status_label(grant) -> str:
-    return "Expired" if past_expiry(grant) else grant.get_status_display()
+    if past_expiry(grant):
+        return "Expired"
+    if grant.status == GrantStatus.REVOKE_FAILED:
+        return "Revocation failed — access may still exist"
+    return grant.get_status_display()
 
 
 @register.filter

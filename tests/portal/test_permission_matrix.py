@@ -295,6 +295,10 @@ RULES: dict[str, Rule] = {
         data=lambda w, role: {"description": "matrix"},
     ),
     "governance:system_retire": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("system"), data=reason),
+    # Testing a system's connection: its owner and admins (the world's systems use the manual connector)
+    "governance:system_test_connection": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("system")),
+    # The connector's settings fields for the admin's system form (htmx)
+    "governance:system_connector_settings": Rule({"GET": admins_only()}),
     "governance:entitlement_create": Rule(
         {"GET": owners_change(allowed=200), "POST": owners_change()},
         kwargs=obj("system"),
@@ -335,6 +339,10 @@ RULES: dict[str, Rule] = {
         {"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("grant"), data=reason
     ),
     "governance:grant_revoke": Rule({"GET": ONLY_POST, "POST": owners_change()}, kwargs=obj("grant"), data=reason),
+    # Failed grants: each sees those they may retry (none for most); nothing named to retry is refused as a message
+    "governance:grant_failures": Rule({"GET": everyone(200)}),
+    "governance:grant_failures_count": Rule({"GET": everyone(200)}),
+    "governance:grant_failures_retry": Rule({"GET": ONLY_POST, "POST": everyone(TOLD_NO)}),
     # Findings, imports, exports
     "governance:finding_list": Rule({"GET": everyone(200)}),
     # Drift found by reconciliation: the system's owner (or an admin) fixes it; reconcile now likewise
@@ -602,6 +610,7 @@ RULES |= {
         data=lambda w, role: {"description": "matrix"},
     ),
     "system-retire": api_rule({"POST": owners_change(anonymous=API_ANON)}, kwargs=api_obj("system"), data=reason),
+    "system-test-connection": api_rule({"POST": owners_change(anonymous=API_ANON)}, kwargs=api_obj("system")),
     "entitlement-list": api_rule(
         {"GET": API_EVERYONE_READS, "POST": answers(anonymous=API_ANON, auditor=403, rest=ALLOWED)},
         data=lambda w, role: {
