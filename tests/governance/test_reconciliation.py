@@ -512,7 +512,9 @@ def test_adopting_makes_an_active_standing_grant_without_provisioning_and_sends_
     )
     assert f"finding #{finding.pk}" in grant.reason and grant.granted_at is not None
     # no provisioning call: the access exists; only the target's own end (postgresql VALID UNTIL) is told it is standing
-    assert set(OutboxMessage.objects.filter(kind__startswith="connector.").values_list("kind", flat=True)) <= {"connector.extend"}
+    assert set(OutboxMessage.objects.filter(kind__startswith="connector.").values_list("kind", flat=True)) <= {
+        "connector.extend"
+    }
     adopted = AuditEvent.objects.get(action=AuditAction.GRANT_ADOPTED)
     assert adopted.target_id == str(grant.pk) and adopted.data["finding"] == finding.pk
     assert adopted.actor_user_id == owner.user.pk
