@@ -1,0 +1,92 @@
+"""Just-in-time database access, end to end on the real local PostgreSQL: an admin configures a
+PostgreSQL system in the browser and tests its connection; a requester's access is approved; the
+login role can query; the grant expires; it can no longer query; the grant's trail shows what the
+target did both times. Ref: #15."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from playwright.sync_api import expect
+
+from audit.outbox import outbox_dispatch
+from governance.choices import GrantStatus
+from governance.models import Grant, System
+from governance.services.catalogue import entitlement_create
+from jit.services.approvals import access_request_decide
+from jit.services.expiry import grants_expire_due
+from jit.services.requests import access_request_submit
+from tests.factories.governance import PersonFactory
+from tests.governance.test_connector_postgresql import HOST, PORT, _drop_target, _make_target
+
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def target():
+    made = _make_target(PORT)
+    yield made
+    _drop_target(made)
+
+
+def test_an_approved_request_gives_database_access_that_ends_by_itself(page, login, target):
+    PersonFactory(name="Ada Admin", user__username="ada", user__roles=["admin"])
+    PersonFactory(name="Sol Owner", user__username="sol", user__roles=["owner"])
+    login_role = f"{target.prefix}_login_rae"
+    target.run(f'CREATE ROLE "{login_role}" LOGIN PASSWORD \'rae-pw\'')
+    rae = PersonFactory(name="Rae Analyst", user__username="rae", user__roles=["requester"], external_id=login_role)
+
+    # an admin configures the PostgreSQL system in the browser
+    login("ada")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Systems").click()
+    page.get_by_role("button", name="New system").click()
+    page.get_by_label("Name").fill("Ledger DB")
+    page.get_by_role("textbox", name="Owner").fill("sol")
+    page.get_by_label("Connector").select_option("postgresql")
+    page.locator("#id_settings-host").fill(HOST)
+    page.locator("#id_settings-port").fill(str(PORT))
+    page.locator("#id_settings-dbname").fill(target.dbname)
+    page.locator("#id_settings-user").fill("postgres")
+    page.locator("#id_settings-password").fill("unused-with-trust-auth")
+    page.locator("#id_settings-sslmode").select_option("disable")
+    page.get_by_role("button", name="Add").click()
+    expect(page.locator("#messages")).to_contain_text("Ledger DB added")
+    assert "unused-with-trust-auth" not in page.content()
+    system = System.objects.get(name="Ledger DB")
+    owner = PersonFactory(name="Eli Entitlement-Owner")
+    entitlement = entitlement_create(
+        actor=system.owner.user, system=system, name="Ledger read", owner=owner, target_name=target.reader
+    )
+
+    # and tests the connection: the server answers and the governed role can be granted
+    page.reload()
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#connection-test")).to_contain_text("The connection to Ledger DB works")
+
+    # a requester's just-in-time access is approved and put in place by the connector
+    request = access_request_submit(
+        actor=rae.user,
+        beneficiary_id=rae.pk,
+        entitlement_id=entitlement.pk,
+        duration=timedelta(hours=1),
+        justification="Month-end reconciliation",
+    )
+    access_request_decide(request_id=request.pk, approver=owner.user, decision="approve", comment="ok")
+    outbox_dispatch()
+    grant = Grant.objects.get(identity=rae, entitlement=entitlement)
+    assert grant.status == GrantStatus.ACTIVE
+    assert target.read_as(login_role, "rae-pw") == "read"
+
+    # the grant expires: the sweep asks the target to remove it, and the login can no longer query
+    with time_machine.travel(grant.expires_at + timedelta(minutes=1)):
+        assert grants_expire_due() == 1
+        outbox_dispatch()
+    grant.refresh_from_db()
+    assert grant.status == GrantStatus.EXPIRED
+    assert target.read_as(login_role, "rae-pw") == "permission denied"
+
+    # the grant's trail shows both, with what the target was seen to do
+    page.goto(f"/inventory/grants/{grant.pk}/")
+    trail = page.locator("main")
+    expect(trail).to_contain_text(f'GRANT "{target.reader}" TO "{login_role}"')
+    expect(trail).to_contain_text(f'REVOKE "{target.reader}" FROM "{login_role}"')
