@@ -57,17 +57,14 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections, transaction  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_write_path import log, recreate_database  # noqa: E402  the benches' one log and database reset
 
 DB_PREFIX = "portal_whbench"
 SECRET = "bench-webhook-signing-secret-0123456789"
 ENTITLEMENTS = 100
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 #
@@ -148,30 +145,6 @@ def floor(url: str, n: int, workers: int, sample: bytes) -> float:
 #
 # Database and seeding
 #
-def recreate_database() -> None:
-    import psycopg
-
-    db = settings.DATABASES["default"]
-    name = db["NAME"]
-    if not name.startswith(DB_PREFIX):
-        sys.exit(f"refusing to drop {name!r}: point DATABASE_URL at a database named {DB_PREFIX}...")
-    for alias in connections:
-        connections[alias].close()
-    with psycopg.connect(
-        host=db["HOST"] or None,
-        port=db["PORT"] or None,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    started = time.perf_counter()
-    call_command("migrate", verbosity=0)
-    log(f"database {name} recreated and migrated in {time.perf_counter() - started:.1f} s")
-
-
 def seed(n: int, url: str) -> int:
     """One webhook system, ENTITLEMENTS entitlements, n active JIT grants expired a minute ago; the system's id."""
     from governance.models import Identity
@@ -303,7 +276,7 @@ def main() -> None:
     if connection.vendor != "postgresql":
         sys.exit(f"PostgreSQL only: DATABASE_URL=postgres://postgres@127.0.0.1:5432/{DB_PREFIX}")
     log(f"{opts.grants:,} grants, {opts.workers} workers; load average {os.getloadavg()[0]:.2f}")
-    recreate_database()
+    recreate_database(keep=False, prefix=DB_PREFIX)
     target = Target()
     system_id = seed(opts.grants, target.url)
     sample = sample_body(system_id)
