@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import time_machine
+from django.conf import settings as django_settings
 from psycopg import sql
 
 from audit.models import AuditEvent, OutboxMessage, OutboxStatus
@@ -490,12 +491,19 @@ def _initdb() -> str | None:
     return found if isinstance(found, str) else (found[-1] if found else None)
 
 
+def _skip_unless_required(why: str) -> None:
+    """Where PostgreSQL is required (CI: REQUIRE_POSTGRES=1), a missing private server fails instead of skipping."""
+    if django_settings.REQUIRE_POSTGRES:
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="module")
 def password_server():
     """A private PostgreSQL with scram-sha-256 authentication on a free port, stopped and removed after."""
     initdb = _initdb()
     if initdb is None:
-        pytest.skip("initdb not found: the password tests need a private PostgreSQL")
+        _skip_unless_required("initdb not found: the password tests need a private PostgreSQL")
     bindir = Path(initdb).parent
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
     base = Path(tempfile.mkdtemp(prefix="pgc-scram-"))
@@ -522,7 +530,7 @@ def password_server():
         )
     except (subprocess.CalledProcessError, OSError) as exc:
         shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"could not start a private PostgreSQL: {exc}")
+        _skip_unless_required(f"could not start a private PostgreSQL: {exc}")
     made = _make_target(port, admin_password=password)
     try:
         yield made
