@@ -33,7 +33,7 @@ def test_an_approved_request_gives_database_access_that_ends_by_itself(page, log
     PersonFactory(name="Ada Admin", user__username="ada", user__roles=["admin"])
     PersonFactory(name="Sol Owner", user__username="sol", user__roles=["owner"])
     login_role = f"{target.prefix}_login_rae"
-    target.run(f'CREATE ROLE "{login_role}" LOGIN PASSWORD \'rae-pw\'')
+    target.run(f"CREATE ROLE \"{login_role}\" LOGIN PASSWORD 'rae-pw'")
     rae = PersonFactory(name="Rae Analyst", user__username="rae", user__roles=["requester"], external_id=login_role)
 
     # an admin configures the PostgreSQL system in the browser
