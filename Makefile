@@ -30,6 +30,14 @@ run: install
 test: install
 	DJANGO_SETTINGS_MODULE=portal.settings.test $(BIN)/pytest $(PYTEST_ARGS)
 
+# `make bench`: a database of IDENTITIES identities, every benchmark under bench/ against its floor,
+# one table (saved under bench/results/). ONLY=search,health / SKIP=agents pick benchmarks; see bench/README.md.
+IDENTITIES ?= 100000
+REPEAT ?= 3
+bench: install
+	$(BIN)/python bench/run_all.py --identities $(IDENTITIES) --repeat $(REPEAT) \
+		$(if $(ONLY),--only $(ONLY)) $(if $(SKIP),--skip $(SKIP)) $(if $(BENCH_TAG),--tag $(BENCH_TAG))
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

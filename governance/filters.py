@@ -4,6 +4,7 @@ import django_filters
 from django import forms
 from django.db.models import Q
 
+from . import selectors
 from .choices import FindingKind, IdentityKind, IdentityStatus, LifecycleStatus, RiskTier
 from .models import Entitlement, Finding, Identity, System
 
@@ -20,7 +21,7 @@ class IdentityFilter(django_filters.FilterSet):
         fields = ["q", "kind", "status", "owner", "finding"]
 
     def search(self, queryset, name, value):
-        return queryset.filter(Q(name__icontains=value) | Q(email__icontains=value) | Q(team__icontains=value))
+        return selectors.identities_matching(queryset, value)
 
     def with_finding(self, queryset, name, value):
         return queryset.filter(pk__in=Finding.objects.filter(kind=value, status="open").values("identity_id"))

@@ -1,6 +1,7 @@
 """Read paths for pages and the API: each returns a queryset restricted to what the user may see,
 with the joins its list needs declared once (no N+1 in any caller)."""
 
+from django.db import connection
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -85,6 +86,26 @@ def identity_list(*, user) -> QuerySet[Identity]:
     return queryset.filter(_visible_identity_q(user))
 
 
+TRIGRAM = 3  # characters: shorter text has no trigram for pg_trgm to look up
+
+
+def identities_matching(queryset: QuerySet[Identity], text: str) -> QuerySet[Identity]:
+    """The identity search, one for the lists and the API: name, email or team contains the text.
+
+    On PostgreSQL each field is read through its trigram index (migration 0016). The match is given
+    twice on purpose: the planner multiplies the two estimates as if independent, so it expects few
+    rows, reads them through those indexes and sorts them. Given once, a page (name order, LIMIT 50)
+    walked the name index betting that matches are spread evenly; those of "svc-data" all sort after
+    the people, so it read 67,000 identities to find 50 (0.2-0.5 s at 100,000; now ~5 ms). Each row
+    is compared twice, which costs nothing next to reading it. Text shorter than a trigram has no
+    index to use and matches nearly everyone: that walk then pays, so it is given once.
+    """
+    match = Q(name__icontains=text) | Q(email__icontains=text) | Q(team__icontains=text)
+    if connection.vendor != "postgresql" or len(text) < TRIGRAM:
+        return queryset.filter(match)
+    return queryset.filter(match).filter(match)
+
+
 def identities_owned_by(*, user) -> QuerySet[Identity]:
     """The identities this user answers for (owner or backup owner): the 'my identities' page."""
     me = policies.identity_of(user)
@@ -121,10 +142,14 @@ def entitlement_list(*, user) -> QuerySet[Entitlement]:
 
 
 def entitlements_matching(queryset: QuerySet[Entitlement], text: str) -> QuerySet[Entitlement]:
-    """The catalogue's search, one for the page and the API: name, system or purpose contains the text."""
-    return queryset.filter(
-        Q(name__icontains=text) | Q(system__name__icontains=text) | Q(business_purpose__icontains=text)
-    )
+    """The catalogue's search, one for the page and the API: name, system or purpose contains the text.
+
+    Two sets united, not one OR: an OR that reaches across the join to the system can use no index,
+    while each set here is read through its trigram index (migration 0016) on PostgreSQL.
+    """
+    own = Entitlement.objects.filter(Q(name__icontains=text) | Q(business_purpose__icontains=text))
+    by_system = Entitlement.objects.filter(system__in=System.objects.filter(name__icontains=text).values("pk"))
+    return queryset.filter(pk__in=own.order_by().values("pk").union(by_system.order_by().values("pk")))
 
 
 def requestable_entitlements(*, user) -> QuerySet[Entitlement]:
