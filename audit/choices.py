@@ -149,3 +149,10 @@ class AuditAction(models.TextChoices):
         "request.closed_delegation_revoked",
         "Request closed: a delegation it was made under was revoked",
     )
+    REQUEST_HANDED_TO_DEPUTY = (
+        "request.handed_to_deputy",
+        "Waiting request shared with the deputy of an approver out of office",
+    )
+    # Out of office (jit.services.deputies)
+    APPROVER_ABSENCE_SET = "approver.absence_set", "Out of office: deputy named"
+    APPROVER_ABSENCE_ENDED = "approver.absence_ended", "Out of office ended early"

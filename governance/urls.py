@@ -7,6 +7,7 @@ from . import urls_campaigns, views_sod
 app_name = "governance"
 urlpatterns = [
     path("", include("governance.urls_inventory")),
+    path("", include("governance.urls_timeline")),
     path("findings/", include("governance.urls_findings")),
     path("import/", include("governance.urls_imports")),
     path("logins/", include("governance.urls_logins")),

@@ -13,6 +13,7 @@ from audit.kernel.text import FREE_TEXT_MAX_LENGTH, free_text_field_constraints
 from .choices import Decision, DrillStatus, RequestStatus, ReviewOutcome, StageStatus
 from .models_callbacks import RequestCallback  # noqa: F401  (own modules; Django finds them through this one)
 from .models_delegations import Delegation  # noqa: F401
+from .models_deputies import ApproverAbsence  # noqa: F401
 
 
 class AccessRequest(models.Model):
@@ -182,6 +183,9 @@ class Approval(models.Model):
     )
     decision = models.CharField("decision", max_length=16, choices=Decision.choices)
     comment = models.TextField("comment", blank=True, max_length=FREE_TEXT_MAX_LENGTH)
+    # Set only when this approver approved less than was asked: a shorter time, or a later start.
+    duration = models.DurationField("approved for", null=True, blank=True)
+    start_at = models.DateTimeField("approved to start", null=True, blank=True)
     decided_at = models.DateTimeField("decided", auto_now_add=True)
 
     class Meta:

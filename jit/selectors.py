@@ -4,20 +4,24 @@ Each selector takes the viewing user and returns only what is theirs, with the j
 needs declared here once, so no page runs a query per row.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 
+from audit.choices import ActorType, AuditAction
 from audit.kernel import clock
+from audit.models import AuditEvent
 from governance import policies as inventory
 from governance.choices import GrantStatus, IdentityStatus
-from governance.models import Grant, Identity, Notification
+from governance.models import Entitlement, Grant, Identity, Notification, SodRule
 from governance.querysets import past_expiry_q
 from governance.roles import Role, has_role
 
 from .choices import RequestStatus, StageStatus
+from .forms import duration_words
 from .models import AccessRequest, Approval, ApprovalStage
 
 REQUEST_JOINS = (
@@ -186,12 +190,33 @@ def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -
 
 
 def with_my_standing(entitlements: QuerySet, *, me) -> QuerySet:
-    """Mark what I already hold or have asked for, so the catalogue does not invite a refused request."""
+    """Mark what I hold now, what is on its way to me and what I asked for, so the catalogue neither
+    invites a refused request nor says "you hold it" of access not (or no longer) in force."""
     if me is None:
-        return entitlements.annotate(held_by_me=Value(False), requested_by_me=Value(False))
-    held = Grant.objects.filter(identity=me, entitlement=OuterRef("pk"), status__in=GrantStatus.live())
-    asked = AccessRequest.objects.filter(beneficiary=me, entitlement=OuterRef("pk"), status=RequestStatus.PENDING)
-    return entitlements.annotate(held_by_me=Exists(held), requested_by_me=Exists(asked))
+        return entitlements.annotate(held_by_me=Value(False), granting_to_me=Value(False), requested_by_me=Value(False))
+    mine = Grant.objects.filter(identity=me, entitlement=OuterRef("pk"))
+    asked = AccessRequest.objects.filter(beneficiary=me, entitlement=OuterRef("pk"))
+    waiting = Q(status=RequestStatus.APPROVED, grant__isnull=True, activation_deadline__gt=clock.now())
+    return entitlements.annotate(
+        held_by_me=Exists(mine.in_force()),
+        granting_to_me=Exists(mine.filter(status=GrantStatus.PENDING_PROVISION)),
+        requested_by_me=Exists(asked.filter(Q(status=RequestStatus.PENDING) | waiting)),
+    )
+
+
+# The catalogue's sortable columns (`?sort=key`, `-key` descending), each to a field or an alias.
+CATALOGUE_SORTS = {"system": "system__name", "name": "name", "risk": "risk_rank"}
+
+
+def catalogue_order(entitlements: QuerySet, sort: str) -> QuerySet:
+    """The catalogue in the order asked for (system, then name, by default); ties by id."""
+    from governance.selectors import tier_rank
+
+    field = CATALOGUE_SORTS.get(sort.lstrip("-"))
+    if field is None:
+        return entitlements.order_by("system__name", "name", "pk")
+    ordered = f"-{field}" if sort.startswith("-") else field
+    return entitlements.alias(risk_rank=tier_rank("risk_tier")).order_by(ordered, "system__name", "name", "pk")
 
 
 def approval_queue_count(*, user) -> int:
@@ -209,7 +234,7 @@ def holder_grants(*, user) -> QuerySet[Grant]:
     pending_renewal = AccessRequest.objects.filter(renewal_of=OuterRef("pk"), status=RequestStatus.PENDING)
     return (
         Grant.objects.filter(_mine_q(me, "identity"))
-        .select_related(*GRANT_JOINS)
+        .select_related(*GRANT_JOINS, "source_request")
         .annotate(has_pending_renewal=Exists(pending_renewal))
     )
 
@@ -235,6 +260,24 @@ def my_grants(*, user) -> dict[str, list[Grant]]:
     }
 
 
+def ready_to_activate(*, user) -> QuerySet[AccessRequest]:
+    """Approved access waiting for its holder to start it, within its activation window, soonest
+    closing first: mine, and that of the identities I own (the pages offer one click to start it)."""
+    me = inventory.identity_of(user)
+    if me is None:
+        return AccessRequest.objects.none()
+    return (
+        AccessRequest.objects.filter(
+            _mine_q(me, "beneficiary"),
+            status=RequestStatus.APPROVED,
+            grant__isnull=True,
+            activation_deadline__gt=clock.now(),
+        )
+        .select_related("beneficiary", "entitlement", "entitlement__system")
+        .order_by("activation_deadline", "pk")
+    )
+
+
 def grants_in_force_for(*, user, limit: int = 10) -> list[Grant]:
     return list(holder_grants(user=user).in_force().order_by(F("expires_at").asc(nulls_last=True), "pk")[:limit])
 
@@ -243,10 +286,45 @@ def grants_in_force_for(*, user, limit: int = 10) -> list[Grant]:
 # Notifications
 #
 def notification_list(*, user) -> QuerySet[Notification]:
-    """My notifications, unread first, newest first within each."""
-    return Notification.objects.filter(recipient=user).order_by(
-        F("read_at").asc(nulls_first=True), "-created_at", "-pk"
-    )
+    """My notifications in time order, newest first (unread ones stand out on the page)."""
+    return Notification.objects.filter(recipient=user).order_by("-created_at", "-pk")
+
+
+# Where a notice's action is, by its kind: the words of the link that leads there.
+NOTICE_ACTIONS = {
+    "grant.expiring": "Extend",
+    "request.approval_needed": "Decide",
+    "request.reminder": "Decide",
+    "request.escalated": "Decide",
+}
+
+
+def notifications_about(notes: list[Notification]) -> list[Notification]:
+    """Name the system and entitlement of each notice about a request or a grant (its key says which:
+    "request:42:..." or "grant:7:..."), in two queries for a whole page, and the action it leads to."""
+    ids: dict[str, set[int]] = {"request": set(), "grant": set()}
+    for note in notes:
+        kind, _, rest = note.key.partition(":")
+        number = rest.partition(":")[0]
+        if kind in ids and number.isdigit():
+            ids[kind].add(int(number))
+    requests = AccessRequest.objects.filter(pk__in=ids["request"]).select_related("entitlement__system")
+    grants = Grant.objects.filter(pk__in=ids["grant"]).select_related("entitlement__system")
+    found = {
+        **{("request", r.pk): r for r in (requests if ids["request"] else [])},
+        **{("grant", g.pk): g for g in (grants if ids["grant"] else [])},
+    }
+    for note in notes:
+        kind, _, rest = note.key.partition(":")
+        number = rest.partition(":")[0]
+        subject = found.get((kind, int(number))) if number.isdigit() else None
+        note.entitlement = subject.entitlement if subject is not None else None
+        action = NOTICE_ACTIONS.get(note.kind, "Open")
+        if note.kind == "request.approved" and kind == "request" and subject is not None:
+            waiting = subject.status == RequestStatus.APPROVED and subject.grant_id is None
+            action = "Activate" if waiting and subject.activation_deadline else action
+        note.action = action if note.link else ""
+    return notes
 
 
 def unread_notification_count(*, user) -> int:
@@ -260,9 +338,194 @@ def dashboard_panels(*, user, limit: int = 10) -> dict:
     """What the dashboard shows: my grants in force, my pending requests, my approvals, unread notices."""
     queue = approval_queue(user=user)
     return {
+        "ready_to_activate": list(ready_to_activate(user=user)[:limit]),
         "grants_in_force": grants_in_force_for(user=user, limit=limit),
         "pending_requests": list(pending_requests(user=user)[:limit]),
         "approvals_todo": list(queue[:limit]),
         "approvals_todo_count": queue.count(),
         "unread_notifications": list(notification_list(user=user).filter(read_at__isnull=True)[:limit]),
     }
+
+
+#
+# A request's history, in words
+#
+def _when(value) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
+
+
+def _spoken(event: AuditEvent, request: AccessRequest) -> tuple[str, str]:
+    """What an event on a request says, as a sentence after its actor's name, and a quote (or "")."""
+    data, action = event.data or {}, event.action
+    stage = data.get("stage")
+    if action == AuditAction.REQUEST_SUBMITTED:
+        seconds = data.get("duration_seconds")
+        what = (
+            f"asked for {request.entitlement.name} on {request.entitlement.system.name} for {request.beneficiary.name}"
+        )
+        if seconds:
+            what += f", for {duration_words(timedelta(seconds=seconds))}"
+        start = _when(data.get("start_at"))
+        if start:
+            what += f", starting {start:%Y-%m-%d %H:%M} UTC"
+        if data.get("renewal_of"):
+            what += f", to extend grant #{data['renewal_of']}"
+        if data.get("ticket"):
+            what += f" (ticket {data['ticket']})"
+        return what, data.get("justification") or data.get("intent") or ""
+    if action == AuditAction.REQUEST_STAGE_APPROVED:
+        count = f" ({data['approvals']} of {data['quorum']} needed)" if data.get("quorum", 1) > 1 else ""
+        return f"approved stage {stage}{count}", data.get("comment") or ""
+    if action == AuditAction.REQUEST_DENIED:
+        return f"denied it at stage {stage}", data.get("comment") or ""
+    if action == AuditAction.REQUEST_AUTO_APPROVED:
+        return "approved it automatically by policy: nobody needed to look", ""
+    if action == AuditAction.REQUEST_APPROVED:
+        deadline = _when(data.get("activation_deadline"))
+        then = f"; to be activated by {deadline:%Y-%m-%d %H:%M} UTC" if deadline else ""
+        return f"completed the last approval: the request is approved{then}", ""
+    if action == AuditAction.REQUEST_CANCELLED:
+        return "cancelled it", data.get("reason") or ""
+    if action == AuditAction.REQUEST_ACTIVATED:
+        return "activated it", ""
+    if action == AuditAction.REQUEST_STARTED:
+        return "started it at its scheduled time", ""
+    if action == AuditAction.REQUEST_TIMED_OUT:
+        return "closed it: nobody decided in time", ""
+    if action == AuditAction.REQUEST_REMINDED:
+        return f"reminded the approvers of stage {stage}", ""
+    if action == AuditAction.REQUEST_ESCALATED:
+        return f"asked more approvers to decide stage {stage}", ""
+    if action == AuditAction.REQUEST_ACTIVATION_LAPSED:
+        return "closed it: it was not activated in time", ""
+    if action == AuditAction.REQUEST_FAILED:
+        return "could not grant it", data.get("reason") or ""
+    label = AuditAction(action).label if action in AuditAction.values else action.replace("_", " ").replace(".", ": ")
+    return label[:1].lower() + label[1:], data.get("reason") or data.get("note") or ""
+
+
+def request_history(access_request: AccessRequest) -> list[dict]:
+    """The request's events as sentences ("Olu Owner approved stage 1"), oldest first, with who acted by
+    their inventory name; the grant an event produced is linked. Two queries, however long."""
+    events = list(AuditEvent.objects.for_target(access_request).order_by("seq"))
+    user_ids = {e.actor_user_id for e in events if e.actor_user_id}
+    names = dict(Identity.objects.filter(user_id__in=user_ids).values_list("user_id", "name") if user_ids else [])
+    history = []
+    for event in events:
+        if event.actor_type == ActorType.SYSTEM:
+            who = "The portal"
+        else:
+            who = names.get(event.actor_user_id) or event.actor_label
+        what, quote = _spoken(event, access_request)
+        grant_id = (event.data or {}).get("grant")
+        history.append(
+            {
+                "at": event.occurred_at,
+                "who": who,
+                "what": what,
+                "quote": quote,
+                "action": event.action,
+                "grant_id": grant_id if isinstance(grant_id, int) else None,
+            }
+        )
+    return history
+
+
+def asked_together(access_request: AccessRequest) -> list[AccessRequest]:
+    """The other requests of the submission this one was part of (the `together` of its submitted
+    event), each with its entitlement, for links between them."""
+    submitted = (
+        AuditEvent.objects.for_target(access_request)
+        .filter(action=AuditAction.REQUEST_SUBMITTED)
+        .values_list("data", flat=True)
+        .first()
+    )
+    together = (submitted or {}).get("together") or {}
+    others = [i for i in together.get("entitlements", []) if i != access_request.entitlement_id]
+    if not others:
+        return []
+    candidates = AccessRequest.objects.filter(beneficiary_id=access_request.beneficiary_id, entitlement_id__in=others)
+    same_submission = AuditEvent.objects.filter(
+        target_type=AccessRequest._meta.label_lower,
+        target_id__in=[str(pk) for pk in candidates.values_list("pk", flat=True)],
+        action=AuditAction.REQUEST_SUBMITTED,
+        data__together__submission=together.get("submission"),
+    ).values_list("target_id", flat=True)
+    ids = [int(pk) for pk in same_submission]
+    return list(
+        AccessRequest.objects.filter(pk__in=ids).select_related("entitlement", "entitlement__system").order_by("pk")
+    )
+
+
+#
+# Separation of duties, in the preview
+#
+def name_conflicts(items: list[dict], *, beneficiary: Identity, together: frozenset[int]) -> None:
+    """Name, for each separation-of-duties conflict in the preview's items, the other entitlements of
+    the rule and what to do about each: untick it here, release the grant that holds it, or cancel
+    the request that asks for it. Four queries for the whole preview, none when there is no conflict.
+    """
+    rule_ids = {c["rule"] for item in items for c in item["decision"].sod_conflicts}
+    for item in items:
+        item["conflicts"] = []
+    if not rule_ids:
+        return
+    rules = {
+        rule.pk: rule
+        for rule in SodRule.objects.filter(pk__in=rule_ids).prefetch_related(
+            Prefetch("entitlements", queryset=Entitlement.objects.select_related("system").order_by("name", "pk"))
+        )
+    }
+    involved = {e.pk for rule in rules.values() for e in rule.entitlements.all()}
+    grants = {
+        g.entitlement_id: g
+        for g in Grant.objects.filter(identity=beneficiary, entitlement_id__in=involved, status__in=GrantStatus.live())
+    }
+    waiting = Q(status=RequestStatus.APPROVED, grant__isnull=True, activation_deadline__gt=clock.now())
+    asked = {
+        r.entitlement_id: r
+        for r in AccessRequest.objects.filter(beneficiary=beneficiary, entitlement_id__in=involved).filter(
+            Q(status=RequestStatus.PENDING) | waiting
+        )
+    }
+    whose = "you" if beneficiary.is_human else beneficiary.name
+    for item in items:
+        this = item["entitlement"]
+        for conflict in item["decision"].sod_conflicts:
+            rule = rules.get(conflict["rule"])
+            if rule is None:
+                continue
+            for other in (e for e in rule.entitlements.all() if e.pk != this.pk):
+                item["conflicts"].append(
+                    {
+                        "rule": conflict,
+                        "other": other,
+                        "blocks": conflict["action"] == "block",
+                        **_what_to_do(other, whose, together, grants.get(other.pk), asked.get(other.pk)),
+                    }
+                )
+
+
+def _what_to_do(other: Entitlement, whose: str, together: frozenset[int], grant, request) -> dict:
+    holds = "hold" if whose == "you" else "holds"
+    if other.pk in together:
+        return {"how": "asked together", "advice": f"Untick {other.name} above, or ask for it on its own later."}
+    if request is not None:
+        return {
+            "how": f"asked for in {request}",
+            "advice": f"Cancel {request} first if {other.name} is no longer needed, then ask again.",
+            "url": reverse("jit:request_detail", args=[request.pk]),
+            "link": f"Open {request}",
+        }
+    if grant is not None:
+        return {
+            "how": f"{whose} {holds} it (grant #{grant.pk})",
+            "advice": f"Release {other.name} first if it is no longer needed, then ask again; "
+            "or ask its owner for an exception.",
+            "url": reverse("jit:grant_release", args=[grant.pk]),
+            "link": f"Release {other.name}",
+        }
+    return {"how": "held", "advice": "Ask for only one of the two, or ask the rule's owner for an exception."}

@@ -13,6 +13,7 @@ from .choices import RequestStatus
 from .models import AccessRequest
 from .services.break_glass_reviews import break_glass_remind_and_escalate, drills_mark_missed
 from .services.chasing import chase_pending_requests, lapse_unactivated_requests
+from .services.deputies import approver_absences_hand_over_due
 from .services.expiry import grants_expire_due
 from .services.lifecycle import grant_warn_expiry
 from .services.requests import access_request_start_scheduled
@@ -62,3 +63,9 @@ def access_requests_start_scheduled_task() -> int:
 def break_glass_chase_task() -> dict[str, int]:
     """Chase open break-glass reviews (remind, escalate overdue ones to the admins), then mark missed drills."""
     return {**break_glass_remind_and_escalate(), "drills_missed": drills_mark_missed()}
+
+
+@shared_task(acks_late=True)
+def approver_absences_hand_over_task() -> int:
+    """Share what waits for approvers whose absence has begun with their deputies (each once)."""
+    return approver_absences_hand_over_due()

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import views
+from . import views, views_queue
 
 app_name = "jit"
 urlpatterns = [
@@ -11,8 +11,10 @@ urlpatterns = [
     path("requests/<int:pk>/", views.request_detail, name="request_detail"),
     path("requests/<int:pk>/cancel/", views.request_cancel, name="request_cancel"),
     path("requests/<int:pk>/activate/", views.request_activate, name="request_activate"),
-    path("approvals/", views.approval_queue, name="approval_queue"),
-    path("approvals/<int:pk>/decide/", views.approval_decide, name="approval_decide"),
+    path("approvals/", views_queue.approval_queue, name="approval_queue"),
+    path("approvals/decide/", views_queue.approval_decide_many, name="approval_decide_many"),
+    path("approvals/<int:pk>/decide/", views_queue.approval_decide, name="approval_decide"),
+    path("approvals/away/", views_queue.approval_absence, name="approval_absence"),
     path("grants/", views.my_grants, name="my_grants"),
     path("grants/<int:pk>/extend/", views.grant_extend, name="grant_extend"),
     path("grants/<int:pk>/release/", views.grant_release, name="grant_release"),

@@ -16,29 +16,31 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.kernel.htmx import render_list
-from audit.models import AuditEvent
 from governance import policies as inventory
 from governance import selectors as inventory_selectors
-from governance.errors import DomainError, InvalidTransition, PermissionRefused
+from governance.choices import GrantStatus
+from governance.errors import DomainError
+from governance.forms_campaigns import TIME_ZONE_SESSION_KEY
 from governance.models import Grant
 from governance.services.notifications import notifications_mark_read
 
 from . import policies, selectors
 from .choices import RequestStatus
 from .forms import (
+    MAX_TOGETHER,
+    SERVICE_FIELDS,
     AccessRequestForm,
     CatalogueFilterForm,
     DecisionForm,
     ExtendForm,
     NoRenewForm,
-    QueueFilterForm,
     ReasonForm,
     RequestFilterForm,
     add_service_errors,
     duration_of,
+    duration_words,
 )
 from .models import AccessRequest
-from .services.approvals import access_request_decide
 from .services.lifecycle import grant_mark_no_renew
 from .services.lifecycle import grant_release as grant_release_service
 from .services.requests import (
@@ -46,9 +48,16 @@ from .services.requests import (
     access_request_cancel,
     access_request_preview,
     access_request_submit,
+    access_request_submit_many,
 )
 
 PAGE_SIZE = 25
+SUBMIT_LABEL = "Submit request"
+EXTEND_LABEL = "Request the extension"
+# The policy's words for a duration over the limit (jit.policy.evaluate), which the pages say in their own.
+POLICY_TOO_LONG = ("The maximum duration for this entitlement is", "This grant still has")
+# Refusals the person can put right on the form; any other refusal means the request cannot go in.
+FIXABLE_FIELDS = ("duration", "start_at", "justification", "ticket", "beneficiary")
 NO_IDENTITY = (
     "Your login is not linked to an identity in the inventory, so you cannot request access yet. "
     "Ask an admin to link your login to your identity."
@@ -89,23 +98,76 @@ def _visible_request(user, pk: int) -> AccessRequest:
         raise Http404 from None
 
 
-def _preview_context(user, entitlement, beneficiary, facts: dict, renewal_of=None) -> dict:
+def _preview_context(
+    user,
+    entitlements: list,
+    beneficiary,
+    facts: dict,
+    renewal_of=None,
+    form=None,
+    submit_label: str = "",
+    too_long: str = "",
+) -> dict:
+    """The policy preview of what the form would submit: one decision per entitlement.
+
+    Each is judged with the others counted as held (they are in flight once submitted), for the
+    duration asked cut to its own maximum. A refusal the form already shows beside a field is not
+    said again here; a refusal no field can fix (a separation-of-duties block, an entitlement that
+    cannot be requested, nobody to approve) blocks submitting, and a conflict names the other
+    entitlement and what to do about it. `too_long`: the page's own words for a duration over the
+    limit, said instead of the policy's (the extend page says it in plain units).
+    """
+    entitlement = entitlements[0]
+    base = {"entitlement": entitlement, "entitlements": entitlements, "submit_label": submit_label}
     if beneficiary is None:
-        return {"entitlement": entitlement, "decision": None}
-    decision, approvers = access_request_preview(
-        actor=user, beneficiary=beneficiary, entitlement=entitlement, renewal_of=renewal_of, **facts
-    )
-    # What the person has yet to type (justification, ticket) is a reminder, not a refusal.
-    to_complete = [m for name in ("justification", "ticket") for m in decision.field_errors.get(name, [])]
+        return {**base, "decision": None, "items": [], "blocked": False}
+    beside = {name for name in (form.errors if form is not None and form.is_bound else {})}
+    together = frozenset(e.pk for e in entitlements) if len(entitlements) > 1 else frozenset()
+    asked = facts.get("duration")
+    items = []
+    for each in entitlements:
+        own = dict(facts)
+        cap = each.effective_max_duration
+        capped = bool(together) and asked is not None and asked > cap
+        if capped:
+            own["duration"] = cap
+        decision, approvers = access_request_preview(
+            actor=user, beneficiary=beneficiary, entitlement=each, renewal_of=renewal_of, asked_with=together, **own
+        )
+        # What the person has yet to type (justification, ticket) is a reminder, not a refusal.
+        to_complete = [m for name in ("justification", "ticket") for m in decision.field_errors.get(name, [])]
+        shown = {
+            m for name, msgs in decision.field_errors.items() if SERVICE_FIELDS.get(name, name) in beside for m in msgs
+        }
+        fixable = {m for name in FIXABLE_FIELDS for m in decision.field_errors.get(name, [])}
+        refusals = [r for r in decision.reasons if r not in to_complete and r not in shown]
+        if too_long:
+            refusals = [too_long if r.startswith(POLICY_TOO_LONG) else r for r in refusals]
+        items.append(
+            {
+                "entitlement": each,
+                "decision": decision,
+                "capped": capped,
+                "to_complete": to_complete,
+                "refusals": refusals,
+                "beside_fields": bool(shown) and not refusals,
+                "blocking": [r for r in decision.reasons if r not in fixable and r not in to_complete],
+                "stages": [
+                    {"spec": spec, "approvers": people} for spec, people in zip(decision.stages, approvers, strict=True)
+                ],
+            }
+        )
+    selectors.name_conflicts(items, beneficiary=beneficiary, together=together)
+    first = items[0]
     return {
-        "entitlement": entitlement,
+        **base,
         "beneficiary": beneficiary,
-        "decision": decision,
-        "to_complete": to_complete,
-        "refusals": [reason for reason in decision.reasons if reason not in to_complete],
-        "stages": [
-            {"spec": spec, "approvers": people} for spec, people in zip(decision.stages, approvers, strict=True)
-        ],
+        "items": items,
+        "decision": first["decision"],
+        "to_complete": first["to_complete"],
+        "refusals": first["refusals"],
+        "stages": first["stages"],
+        "blocked": any(item["blocking"] for item in items),
     }
 
 
@@ -114,6 +176,8 @@ def _preview_context(user, entitlement, beneficiary, facts: dict, renewal_of=Non
 #
 @login_required
 def request_catalogue(request):
+    if request.GET.get("go"):
+        return _request_together(request)
     form = CatalogueFilterForm(request.GET or None)
     queryset = inventory_selectors.requestable_entitlements(user=request.user)
     if form.is_valid():
@@ -125,7 +189,7 @@ def request_catalogue(request):
         if data["risk_tier"]:
             queryset = queryset.filter(risk_tier=data["risk_tier"])
     queryset = selectors.with_my_standing(queryset, me=inventory.identity_of(request.user))
-    page_obj, querystring = _page(request, queryset.order_by("system__name", "name", "pk"))
+    page_obj, querystring = _page(request, selectors.catalogue_order(queryset, request.GET.get("sort", "")))
     return render_list(
         request,
         "jit/request_catalogue.html",
@@ -137,8 +201,56 @@ def request_catalogue(request):
             "has_identity": inventory.identity_of(request.user) is not None,
             "may_request": policies.may_request(request.user),
             "not_a_requester": policies.NOT_A_REQUESTER,
+            "max_together": MAX_TOGETHER,
         },
     )
+
+
+def _request_together(request):
+    """The catalogue's "request the selected": the form of the first, with the others added to it."""
+    wanted = [int(v) for v in request.GET.getlist("together") if v.isdigit()]
+    found = list(
+        inventory_selectors.requestable_entitlements(user=request.user)
+        .filter(pk__in=wanted)
+        .order_by("system__name", "name", "pk")
+        .values_list("pk", flat=True)[:MAX_TOGETHER]
+    )
+    if not found:
+        messages.error(request, "Tick at least one entitlement to request.")
+        return redirect("jit:request_catalogue")
+    url = reverse("jit:request_create", args=[found[0]])
+    rest = "&".join(f"also={pk}" for pk in found[1:])
+    return HttpResponseRedirect(f"{url}?{rest}" if rest else url)
+
+
+def _request_form(request, entitlement, data=None) -> AccessRequestForm:
+    requestable = inventory_selectors.requestable_entitlements(user=request.user)
+    return AccessRequestForm(
+        data,
+        initial=None if data is not None else {"beneficiary": inventory.identity_of(request.user)},
+        entitlement=entitlement,
+        beneficiaries=selectors.beneficiaries_for(user=request.user),
+        requestable=requestable,
+        also=request.GET.getlist("also"),
+        time_zone=request.session.get(TIME_ZONE_SESSION_KEY),
+    )
+
+
+def _submitted_message(made: list[AccessRequest]) -> str:
+    def said(access_request: AccessRequest) -> str:
+        name = access_request.entitlement.name
+        if access_request.status == RequestStatus.APPROVED:
+            if access_request.activation_deadline and access_request.grant_id is None:
+                return f"{access_request} ({name}) approved automatically by policy, ready to activate"
+            return f"{access_request} ({name}) approved automatically by policy"
+        return f"{access_request} ({name}) waits for its approvers"
+
+    if len(made) == 1:
+        access_request = made[0]
+        if access_request.status == RequestStatus.APPROVED:
+            return f"{access_request} was approved automatically by policy."
+        return f"{access_request} submitted; its approvers have been notified."
+    return f"{len(made)} requests submitted, one decision each: " + "; ".join(said(r) for r in made) + "."
 
 
 @login_required
@@ -151,41 +263,51 @@ def request_create(request, entitlement_id: int):
     if not policies.may_request(request.user):
         context = {"entitlement": entitlement, "no_identity": policies.NOT_A_REQUESTER}
         return render(request, "jit/request_create.html", context, status=403)
-    beneficiaries = selectors.beneficiaries_for(user=request.user)
-    if request.method == "POST":
-        form = AccessRequestForm(request.POST, entitlement=entitlement, beneficiaries=beneficiaries)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                access_request = access_request_submit(
-                    actor=request.user,
-                    beneficiary_id=data["beneficiary"].pk,
-                    entitlement_id=entitlement.pk,
-                    duration=duration_of(data["duration_hours"]),
-                    justification=data["justification"],
-                    ticket=data["ticket"],
-                    start_at=data["start_at"],
-                    **form.intent_data(),
-                )
-            except DomainError as error:
-                if not add_service_errors(form, error):
-                    form.add_error(None, error.message)
+    form = _request_form(request, entitlement, request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        request.session[TIME_ZONE_SESSION_KEY] = data["time_zone"]
+        asked = {
+            "actor": request.user,
+            "beneficiary_id": data["beneficiary"].pk,
+            "duration": duration_of(data["duration_hours"]),
+            "justification": data["justification"],
+            "ticket": data["ticket"],
+            "start_at": data["start_at"],
+            **form.intent_data(),
+        }
+        try:
+            if len(form.together) > 1:
+                made = access_request_submit_many(entitlement_ids=[e.pk for e in form.together], **asked)
             else:
-                if access_request.status == RequestStatus.APPROVED:
-                    messages.success(request, f"{access_request} was approved automatically.")
-                else:
-                    messages.success(request, f"{access_request} submitted; its approvers have been notified.")
-                return redirect("jit:request_detail", pk=access_request.pk)
-    else:
-        form = AccessRequestForm(initial={"beneficiary": me}, entitlement=entitlement, beneficiaries=beneficiaries)
+                made = [access_request_submit(entitlement_id=entitlement.pk, **asked)]
+        except DomainError as error:
+            placed = add_service_errors(form, error)
+            for line in (error.field_errors or {}).get("entitlements", []):
+                form.add_error(None, line)
+            if not placed and not (error.field_errors or {}).get("entitlements"):
+                form.add_error(None, error.message)
+        else:
+            messages.success(request, _submitted_message(made))
+            if len(made) == 1:
+                return redirect("jit:request_detail", pk=made[0].pk)
+            return redirect("jit:request_list")
     if form.is_bound:
         beneficiary, facts = form.preview_facts()
     else:
         beneficiary, facts = me, {"duration": duration_of(form.default_hours)}
     context = {
-        "entitlement": entitlement,
         "form": form,
-        **_preview_context(request.user, entitlement, beneficiary, facts),
+        **_preview_context(
+            request.user,
+            form.together,
+            beneficiary,
+            facts,
+            form=form,
+            submit_label=SUBMIT_LABEL,
+            too_long=form.too_long,
+        ),
+        "entitlement": entitlement,
     }
     return render(request, "jit/request_create.html", context)
 
@@ -201,13 +323,12 @@ def request_preview(request, entitlement_id: int):
         return render(
             request, "jit/_outcome.html", {"message": policies.NOT_A_REQUESTER, "level": "warning"}, status=403
         )
-    form = AccessRequestForm(
-        request.POST or request.GET,
-        entitlement=entitlement,
-        beneficiaries=selectors.beneficiaries_for(user=request.user),
-    )
+    form = _request_form(request, entitlement, request.POST or request.GET)
     beneficiary, facts = form.preview_facts()
-    return render(request, "jit/_policy_preview.html", _preview_context(request.user, entitlement, beneficiary, facts))
+    context = _preview_context(
+        request.user, form.together, beneficiary, facts, submit_label=SUBMIT_LABEL, too_long=form.too_long
+    )
+    return render(request, "jit/_policy_preview.html", {**context, "swap_actions": True})
 
 
 @login_required
@@ -243,6 +364,13 @@ def _render_request_detail(
         and not any(a.approver_id == user.pk for s in stages for a in s.approvals.all())
     )
     holder = policies.is_beneficiary(user, access_request) or policies.owns_identity(user, access_request.beneficiary)
+    # Approved and waiting for its holder, within the window: once activated, the window is history.
+    awaiting_activation = (
+        access_request.status == RequestStatus.APPROVED
+        and access_request.grant_id is None
+        and access_request.activation_deadline is not None
+        and access_request.activation_deadline > now
+    )
     context = {
         "req": access_request,
         "stages": stages,
@@ -256,14 +384,10 @@ def _render_request_detail(
             or (access_request.status == RequestStatus.APPROVED and access_request.grant_id is None)
         )
         and policies.can_cancel(user, access_request),
-        "may_activate": (
-            holder
-            and access_request.status == RequestStatus.APPROVED
-            and access_request.grant_id is None
-            and access_request.activation_deadline is not None
-            and access_request.activation_deadline > now
-        ),
-        "events": AuditEvent.objects.for_target(access_request).order_by("seq"),
+        "awaiting_activation": awaiting_activation,
+        "may_activate": holder and awaiting_activation and policies.can_activate(user, access_request),
+        "history": selectors.request_history(access_request),
+        "asked_together": selectors.asked_together(access_request),
     }
     return render(request, "jit/request_detail.html", context, status=status)
 
@@ -289,100 +413,17 @@ def request_cancel(request, pk: int):
 @require_POST
 def request_activate(request, pk: int):
     access_request = _visible_request(request.user, pk)
-    detail = reverse("jit:request_detail", args=[access_request.pk])
+    back = _next_url(request, reverse("jit:request_detail", args=[access_request.pk]))
     try:
-        access_request_activate(request_id=access_request.pk, actor=request.user)
+        activated = access_request_activate(request_id=access_request.pk, actor=request.user)
     except DomainError as error:
-        return _error_response(request, error, fallback_url=detail)
-    messages.success(request, "Access activated; the system's owner has been asked to provision it.")
-    return HttpResponseRedirect(detail)
-
-
-#
-# Approving
-#
-@login_required
-def approval_queue(request):
-    form = QueueFilterForm(request.GET or None)
-    risk_tier, system_id = "", None
-    if form.is_valid():
-        risk_tier = form.cleaned_data["risk_tier"]
-        system_id = form.cleaned_data["system"].pk if form.cleaned_data["system"] else None
-    queryset = selectors.approval_queue(user=request.user, risk_tier=risk_tier, system_id=system_id)
-    page_obj, querystring = _page(request, queryset)
-    return render_list(
-        request,
-        "jit/approval_queue.html",
-        "jit/_queue_results.html",
-        {"filter_form": form, "page_obj": page_obj, "querystring": querystring},
-    )
-
-
-def _decision_outcome(access_request: AccessRequest, stage_position: int | None) -> str:
-    if access_request.status == RequestStatus.DENIED:
-        return f"Denied {access_request}. The requester has been told."
-    if access_request.status == RequestStatus.FAILED:
-        return f"Approved, but {access_request} could not be granted: {access_request.decision_note}"
-    if access_request.status == RequestStatus.APPROVED:
-        if access_request.activation_deadline and access_request.grant_id is None:
-            return f"Approved {access_request}. The holder must activate it before its window closes."
-        return f"Approved {access_request}. The grant goes to the system's owner for provisioning."
-    stages = list(access_request.stages.order_by("position"))
-    waiting = next((s for s in stages if s.status == "pending"), None)
-    if waiting is not None and waiting.position == stage_position:
-        return f"Your approval is recorded on {access_request}; stage {waiting.position} needs more approvers."
-    return f"Stage {stage_position} of {access_request} approved; it now waits for stage {waiting.position}."
-
-
-@login_required
-@require_POST
-def approval_decide(request, pk: int):
-    user = request.user
-    if not selectors.requests_visible_to(user).filter(pk=pk).exists():
-        raise Http404
-    queue_url = reverse("jit:approval_queue")
-    form = DecisionForm(request.POST)
-    if not form.is_valid():
-        return _row_with_errors(request, pk, form)
-    data = form.cleaned_data
-    try:
-        decided = access_request_decide(
-            request_id=pk,
-            approver=user,
-            decision=data["decision"],
-            comment=data["comment"],
-            stage_position=data["stage_position"],
-        )
-    except (InvalidTransition, PermissionRefused) as error:
-        # A conflict (409) or a refusal (403): in place for htmx, else back where the decision was made
-        # (the request's page sends `next`) when that is a local URL, or the queue.
-        return _error_response(request, error, fallback_url=_next_url(request, queue_url))
-    except DomainError as error:
-        if not add_service_errors(form, error):
-            form.add_error(None, error.message)
-        return _row_with_errors(request, pk, form)
-    message = _decision_outcome(decided, data["stage_position"])
-    level = messages.WARNING if decided.status == RequestStatus.FAILED else messages.SUCCESS
-    if request.htmx:
-        tag = messages.DEFAULT_TAGS[level]
-        return render(request, "jit/_outcome.html", {"message": message, "level": tag, "req": decided})
-    messages.add_message(request, level, message)
-    return HttpResponseRedirect(_next_url(request, queue_url))
-
-
-def _row_with_errors(request, pk: int, form: DecisionForm):
-    """The queue row again, with the form's errors in it (htmx), or a flash on the queue."""
-    errors = "; ".join(str(e) for errs in form.errors.values() for e in errs)
-    if not request.htmx and _next_url(request, "") == reverse("jit:request_detail", args=[pk]):
-        # Decided on the request's own page: that page again, the error beside the comment.
-        return _render_request_detail(request, _visible_request(request.user, pk), decision_form=form, status=400)
-    if not request.htmx:
-        messages.error(request, errors or "Check the decision.")
-        return HttpResponseRedirect(_next_url(request, reverse("jit:approval_queue")))
-    row = selectors.approval_queue(user=request.user).filter(pk=pk).first()
-    if row is None:
-        return render(request, "jit/_outcome.html", {"message": errors, "level": "error"}, status=400)
-    return render(request, "jit/_queue_row.html", {"req": row, "form": form}, status=400)
+        return _error_response(request, error, fallback_url=back)
+    name = activated.entitlement.name
+    if activated.grant is not None and activated.grant.status == GrantStatus.ACTIVE:
+        messages.success(request, f"{name} activated: the access is in force.")
+    else:
+        messages.success(request, f"{name} activated; the system's owner has been asked to provision it.")
+    return HttpResponseRedirect(back)
 
 
 #
@@ -390,7 +431,11 @@ def _row_with_errors(request, pk: int, form: DecisionForm):
 #
 @login_required
 def my_grants(request):
-    return render(request, "jit/my_grants.html", {"groups": selectors.my_grants(user=request.user)})
+    context = {
+        "groups": selectors.my_grants(user=request.user),
+        "ready_to_activate": list(selectors.ready_to_activate(user=request.user)),
+    }
+    return render(request, "jit/my_grants.html", context)
 
 
 def _held_grant(user, pk: int) -> Grant:
@@ -403,12 +448,16 @@ def _held_grant(user, pk: int) -> Grant:
 @login_required
 @require_http_methods(["GET", "POST"])
 def grant_extend(request, pk: int):
-    """Ask for more time: a renewal request, routed and possibly stepped up by the policy."""
+    """Ask for more time: a renewal request, routed and possibly stepped up by the policy.
+
+    The page's preview follows the duration as it changes (htmx posts `_preview`: nothing is
+    submitted, the panel comes back)."""
     grant = _held_grant(request.user, pk)
     if not policies.may_request(request.user):
         raise PermissionDenied(policies.NOT_A_REQUESTER)  # an extension is a request
     form = ExtendForm(request.POST or None, grant=grant)
-    if request.method == "POST" and form.is_valid():
+    previewing = request.method == "POST" and request.POST.get("_preview") == "1"
+    if request.method == "POST" and not previewing and form.is_valid():
         data = form.cleaned_data
         try:
             access_request = access_request_submit(
@@ -428,12 +477,21 @@ def grant_extend(request, pk: int):
             return redirect("jit:request_detail", pk=access_request.pk)
     hours = form.asked_hours() or form.default_hours
     facts = {"duration": duration_of(hours) if hours else None}
-    context = {
-        "grant": grant,
-        "form": form,
-        **_preview_context(request.user, grant.entitlement, grant.identity, facts, renewal_of=grant),
-    }
-    return render(request, "jit/grant_extend.html", context)
+    preview = _preview_context(
+        request.user,
+        [grant.entitlement],
+        grant.identity,
+        facts,
+        renewal_of=grant,
+        # The preview follows what is typed; the errors beside the fields come with a real submit.
+        form=None if previewing else form,
+        submit_label=EXTEND_LABEL,
+        too_long=form.too_long,
+    )
+    preview["room"] = duration_words(duration_of(form.max_hours))
+    if previewing:
+        return render(request, "jit/_policy_preview.html", {**preview, "swap_actions": True})
+    return render(request, "jit/grant_extend.html", {"grant": grant, "form": form, **preview})
 
 
 @login_required
@@ -479,7 +537,17 @@ def grant_no_renew(request, pk: int):
 #
 @login_required
 def notification_list(request):
+    """My notifications, newest first; `?open=<id>` marks one read and goes where its action is."""
+    opened = request.GET.get("open", "")
+    if opened.isdigit():
+        note = selectors.notification_list(user=request.user).filter(pk=int(opened)).first()
+        if note is None:
+            raise Http404
+        notifications_mark_read(user=request.user, ids=[note.pk])
+        local = note.link and url_has_allowed_host_and_scheme(note.link, {request.get_host()}, request.is_secure())
+        return HttpResponseRedirect(note.link if local else reverse("jit:notification_list"))
     page_obj, querystring = _page(request, selectors.notification_list(user=request.user), per_page=30)
+    selectors.notifications_about(page_obj.object_list)
     return render_list(
         request,
         "jit/notification_list.html",

@@ -27,6 +27,11 @@ BEAT_SCHEDULE = {
     # Break-glass: chase open reviews (each reminder or escalation every BREAK_GLASS_REMIND_EVERY at most)
     # and mark drills missed a day after their time.
     "jit.tasks.break_glass_chase_task": {"task": "jit.tasks.break_glass_chase_task", "schedule": 300.0},
+    # Out of office: an absence that began since the last run shares what waits with the deputy.
+    "jit.tasks.approver_absences_hand_over_task": {
+        "task": "jit.tasks.approver_absences_hand_over_task",
+        "schedule": 300.0,
+    },
     "governance.tasks.hygiene_scan_task": {"task": "governance.tasks.hygiene_scan_task", "schedule": 900.0},
     "governance.tasks.manual_work_chase_task": {"task": "governance.tasks.manual_work_chase_task", "schedule": 900.0},
     "governance.tasks.revocations_retry_task": {"task": "governance.tasks.revocations_retry_task", "schedule": 300.0},

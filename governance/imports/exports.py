@@ -16,7 +16,7 @@ from audit.exports import csv_lines
 
 from ..models import Entitlement, Grant, Identity, System
 from .cells import hours_text
-from .specs import PORTAL_KEY_PREFIX, export_columns
+from .specs import PORTAL_KEY_PREFIX, REFERENCE_NAMES, export_columns
 
 CHUNK = 2_000
 
@@ -73,7 +73,8 @@ _QUERYSETS = {
 def export_records(entity: str) -> Iterator[dict[str, Any]]:
     """The inventory's rows for `entity` as dicts keyed by the import's columns (Python values), one query."""
     fields, references = _FIELDS[entity], _REFERENCES[entity]
-    wanted = ["id", "external_id", *fields.values()]
+    names = {column: field for _after, column, field in REFERENCE_NAMES[entity]}
+    wanted = ["id", "external_id", *fields.values(), *names.values()]
     for relation in references.values():
         wanted += [f"{relation}_id", f"{relation}__external_id"]
     rows = _QUERYSETS[entity]().order_by("id").values(*wanted)
@@ -83,6 +84,8 @@ def export_records(entity: str) -> Iterator[dict[str, Any]]:
             record[column] = _key(row[f"{relation}__external_id"], row[f"{relation}_id"])
         for column, name in fields.items():
             record[column] = row[name]
+        for column, field in names.items():  # what the keys stand for, for people reading it
+            record[column] = row[field]
         yield record
 
 
@@ -124,8 +127,8 @@ def csv_chunks(entity: str) -> Iterable[str]:
 
 
 def json_chunks(entity: str) -> Iterator[str]:
-    """A JSON list of objects with the import's keys, one object per line."""
-    columns = export_columns(entity)
+    """A JSON list of objects with the import's keys, one object per line (for programs: no names)."""
+    columns = export_columns(entity, with_names=False)
     first = True
     yield "["
     for record in export_records(entity):

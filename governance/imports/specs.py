@@ -66,12 +66,40 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
 }
 
 
+# Names beside the references, for people reading an export (an auditor's evidence names who and
+# what, not only keys): (the reference column they follow, name column, the field it reads). The
+# importer accepts and ignores them, so an export re-imported is still a no-op.
+REFERENCE_NAMES: dict[str, list[tuple[str, str, str]]] = {
+    "identities": [
+        ("owner_external_id", "owner_name", "owner__name"),
+        ("backup_owner_external_id", "backup_owner_name", "backup_owner__name"),
+        ("manager_external_id", "manager_name", "manager__name"),
+    ],
+    "systems": [("owner_external_id", "owner_name", "owner__name")],
+    "entitlements": [
+        ("system_external_id", "system_name", "system__name"),
+        ("owner_external_id", "owner_name", "owner__name"),
+    ],
+    "grants": [
+        ("identity_external_id", "identity_name", "identity__name"),
+        ("entitlement_external_id", "system_name", "entitlement__system__name"),
+        ("entitlement_external_id", "entitlement_name", "entitlement__name"),
+    ],
+}
+
+
 def allowed_columns(entity: str) -> list[str]:
-    return COLUMNS[entity] + OPTIONAL_COLUMNS[entity]
+    return COLUMNS[entity] + OPTIONAL_COLUMNS[entity] + [name for _after, name, _field in REFERENCE_NAMES[entity]]
 
 
-def export_columns(entity: str) -> list[str]:
-    return allowed_columns(entity)
+def export_columns(entity: str, *, with_names: bool = True) -> list[str]:
+    """The import's columns; `with_names` (the CSV a person opens), each reference followed by its names."""
+    columns = []
+    for column in COLUMNS[entity] + OPTIONAL_COLUMNS[entity]:
+        columns.append(column)
+        if with_names:
+            columns += [name for after, name, _field in REFERENCE_NAMES[entity] if after == column]
+    return columns
 
 
 def portal_key(obj) -> str:

@@ -155,6 +155,27 @@ class DecisionSerializer(serializers.Serializer):
     stage = serializers.IntegerField(
         required=False, allow_null=True, default=None, help_text="The stage you decided on."
     )
+    # An approval may be for less than asked (never more: refused); a denial takes neither.
+    duration_seconds = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="Approve for this long only: at most what the request asks.",
+    )
+    start_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Approve from this time only: not earlier than the request asks.",
+    )
+
+    def narrowing(self) -> dict:
+        seconds = self.validated_data["duration_seconds"]
+        return {
+            "duration": timedelta(seconds=seconds) if seconds else None,
+            "start_at": self.validated_data["start_at"],
+        }
 
 
 class NoteSerializer(serializers.Serializer):

@@ -95,6 +95,7 @@ class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             decision=decision,
             comment=payload.validated_data["comment"],
             stage_position=payload.validated_data["stage"],
+            **payload.narrowing(),
         )
         return self._done(decided)
 

@@ -64,8 +64,11 @@ def grant_warn_expiry(*, grant_id: int) -> bool:
     notify(
         recipients=holders_of(identity),
         kind="grant.expiring",
-        subject=f"{grant.entitlement.name} for {identity.name} expires at {grant.expires_at:%H:%M} UTC",
-        body="Extend it from the grant's page if the work is not finished.",
+        subject=(
+            f"{grant.entitlement.name} on {grant.entitlement.system.name} for {identity.name} "
+            f"expires at {grant.expires_at:%H:%M} UTC"
+        ),
+        body="Extend it if the work is not finished.",
         link=reverse("jit:grant_extend", args=[grant.pk]),
         key=f"grant:{grant.pk}:expiry-warning",
     )

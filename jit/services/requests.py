@@ -1,5 +1,6 @@
 """Submitting, cancelling and fulfilling access requests."""
 
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -55,6 +56,11 @@ BREAK_GLASS_NO_EXTENSION = (
 
 def request_url(request: AccessRequest) -> str:
     return reverse("jit:request_detail", args=[request.pk])
+
+
+def _what(request: AccessRequest) -> str:
+    """The entitlement and its system, as a notice names them: "db-write on Payments DB"."""
+    return f"{request.entitlement.name} on {request.entitlement.system.name}"
 
 
 #
@@ -208,13 +214,24 @@ def gather_policy_input(
 
 
 def access_request_preview(
-    *, actor: ActorLike, beneficiary: Identity, entitlement: Entitlement, **facts
+    *,
+    actor: ActorLike,
+    beneficiary: Identity,
+    entitlement: Entitlement,
+    asked_with: frozenset[int] = frozenset(),
+    **facts,
 ) -> tuple[PolicyDecision, list[list]]:
-    """What would happen if this were submitted: the decision and each stage's approvers (read-only)."""
+    """What would happen if this were submitted: the decision and each stage's approvers (read-only).
+
+    `asked_with`: the other entitlements of the same submission, counted as held, since each of
+    them is in flight once submitted (so a separation-of-duties pair asked together shows here).
+    """
     requester = Requester.of(actor)
-    decision = evaluate(
-        gather_policy_input(requester=requester, beneficiary=beneficiary, entitlement=entitlement, **facts)
-    )
+    policy_input = gather_policy_input(requester=requester, beneficiary=beneficiary, entitlement=entitlement, **facts)
+    if asked_with:
+        held = policy_input.held_entitlement_ids | (asked_with - {entitlement.pk})
+        policy_input = replace(policy_input, held_entitlement_ids=held)
+    decision = evaluate(policy_input)
     probe = AccessRequest(requester=requester.user, beneficiary=beneficiary, entitlement=entitlement)
     approvers = stage_approvers(decision.stages, probe)
     if decision.allowed and not decision.auto_approve:
@@ -326,6 +343,7 @@ def access_request_submit(
     delegation_chain: list[int] | None = None,
     renewal_of_id: int | None = None,
     callback_url: str = "",
+    together: dict | None = None,
 ) -> AccessRequest:
     """Ask for an entitlement; the policy refuses, routes to approvers, or approves at once.
 
@@ -461,6 +479,8 @@ def access_request_submit(
             "sod_conflicts": decision.sod_conflicts,
             "auto_approve": decision.auto_approve,
             "step_up": decision.step_up,
+            # Asked together with others (access_request_submit_many): the submission and its entitlements.
+            **({"together": together} if together else {}),
         },
     )
     if decision.auto_approve:
@@ -469,6 +489,91 @@ def access_request_submit(
     else:
         notify_approvers(request, first_approvers)
     return request
+
+
+# How many entitlements one submission may ask for together: a handful of related ones, not a role.
+MAX_TOGETHER = 10
+
+
+@state_change
+def access_request_submit_many(
+    *,
+    actor: ActorLike,
+    beneficiary_id: int,
+    entitlement_ids: list[int],
+    duration: timedelta | None = None,
+    justification: str = "",
+    ticket: str = "",
+    start_at: datetime | None = None,
+    **intent_parts: str,
+) -> list[AccessRequest]:
+    """Ask for several entitlements at once: one request, and so one decision, for each; all or none.
+
+    One justification serves them all. Each is asked for `duration` cut to its own maximum. Every
+    entitlement is tried (each in a savepoint) so that a refusal names all that would fail; then
+    any refusal undoes the whole submission. They are taken in id order, the one lock order, so two
+    submissions for one identity never deadlock. Each request's submitted event names the
+    submission (`together`): the requests are linked in the trail they are judged by.
+    """
+    ids = sorted(set(entitlement_ids))
+    if not ids:
+        raise ValidationFailed("Choose at least one entitlement.", field_errors={"entitlements": ["Choose one."]})
+    if len(ids) > MAX_TOGETHER:
+        message = f"Ask for at most {MAX_TOGETHER} entitlements together."
+        raise ValidationFailed(message, field_errors={"entitlements": [message]})
+    maxima = dict(
+        (e.pk, e.effective_max_duration)
+        for e in Entitlement.objects.filter(pk__in=ids).only("max_duration", "risk_tier")
+    )
+    together = {"submission": uuid.uuid4().hex, "entitlements": ids}
+    made: list[AccessRequest] = []
+    refused: dict[int, DomainError] = {}
+    for entitlement_id in ids:
+        asked = duration if duration is None or entitlement_id not in maxima else min(duration, maxima[entitlement_id])
+        try:
+            made.append(
+                access_request_submit(
+                    actor=actor,
+                    beneficiary_id=beneficiary_id,
+                    entitlement_id=entitlement_id,
+                    duration=asked,
+                    justification=justification,
+                    ticket=ticket,
+                    start_at=start_at,
+                    together=together,
+                    **intent_parts,
+                )
+            )
+        except DomainError as error:
+            refused[entitlement_id] = error
+    if refused:
+        raise _refused_together(refused)
+    return made
+
+
+def _refused_together(refused: dict[int, DomainError]) -> ValidationFailed:
+    """One refusal for the submission: each entitlement's reasons by name, fields' errors beside them."""
+    names = dict(Entitlement.objects.filter(pk__in=refused).values_list("pk", "name"))
+    lines: list[str] = []
+    fields: dict[str, list[str]] = {}
+    for entitlement_id, error in refused.items():
+        name = names.get(entitlement_id, f"#{entitlement_id}")
+        placed = False
+        for field, messages in (error.field_errors or {}).items():
+            for message in messages:
+                if field in ("entitlement", "entitlements"):
+                    lines.append(f"{name}: {message}")
+                elif message not in fields.setdefault(field, []):
+                    fields[field].append(message)
+                placed = True
+        if not placed:
+            lines.append(f"{name}: {error.message}")
+    if lines:
+        fields["entitlements"] = lines
+    first = lines[0] if lines else next(m for messages in fields.values() for m in messages)
+    return ValidationFailed(
+        f"Nothing was submitted. {first}", field_errors=fields, code="refused_together", reasons=lines
+    )
 
 
 def _create_stages(request: AccessRequest, decision: PolicyDecision) -> list:
@@ -499,7 +604,7 @@ def notify_approvers(
     notify(
         recipients=approvers,
         kind=kind,
-        subject=f"Approval needed: {request.entitlement.name} for {request.beneficiary.name}{suffix}",
+        subject=f"Approval needed: {_what(request)} for {request.beneficiary.name}{suffix}",
         body=f"Justification: {request.justification or request.intent or '(none)'}",
         link=reverse("jit:approval_queue"),
         key=f"request:{request.pk}:{kind}:{request.stages.filter(status='approved').count()}",
@@ -562,7 +667,8 @@ def _approve(request: AccessRequest, *, actor: ActorLike, action: str = AuditAct
     notify(
         recipients=told,
         kind="request.approved",
-        subject=f"Approved: {request.entitlement.name} for {request.beneficiary.name}",
+        subject=f"Approved: {_what(request)} for {request.beneficiary.name}"
+        + (", ready to activate" if request.activation_deadline and request.grant_id is None else ""),
         body=("Activate it before " + f"{request.activation_deadline:%Y-%m-%d %H:%M} UTC.")
         if request.activation_deadline
         else "",
@@ -583,7 +689,7 @@ def _fail(request: AccessRequest, actor: ActorLike, reason: str) -> None:
     notify(
         recipients=told_of_outcome(request),
         kind="request.failed",
-        subject=f"Could not grant {request.entitlement.name} to {request.beneficiary.name}",
+        subject=f"Could not grant {_what(request)} to {request.beneficiary.name}",
         body=reason,
         link=request_url(request),
         key=f"request:{request.pk}:failed",

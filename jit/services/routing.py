@@ -8,6 +8,7 @@ from governance.choices import ApproverSource, IdentityStatus
 from governance.models import Identity
 
 from ..models import AccessRequest
+from .deputies import absent_deputies, may_deputise
 
 
 def _user_of(identity):
@@ -74,11 +75,20 @@ def _usable(found: dict | set, earlier: set[int], earlier_quorum: int) -> int:
     return len(found) - min(len(set(found) & earlier), earlier_quorum)
 
 
+def _add_deputies(found: dict, excluded: set[int]) -> None:
+    """Whoever is away now brings the deputy they named (jit.services.deputies), unless the deputy
+    may not decide this request; the absent approver stays eligible, for when they are back."""
+    for deputy in absent_deputies(found).values():
+        if deputy.pk not in excluded and may_deputise(deputy) is None:
+            found.setdefault(deputy.pk, deputy)
+
+
 def stage_approvers(stages: list[dict], request: AccessRequest) -> list[list]:
     """Each stage's approvers, so that every quorum can be met by distinct people.
 
-    Conflicts of interest are excluded. One person cannot decide two stages of a request, so
-    someone an earlier stage cannot do without is not offered again, and a stage counts on none
+    Conflicts of interest are excluded; an approver out of office brings their deputy (who is
+    left out like anyone else with a conflict). One person cannot decide two stages of a request,
+    so someone an earlier stage cannot do without is not offered again, and a stage counts on none
     of the people earlier stages may use up; a stage left short of its quorum
     (a critical entitlement's single system owner, two stages drawing on one small group) is
     topped up from the fallback group, then from the approver group, people no earlier stage can
@@ -92,6 +102,7 @@ def stage_approvers(stages: list[dict], request: AccessRequest) -> list[list]:
     for spec in stages:
         quorum = spec.get("quorum", 1)
         found = {u.pk: u for u in _candidates(spec, request) if _may_decide(u) and u.pk not in excluded}
+        _add_deputies(found, excluded)
         if _usable(found, earlier, earlier_quorum) < quorum:
             if reserves is None:
                 reserves = _group(settings.JIT_FALLBACK_GROUP) + _group(settings.JIT_EXTRA_STAGE_GROUP)

@@ -44,8 +44,11 @@ def test_auditor_searches_by_action_and_actor(client, auditor, events):
     response = client.get(reverse("audit:event_list"), {"action": "grant.expired"})
     assert response.status_code == 200
     assert [e.action for e in response.context["page_obj"]] == ["grant.expired"]
-    response = client.get(reverse("audit:event_list"), {"actor": "alic"})
-    assert {e.actor_label for e in response.context["page_obj"]} == {"alice"}
+    # a part of the login finds its actor (a token no generated name contains: Faker's may hold "alic")
+    response = client.get(reverse("audit:event_list"), {"actor": "lic"})
+    assert "alice" in {e.actor_label for e in response.context["page_obj"]}
+    response = client.get(reverse("audit:event_list"), {"actor": "alicf"})
+    assert not response.context["page_obj"]
 
 
 def test_target_search_by_type_and_id(client, auditor, events):

@@ -93,11 +93,13 @@ def test_extend_offers_only_the_room_left_under_the_maximum(client, alice, entit
     grant = jit_grant(alice, entitlement, expires_at=timezone.now() + timedelta(days=6))
     client.force_login(alice.user)
     page = client.get(reverse("jit:grant_extend", args=[grant.pk]))
-    assert b"At most 24 more hours. It has 6 days left and may run at most 7 days from now." in page.content
+    # the limit in plain units (issue 16)
+    limit = b"up to 1 day more, because the total is capped at 7 days from now and it has 6 days left"
+    assert limit in page.content
     response = client.post(reverse("jit:grant_extend", args=[grant.pk]), {"duration_hours": 48, "justification": "x"})
-    assert response.context["form"].errors["duration_hours"] == [
-        "At most 24 more hours: it has 6 days left and may run at most 7 days from now."
-    ]
+    error = "At most 1 day more: the total is capped at 7 days from now and it has 6 days left."
+    assert response.context["form"].errors["duration_hours"] == [error]
+    assert response.content.decode().count(error) == 1  # shown once, beside the field
     assert not AccessRequest.objects.exists()
 
 

@@ -55,7 +55,8 @@ def test_form_shows_the_maximum_and_the_preview_with_approvers(client, alice, en
     client.force_login(alice.user)
     response = client.get(reverse("jit:request_create", args=[entitlement.pk]))
     assert response.status_code == 200
-    assert b"Maximum: 168 hours" in response.content
+    # the presets go up to the maximum, said in the page's one style (issue 16)
+    assert b"7 days (the maximum)" in response.content and b"at most 168 (7 days" in response.content
     assert b"Entowner" in response.content and b"Sysowner" in response.content
 
 

@@ -245,6 +245,9 @@ RULES: dict[str, Rule] = {
         data=lambda w, role: {"kind": "service_account", "name": f"svc-matrix-{role}", "owner": me(w, role).pk},
     ),
     "governance:identity_detail": Rule({"GET": inventory_readers(requester=(200, 404))}, kwargs=obj("machine")),
+    "governance:identity_timeline": Rule(
+        {"GET": answers(requester=(200, 404), auditor=200, admin=200, rest=(200, 403))}, kwargs=obj("machine")
+    ),
     "governance:identity_edit": Rule(
         {"GET": owners_change(allowed=200), "POST": owners_change()},
         kwargs=obj("machine"),
@@ -306,6 +309,9 @@ RULES: dict[str, Rule] = {
     ),
     "governance:entitlement_list": Rule({"GET": everyone(200)}),
     "governance:entitlement_detail": Rule({"GET": everyone(200)}, kwargs=obj("entitlement")),
+    "governance:entitlement_timeline": Rule(
+        {"GET": answers(auditor=200, admin=200, rest=(200, 403))}, kwargs=obj("entitlement")
+    ),
     "governance:entitlement_edit": Rule(
         {"GET": owners_change(allowed=200, requester_other=403), "POST": owners_change(requester_other=403)},
         kwargs=obj("entitlement"),
@@ -408,6 +414,13 @@ RULES: dict[str, Rule] = {
         kwargs=obj("to_decide"),
         data=lambda w, role: {"decision": "approve", "comment": "matrix"},
     ),
+    # A selection of the queue: the role's own card ("other" requests give 404: tests/jit/test_approver_decisions.py)
+    "jit:approval_decide_many": Rule(
+        {"GET": ONLY_POST, "POST": answers(auditor=403, rest=ALLOWED)},
+        data=lambda w, role: {"selected": [f"{w['to_decide'][role].pk}:1"], "decision": "approve"},
+    ),
+    # Out of office: everyone who may decide names a deputy; an auditor decides nothing
+    "jit:approval_absence": Rule({"GET": everyone(200), "POST": answers(auditor=403, rest=ALLOWED)}),
     # Held grants: "own" is one the role's person holds
     "jit:my_grants": Rule({"GET": everyone(200)}),
     "jit:grant_extend": Rule(

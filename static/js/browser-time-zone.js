@@ -1,0 +1,22 @@
+// Pages with times show and read them in the browser's time zone (audit.kernel.zones): the server
+// learns the zone from the `tz` cookie set here, and a filter form carries it in its hidden
+// <input data-browser-time-zone> so that a link keeps its meaning for whoever opens it.
+document.addEventListener("DOMContentLoaded", () => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (!zone) return;
+  // IANA names ("America/Argentina/Buenos_Aires") need no escaping in a cookie; the server reads them as they are.
+  const stored = document.cookie.split("; ").find((pair) => pair.startsWith("tz="));
+  if (!stored || stored.slice(3) !== zone) {
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `tz=${zone}; path=/; max-age=31536000; SameSite=Lax${secure}`;
+  }
+  for (const input of document.querySelectorAll("input[data-browser-time-zone]")) {
+    if (!input.value) input.value = zone;
+  }
+  // Drawn in another zone (the first visit, before the cookie): draw it once more, in the browser's.
+  const shown = document.querySelector("[data-shown-time-zone]");
+  if (!shown || shown.dataset.zoneFixed || shown.dataset.shownTimeZone === zone) return;
+  if (sessionStorage.getItem("tz-redrawn") === zone) return; // the server does not know this zone
+  sessionStorage.setItem("tz-redrawn", zone);
+  location.reload();
+});
