@@ -2,10 +2,11 @@
 
 A service calls `outbox_enqueue` inside its transaction; the row commits or rolls back with the
 state change it belongs to. `outbox_dispatch` (a beat task every few seconds, and woken early on
-commit) delivers due rows one at a time under SKIP LOCKED, retries failures with exponential
+commit) delivers due rows in batches under SKIP LOCKED, retries failures with exponential
 backoff and jitter, and marks a row dead after OUTBOX_MAX_ATTEMPTS (or at once on a
-`PermanentFailure`) so an admin can retry it. A handler runs outside any transaction: the claim is a
-lease committed before the call, and the outcome is recorded in a short transaction after it.
+`PermanentFailure`) so an admin can retry it. A handler runs outside any transaction: a batch's
+claims are leases committed in one short transaction before the calls, and the outcomes are recorded
+in one short transaction after them (with what a batch handler's targets confirmed, set-based).
 Delivery is at-least-once: handlers get the idempotency key and must tolerate a repeat.
 
 The wake-up never costs a request anything: one per transaction, handed to a thread of the process
@@ -27,6 +28,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .choices import AuditAction
@@ -38,7 +40,21 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], str], None]
 DeadHandler = Callable[[dict[str, Any], str], None]
+# A batch handler's call: (payload, idempotency key) of each message in, one result each out (a value, or
+# the exception its call raised); its settle: (payload, value) of each call that succeeded in, an error
+# ("" if none) each out.
+BatchCall = Callable[[list[tuple[dict[str, Any], str]]], list[Any]]
+BatchSettle = Callable[[list[tuple[dict[str, Any], Any]]], list[str]]
+
+
+@dataclass(frozen=True)
+class _BatchHandler:
+    call_many: BatchCall
+    settle_many: BatchSettle | None
+
+
 _handlers: dict[str, Handler] = {}
+_batch_handlers: dict[str, _BatchHandler] = {}
 _dead_handlers: dict[str, DeadHandler] = {}
 
 
@@ -51,6 +67,31 @@ def outbox_handler(kind: str, *, on_dead: DeadHandler | None = None) -> Callable
 
     def register(func: Handler) -> Handler:
         _handlers[kind] = func
+        if on_dead is not None:
+            _dead_handlers[kind] = on_dead
+        return func
+
+    return register
+
+
+def outbox_batch_handler(
+    kind: str, *, settle: BatchSettle | None = None, on_dead: DeadHandler | None = None
+) -> Callable[[BatchCall], BatchCall]:
+    """Register a function that delivers a batch of messages of `kind` at once (see BatchCall).
+
+    It runs with no transaction open, like a plain handler, and may call its targets side by side;
+    it should change nothing in the database itself. `settle`, if given, runs in the transaction
+    that records the batch's outcomes, with what each successful call returned: it applies what the
+    targets confirmed set-based, through the services' rules, and answers an error for each one it
+    could not apply (that delivery then fails and is tried again). `on_dead` as for `outbox_handler`.
+    """
+
+    def register(func: BatchCall) -> BatchCall:
+        def one(payload: dict[str, Any], idempotency_key: str) -> None:
+            raise AssertionError(f"{kind} is delivered in batches")  # pragma: no cover
+
+        _handlers[kind] = one
+        _batch_handlers[kind] = _BatchHandler(func, settle)
         if on_dead is not None:
             _dead_handlers[kind] = on_dead
         return func
@@ -190,33 +231,53 @@ class DispatchResult:
     dead: int = 0
 
 
-@state_change
-def _claim_one(result: DispatchResult) -> OutboxMessage | None:
-    """Take the next due message and count the attempt in a transaction of its own.
+@dataclass
+class _Delivery:
+    """One claimed message on its way: what its call came to, before the outcome is recorded."""
 
-    The count commits before delivery starts, so a worker killed while delivering (hard time limit,
-    lost machine) has still spent an attempt; the claim keeps the message from other workers until
-    OUTBOX_CLAIM_SECONDS have passed, then it is due again. A message whose last attempt was lost
-    that way goes dead here instead of being delivered once more than OUTBOX_MAX_ATTEMPTS allows.
+    message: OutboxMessage
+    value: Any = None
+    error: str = ""
+    permanent: bool = False
+    # Its handler was called (False: the task ran out of time first; handed back, its attempt not spent).
+    reached: bool = False
+
+
+@state_change
+def _claim(result: DispatchResult, size: int) -> tuple[list[OutboxMessage], int]:
+    """Take up to `size` due messages and count their attempts, in one short transaction of its own.
+
+    The counts commit before delivery starts, so a worker killed while delivering (hard time limit,
+    lost machine) has still spent an attempt; the claim keeps the messages from other workers until
+    OUTBOX_CLAIM_SECONDS have passed (past the task's hard limit), then they are due again. A message
+    whose last attempt was lost that way goes dead here instead of being delivered once more than
+    OUTBOX_MAX_ATTEMPTS allows. Returns the messages to deliver and how many due ones were found.
     """
-    message = (
+    now = clock.database_now()
+    found = list(
         OutboxMessage.objects.select_for_update(skip_locked=True)
-        .filter(status=OutboxStatus.PENDING, next_attempt_at__lte=clock.database_now())
-        .order_by("next_attempt_at", "id")
-        .first()
+        .filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at", "id")[:size]
     )
-    if message is None:
-        return None
-    if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-        message.last_error = "The worker delivering the last attempt stopped before it finished."
-        _mark_dead(message)
-        result.dead += 1
-        message.save(update_fields=["status", "last_error"])
-        return message
-    message.attempts += 1
-    message.next_attempt_at = clock.database_now() + timedelta(seconds=settings.OUTBOX_CLAIM_SECONDS)
-    message.save(update_fields=["attempts", "next_attempt_at"])
-    return message
+    claimed, spent = [], []
+    lease = now + timedelta(seconds=settings.OUTBOX_CLAIM_SECONDS)
+    for message in found:
+        if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+            message.last_error = "The worker delivering the last attempt stopped before it finished."
+            _mark_dead(message)
+            result.dead += 1
+            spent.append(message)
+        else:
+            message.attempts += 1
+            message.next_attempt_at = lease
+            claimed.append(message)
+    if claimed:
+        OutboxMessage.objects.filter(pk__in=[m.pk for m in claimed]).update(
+            attempts=F("attempts") + 1, next_attempt_at=lease
+        )
+    if spent:
+        OutboxMessage.objects.bulk_update(spent, ["status", "last_error"])
+    return claimed, len(found)
 
 
 def _mark_dead(message: OutboxMessage) -> None:
@@ -230,67 +291,138 @@ def _mark_dead(message: OutboxMessage) -> None:
     _settle_dead(message)
 
 
-def _deliver_one(result: DispatchResult) -> bool:
-    """Claim, deliver and settle one due message; False when none is due."""
-    claimed = _claim_one(result)
-    if claimed is None:
-        return False
-    if claimed.status != OutboxStatus.PENDING:
-        return True
-    error, permanent = _call_handler(claimed)
-    outcome = _record_outcome(claimed, error=error, permanent=permanent)
-    if outcome is not None:
-        setattr(result, outcome, getattr(result, outcome) + 1)
-    return True
+def _error_text(exc: BaseException) -> tuple[str, bool]:
+    """What a failed call left in `last_error`, and whether trying again cannot help."""
+    return f"{type(exc).__name__}: {exc}"[:2000], isinstance(exc, PermanentFailure)
 
 
-def _call_handler(message: OutboxMessage) -> tuple[str, bool]:
-    """Run the handler with no transaction open and no row locked: the error ("" if none), and whether it is permanent.
+def _call_handlers(deliveries: list[_Delivery]) -> None:
+    """Run the handlers with no transaction open and no row locked, filling in each delivery's outcome.
 
-    The handler may talk to a slow or dead target for as long as its timeout allows; meanwhile
-    nothing waits on it, since the claim (a lease committed by `_claim_one`) is what keeps other
-    workers off the message. Whatever the handler changes in the database it changes through
-    services with short transactions of their own.
+    A handler may talk to a slow or dead target for as long as its timeout allows; meanwhile nothing
+    waits on it, since the claims (leases committed by `_claim`) are what keep other workers off the
+    messages. Whatever a plain handler changes in the database it changes through services with short
+    transactions of their own; what a batch handler's targets confirmed waits for `_record_outcomes`.
+    A task out of time (SoftTimeLimitExceeded) stops at once: see `_deliver_batch`.
     """
+    by_kind: dict[str, list[_Delivery]] = {}
+    for delivery in deliveries:
+        by_kind.setdefault(delivery.message.kind, []).append(delivery)
+    for kind, group in by_kind.items():
+        batch = _batch_handlers.get(kind)
+        if batch is not None:
+            _call_batch(batch.call_many, group)
+            continue
+        for delivery in group:
+            delivery.reached = True
+            try:
+                _handlers[kind](delivery.message.payload, delivery.message.idempotency_key)
+            except SoftTimeLimitExceeded as exc:
+                raise _OutOfTime([delivery], exc) from None
+            except Exception as exc:
+                delivery.error, delivery.permanent = _error_text(exc)
+
+
+def _call_batch(call_many: "BatchCall", group: list[_Delivery]) -> None:
+    for delivery in group:
+        delivery.reached = True
     try:
-        _handlers[message.kind](message.payload, message.idempotency_key)
-    except SoftTimeLimitExceeded:
-        # The task is out of time: end it now. The attempt is counted; the claim expires and the
-        # message is delivered again later.
-        raise
-    except PermanentFailure as exc:
-        return f"{type(exc).__name__}: {exc}"[:2000], True
+        values = call_many([(d.message.payload, d.message.idempotency_key) for d in group])
+    except SoftTimeLimitExceeded as exc:
+        raise _OutOfTime(group, exc) from None  # which calls finished is not known: all keep their claims
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"[:2000], False
-    return "", False
+        values = [exc] * len(group)
+    if len(values) != len(group):
+        values = [RuntimeError(f"The batch handler answered {len(values)} results for {len(group)} messages.")] * len(
+            group
+        )
+    for delivery, value in zip(group, values, strict=True):
+        if isinstance(value, BaseException):
+            delivery.error, delivery.permanent = _error_text(value)
+        else:
+            delivery.value = value
+
+
+class _OutOfTime(Exception):
+    """Carries the soft time limit out of `_call_handlers`, with the deliveries whose calls were in flight."""
+
+    def __init__(self, in_flight: list[_Delivery], exc: SoftTimeLimitExceeded) -> None:
+        super().__init__(str(exc))
+        self.in_flight, self.exc = in_flight, exc
 
 
 @state_change
-def _record_outcome(claimed: OutboxMessage, *, error: str, permanent: bool) -> str | None:
-    """Record what the delivery came to, in a short transaction after the call: the DispatchResult field to count.
+def _record_outcomes(deliveries: list[_Delivery], result: DispatchResult) -> None:
+    """Record what the batch's deliveries came to, in one short transaction after the calls.
 
-    Nothing is recorded when the message was settled or claimed again meanwhile (a delivery that
-    outlived its claim): the newer claim records its own outcome.
+    The messages are locked first (in id order); then each batch handler's `settle` applies what its
+    targets confirmed, through the services' set-based forms, in this same transaction (a settle
+    that fails turns its deliveries into retriable failures, nothing of it written). Nothing is
+    recorded for a message settled or claimed again meanwhile (a delivery that outlived its claim):
+    the newer claim records its own outcome.
     """
-    message = OutboxMessage.objects.select_for_update().get(pk=claimed.pk)
-    if message.status != OutboxStatus.PENDING or message.attempts != claimed.attempts:
-        return None
-    outcome = "delivered"
-    if not error:
-        message.status = OutboxStatus.DELIVERED
-        message.delivered_at = timezone.now()
-        message.last_error = ""
-    else:
-        message.last_error = error
-        logger.warning("Outbox %s attempt %s failed: %s", message, message.attempts, error)
-        if permanent or message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-            _mark_dead(message)
-            outcome = "dead"
+    ids = sorted(d.message.pk for d in deliveries)
+    current = {
+        pk: (status, attempts)
+        for pk, status, attempts in OutboxMessage.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", "status", "attempts")
+    }
+    settle_errors = _settle(deliveries)
+    now = clock.database_now()
+    delivered, failed, dead, handed_back = [], [], [], []
+    for delivery in deliveries:
+        message = delivery.message
+        if current.get(message.pk) != (OutboxStatus.PENDING, message.attempts):
+            continue
+        error = delivery.error or settle_errors.get(id(delivery), "")
+        if not delivery.reached:
+            handed_back.append(message.pk)
+        elif not error:
+            delivered.append(message.pk)
         else:
-            message.next_attempt_at = clock.database_now() + backoff_delay(message.attempts)
-            outcome = "failed"
-    message.save(update_fields=["status", "next_attempt_at", "last_error", "delivered_at"])
-    return outcome
+            message.last_error = error
+            logger.warning("Outbox %s attempt %s failed: %s", message, message.attempts, error)
+            if delivery.permanent or message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+                _mark_dead(message)
+                dead.append(message)
+            else:
+                message.next_attempt_at = now + backoff_delay(message.attempts)
+                failed.append(message)
+    if delivered:
+        OutboxMessage.objects.filter(pk__in=delivered).update(
+            status=OutboxStatus.DELIVERED, delivered_at=timezone.now(), last_error=""
+        )
+    if failed:
+        OutboxMessage.objects.bulk_update(failed, ["next_attempt_at", "last_error"])
+    if dead:
+        OutboxMessage.objects.bulk_update(dead, ["status", "last_error"])
+    if handed_back:  # never called: the attempt is given back, and the message is due again now
+        OutboxMessage.objects.filter(pk__in=handed_back).update(attempts=F("attempts") - 1, next_attempt_at=now)
+    result.delivered += len(delivered)
+    result.failed += len(failed)
+    result.dead += len(dead)
+
+
+def _settle(deliveries: list[_Delivery]) -> dict[int, str]:
+    """Apply each batch handler's successful calls, in a savepoint per kind: the errors, by id() of delivery."""
+    by_kind: dict[str, list[_Delivery]] = {}
+    for delivery in deliveries:
+        batch = _batch_handlers.get(delivery.message.kind)
+        if batch is not None and batch.settle_many is not None and delivery.reached and not delivery.error:
+            by_kind.setdefault(delivery.message.kind, []).append(delivery)
+    errors: dict[int, str] = {}
+    for kind, group in by_kind.items():
+        try:
+            with transaction.atomic():
+                answers = _batch_handlers[kind].settle_many([(d.message.payload, d.value) for d in group])
+        except Exception as exc:
+            answers = [_error_text(exc)[0]] * len(group)
+        for delivery, error in zip(group, answers, strict=True):
+            if error:
+                errors[id(delivery)] = error[:2000]
+    return errors
 
 
 def _settle_dead(message: OutboxMessage) -> None:
@@ -304,12 +436,41 @@ def _settle_dead(message: OutboxMessage) -> None:
         logger.exception("Outbox %s: the dead-letter handler failed", message)
 
 
+def _deliver_batch(result: DispatchResult, size: int) -> int:
+    """Claim, deliver and settle up to `size` due messages; how many due ones were found (0: none is due)."""
+    claimed, found = _claim(result, size)
+    if not claimed:
+        return found
+    deliveries = [_Delivery(message) for message in claimed]
+    try:
+        _call_handlers(deliveries)
+    except _OutOfTime as stop:
+        # The task is out of time: the calls in flight keep their claims and counted attempts (delivered
+        # again once the claims expire); what was done before is recorded, what was not reached handed back.
+        in_flight = {id(d) for d in stop.in_flight}
+        rest = [d for d in deliveries if id(d) not in in_flight]
+        if rest:
+            _record_outcomes(rest, result)
+        raise stop.exc from None
+    _record_outcomes(deliveries, result)
+    return found
+
+
 def outbox_dispatch(*, limit: int | None = None) -> DispatchResult:
-    """Deliver up to `limit` due messages; safe to run in several workers at once (SKIP LOCKED)."""
+    """Deliver up to `limit` due messages, OUTBOX_CLAIM_BATCH at a time; safe in several workers at once (SKIP LOCKED).
+
+    Each batch is three steps: one short transaction claims it (leases), the handlers run with no
+    transaction open (a batch handler calls its targets together: the webhook connector's in a few
+    threads), and one short transaction records the outcomes, set-based.
+    """
     result = DispatchResult()
-    for _ in range(limit or settings.OUTBOX_BATCH_SIZE):
-        if not _deliver_one(result):
+    left = limit or settings.OUTBOX_BATCH_SIZE
+    while left > 0:
+        size = min(left, getattr(settings, "OUTBOX_CLAIM_BATCH", 50))
+        found = _deliver_batch(result, size)
+        if not found:  # drained; what the batch itself enqueued (a failure's email) was claimed meanwhile
             break
+        left -= found
     return result
 
 

@@ -17,10 +17,12 @@ portal_whbench). Then:
    (identities x 100 entitlements, seeded with SQL), every one expired a minute ago. The expiry sweep
    (jit.services.expiry.grants_expire_due) moves them to `revoking` and writes one outbox message each.
 4. --workers dispatcher processes, each with its own database connection, call
-   audit.outbox.outbox_dispatch in a loop (what the celery worker's outbox task does, without the broker:
-   every message is due now, so wake-ups add nothing). Each message: claim (a short transaction), the
-   webhook connector's signed POST to the target (no transaction open), grant_confirm_revoked (a short
-   transaction with its audit event), the outcome recorded. The clock starts once every worker has
+   audit.outbox.outbox_dispatch() in a loop (what the celery worker's outbox task does, without the broker:
+   every message is due now, so wake-ups add nothing). Each batch of OUTBOX_CLAIM_BATCH messages: one
+   short transaction claims them (leases); the grants are read in one query and the webhook connector's
+   signed POSTs go out side by side in a few threads (no transaction open); one short transaction
+   records the outcomes with grants_confirm_revoked_many (the grants expired set-based, one audit event
+   each). The clock starts once every worker has
    loaded Django and connected (a GO on its stdin) and ends when every grant is `expired` (confirmed)
    or after --max-seconds; the rate is then over what was confirmed by then. Each worker counts the
    statements it ran (BEGIN and COMMIT not included).
@@ -234,7 +236,7 @@ def worker_main(max_seconds: float) -> None:
     idle = 0
     with connection.execute_wrapper(Counter()):
         while time.time() < deadline:
-            result = outbox_dispatch(limit=20)  # short rounds: the deadline is looked at often
+            result = outbox_dispatch()  # as the outbox task calls it: OUTBOX_BATCH_SIZE messages at most
             delivered, failed, dead = delivered + result.delivered, failed + result.failed, dead + result.dead
             if result.delivered + result.failed + result.dead == 0:
                 idle += 1

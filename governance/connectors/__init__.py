@@ -103,6 +103,9 @@ class BaseConnector:
     name: ClassVar[str] = "base"
     settings_form: ClassVar[type[forms.Form]] = NoSettingsForm
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    # Calls of one dispatch batch may run side by side in threads: only a connector whose calls touch
+    # no database and share no state (the webhook's signed POSTs) says so.
+    concurrent_calls: ClassVar[bool] = False
 
     def __init__(self, settings: dict[str, Any], system=None):
         self.settings = settings

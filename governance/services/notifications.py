@@ -1,6 +1,7 @@
 """Tell people things: an in-app notification and an email through the outbox, in the caller's transaction."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -9,7 +10,8 @@ from django.utils import timezone
 
 from audit.handlers import EMAIL
 from audit.kernel import clock
-from audit.outbox import outbox_enqueue
+from audit.models import OutboxMessage
+from audit.outbox import enqueue_many, outbox_enqueue
 from audit.retention import delete_in_batches, retention_cutoff
 
 from ..models import Notification
@@ -42,6 +44,69 @@ def notify(*, recipients: Iterable, kind: str, subject: str, body: str = "", lin
             )
         sent += 1
     return sent
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One `notify` of a batch for `notify_many`."""
+
+    recipients: Iterable
+    kind: str
+    subject: str
+    body: str = ""
+    link: str = ""
+    key: str = ""
+
+
+def notify_many(notices: Iterable[Notice]) -> int:
+    """`notify` for many notices at once, set-based (the outbox's batched confirmations).
+
+    The same rules: each distinct active user once per notice, a key already used for a person is a
+    no-op, an email for each new notification of a user with an address. No query when nobody is
+    told; else one to see which keys were used, one insert, one for the emails.
+    """
+    wanted: dict[tuple[int, str], tuple[Notice, object]] = {}
+    for notice in notices:
+        for user in notice.recipients:
+            if user is not None and user.is_active:
+                wanted.setdefault((user.pk, notice.key[:200]), (notice, user))
+    if not wanted:
+        return 0
+    used = set(
+        Notification.objects.filter(
+            recipient_id__in={pk for pk, _ in wanted}, key__in={key for _, key in wanted}
+        ).values_list("recipient_id", "key")
+    )
+    new = [(notice, user) for pair, (notice, user) in wanted.items() if pair not in used]
+    Notification.objects.bulk_create(
+        [
+            Notification(
+                recipient=user, key=n.key[:200], kind=n.kind, subject=n.subject[:200], body=n.body, link=n.link
+            )
+            for n, user in new
+        ],
+        ignore_conflicts=True,  # told meanwhile by another worker: still once
+    )
+    enqueue_many(
+        [
+            OutboxMessage(
+                kind=EMAIL,
+                idempotency_key=f"{n.key}:user:{user.pk}",
+                payload={
+                    "to": [user.email],
+                    "subject": f"[Access portal] {n.subject}",
+                    "body": f"{n.body}\n\n{_portal_url(n.link)}\n",
+                },
+            )
+            for n, user in new
+            if user.email
+        ]
+    )
+    return len(new)
+
+
+def _portal_url(link: str) -> str:
+    return f"{settings.PORTAL_BASE_URL.rstrip('/')}{link}" if link else settings.PORTAL_BASE_URL
 
 
 def users_of(*identities) -> list:

@@ -1,6 +1,6 @@
 """Just-in-time database access, end to end on the real local PostgreSQL: an admin configures a
-PostgreSQL system in the browser and tests its connection; a requester's access is approved; the
-login role can query; the grant expires; it can no longer query; the grant's trail shows what the
+PostgreSQL system in the browser and tests its connection; a requester asks on the request page and
+the entitlement's owner approves in the approval queue; the login role can query; the grant expires; it can no longer query; the grant's trail shows what the
 target did both times. Ref: #15."""
 
 from datetime import timedelta
@@ -13,13 +13,19 @@ from audit.outbox import outbox_dispatch
 from governance.choices import GrantStatus
 from governance.models import Grant, System
 from governance.services.catalogue import entitlement_create
-from jit.services.approvals import access_request_decide
+from jit.choices import RequestStatus
+from jit.models import AccessRequest
 from jit.services.expiry import grants_expire_due
-from jit.services.requests import access_request_submit
 from tests.factories.governance import PersonFactory
 from tests.governance.test_connector_postgresql import HOST, PORT, _drop_target, _make_target
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in_as(page, login, username):
+    page.context.clear_cookies()
+    login(username)
+    expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
 
 
 @pytest.fixture
@@ -37,11 +43,11 @@ def test_an_approved_request_gives_database_access_that_ends_by_itself(page, log
     rae = PersonFactory(name="Rae Analyst", user__username="rae", user__roles=["requester"], external_id=login_role)
 
     # an admin configures the PostgreSQL system in the browser
-    login("ada")
+    sign_in_as(page, login, "ada")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Systems").click()
     page.get_by_role("button", name="New system").click()
     page.get_by_label("Name").fill("Ledger DB")
-    page.get_by_role("textbox", name="Owner").fill("sol")
+    page.locator("#id_owner").fill("sol")  # a person picker: typed by login
     page.get_by_label("Connector").select_option("postgresql")
     page.locator("#id_settings-host").fill(HOST)
     page.locator("#id_settings-port").fill(str(PORT))
@@ -53,7 +59,7 @@ def test_an_approved_request_gives_database_access_that_ends_by_itself(page, log
     expect(page.locator("#messages")).to_contain_text("Ledger DB added")
     assert "unused-with-trust-auth" not in page.content()
     system = System.objects.get(name="Ledger DB")
-    owner = PersonFactory(name="Eli Entitlement-Owner")
+    owner = PersonFactory(name="Eli Entitlement-Owner", user__username="eli", user__roles=["owner"])
     entitlement = entitlement_create(
         actor=system.owner.user, system=system, name="Ledger read", owner=owner, target_name=target.reader
     )
@@ -63,15 +69,30 @@ def test_an_approved_request_gives_database_access_that_ends_by_itself(page, log
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#connection-test")).to_contain_text("The connection to Ledger DB works")
 
-    # a requester's just-in-time access is approved and put in place by the connector
-    request = access_request_submit(
-        actor=rae.user,
-        beneficiary_id=rae.pk,
-        entitlement_id=entitlement.pk,
-        duration=timedelta(hours=1),
-        justification="Month-end reconciliation",
-    )
-    access_request_decide(request_id=request.pk, approver=owner.user, decision="approve", comment="ok")
+    # a requester asks for one hour on the request page, with the policy preview before submitting
+    sign_in_as(page, login, "rae")
+    page.goto(f"/access/request/{entitlement.pk}/")
+    preview = page.locator("#policy-preview")
+    expect(preview).to_contain_text("Eli Entitlement-Owner")
+    page.get_by_label("1 hour", exact=True).check()
+    expect(preview).to_contain_text("1 hour")
+    page.get_by_label("Justification").fill("Month-end reconciliation")
+    page.get_by_role("button", name="Submit request").click()
+    expect(page.get_by_role("status").filter(has_text="submitted")).to_be_visible()
+    request = AccessRequest.objects.get(beneficiary=rae, entitlement=entitlement)
+    assert request.duration == timedelta(hours=1)
+
+    # the entitlement's owner approves it in the approval queue; the connector puts it in place
+    sign_in_as(page, login, "eli")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Approvals").click()
+    card = page.locator(f"#req-{request.pk}")
+    expect(card).to_contain_text("Rae Analyst")
+    expect(card).to_contain_text("Month-end reconciliation")
+    card.get_by_label("Comment").fill("ok for month-end")
+    card.get_by_role("button", name="Approve", exact=True).click()
+    expect(page.locator(f"#req-{request.pk}.outcome")).to_contain_text("Approved")
+    request.refresh_from_db()
+    assert request.status == RequestStatus.APPROVED
     outbox_dispatch()
     grant = Grant.objects.get(identity=rae, entitlement=entitlement)
     assert grant.status == GrantStatus.ACTIVE
