@@ -32,11 +32,15 @@ class AuditEvent(models.Model):
     keys, so the trail outlives what it describes.
     """
 
+    # Unique: the chain's order. Serves every trail page and timeline (ORDER BY seq, keyset pages by
+    # seq: audit.trail_pages), the writer's read of the chain's head (audit.services) and verify_audit's walk.
     seq = models.BigIntegerField("chain position", unique=True, editable=False)
-    occurred_at = models.DateTimeField("time", db_index=True)
+    occurred_at = models.DateTimeField("time")  # indexed below
     actor_type = models.CharField("actor type", max_length=16, choices=ActorType.choices)
-    actor_user_id = models.BigIntegerField("actor user id", null=True, blank=True, db_index=True)
-    actor_identity_id = models.BigIntegerField("actor identity id", null=True, blank=True, db_index=True)
+    # Not indexed: the audit page's actor filter ORs these with a text match on actor_label, which no
+    # btree serves, so the page walks `seq` whatever; nothing else looks events up by actor.
+    actor_user_id = models.BigIntegerField("actor user id", null=True, blank=True)
+    actor_identity_id = models.BigIntegerField("actor identity id", null=True, blank=True)
     actor_label = models.CharField("actor", max_length=200)
     channel = models.CharField("channel", max_length=16, choices=Channel.choices)
     # Validated against the AuditAction registry by the writer; no `choices` here, so a new action needs no migration.
@@ -57,12 +61,22 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-seq"]
         verbose_name = "audit event"
-        # Plain btrees: Django's db_index on a CharField adds a second, text-pattern copy on PostgreSQL
-        # that no query here uses, and every index is paid for on each of millions of inserts.
+        # Only what a portal query uses, each named with it (migration 0007 has the measurements); plain
+        # btrees: Django's db_index on a CharField adds a text-pattern copy on PostgreSQL that no query
+        # here uses, and every index is paid for on each of millions of inserts. With the primary key
+        # and `seq`, six in all (there were twelve).
         indexes = [
+            # Events about an object: every timeline (audit.timeline), the history panels of the grant,
+            # request, login and SoD pages (`for_target`), the audit page's target filter, a
+            # certification item's decision (governance.certification_reports), break-glass windows.
             models.Index(fields=["target_type", "target_id"], name="audit_event_target_idx"),
+            # The audit page's action filter: one action, or an area's actions (audit.filters).
             models.Index(fields=["action"], name="audit_event_action_idx"),
+            # The audit page's correlation-id filter: every event of one request or task.
             models.Index(fields=["correlation_id"], name="audit_event_correlation_idx"),
+            # The audit page's since/until and a break-glass activation's window (jit
+            # selectors_break_glass_reports.window_events); time only grows, so inserts append.
+            models.Index(fields=["occurred_at"], name="audit_event_occurred_idx"),
         ]
 
     def __str__(self) -> str:

@@ -16,7 +16,7 @@ from django.db.models.functions import Coalesce
 
 from audit.kernel import clock
 from governance import policies as inventory
-from governance.choices import GrantStatus
+from governance.choices import GrantStatus, RiskTier
 from governance.models import Entitlement, Grant, SodRule
 from governance.querysets import in_force_q
 from governance.roles import Role
@@ -101,7 +101,6 @@ def queue_rows(
             Prefetch(
                 "stages",
                 queryset=ApprovalStage.objects.order_by("position").prefetch_related(
-                    "eligible",
                     Prefetch(
                         "approvals",
                         queryset=Approval.objects.select_related("approver", "approver__identity").order_by(
@@ -126,14 +125,49 @@ def queue_rows(
 #
 # The cards
 #
+@dataclass(frozen=True, slots=True)
+class EntitlementShown:
+    """An entitlement as a card names it (system, name, risk): a row of values, not a model instance."""
+
+    pk: int
+    name: str
+    risk_tier: str
+    system_name: str
+
+    def get_risk_tier_display(self) -> str:
+        return RISK_LABELS.get(self.risk_tier, self.risk_tier)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantShown:
+    """A grant as a card shows it: its kind, its end and its last use."""
+
+    pk: int
+    kind: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestShown:
+    """Another request of the beneficiary as a card names it, linked when I may open it."""
+
+    pk: int
+    status: str
+    linkable: bool
+
+    def __str__(self) -> str:
+        return f"Request #{self.pk}"
+
+
 @dataclass
 class Holding:
     """Something the beneficiary holds or is about to hold, as a card lists it."""
 
-    entitlement: Entitlement
+    entitlement: EntitlementShown
     state: str  # "in force", "being provisioned", "approved, not started", "pending"
-    grant: Grant | None = None
-    request: AccessRequest | None = None
+    grant: GrantShown | None = None
+    request: RequestShown | None = None
 
     @property
     def is_request(self) -> bool:
@@ -148,34 +182,60 @@ class Conflict:
     others: list[Holding] = field(default_factory=list)
 
     @property
-    def pending_requests(self) -> list[AccessRequest]:
+    def pending_requests(self) -> list[RequestShown]:
         return [h.request for h in self.others if h.request is not None and h.state == "pending"]
+
+
+# What a card shows of an entitlement, read as values: a page's holdings were a few hundred grants,
+# each built as three model instances (grant, entitlement, system) for four fields.
+ENTITLEMENT_SHOWN = ("entitlement_id", "entitlement__name", "entitlement__risk_tier", "entitlement__system__name")
+RISK_LABELS = dict(RiskTier.choices)
+
+
+def _entitlement_shown(row: dict) -> EntitlementShown:
+    return EntitlementShown(
+        row["entitlement_id"], row["entitlement__name"], row["entitlement__risk_tier"], row["entitlement__system__name"]
+    )
 
 
 def _holdings(
     beneficiary_ids: set[int], now: datetime, *, user
 ) -> tuple[dict[int, list[Holding]], dict[int, list[Holding]]]:
     """Per beneficiary: grants in force or being provisioned (what was just approved counts), and
-    requests on their way to a grant (pending, or approved and not started). Two queries."""
+    requests on their way to a grant (pending, or approved and not started). Two queries, values only."""
     grants: dict[int, list[Holding]] = {pk: [] for pk in beneficiary_ids}
-    for grant in (
+    for row in (
         Grant.objects.filter(identity_id__in=beneficiary_ids)
         .filter(in_force_q(now) | Q(status=GrantStatus.PENDING_PROVISION))
-        .select_related("entitlement", "entitlement__system")
         .order_by(F("expires_at").asc(nulls_last=True), "pk")
+        .values("pk", "identity_id", "status", "kind", "expires_at", "last_used_at", *ENTITLEMENT_SHOWN)
     ):
-        state = "being provisioned" if grant.status == GrantStatus.PENDING_PROVISION else "in force"
-        grants[grant.identity_id].append(Holding(grant.entitlement, state, grant=grant))
+        state = "being provisioned" if row["status"] == GrantStatus.PENDING_PROVISION else "in force"
+        grant = GrantShown(row["pk"], row["kind"], row["expires_at"], row["last_used_at"])
+        grants[row["identity_id"]].append(Holding(_entitlement_shown(row), state, grant=grant))
     requests: dict[int, list[Holding]] = {pk: [] for pk in beneficiary_ids}
-    for other in (
+    for row in (
         in_flight(AccessRequest.objects.filter(beneficiary_id__in=beneficiary_ids))
-        .select_related("entitlement", "entitlement__system")
         .annotate(linkable=Exists(requests_visible_to(user).filter(pk=OuterRef("pk"))))
         .order_by("created_at", "pk")
+        .values("pk", "beneficiary_id", "status", "linkable", *ENTITLEMENT_SHOWN)
     ):
-        state = "pending" if other.status == RequestStatus.PENDING else "approved, not started"
-        requests[other.beneficiary_id].append(Holding(other.entitlement, state, request=other))
+        state = "pending" if row["status"] == RequestStatus.PENDING else "approved, not started"
+        other = RequestShown(row["pk"], row["status"], row["linkable"])
+        requests[row["beneficiary_id"]].append(Holding(_entitlement_shown(row), state, request=other))
     return grants, requests
+
+
+def _eligible_deputies(stage_ids: set[int], absent: set[int]) -> dict[int, set[int]]:
+    """Per stage, which of the absent approvers I stand in for are eligible on it. One query, only
+    when I stand in for someone (the stages' eligible logins are not loaded for every card)."""
+    if not stage_ids or not absent:
+        return {}
+    through = ApprovalStage.eligible.through.objects.filter(approvalstage_id__in=stage_ids, user_id__in=absent)
+    found: dict[int, set[int]] = {}
+    for stage_id, user_id in through.values_list("approvalstage_id", "user_id"):
+        found.setdefault(stage_id, set()).add(user_id)
+    return found
 
 
 def _rules_for(entitlement_ids: set[int]) -> dict[int, list[SodRule]]:
@@ -184,7 +244,7 @@ def _rules_for(entitlement_ids: set[int]) -> dict[int, list[SodRule]]:
         SodRule.objects.filter(is_active=True, entitlements__in=entitlement_ids)
         .distinct()
         .prefetch_related(
-            Prefetch("entitlements", queryset=Entitlement.objects.select_related("system").order_by("name", "pk"))
+            Prefetch("entitlements", queryset=Entitlement.objects.only("pk").order_by("name", "pk"))  # pks only
         )
     )
     found: dict[int, list[SodRule]] = {pk: [] for pk in entitlement_ids}
@@ -217,7 +277,8 @@ def queue_cards(rows: list[AccessRequest], *, user) -> list[AccessRequest]:
     `holdings` (in force and being provisioned, then on its way), `conflicts` (with the other
     request or grant named), `earlier_stages` (each with its decisions and comments),
     `current_stage`, `deputy_for` (the absent approvers I stand in for here), `shorter` (what an
-    approval may cut the duration to). Five queries for a page, none per card.
+    approval may cut the duration to), `stage_count`. Five queries for a page (six when I stand in for
+    someone), none per card; what the holdings show is read as values, not model instances.
     """
     if not rows:
         return rows
@@ -228,8 +289,13 @@ def queue_cards(rows: list[AccessRequest], *, user) -> list[AccessRequest]:
         absence.approver_id: absence
         for absence in ApproverAbsence.objects.in_force(now).filter(deputy=user).select_related("approver__identity")
     }
+    deputies = _eligible_deputies(
+        {s.pk for r in rows for s in r.stages.all() if s.position == r.current_position},
+        set(standing_in_for) - {user.pk},
+    )
     for req in rows:
         stages = list(req.stages.all())
+        req.stage_count = len(stages)
         req.current_stage = next((s for s in stages if s.position == req.current_position), None)
         req.earlier_stages = [s for s in stages if s.position < (req.current_position or 0)]
         held = grants[req.beneficiary_id]
@@ -239,8 +305,8 @@ def queue_cards(rows: list[AccessRequest], *, user) -> list[AccessRequest]:
         req.conflicts = _conflicts(req, rules[req.entitlement_id], req.holdings)
         live = {c.rule.pk for c in req.conflicts}
         req.submission_conflicts = [c for c in req.policy.get("sod_conflicts", []) if c.get("rule") not in live]
-        eligible = {u.pk for u in req.current_stage.eligible.all()} if req.current_stage else set()
-        req.deputy_for = [a for pk, a in standing_in_for.items() if pk in eligible and pk != user.pk]
+        eligible = deputies.get(req.current_stage.pk, set()) if req.current_stage else set()
+        req.deputy_for = [a for pk, a in standing_in_for.items() if pk in eligible]
         req.asked_duration = timedelta(seconds=req.policy.get("duration_seconds") or req.duration.total_seconds())
         req.shortened = req.duration < req.asked_duration
         req.shorter = [(int(d.total_seconds() // 60), d) for d in SHORTER if d < req.duration]
