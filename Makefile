@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
+# `make run`'s console: warnings and errors; INFO shows every request (web) or task (worker, beat).
+WEB_LOG_LEVEL ?= WARNING
+WORKER_LOG_LEVEL ?= WARNING
 export DJANGO_SETTINGS_MODULE ?= portal.settings.dev
 
 .PHONY: run test install lint bench clean
@@ -23,9 +26,13 @@ run: install
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "  Portal: http://127.0.0.1:$(PORT)/   (web, Celery worker and Celery beat start below; Ctrl-C stops all)"
+	@echo "  Sign in as requester, approver, owner, auditor or admin; the password is portal-demo."
+	@echo "  Mail the portal sends is written to data/mail/ (one file per message)."
 	@echo "  A worker or beat that stops is started again after a short pause (bin/respawn.py); the web keeps serving."
+	@echo "  Below: warnings and errors only (a failed page, a task that failed, a delivery given up). For every request"
+	@echo "  and task too: make run WEB_LOG_LEVEL=INFO WORKER_LOG_LEVEL=INFO"
 	@echo ""
-	PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	PORT=$(PORT) WEB_LOG_LEVEL=$(WEB_LOG_LEVEL) WORKER_LOG_LEVEL=$(WORKER_LOG_LEVEL) $(BIN)/honcho start -f Procfile
 
 test: install
 	DJANGO_SETTINGS_MODULE=portal.settings.test $(BIN)/pytest $(PYTEST_ARGS)

@@ -148,6 +148,11 @@ SENTENCES: dict[str, tuple[str, ...]] = {
     "user.password_changed": ("{actor} changed the password of {target}",),
     "user.second_factor_enrolled": ("{actor} enrolled a second factor for {target}",),
     "user.second_factor_removed": ("{actor} removed the second factor of {target}",),
+    "user.time_zone_changed": ("{actor} set their time zone to {after}",),
+    "user.sso_linked": ("{actor} linked {target} to {subject} at {issuer}",),
+    "user.sso_unlinked": ("{actor} unlinked {target} from {subject} at {issuer}",),
+    "user.sso_refused": ("A single sign-on as {subject} was refused: {reason}", "A single sign-on was refused"),
+    "user.break_glass_password": ("{actor} signed in with the break-glass password",),
     "role.group_deleted": ("{actor} deleted the role group {target}",),
     "role.permissions_changed": ("{actor} changed the permissions of the role group {target}",),
     # Evidence and side effects
@@ -157,6 +162,7 @@ SENTENCES: dict[str, tuple[str, ...]] = {
     # Identities
     "identity.created": ("{actor} registered {target}",),
     "identity.updated": ("{actor} updated {target}",),
+    "identity.moved": ("{actor} moved {target}",),
     "identity.owner_changed": ("{actor} changed the owner of {target}",),
     "identity.suspended": ("{actor} suspended {target}",),
     "identity.reactivated": ("{actor} reactivated {target}",),
@@ -245,6 +251,13 @@ SENTENCES: dict[str, tuple[str, ...]] = {
     # Findings and imports
     "finding.opened": ("A finding was opened: {target}",),
     "finding.resolved": ("A finding was resolved: {target}",),
+    "finding.fixed": (
+        "{actor} made {owner} the owner to fix {target}",
+        "{actor} fixed {target}: {fix}",
+    ),
+    "finding.risk_accepted": ("{actor} accepted the risk of {target} until {until}",),
+    "finding.exception_expired": ("The accepted risk of {target} expired and the finding reopened",),
+    "grant.converted_to_jit": ("{actor} made {target} just-in-time, ending {expires_at}",),
     "import.applied": ("{actor} imported {file_name}", "{actor} loaded {source} data", "{actor} applied an import"),
     "import.queued": ("{actor} queued the import of {file_name}",),
     "import.finished": ("{target} finished: {status}",),
@@ -304,6 +317,11 @@ LABELS: dict[str, str] = {
     "sod_conflicts": "Separation-of-duties conflicts",
     "grants_revoked": "Grants revoked",
     "owner_to_act": "Owner to act",
+    "fix": "Fix",
+    "evidence": "Evidence",
+    "until": "Accepted until",
+    "exception": "Exception",
+    "rotated_at": "Rotated",
     "auto_approve": "Approved automatically",
     "waited_hours": "Waited (hours)",
     "waiting_seconds": "Waiting",
@@ -323,7 +341,9 @@ LABELS: dict[str, str] = {
 # Data kept for machines, not read by people: a finding's de-duplication key.
 HIDDEN_KEYS: dict[str, frozenset[str]] = {"finding.opened": frozenset({"key"})}
 # Keys whose values are codes ("audit_trail", "not_renewed"): read with spaces.
-_CODES = frozenset({"what", "kind", "end_reason", "outcome", "status", "decision", "source", "by_rule", "severity"})
+_CODES = frozenset(
+    {"what", "kind", "end_reason", "outcome", "status", "decision", "source", "by_rule", "severity", "fix"}
+)
 
 
 def _join(parts: Iterable[Any], separator: str = ", ") -> SafeString:

@@ -116,3 +116,11 @@ class FindingKind(models.TextChoices):
 class FindingStatus(models.TextChoices):
     OPEN = "open", "Open"
     RESOLVED = "resolved", "Resolved"
+    # Its risk is accepted until a date (a FindingException): not open, not fixed; it reopens when that ends.
+    ACCEPTED = "accepted", "Risk accepted"
+
+
+class FindingExceptionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    CLOSED = "closed", "Closed (finding resolved)"

@@ -6,13 +6,18 @@ from decimal import Decimal
 
 from django import forms
 from django.db.models import Case, IntegerField, Q, Value, When
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 
+from . import stage_builder
+from .approval_stages import validate_approval_stages
 from .auto_approval import IntentPart
 from .choices import Connector, GrantStatus, IdentityKind, IdentityStatus, RiskTier
 from .connectors import CONNECTORS, connector_class
+from .errors import ValidationFailed
 from .models import Entitlement, Identity, System
 from .selectors_connectors import plain_settings, secrets_set
 from .services.identities import EDITABLE_FIELDS, USAGE_FIELDS
@@ -79,6 +84,49 @@ def find_person(text: str, *, signs_in: bool = False) -> Identity:
     return found[0]
 
 
+def person_picker_attrs(name: str, listbox: str, *, signs_in: bool = False) -> dict[str, str]:
+    """A text input's attributes that make it a combobox asking `people_search` as one types (htmx).
+
+    Without script they do nothing: the input stays a plain field taking a login, email or name.
+    """
+    values = {"field": name, "listbox": listbox, **({"signs_in": "1"} if signs_in else {})}
+    return {
+        "role": "combobox",
+        "aria-autocomplete": "list",
+        "aria-expanded": "false",
+        "aria-controls": listbox,
+        "autocomplete": "off",
+        "spellcheck": "false",
+        "data-person-input": "",
+        "hx-get": reverse("governance:people_search"),
+        "hx-trigger": "input changed delay:250ms",
+        "hx-target": f"#{listbox}",
+        "hx-swap": "innerHTML",
+        "hx-sync": "this:replace",
+        "hx-vals": json.dumps(values),
+    }
+
+
+class PersonWidget(forms.TextInput):
+    """A person field's input with its list of matches (static/js/person-picker.js works the keyboard)."""
+
+    def __init__(self, attrs=None, *, signs_in: bool = False):
+        super().__init__(attrs)
+        self.signs_in = signs_in
+
+    def render(self, name, value, attrs=None, renderer=None):
+        attrs = {**self.attrs, **(attrs or {})}
+        attrs.setdefault("id", f"id_{name}")
+        listbox = f"{attrs['id']}_listbox"
+        attrs.update(person_picker_attrs(name, listbox, signs_in=self.signs_in))
+        return format_html(
+            '<span class="person-picker">{}<ul role="listbox" id="{}" class="picker-options" '
+            'aria-label="People found" hidden></ul></span>',
+            super().render(name, value, attrs, renderer),
+            listbox,
+        )
+
+
 class PersonField(forms.CharField):
     """A person typed in by login, email or exact name; cleans to the active person it names (None if empty).
 
@@ -89,10 +137,10 @@ class PersonField(forms.CharField):
     def __init__(self, *, signs_in: bool = False, **kwargs):
         kwargs.setdefault("max_length", 254)
         kwargs.setdefault("help_text", PERSON_HELP)
+        kwargs.setdefault("widget", PersonWidget(signs_in=signs_in))
         super().__init__(**kwargs)
         self.signs_in = signs_in
         self.current: Identity | None = None
-        self.widget.attrs.update({"autocomplete": "off", "spellcheck": "false"})
 
     def clean(self, value):
         text = super().clean(value)
@@ -140,7 +188,9 @@ class DelegateForm(forms.Form):
     (whatever their status now)."""
 
     # Typed in, not a list of every person in the organisation.
-    delegate = forms.CharField(label="Person (login, email or name)", max_length=254, required=False)
+    delegate = forms.CharField(
+        label="Person (login, email or name)", max_length=254, required=False, widget=PersonWidget(signs_in=True)
+    )
     delegate_id = forms.IntegerField(required=False, widget=forms.HiddenInput)
     reason = forms.CharField(label="Why (optional)", required=False, max_length=FREE_TEXT_MAX_LENGTH)
 
@@ -362,6 +412,86 @@ def add_system_service_errors(form: forms.Form, settings_form: forms.Form | None
         form.add_error(None, error.message)
 
 
+#
+# Approval stages: a builder of stages, not JSON
+#
+class ApprovalStagesWidget(forms.Widget):
+    """The stage builder (governance/stage_builder.py). Reads the builder's fields, or the raw JSON a
+    script may still post as `approval_stages`; shows each stage's error beside it."""
+
+    use_fieldset = True
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        self.entitlement: Entitlement | None = None
+        self.stage_errors: dict[int, tuple[str, str]] = {}
+
+    def value_from_datadict(self, data, files, name):
+        stages = stage_builder.posted_stages(data)
+        return stages if stages is not None else data.get(name)
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and stage_builder.posted_stages(data) is None
+
+    def render(self, name, value, attrs=None, renderer=None):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = []
+        stages = [s for s in value if isinstance(s, dict)] if isinstance(value, list) else []
+        entitlement = self.entitlement
+        if entitlement is not None and entitlement.pk:
+            url = reverse("governance:approval_stages_builder") + f"?entitlement={entitlement.pk}"
+        elif entitlement is not None and entitlement.system_id:
+            url = reverse("governance:approval_stages_builder") + f"?system={entitlement.system_id}"
+        else:
+            url = reverse("governance:approval_stages_builder")
+        built = stage_builder.builder(stages, url=url, entitlement=entitlement, errors=self.stage_errors, spare=True)
+        return render_to_string("governance/partials/stage_builder.html", {"builder": built})
+
+
+class ApprovalStagesField(forms.Field):
+    """An approval path, checked by `validate_approval_stages` stage by stage (errors beside each) and whole."""
+
+    widget = ApprovalStagesWidget
+
+    def prepare_value(self, value):
+        # As JSON text: what a script posts back as `approval_stages`; the builder reads it too.
+        return json.dumps(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        if not isinstance(value, str):
+            return value or None
+        if not value.strip():
+            return None
+        if len(value) > FREE_TEXT_MAX_LENGTH:
+            raise forms.ValidationError(f"At most {FREE_TEXT_MAX_LENGTH} characters.", code="max_length")
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+
+    def clean(self, value) -> list[dict]:
+        value = self.to_python(value)
+        self.validate(value)  # required
+        if isinstance(value, list) and len(value) > stage_builder.MAX_STAGES:
+            raise forms.ValidationError(f"At most {stage_builder.MAX_STAGES} stages.", code="too_many")
+        groups = set(stage_builder.group_names())
+        if isinstance(value, list) and all(isinstance(stage, dict) for stage in value):
+            self.widget.stage_errors = stage_builder.stage_errors(value, groups)
+            if self.widget.stage_errors:
+                raise forms.ValidationError(
+                    f"Fix the stage{'s' if len(self.widget.stage_errors) > 1 else ''} marked above: "
+                    + " ".join(short for _full, short in self.widget.stage_errors.values()),
+                    code="bad_stage",
+                )
+        try:
+            return validate_approval_stages(value, groups=groups)
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.message, code="bad_stages") from None
+
+
 # Conditions that always have a value: one left out of a post keeps the entitlement's.
 KEPT_WHEN_OMITTED = ("auto_approve_max_risk", "auto_approve_max_finding_severity")
 
@@ -378,11 +508,9 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
         required=False,
         help_text="Empty: the default for its risk tier.",
     )
-    approval_stages = forms.CharField(
-        label="Approval stages (JSON)",
-        max_length=FREE_TEXT_MAX_LENGTH,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text='For example [{"approver": "entitlement_owner", "quorum": 1}, {"approver": "system_owner"}]',
+    approval_stages = ApprovalStagesField(
+        label="Approval stages",
+        help_text="Every stage must approve, in this order; a stage needs as many different people as its number.",
     )
     allowed_identity_kinds = forms.MultipleChoiceField(
         choices=IdentityKind.choices, widget=forms.CheckboxSelectMultiple, label="Identity kinds allowed"
@@ -477,7 +605,8 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
         self._saved_max_duration = self.instance.max_duration
         self.fields["risk_tier"].choices = RiskTier.choices
         # An unsaved entitlement starts from the model's defaults (one stage, every kind allowed).
-        self.initial.setdefault("approval_stages", json.dumps(self.instance.approval_stages))
+        self.initial.setdefault("approval_stages", self.instance.approval_stages)
+        self.fields["approval_stages"].widget.entitlement = self.instance
         self.initial.setdefault("allowed_identity_kinds", self.instance.allowed_identity_kinds)
         self.initial.setdefault("auto_approve_kinds", self.instance.auto_approve_kinds)
         self.initial.setdefault("auto_approve_intent_fields", self.instance.auto_approve_intent_fields)
@@ -499,12 +628,6 @@ class EntitlementForm(PeopleAsText, forms.ModelForm):
 
     def clean_auto_approve_max_finding_severity(self):
         return self._kept_when_omitted("auto_approve_max_finding_severity")
-
-    def clean_approval_stages(self):
-        try:
-            return json.loads(self.cleaned_data["approval_stages"])
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
 
     def _max_duration(self) -> timedelta | None:
         hours = self.cleaned_data.get("max_duration_hours")

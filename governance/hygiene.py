@@ -6,7 +6,7 @@ same problem keeps its key from scan to scan. Nothing here writes; `services.fin
 stores the result.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +44,15 @@ ACTIVE = IdentityStatus.ACTIVE
 NON_HUMAN = IdentityKind.non_human()
 HIGH_TIERS = [RiskTier.HIGH, RiskTier.CRITICAL]
 EXPOSED_LOCATIONS = [SecretLocation.EMBEDDED_IN_CODE, SecretLocation.CI_CD, SecretLocation.UNKNOWN]
+# Grant findings speak of live holders: a leaver's access is being removed, and its findings close.
+HOLDER_NOT_GONE = ~Q(identity__status=IdentityStatus.OFFBOARDED)
+# None: the whole inventory (the scan); a collection: only these identities (a re-check after a change).
+Ids = Collection[int] | None
+
+
+def _scoped(rows, ids: Ids, lookup: str = "pk"):
+    """Narrow a detector's query to the identities re-checked (same query, one more indexed filter)."""
+    return rows if ids is None else rows.filter(**{f"{lookup}__in": list(ids)})
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,10 @@ def _kind_label(kind: str) -> str:
 #
 # Identity findings
 #
-def detect_orphaned(now: datetime) -> Iterator[Candidate]:
+def detect_orphaned(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """Active machine identities whose owner is no longer active."""
     rows = (
-        Identity.objects.filter(kind__in=NON_HUMAN, status=ACTIVE)
+        _scoped(Identity.objects.filter(kind__in=NON_HUMAN, status=ACTIVE), identity_ids)
         .exclude(owner__status=ACTIVE)
         .values(
             "id",
@@ -134,12 +143,15 @@ _IDENTITY_PEOPLE = (
 )
 
 
-def detect_stale(now: datetime) -> Iterator[Candidate]:
+def detect_stale(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """Active identities unused for HYGIENE_STALE_AFTER_DAYS (never used counts from creation)."""
     days = settings.HYGIENE_STALE_AFTER_DAYS
     cutoff = now - timedelta(days=days)
-    rows = Identity.objects.filter(
-        Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff), status=ACTIVE
+    rows = _scoped(
+        Identity.objects.filter(
+            Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff), status=ACTIVE
+        ),
+        identity_ids,
     ).values(*_IDENTITY_PEOPLE, "last_used_at")
     for row in rows:
         human = row["kind"] == IdentityKind.HUMAN
@@ -155,7 +167,7 @@ def detect_stale(now: datetime) -> Iterator[Candidate]:
         )
 
 
-def detect_rotation_overdue(now: datetime) -> Iterator[Candidate]:
+def detect_rotation_overdue(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """Machine credentials past their rotation period, or never rotated although a period is set."""
     # Cast: SQLite multiplies durations only by plain integer fields.
     period = ExpressionWrapper(
@@ -164,7 +176,10 @@ def detect_rotation_overdue(now: datetime) -> Iterator[Candidate]:
     )
     due_at = ExpressionWrapper(F("last_rotated_at") + period, output_field=DateTimeField())
     rows = (
-        Identity.objects.filter(kind__in=NON_HUMAN, status=ACTIVE, rotation_period_days__isnull=False)
+        _scoped(
+            Identity.objects.filter(kind__in=NON_HUMAN, status=ACTIVE, rotation_period_days__isnull=False),
+            identity_ids,
+        )
         .alias(rotation_due_at=due_at)
         .filter(Q(last_rotated_at__isnull=True) | Q(rotation_due_at__lt=now))
         .values(*_IDENTITY_PEOPLE, "last_rotated_at", "rotation_period_days")
@@ -182,13 +197,16 @@ def detect_rotation_overdue(now: datetime) -> Iterator[Candidate]:
         )
 
 
-def detect_secret_outside_manager(now: datetime) -> Iterator[Candidate]:
+def detect_secret_outside_manager(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """Static secrets of machine identities kept in code, CI/CD variables or nobody knows where."""
-    rows = Identity.objects.filter(
-        kind__in=NON_HUMAN,
-        status=ACTIVE,
-        credential_type=CredentialType.STATIC_SECRET,
-        secret_location__in=EXPOSED_LOCATIONS,
+    rows = _scoped(
+        Identity.objects.filter(
+            kind__in=NON_HUMAN,
+            status=ACTIVE,
+            credential_type=CredentialType.STATIC_SECRET,
+            secret_location__in=EXPOSED_LOCATIONS,
+        ),
+        identity_ids,
     ).values(*_IDENTITY_PEOPLE, "secret_location")
     for row in rows:
         where = SecretLocation(row["secret_location"]).label.lower()
@@ -241,12 +259,16 @@ def _tier_above_max_q() -> Q:
     return condition
 
 
-def detect_excessive_privilege(now: datetime) -> Iterator[Candidate]:
+def detect_excessive_privilege(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """Grants in force that are unused for HYGIENE_UNUSED_GRANT_DAYS, or riskier than the holder's kind allows."""
     days = settings.HYGIENE_UNUSED_GRANT_DAYS
     cutoff = now - timedelta(days=days)
     unused = Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, granted_at__lt=cutoff)
-    rows = Grant.objects.in_force(now).filter(unused | _tier_above_max_q()).values(*_GRANT_FIELDS)
+    rows = (
+        _scoped(Grant.objects.in_force(now).filter(HOLDER_NOT_GONE), identity_ids, "identity_id")
+        .filter(unused | _tier_above_max_q())
+        .values(*_GRANT_FIELDS)
+    )
     for row in rows:
         kind, tier = row["identity__kind"], row["entitlement__risk_tier"]
         max_tier = settings.MAX_RISK_TIER_BY_KIND.get(kind, RiskTier.CRITICAL)
@@ -272,10 +294,10 @@ def detect_excessive_privilege(now: datetime) -> Iterator[Candidate]:
         )
 
 
-def detect_standing_high_risk(now: datetime) -> Iterator[Candidate]:
+def detect_standing_high_risk(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """Standing grants in force on high or critical entitlements (these should be just-in-time)."""
     rows = (
-        Grant.objects.in_force(now)
+        _scoped(Grant.objects.in_force(now).filter(HOLDER_NOT_GONE), identity_ids, "identity_id")
         .filter(kind=GrantKind.STANDING, entitlement__risk_tier__in=HIGH_TIERS)
         .values(*_GRANT_FIELDS)
     )
@@ -294,7 +316,7 @@ def detect_standing_high_risk(now: datetime) -> Iterator[Candidate]:
         )
 
 
-def detect_sod_conflicts(now: datetime) -> Iterator[Candidate]:
+def detect_sod_conflicts(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """Identities holding in force every entitlement of an active SoD rule (one grouped query)."""
     through = SodRule.entitlements.through
     rule_size = (
@@ -304,7 +326,7 @@ def detect_sod_conflicts(now: datetime) -> Iterator[Candidate]:
         .values("n")
     )
     rows = (
-        Grant.objects.in_force(now)
+        _scoped(Grant.objects.in_force(now).filter(HOLDER_NOT_GONE), identity_ids, "identity_id")
         # Narrow to grants of ruled entitlements first, so the (entitlement, status) index serves.
         .filter(entitlement__in=through.objects.filter(sodrule__is_active=True).values("entitlement_id"))
         .filter(entitlement__sod_rules__is_active=True)
@@ -339,10 +361,11 @@ def detect_sod_conflicts(now: datetime) -> Iterator[Candidate]:
         )
 
 
-def detect_entitlement_without_owner(now: datetime) -> Iterator[Candidate]:
+def detect_entitlement_without_owner(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """Live entitlements whose owner is no longer active: nobody can approve or review them."""
+    # Re-checking a person looks at the entitlements they own (their leaving leaves them ownerless).
     rows = (
-        Entitlement.objects.filter(status=LifecycleStatus.ACTIVE)
+        _scoped(Entitlement.objects.filter(status=LifecycleStatus.ACTIVE), identity_ids, "owner_id")
         .exclude(owner__status=ACTIVE)
         .values(
             "id", "name", "system__name", "owner__name", "owner__status", "system__owner_id", "system__owner__status"
@@ -361,7 +384,7 @@ def detect_entitlement_without_owner(now: datetime) -> Iterator[Candidate]:
         )
 
 
-def detect_renewed_as_standing(now: datetime) -> Iterator[Candidate]:
+def detect_renewed_as_standing(now: datetime, identity_ids: Ids = None) -> Iterator[Candidate]:
     """JIT grants in force that the policy stepped up as standing access in disguise (renewed too often
     or held too long in all), or whose renewal chain is JIT_RENEWAL_STEP_UP_AFTER renewals long or longer.
 
@@ -373,7 +396,7 @@ def detect_renewed_as_standing(now: datetime) -> Iterator[Candidate]:
     # The request that issued the grant keeps the policy's decision (the jit app's snapshot).
     stepped_up = Q(source_request__policy__step_up=True)
     rows = (
-        Grant.objects.in_force(now)
+        _scoped(Grant.objects.in_force(now).filter(HOLDER_NOT_GONE), identity_ids, "identity_id")
         .filter(Q(**{f"{chain}__isnull": False}) | stepped_up, kind=GrantKind.JIT)
         .values(*_GRANT_FIELDS)
     )
@@ -392,7 +415,7 @@ def detect_renewed_as_standing(now: datetime) -> Iterator[Candidate]:
         )
 
 
-DETECTORS: dict[str, Callable[[datetime], Iterator[Candidate]]] = {
+DETECTORS: dict[str, Callable[[datetime, Ids], Iterator[Candidate]]] = {
     FindingKind.ORPHANED: detect_orphaned,
     FindingKind.STALE: detect_stale,
     FindingKind.ROTATION_OVERDUE: detect_rotation_overdue,
@@ -405,11 +428,26 @@ DETECTORS: dict[str, Callable[[datetime], Iterator[Candidate]]] = {
 }
 
 
-def findings_detect(*, now: datetime | None = None) -> dict[str, Candidate]:
-    """Every current finding, by key (one query per kind)."""
+def findings_detect(*, now: datetime | None = None, identity_ids: Ids = None) -> dict[str, Candidate]:
+    """Every current finding, by key (one query per kind); only those of `identity_ids` when given."""
     now = now or timezone.now()
     found: dict[str, Candidate] = {}
     for detector in DETECTORS.values():
-        for candidate in detector(now):
+        for candidate in detector(now, identity_ids):
             found[candidate.key] = candidate
     return found
+
+
+def findings_in_scope(findings, identity_ids: Ids = None):
+    """The stored findings a detection with the same `identity_ids` speaks for (and may resolve).
+
+    Exactly what the detectors look at: findings of their kinds on these identities, and the
+    ownerless-entitlement findings of entitlements these identities own.
+    """
+    findings = findings.filter(kind__in=list(DETECTORS))
+    if identity_ids is None:
+        return findings
+    ids = list(identity_ids)
+    return findings.filter(
+        Q(identity_id__in=ids) | Q(kind=FindingKind.ENTITLEMENT_WITHOUT_OWNER, entitlement__owner_id__in=ids)
+    )

@@ -2,7 +2,15 @@
 
 from django.urls import path
 
-from . import views, views_credentials, views_federation, views_grant_failures, views_policy_changes
+from . import (
+    views,
+    views_credentials,
+    views_federation,
+    views_grant_failures,
+    views_people,
+    views_policy_changes,
+    views_stage_builder,
+)
 
 urlpatterns = [
     path("identities/", views.identity_list, name="identity_list"),
@@ -28,6 +36,7 @@ urlpatterns = [
         name="workload_trust_revoke",
     ),
     path("mine/", views.my_identities, name="my_identities"),
+    path("people/search/", views_people.people_search, name="people_search"),
     path("systems/", views.system_list, name="system_list"),
     path("systems/new/", views.system_create, name="system_create"),
     path("systems/<int:pk>/", views.system_detail, name="system_detail"),
@@ -40,6 +49,11 @@ urlpatterns = [
     path("catalogue/<int:pk>/", views.entitlement_detail, name="entitlement_detail"),
     path("catalogue/<int:pk>/edit/", views.entitlement_edit, name="entitlement_edit"),
     path("catalogue/<int:pk>/retire/", views.entitlement_retire, name="entitlement_retire"),
+    path(
+        "catalogue/approval-stages/",
+        views_stage_builder.approval_stages_builder,
+        name="approval_stages_builder",
+    ),
     *(
         path(
             f"policy-changes/<int:pk>/{decision}/",

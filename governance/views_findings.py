@@ -2,8 +2,10 @@
 
 People who read the whole inventory (owners, approvers, auditors, admins) see every finding and
 may narrow to their own; everyone else sees only the findings they must act on (the selector).
-Drift found by reconciliation carries its fixes here (revoke at the target, adopt, provision
-again): POST forms that call one service each, for the system's owner or an admin.
+Every fix goes through one view, `finding_fix`, that calls one service per fix: hygiene fixes
+(assign an owner, mark rotated, revoke, make just-in-time, accept the risk) for the identity's
+owners and admins; drift fixes (revoke at the target, adopt, provision again) for the system's
+owner or an admin. Accepted risks are listed in the exception register.
 """
 
 from django import forms
@@ -12,19 +14,22 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import Http404, QueryDict
+from django.http import Http404, HttpResponseNotAllowed, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from audit.kernel.pagination import DeferredJoinPaginator
 
-from . import policies, selectors
-from .choices import FindingKind, FindingStatus, Severity
-from .errors import DomainError, PermissionRefused
-from .models import System
-from .services import reconciliation
+from . import policies, selectors, selectors_findings
+from .choices import FindingExceptionStatus, FindingKind, FindingStatus, Severity
+from .errors import DomainError, PermissionRefused, ValidationFailed
+from .forms import add_service_errors
+from .forms_findings import FIX_FORMS, ExceptionFilterForm
+from .models import Finding, System
+from .services import finding_fixes, reconciliation
 from .views import order_rows
 
 PAGE_SIZE = 25
@@ -88,6 +93,8 @@ def finding_list(request):
     query.pop("page", None)
     page_obj = DeferredJoinPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     _mark_drift_fixes(request.user, page_obj.object_list)
+    for finding in page_obj.object_list:
+        finding.fixes = finding_fixes.fixes_for(request.user, finding)
     return render(
         request,
         "governance/finding_list.html",
@@ -115,60 +122,197 @@ def _mark_drift_fixes(user, findings) -> None:
 
 
 #
-# Fixes (POST only); each answers with a message on the findings page it came from
+# Fixes: one view for every fix (governance.services.finding_fixes names them), each calling one service
 #
-def _back_to_list(request):
-    """The findings page with the filters the form came from (only a query string: never another site)."""
+def _safe_next(request) -> str:
+    """The page a fix came from (`next`), if it is on this site; else nothing."""
+    back = request.POST.get("next") or request.GET.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return back
+    return ""
+
+
+def _back(request):
+    """Where a fix returns: the page it came from (`next`, this site only), else the findings page with
+    the filters the form came from (only a query string: never another site)."""
+    back = _safe_next(request)
+    if back:
+        return redirect(back)
     query = QueryDict(request.POST.get("query", "")).urlencode()
     url = reverse("governance:finding_list")
     return redirect(f"{url}?{query}" if query else url)
 
 
-def _finding_action(request, pk: int, action, success: str):
-    """One fix on a finding this user may see (others get 404); a refusal is a 403, a conflict a message."""
-    if not selectors.finding_list(user=request.user).filter(pk=pk).exists():
+def _drift_service(action: str):
+    return {
+        finding_fixes.REVOKE_AT_TARGET: (
+            reconciliation.finding_revoke_at_target,
+            lambda _f: "Removal asked of the target: the finding resolves when it confirms.",
+        ),
+        finding_fixes.ADOPT: (
+            reconciliation.finding_adopt,
+            lambda grant: f"Adopted as standing grant #{grant.pk} and sent to its entitlement's owner for review.",
+        ),
+        finding_fixes.REPROVISION: (
+            reconciliation.finding_reprovision,
+            lambda grant: f"Grant #{grant.pk} asked of the target again: waiting for the system.",
+        ),
+    }[action]
+
+
+FIX_SERVICES = {
+    finding_fixes.ASSIGN_OWNER: finding_fixes.finding_fix_assign_owner,
+    finding_fixes.MARK_ROTATED: finding_fixes.finding_fix_mark_rotated,
+    finding_fixes.REVOKE: finding_fixes.finding_fix_revoke,
+    finding_fixes.CONVERT_TO_JIT: finding_fixes.finding_fix_convert_to_jit,
+    finding_fixes.ACCEPT: finding_fixes.finding_accept_risk,
+}
+
+
+def _fixed_message(action: str, finding: Finding, outcome) -> str:
+    subject = finding.details.get("subject", str(finding))
+    if action == finding_fixes.ACCEPT:
+        return (
+            f"Risk accepted until {outcome.expires_at:%Y-%m-%d}: {subject} is in the exception register "
+            "and reopens after that date."
+        )
+    if action == finding_fixes.CONVERT_TO_JIT:
+        return f"Grant #{outcome.pk} is now just-in-time and ends {outcome.expires_at:%Y-%m-%d %H:%M}."
+    if action == finding_fixes.REVOKE:
+        return f"Removal of the grant asked: {subject} is no longer in force."
+    return f"Fixed: {subject}."
+
+
+def _closed_or_open(finding: Finding) -> str:
+    finding.refresh_from_db(fields=["status"])
+    if finding.status == FindingStatus.RESOLVED:
+        return " The finding is closed."
+    if finding.status == FindingStatus.OPEN:  # fixed, but the detector still sees a problem (another reason)
+        return " The finding is still open: the check still sees a problem."
+    return ""
+
+
+def _finding_to_fix(user, pk: int) -> Finding:
+    """The finding, if this user may see it (the findings page's rule) or fix it (a backup owner who is
+    not named to act still answers for the identity); anyone else is told it does not exist."""
+    finding = selectors.finding_list(user=user).filter(pk=pk).first()
+    if finding is None:
+        finding = Finding.objects.select_related("identity", "entitlement", "grant").filter(pk=pk).first()
+        if finding is None or finding.kind in reconciliation.DRIFT_KINDS:
+            raise Http404
+        if not finding_fixes.can_fix_finding(user, finding):
+            raise Http404
+    return finding
+
+
+@login_required
+def finding_fix(request, pk: int, action: str):
+    """Every fix of a finding. A fix that asks for input shows its form (GET) and applies it (POST); the
+    fixes of drift ask for nothing and are POST only. Findings this user may not see are 404, fixes they
+    may not take 403, a conflict (already fixed, lost race) a message; nothing is half-written."""
+    fix = finding_fixes.FIXES.get(action)
+    if fix is None:
         raise Http404
-    try:
-        outcome = action()
-    except PermissionRefused as error:
-        raise PermissionDenied(error.message) from None
-    except DomainError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, success(outcome) if callable(success) else success)
-    return _back_to_list(request)
-
-
-@login_required
-@require_POST
-def finding_revoke_at_target(request, pk: int):
-    return _finding_action(
+    if not fix.asks and request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    finding = _finding_to_fix(request.user, pk)
+    if not fix.asks:
+        service, said = _drift_service(action)
+        try:
+            outcome = service(finding_id=pk, actor=request.user)
+        except PermissionRefused as error:
+            raise PermissionDenied(error.message) from None
+        except DomainError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, said(outcome))
+        return _back(request)
+    if action not in finding_fixes.FIXES_BY_KIND.get(finding.kind, ()):
+        raise Http404
+    if not finding_fixes.can_fix_finding(request.user, finding):
+        raise PermissionDenied("Only the identity's owner, its backup owner or an admin may fix this finding.")
+    if finding.status != FindingStatus.OPEN:
+        messages.info(request, f"This finding is {finding.get_status_display().lower()} already: nothing to fix.")
+        return _back(request)
+    form_class = FIX_FORMS[action]
+    form = form_class(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                outcome = FIX_SERVICES[action](finding_id=pk, actor=request.user, **form.arguments())
+            except PermissionRefused as error:
+                raise PermissionDenied(error.message) from None
+            except ValidationFailed as error:
+                add_service_errors(form, error)
+            except DomainError as error:
+                messages.error(request, error.message)
+                return _back(request)
+            else:
+                messages.success(request, _fixed_message(action, finding, outcome) + _closed_or_open(finding))
+                return _back(request)
+        status = 400
+    return render(
         request,
-        pk,
-        lambda: reconciliation.finding_revoke_at_target(finding_id=pk, actor=request.user),
-        "Removal asked of the target: the finding resolves when it confirms.",
+        "governance/finding_fix.html",
+        {
+            "finding": finding,
+            "fix": fix,
+            "form": form,
+            "next": _safe_next(request),
+            "max_duration": finding.entitlement.effective_max_duration if finding.entitlement_id else None,
+        },
+        status=status,
     )
 
 
+#
+# The exception register
+#
+EXCEPTION_SORTS = {
+    "until": "expires_at",
+    "accepted": "accepted_at",
+    "kind": "finding__kind",
+    "by": "accepted_by_name",
+}
+
+
 @login_required
-@require_POST
-def finding_adopt(request, pk: int):
-    return _finding_action(
-        request,
-        pk,
-        lambda: reconciliation.finding_adopt(finding_id=pk, actor=request.user),
-        lambda grant: f"Adopted as standing grant #{grant.pk} and sent to its entitlement's owner for review.",
+def finding_exception_list(request):
+    """Accepted risks: who accepted what, why and until when. Auditors and admins read them all,
+    owners those of their own identities (the selector)."""
+    data = request.GET.copy()
+    data.setdefault("status", FindingExceptionStatus.ACTIVE)
+    form = ExceptionFilterForm(data)
+    queryset = selectors_findings.finding_exception_list(user=request.user)
+    if form.is_valid():
+        filters = form.cleaned_data
+        if filters["status"] in FindingExceptionStatus.values:
+            queryset = queryset.filter(status=filters["status"])
+        if filters["kind"]:
+            queryset = queryset.filter(finding__kind=filters["kind"])
+        if filters["q"]:
+            queryset = queryset.filter(
+                Q(finding__details__subject__icontains=filters["q"]) | Q(reason__icontains=filters["q"])
+            )
+        if filters["accepted_by"]:
+            queryset = queryset.filter(accepted_by_name__icontains=filters["accepted_by"])
+    queryset = order_rows(
+        queryset.order_by("expires_at", "pk"), request.GET.get("sort", ""), EXCEPTION_SORTS, then=("pk",)
     )
-
-
-@login_required
-@require_POST
-def finding_reprovision(request, pk: int):
-    return _finding_action(
+    query = request.GET.copy()
+    query.pop("page", None)
+    page_obj = DeferredJoinPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
         request,
-        pk,
-        lambda: reconciliation.finding_reprovision(finding_id=pk, actor=request.user),
-        lambda grant: f"Grant #{grant.pk} asked of the target again: waiting for the system.",
+        "governance/finding_exceptions.html",
+        {
+            "filter_form": form,
+            "page_obj": page_obj,
+            "querystring": query.urlencode(),
+            "sees_all": policies.is_admin(request.user) or policies.is_auditor(request.user),
+            "now": timezone.now(),
+        },
     )
 
 

@@ -1,15 +1,19 @@
-"""Inventory import (admins) and export (admins and auditors).
+"""Inventory import (admins everything, owners what they own) and export (admins and auditors).
 
-The upload page validates the whole file first: it shows what was created, updated and left
-unchanged, or a table of every bad row with its line number, and then nothing was written.
+The upload page validates the whole file first: it shows what was created (with links to it),
+updated and left unchanged, or a table of every bad row with its line number and all its errors
+together, and then nothing was written. Each kind of file has a template to start from.
 """
+
+from dataclasses import dataclass, field
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.exports import streaming_csv_response
@@ -19,7 +23,7 @@ from . import policies
 from .errors import DomainError
 from .imports.exports import csv_rows, json_chunks
 from .imports.specs import COLUMNS, ENTITIES, FORMATS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
-from .models import ImportJob
+from .models import Entitlement, Grant, Identity, ImportJob, System
 from .roles import Role, has_role
 from .services.import_jobs import import_job_submit
 from .services.imports import ImportRejected, import_apply
@@ -47,6 +51,52 @@ def _can_export(user) -> bool:
     return has_role(user, Role.ADMIN, Role.AUDITOR)
 
 
+IMPORT_REFUSED = "Only admins, and owners for what they own, may import the inventory."
+# What each kind of file creates, and the page of one.
+_CREATED = {
+    "identities": (Identity, "governance:identity_detail"),
+    "systems": (System, "governance:system_detail"),
+    "entitlements": (Entitlement, "governance:entitlement_detail"),
+    "grants": (Grant, "governance:grant_detail"),
+}
+
+
+def _created_links(result) -> list[tuple[str, str]]:
+    """(name, URL) of what the import created, for its first keys (one query), linked to their pages."""
+    result = result if isinstance(result, dict) else vars(result)
+    keys = list(result.get("created_keys") or ())
+    if result.get("dry_run") or not keys or result.get("entity") not in _CREATED:
+        return []
+    model, view = _CREATED[result["entity"]]
+    found = model.objects.filter(external_id__in=keys)
+    if model is Grant:
+        found = found.select_related("identity", "entitlement")
+    by_key = {obj.external_id: obj for obj in found}
+    return [(str(by_key[key]), reverse(view, args=[by_key[key].pk])) for key in keys if key in by_key]
+
+
+@dataclass
+class RowErrors:
+    """Every error of one row of the file, shown together."""
+
+    line: int
+    key: str
+    messages: list[str] = field(default_factory=list)
+
+
+def _grouped(row_errors) -> list[RowErrors]:
+    """Every error of a row together, rows in file order: one entry per (line, external id)."""
+    rows: dict[tuple, RowErrors] = {}
+    for error in row_errors:
+        line, key, message = (
+            (error["line"], error["key"], error["message"])
+            if isinstance(error, dict)
+            else (error.line, error.key, error.message)
+        )
+        rows.setdefault((line, key), RowErrors(line, key)).messages.append(message)
+    return list(rows.values())
+
+
 def _columns() -> list[dict]:
     return [
         {
@@ -62,8 +112,8 @@ def _columns() -> list[dict]:
 @require_http_methods(["GET", "POST"])
 def import_upload(request):
     if not policies.can_import(request.user):
-        raise PermissionDenied("Only admins may import the inventory.")
-    context = {"columns": _columns(), "entities": ENTITIES, "formats": FORMATS}
+        raise PermissionDenied(IMPORT_REFUSED)
+    context = _page_context(request)
     status = 200
     if request.method == "POST":
         form = ImportForm(request.POST, request.FILES)
@@ -80,7 +130,7 @@ def import_upload(request):
             except ImportRejected as exc:
                 context.update(
                     rejected=exc.message,
-                    row_errors=exc.row_errors[:ERRORS_SHOWN],
+                    row_errors=_grouped(exc.row_errors[:ERRORS_SHOWN]),
                     more_errors=max(len(exc.row_errors) - ERRORS_SHOWN, 0),
                     file_name=upload.name,
                 )
@@ -93,7 +143,18 @@ def import_upload(request):
     else:
         form = ImportForm()
     context["form"] = form
+    if "result" in context:
+        context["created_links"] = _created_links(context["result"])
     return render(request, "governance/import.html", context, status=status)
+
+
+def _page_context(request) -> dict:
+    return {
+        "columns": _columns(),
+        "entities": ENTITIES,
+        "formats": FORMATS,
+        "admin": policies.is_admin(request.user),
+    }
 
 
 def _import_arguments(form: ImportForm) -> dict:
@@ -120,7 +181,7 @@ def _job_context(job: ImportJob) -> dict:
     elif job.status == ImportJob.Status.REJECTED:
         context.update(
             rejected=job.message,
-            row_errors=job.row_errors[:ERRORS_SHOWN],
+            row_errors=_grouped(job.row_errors[:ERRORS_SHOWN]),
             more_errors=max(job.error_count - ERRORS_SHOWN, 0),
             file_name=job.file_name,
         )
@@ -134,11 +195,29 @@ def _job_context(job: ImportJob) -> dict:
 def import_job_detail(request, pk: int):
     """The import page following one job; htmx polls it until the job is done."""
     if not policies.can_import(request.user):
-        raise PermissionDenied("Only admins may import the inventory.")
-    job = get_object_or_404(ImportJob.objects.defer("content"), pk=pk)
-    context = {"columns": _columns(), "entities": ENTITIES, "formats": FORMATS, "form": ImportForm()}
+        raise PermissionDenied(IMPORT_REFUSED)
+    jobs = ImportJob.objects.defer("content")
+    if not policies.is_admin(request.user):
+        jobs = jobs.filter(created_by=request.user)  # an owner follows their own imports, nobody else's
+    job = get_object_or_404(jobs, pk=pk)
+    context = {**_page_context(request), "form": ImportForm()}
     context.update(_job_context(job))
+    if "result" in context:
+        context["created_links"] = _created_links(context["result"])
     return render(request, "governance/import.html", context)
+
+
+@login_required
+@require_GET
+def import_template(request, entity: str):
+    """A CSV with the columns of one kind of file and no rows: the place to start a file from."""
+    if not policies.can_import(request.user):
+        raise PermissionDenied(IMPORT_REFUSED)
+    if entity not in ENTITIES:
+        raise Http404(f"Choose one of {', '.join(ENTITIES)}.")
+    response = HttpResponse(",".join(COLUMNS[entity] + OPTIONAL_COLUMNS[entity]) + "\r\n", content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{entity}-template.csv"'
+    return response
 
 
 @login_required

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
+from audit.kernel.zones import current_zone_name
 from governance.models import Entitlement, Identity
 
 from .forms import DATETIME_LOCAL
@@ -100,6 +101,7 @@ class EligibilityForm(forms.Form):
 
     def __init__(self, *args, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["expires_at"].label = f"Eligible until ({current_zone_name()})"  # read in the viewer's zone
         cap = int(settings.BREAK_GLASS_MAX_DURATION.total_seconds() // 60)
         self.fields["max_minutes"].validators.append(MaxValueValidator(cap))
         self.fields["max_minutes"].widget.attrs["max"] = cap
@@ -149,6 +151,10 @@ class RenewForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
         help_text="You confirm it is still needed; the review is recorded with your name.",
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["expires_at"].label = f"Eligible until ({current_zone_name()})"  # read in the viewer's zone
 
 
 class RevokeForm(forms.Form):

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
+from audit.kernel.zones import current_zone_name
 from governance import selectors as inventory_selectors
 from governance.choices import RiskTier
 
@@ -52,6 +53,7 @@ class DelegationForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["expires_at"].label = f"Expires ({current_zone_name()})"  # read in the viewer's zone
         delegators = self.fields["delegator"]
         delegators.queryset = delegators_for(user=user)
         delegators.label_from_instance = lambda identity: (

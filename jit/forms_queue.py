@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
+from audit.kernel.widgets import QuickSelect
 from governance.choices import RiskTier
 from governance.models import System
 
@@ -59,9 +60,12 @@ def local_datetime_field(label: str, *, required: bool = False, help_text: str =
 class QueueFilterForm(forms.Form):
     """Filter the queue by requester, risk, system and age, and sort it (the selector does the work)."""
 
-    requester = forms.ChoiceField(label="Requester", required=False)
+    # Quick: one option per person waiting, each a template include with Django's Select.
+    requester = forms.ChoiceField(label="Requester", required=False, widget=QuickSelect)
     risk_tier = forms.ChoiceField(label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False)
-    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False, empty_label="Any")
+    system = forms.ModelChoiceField(
+        label="System", queryset=System.objects.none(), required=False, empty_label="Any", widget=QuickSelect
+    )
     waiting = forms.ChoiceField(label="Waiting", choices=WAITING_CHOICES, required=False)
     order = forms.ChoiceField(label="Sort by", choices=ORDERS, required=False)
 

@@ -7,7 +7,6 @@ Views parse input, call one service and render; every page restricts to what the
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.kernel.htmx import render_list
+from audit.kernel.pagination import CappedCountPaginator
 from governance import policies as inventory
 from governance import selectors as inventory_selectors
 from governance.choices import GrantStatus
@@ -70,7 +70,7 @@ NO_IDENTITY = (
 def _page(request, queryset, per_page: int = PAGE_SIZE):
     query = request.GET.copy()
     query.pop("page", None)
-    return Paginator(queryset, per_page).get_page(request.GET.get("page")), query.urlencode()
+    return CappedCountPaginator(queryset, per_page).get_page(request.GET.get("page")), query.urlencode()
 
 
 def _next_url(request, default: str) -> str:

@@ -4,10 +4,11 @@ Views parse input, call one service and render; every page checks who may see it
 or 404) and a refusal is shown beside its field.
 """
 
+from datetime import UTC
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 from django_otp import user_has_device
 
 from audit.kernel.htmx import render_list
+from audit.kernel.pagination import CappedCountPaginator
 from audit.models import AuditEvent
 from governance import policies as inventory
 from governance.errors import DomainError
@@ -79,7 +81,7 @@ def break_glass(request):
             messages.warning(
                 request,
                 f"Break-glass activated: {activation.entitlement.name} until "
-                f"{activation.ends_at:%H:%M} UTC. The reviewers, owners and security team have been told.",
+                f"{activation.ends_at.astimezone(UTC):%H:%M} UTC. The reviewers, owners and security team have been told.",
             )
             return redirect("jit:break_glass_detail", pk=activation.pk)
     status = 400 if form.is_bound and form.errors else 200
@@ -142,7 +144,7 @@ def eligibility_list(request):
     query.pop("page", None)
     context = {
         "filter_form": form,
-        "page_obj": Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page")),
+        "page_obj": CappedCountPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page")),
         "querystring": query.urlencode(),
         "can_manage": inventory.is_admin(request.user) and not inventory.is_read_only(request.user),
     }
@@ -267,7 +269,7 @@ def eligibility_renew_view(request, pk: int):
         submit="Renew",
         intro=f"{eligibility.entitlement.system.name} / {eligibility.entitlement.name} for "
         f"{eligibility.identity or 'group ' + eligibility.group}; now eligible until "
-        f"{eligibility.expires_at:%Y-%m-%d %H:%M} UTC.",
+        f"{eligibility.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC.",
         eligibility=eligibility,
         status=400 if form.errors else 200,
     )

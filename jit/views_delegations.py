@@ -3,11 +3,11 @@ let a machine act on one's behalf, and revocation. Views parse input, call one s
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from audit.kernel.pagination import CappedCountPaginator
 from governance import policies as inventory
 from governance.errors import DomainError, InvalidTransition, PermissionRefused
 
@@ -25,7 +25,7 @@ def _render_list(request, form: DelegationForm | None = None, status: int = 200)
     user = request.user
     query = request.GET.copy()
     query.pop("page", None)
-    page_obj = Paginator(delegations_visible_to(user=user), PAGE_SIZE).get_page(request.GET.get("page"))
+    page_obj = CappedCountPaginator(delegations_visible_to(user=user), PAGE_SIZE).get_page(request.GET.get("page"))
     me = inventory.identity_of(user)
     context = {
         "page_obj": page_obj,

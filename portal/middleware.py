@@ -1,15 +1,21 @@
 """Refuse text the database cannot store before any view sees it; the admin's writes as one state change;
-sessions that end by themselves; signed-in pages that no cache keeps."""
+sessions that end by themselves; signed-in pages that no cache keeps; times in the viewer's zone;
+the portal's own 404 and 403 pages even with DEBUG on."""
 
 import time
+import zoneinfo
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import HttpResponseBadRequest, JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
+from audit.kernel.zones import COOKIE, known_zone
 from audit.services import state_change
 
 MESSAGE = "Text may not contain NUL characters (\\x00); remove them and try again."
@@ -121,4 +127,78 @@ class NoStoreForSignedInMiddleware:
         response = self.get_response(request)
         if getattr(request, "user", None) is not None and request.user.is_authenticated:
             add_never_cache_headers(response)
+        return response
+
+
+class TimeZoneMiddleware:
+    """Every page shows (and its forms read) times in the viewer's zone: the one they chose on their profile
+    (kept in the session at sign-in, so this costs no query), else their browser's (the `tz` cookie
+    static/js/browser-time-zone.js keeps), else the portal's TIME_ZONE.
+
+    The API is left in the portal's zone: its answers do not change with a browser's cookie.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from .profiles import SESSION_TIME_ZONE
+
+        session = getattr(request, "session", None)
+        chosen = known_zone(session.get(SESSION_TIME_ZONE)) if session is not None else None
+        request.profile_time_zone = chosen or ""
+        name = chosen or known_zone(request.COOKIES.get(COOKIE))
+        if name is None or request.path.startswith("/api/"):
+            timezone.deactivate()
+            return self.get_response(request)
+        timezone.activate(zoneinfo.ZoneInfo(name))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
+
+
+class FriendlyErrorPagesMiddleware:
+    """A missing object (Http404) or a refusal (PermissionDenied) on a page people see renders the portal's
+    own templates/404.html and 403.html, in its design, even with DEBUG on (`make run`), where Django would
+    otherwise show its debug page with the URL patterns and the traceback.
+
+    The API keeps its JSON errors (its own exception handler); the admin keeps Django's.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.skip: tuple[str, ...] | None = None
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            settings.DEBUG
+            and response.status_code == 404
+            and getattr(request, "resolver_match", None) is None
+            and not self._skipped(request)
+        ):
+            # No page at this address: Django's debug 404 would list every URL pattern.
+            return self._page(request, "404.html", 404, None)
+        return response
+
+    def _skipped(self, request) -> bool:
+        if self.skip is None:
+            self.skip = ("/api/", reverse("admin:index"), f"/{settings.STATIC_URL.strip('/')}/")
+        return request.path.startswith(self.skip)
+
+    def process_exception(self, request, exception):
+        if self._skipped(request):
+            return None
+        if isinstance(exception, Http404):
+            return self._page(request, "404.html", 404, None)
+        if isinstance(exception, PermissionDenied):
+            return self._page(request, "403.html", 403, exception)
+        return None
+
+    @staticmethod
+    def _page(request, template: str, status: int, exception) -> TemplateResponse:
+        message = str(exception) if exception is not None and str(exception) else ""
+        response = TemplateResponse(request, template, {"exception": message}, status=status)
+        response.render()
         return response

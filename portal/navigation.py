@@ -29,9 +29,10 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("Identities", "governance:identity_list", frozenset(READ_INVENTORY_ROLES)),
     NavItem("Systems", "governance:system_list", frozenset(READ_INVENTORY_ROLES)),
     NavItem("Findings", "governance:finding_list", EVERYONE),
+    NavItem("Exceptions", "governance:finding_exception_list", frozenset({Role.OWNER, Role.AUDITOR, Role.ADMIN})),
     NavItem("My reviews", "governance:review_queue", EVERYONE, acting=True),
     NavItem("Campaigns", "governance:campaign_list", frozenset({Role.ADMIN, Role.AUDITOR, Role.OWNER})),
-    NavItem("Import", "governance:import", frozenset({Role.ADMIN})),
+    NavItem("Import", "governance:import", frozenset({Role.ADMIN, Role.OWNER})),  # owners: what they own
     NavItem(
         "Break-glass reviews",
         "jit:break_glass_review_list",

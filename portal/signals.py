@@ -12,12 +12,14 @@ from audit.context import get_context
 from audit.services import EventSpec, Target, audit_event_record, audit_events_record_many, chain_first
 
 from .middleware import session_mark_signed_in
+from .profiles import remember_time_zone
 
 
 @receiver(signals.user_logged_in)
 def _logged_in(sender, request, user, **kwargs):
     if request is not None and hasattr(request, "session"):
         session_mark_signed_in(request.session)
+        remember_time_zone(request.session, user)
     audit_event_record(actor=user, action=AuditAction.USER_LOGGED_IN, target=user)
 
 

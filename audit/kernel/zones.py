@@ -1,9 +1,10 @@
 """The time zone a page shows and reads times in: the viewer's browser's, else the portal's.
 
-No profile setting holds a person's zone yet, so the browser tells it: static/js/browser-time-zone.js
-keeps the browser's zone in the `tz` cookie and fills every `<input data-browser-time-zone>` (a
-filter form's hidden `tz` field). A `tz` in the query string wins over the cookie, so that a link to
-a filtered page ("from 09:00") means the same instant to whoever opens it.
+A person may choose their zone on their profile (portal.profiles; the middleware puts it on the request as
+`profile_time_zone`); otherwise the browser tells it: static/js/browser-time-zone.js keeps the browser's
+zone in the `tz` cookie and fills every `<input data-browser-time-zone>` (a filter form's hidden `tz`
+field). A `tz` in the query string wins over both, so that a link to a filtered page ("from 09:00")
+means the same instant to whoever opens it.
 """
 
 import zoneinfo
@@ -27,8 +28,10 @@ def known_zone(name: str | None) -> str | None:
 
 
 def viewer_zone(request) -> tzinfo:
-    """The zone to show and read this request's times in: its `tz` parameter, the browser's cookie, the portal's."""
-    for candidate in (request.GET.get(PARAMETER), request.COOKIES.get(COOKIE)):
+    """The zone to show and read this request's times in: its `tz` parameter, the person's chosen zone, the
+    browser's cookie, the portal's."""
+    chosen = getattr(request, "profile_time_zone", None)
+    for candidate in (request.GET.get(PARAMETER), chosen, request.COOKIES.get(COOKIE)):
         if name := known_zone(candidate):
             return zoneinfo.ZoneInfo(name)
     return timezone.get_default_timezone()
@@ -36,3 +39,8 @@ def viewer_zone(request) -> tzinfo:
 
 def zone_name(zone: tzinfo) -> str:
     return getattr(zone, "key", None) or str(zone)
+
+
+def current_zone_name() -> str:
+    """The zone this request shows and reads times in (portal.middleware.TimeZoneMiddleware activates it)."""
+    return zone_name(timezone.get_current_timezone())

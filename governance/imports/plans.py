@@ -42,6 +42,7 @@ from . import cells
 from .cells import CellError
 from .grant_rules import SELF_GRANT, BlockRules, sod_message
 from .readers import Row, RowError
+from .scope import ImportScope
 from .specs import PORTAL_KEY_PREFIX, portal_key
 
 Progress = Callable[[str, int, int], None]
@@ -235,7 +236,9 @@ _IDENTITY_REFS = [
 ]
 
 
-def plan_identities(rows: list[Row], *, progress: Progress | None = None, every: int = 10_000) -> Plan:
+def plan_identities(
+    rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, scope: ImportScope | None = None
+) -> Plan:
     plan = Plan("identities", Identity, IDENTITY_AUDITED)
     errors = plan.errors
     existing = _index(Identity.objects.all())
@@ -272,18 +275,26 @@ def plan_identities(rows: list[Row], *, progress: Progress | None = None, every:
             before = None
         else:
             before = plan.snapshot(obj)
-            if parsed["kind"] != obj.kind:
-                errors.append(RowError(row.line, key, f"kind cannot change on import (it is {obj.kind})"))
-                continue
-            if "status" in parsed and parsed["status"] != obj.status:
-                errors.append(
-                    RowError(
-                        row.line,
-                        key,
-                        f"status cannot change on import (it is {obj.status}): suspend or offboard in the portal",
-                    )
+        # Every error of the row is reported at once: checks that can go on after one failed do.
+        ok = True
+        denied = scope.identity_error(obj, is_new) if scope is not None else None
+        if denied:
+            errors.append(RowError(row.line, key, denied))
+            ok = False
+        if not is_new and parsed["kind"] != obj.kind:
+            errors.append(RowError(row.line, key, f"kind cannot change on import (it is {obj.kind})"))
+            ok = False
+        if not is_new and "status" in parsed and parsed["status"] != obj.status:
+            errors.append(
+                RowError(
+                    row.line,
+                    key,
+                    f"status cannot change on import (it is {obj.status}): suspend or offboard in the portal",
                 )
-                continue
+            )
+            ok = False
+        if not ok and not is_new and parsed["kind"] != obj.kind:
+            continue  # references are checked for the kind the row has; a row changing it says no more
         for name in _IDENTITY_PLAIN:
             if name in parsed:
                 setattr(obj, name, parsed[name])
@@ -291,7 +302,6 @@ def plan_identities(rows: list[Row], *, progress: Progress | None = None, every:
             # As identity_create does: credentials and self-requests belong to machines.
             obj.credential_type, obj.may_self_request = CredentialType.NONE, False
         pending: list[tuple[str, str]] = []
-        ok = True
         for column, attr in _IDENTITY_REFS:
             if column not in parsed:
                 continue
@@ -325,16 +335,22 @@ def plan_identities(rows: list[Row], *, progress: Progress | None = None, every:
                     plan.rely_on(Identity, target.pk, {"status": target.status}, row.line, key, f"{role} {ref!r}")
             else:
                 pending.append((f"{attr}_id", ref))
-        if not ok:
-            continue
         refs = dict(pending)  # references to identities the file creates, by key; the others by id
         backup = refs.get("backup_owner_id", obj.backup_owner_id)
         if backup is not None and backup == refs.get("owner_id", obj.owner_id):
             errors.append(RowError(row.line, key, "backup owner cannot be the owner: name someone else, or nobody"))
-            continue
+            ok = False
         has_owner = obj.owner_id is not None or any(attname == "owner_id" for attname, _ in pending)
         if obj.kind != IdentityKind.HUMAN and not has_owner:
-            errors.append(RowError(row.line, key, "a non-human identity needs an owner"))
+            if not parsed.get("owner_external_id"):  # one named but refused is reported above
+                errors.append(RowError(row.line, key, "a non-human identity needs an owner"))
+            ok = False
+        elif scope is not None and not denied and has_owner:
+            problem = scope.owner_error(refs.get("owner_id", obj.owner_id), is_new)
+            if problem:
+                errors.append(RowError(row.line, key, problem))
+                ok = False
+        if not ok:
             continue
         if pending:
             plan.links[id(obj)] = pending
@@ -411,7 +427,9 @@ def _retired_change(row: Row, key: str, obj, before: dict, plan: Plan, noun: str
     return False
 
 
-def plan_systems(rows: list[Row], *, progress: Progress | None = None, every: int = 10_000) -> Plan:
+def plan_systems(
+    rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, scope: ImportScope | None = None
+) -> Plan:
     plan = Plan("systems", System, SYSTEM_AUDITED)
     errors = plan.errors
     existing = _index(System.objects.all())
@@ -435,8 +453,14 @@ def plan_systems(rows: list[Row], *, progress: Progress | None = None, every: in
             obj, before = System(external_id=key), None
         else:
             before = plan.snapshot(obj)
+        denied = scope.system_error(obj, is_new) if scope is not None else None
+        if denied:
+            errors.append(RowError(row.line, key, denied))
+        elif scope is not None and "connector" in parsed and parsed["connector"] != obj.connector:
+            denied = "only an admin changes a system's connector"
+            errors.append(RowError(row.line, key, denied))
         owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, plan)
-        if owner_id is None:
+        if owner_id is None or denied:
             continue
         obj.owner_id = owner_id
         for name in ("name", "description", "criticality", "connector"):
@@ -526,7 +550,9 @@ _ENTITLEMENT_PLAIN = [
 ]
 
 
-def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, every: int = 10_000) -> Plan:
+def plan_entitlements(
+    rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, scope: ImportScope | None = None
+) -> Plan:
     plan = Plan("entitlements", Entitlement, ENTITLEMENT_AUDITED)
     errors = plan.errors
     existing = _index(Entitlement.objects.all())
@@ -546,26 +572,35 @@ def plan_entitlements(rows: list[Row], *, progress: Progress | None = None, ever
         is_new = obj is None
         system_key = parsed["system_external_id"]
         system = systems.get(system_key)
+        # Every error of the row is reported at once: the system, the scope and the owner are each checked.
+        ok = True
         if system is None:
             errors.append(RowError(row.line, key, f"unknown system external id {system_key!r}"))
-            continue
-        if is_new:
+            ok = False
+        elif is_new:
             problem = _new_key_error(key)
             if problem:
                 errors.append(RowError(row.line, key, problem))
-                continue
+                ok = False
             if system.status != LifecycleStatus.ACTIVE:
                 errors.append(RowError(row.line, key, f"system {system_key!r} is retired"))
-                continue
-            plan.rely_on(System, system.pk, {"status": system.status}, row.line, key, f"system {system_key!r}")
-            obj, before = Entitlement(external_id=key, system_id=system.pk), None
+                ok = False
+            if ok:
+                plan.rely_on(System, system.pk, {"status": system.status}, row.line, key, f"system {system_key!r}")
+        elif obj.system_id != system.pk:
+            errors.append(RowError(row.line, key, "an entitlement cannot move to another system"))
+            ok = False
+        if scope is not None and (system is not None or not is_new):
+            denied = scope.entitlement_error(obj, is_new, system.pk if system is not None else 0)
+            if denied:
+                errors.append(RowError(row.line, key, denied))
+                ok = False
+        if is_new:
+            obj, before = Entitlement(external_id=key, system_id=system.pk if system is not None else None), None
         else:
             before = plan.snapshot(obj)
-            if obj.system_id != system.pk:
-                errors.append(RowError(row.line, key, "an entitlement cannot move to another system"))
-                continue
         owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, plan)
-        if owner_id is None:
+        if owner_id is None or not ok:
             continue
         obj.owner_id = owner_id
         for name in _ENTITLEMENT_PLAIN:
@@ -627,6 +662,7 @@ def plan_grants(
     every: int = 10_000,
     now: datetime | None = None,
     refused_identities: frozenset[int] = frozenset(),
+    scope: ImportScope | None = None,
 ) -> Plan:
     """Grants are access that already exists on the target: imported as active, never changed by a re-import,
     except for when they were last used (a usage feed from the target moves it forward, never back).
@@ -673,6 +709,9 @@ def plan_grants(
             errors.append(
                 RowError(row.line, key, f"unknown entitlement external id {parsed['entitlement_external_id']!r}")
             )
+            bad = True
+        if entitlement is not None and scope is not None and (denied := scope.grant_error(entitlement.pk)):
+            errors.append(RowError(row.line, key, denied))
             bad = True
         if bad:
             continue
@@ -774,10 +813,12 @@ def plan_for(
     progress: Progress | None = None,
     every: int = 10_000,
     refused_identities: frozenset[int] = frozenset(),
+    scope: ImportScope | None = None,
 ) -> Plan:
-    """Plan an import; `refused_identities` (the importer's own) may be given no grant."""
+    """Plan an import; `refused_identities` (the importer's own) may be given no grant; `scope` (None:
+    an admin's, everything) names what a non-admin may import: any other row is a bad row."""
     options = {"refused_identities": refused_identities} if entity == "grants" else {}
-    plan = PLANNERS[entity](rows, progress=progress, every=every, **options)
+    plan = PLANNERS[entity](rows, progress=progress, every=every, scope=scope, **options)
     if entity != "identities" and plan.new_by_key:
         plan.levels = [list(plan.new_by_key.values())]
     return plan

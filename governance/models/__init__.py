@@ -2,7 +2,7 @@ from .certification import Campaign, CampaignStatus, ReviewItem
 from .credentials import ApiToken
 from .entitlements import Entitlement, SodRule
 from .federation import WorkloadExchange, WorkloadTrust
-from .findings import Finding
+from .findings import Finding, FindingException
 from .grants import Grant
 from .identities import Identity
 from .imports import ImportJob
@@ -16,6 +16,7 @@ __all__ = [
     "CampaignStatus",
     "Entitlement",
     "Finding",
+    "FindingException",
     "Grant",
     "Identity",
     "ImportJob",

@@ -1,7 +1,10 @@
+from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
-from ..choices import FindingKind, FindingStatus, Severity
+from audit.kernel.text import FREE_TEXT_MAX_LENGTH, free_text_field_constraints
+
+from ..choices import FindingExceptionStatus, FindingKind, FindingStatus, Severity
 
 
 class Finding(models.Model):
@@ -66,3 +69,58 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.details.get('subject', self.key)}"
+
+
+class FindingException(models.Model):
+    """An accepted risk: someone who answers for a finding chose to live with it until a date, for a reason.
+
+    The register of these is what an auditor reads ("who accepted what, why, until when"). While one is
+    active its finding is `accepted`; at `expires_at` the scan reopens the finding and the exception is
+    `expired`; if the problem goes away first the exception is `closed`. Rows are never deleted.
+    """
+
+    finding = models.ForeignKey(Finding, verbose_name="finding", on_delete=models.CASCADE, related_name="exceptions")
+    reason = models.TextField("reason", max_length=FREE_TEXT_MAX_LENGTH)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="accepted by",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    accepted_by_name = models.CharField("accepted by (name)", max_length=200, blank=True)
+    accepted_at = models.DateTimeField("accepted")
+    expires_at = models.DateTimeField("accepted until")
+    status = models.CharField(
+        "status",
+        max_length=16,
+        choices=FindingExceptionStatus.choices,
+        default=FindingExceptionStatus.ACTIVE,
+        db_index=True,
+    )
+    ended_at = models.DateTimeField("ended", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "finding exception"
+        ordering = ["-accepted_at", "-id"]
+        constraints = [
+            # One accepted risk at a time per finding: a second accept would hide who decided last.
+            models.UniqueConstraint(
+                fields=["finding"],
+                condition=Q(status="active"),
+                name="%(app_label)s_%(class)s_one_active_per_finding",
+            ),
+            # An exception is for a while, never open-ended or already over.
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("accepted_at")), name="%(app_label)s_%(class)s_expires_after_accepted"
+            ),
+            *free_text_field_constraints("reason"),
+        ]
+        indexes = [
+            # The scan's expiry pass: active exceptions by end date.
+            models.Index(fields=["status", "expires_at"], name="gov_findexc_status_expires_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Exception #{self.pk} for {self.finding_id} until {self.expires_at:%Y-%m-%d}"

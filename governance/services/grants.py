@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import Count, Q
 from django.urls import reverse
 
 from audit.choices import AuditAction
@@ -29,13 +30,14 @@ from audit.services import (
 )
 
 from .. import policies
-from ..choices import GrantKind, GrantStatus, IdentityStatus, SodAction
+from ..choices import GrantKind, GrantStatus, IdentityKind, IdentityStatus, SodAction
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..locks import hold_entitlement, lock
 from ..models import Entitlement, Grant, Identity, SodRule
 from ..roles import Role
 from .common import check, is_system
-from .notifications import holders_of, notify, users_of
+from .findings import findings_recheck_on_commit
+from .notifications import Notice, holders_of, notify, notify_many, users_of
 
 PROVISION, REVOKE, EXTEND = "connector.provision", "connector.revoke", "connector.extend"
 END_EXPIRED = "expired"
@@ -270,6 +272,7 @@ def grant_revoke(*, grant_id: int, actor: ActorLike, reason: str, end_reason: st
         data={"reason": reason, "end_reason": end_reason},
     )
     _ask_connector(grant, REVOKE)
+    findings_recheck_on_commit([grant.identity_id])  # no longer in force: its findings close at once
     return grant
 
 
@@ -418,6 +421,7 @@ def _revoke_many(*, grant_ids: list[int], actor: ActorLike, reason: str, end_rea
             ],
         )
         changed.extend(row[0] for row in rows)
+        findings_recheck_on_commit({row[2] for row in rows})
     return changed
 
 
@@ -453,6 +457,109 @@ def grant_confirm_revoked(*, grant_id: int, actor: ActorLike, confirmation: str 
             key=f"grant:{grant.pk}:ended",
         )
     return grant
+
+
+def grants_confirm_revoked_many(*, confirmations: dict[int, str]) -> dict[int, str]:
+    """`grant_confirm_revoked` for many grants at once, by the system (the outbox's batched revocations).
+
+    The same rules, set-based: the grants are locked in id order; those removed already change
+    nothing; those not being removed are refused (an error for that grant, nothing changed); the rest
+    become expired or revoked at the database's time, with their history rows, one audit event each
+    carrying the connector's confirmation, and their holders told (but not for "released").
+    `confirmations` maps each grant to what its target was seen to do. Returns the refused grants'
+    errors, by id. Joins the caller's transaction (the outbox's outcome record), else opens its own.
+    """
+    return _confirm_revoked_many(confirmations=confirmations) if confirmations else {}
+
+
+@state_change
+def _confirm_revoked_many(*, confirmations: dict[int, str]) -> dict[int, str]:
+    rows = list(
+        Grant.objects.select_for_update(no_key=True)
+        .filter(pk__in=sorted(confirmations))
+        .order_by("pk")
+        .values_list("pk", "status", "end_reason", "identity_id", "entitlement_id")
+    )
+    errors = {pk: f"Grant {pk} does not exist." for pk in set(confirmations) - {row[0] for row in rows}}
+    ending = []
+    for pk, status, end_reason, identity_id, entitlement_id in rows:
+        if status in (GrantStatus.REVOKED, GrantStatus.EXPIRED):
+            continue
+        if status not in (GrantStatus.REVOKING, GrantStatus.REVOKE_FAILED):
+            errors[pk] = f"Grant #{pk} is {GrantStatus(status).label.lower()}; nothing to confirm."
+            continue
+        ending.append((pk, end_reason, identity_id, entitlement_id))
+    if not ending:
+        return errors
+    now = clock.database_now()
+    ended = {"revoked_at": now, "last_error": "", "updated_at": now}
+    expired = [pk for pk, end_reason, *_ in ending if end_reason == END_EXPIRED]
+    revoked = [pk for pk, end_reason, *_ in ending if end_reason != END_EXPIRED]
+    if expired:
+        Grant.objects.filter(pk__in=expired).update(status=GrantStatus.EXPIRED, **ended)
+    if revoked:
+        Grant.objects.filter(pk__in=revoked).update(status=GrantStatus.REVOKED, **ended)
+    _history_record([row[0] for row in ending], now=now)
+    audit_events_record_many(
+        actor=Actor.system(),
+        events=[
+            EventSpec(
+                AuditAction.GRANT_EXPIRED if end_reason == END_EXPIRED else AuditAction.GRANT_REVOKED,
+                Target("governance.grant", str(pk), f"Grant #{pk}"),
+                {"end_reason": end_reason, **({"confirmation": confirmations[pk]} if confirmations[pk] else {})},
+            )
+            for pk, end_reason, _identity_id, _entitlement_id in ending
+        ],
+    )
+    _tell_holders_ended([row for row in ending if row[1] != "released"])  # who gave it back needs no telling
+    return errors
+
+
+def _tell_holders_ended(ended: list[tuple[int, str, int, int]]) -> None:
+    """What `grant_confirm_revoked` tells each holder, for many grants: one query when nobody has a login."""
+    if not ended:
+        return
+    holders = {
+        identity.pk: identity
+        for identity in Identity.objects.filter(pk__in={row[2] for row in ended})
+        .filter(
+            Q(kind=IdentityKind.HUMAN, user__isnull=False)
+            | (~Q(kind=IdentityKind.HUMAN) & (Q(owner__user__isnull=False) | Q(backup_owner__user__isnull=False)))
+        )
+        .select_related("user", "owner__user", "backup_owner__user")
+    }
+    told = [row for row in ended if row[2] in holders]
+    if not told:
+        return
+    entitlements = (
+        Entitlement.objects.select_related("system").only("name", "system__name").in_bulk({row[3] for row in told})
+    )
+    notices = []
+    for pk, end_reason, identity_id, entitlement_id in told:
+        expired, identity, entitlement = end_reason == END_EXPIRED, holders[identity_id], entitlements[entitlement_id]
+        ended_how = "expired" if expired else f"was removed ({end_reason or 'revoked'})"
+        notices.append(
+            Notice(
+                recipients=holders_of(identity),
+                kind="grant.expired" if expired else "grant.revoked",
+                subject=f"{entitlement.name} on {entitlement.system.name} for {identity.name} {ended_how}",
+                body="Request it again from the catalogue if it is still needed.",
+                link=reverse("governance:grant_detail", args=[pk]),
+                key=f"grant:{pk}:ended",
+            )
+        )
+    notify_many(notices)
+
+
+def _history_record(ids: list[int], *, now: datetime, note: str | None = None) -> None:
+    """The grants' rows as they now are, into their history, set-based (what a save records one by one)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_history_insert_sql(), [now, note, None, ids])
+        return
+    Grant.history.bulk_history_create(
+        list(Grant.objects.filter(pk__in=ids)), update=True, default_change_reason=note, default_date=now
+    )
 
 
 @state_change
@@ -499,27 +606,67 @@ def grant_retry_revoke(*, grant_id: int, actor: ActorLike) -> Grant:
     return _retry(grant_id, actor, GrantStatus.REVOKE_FAILED, "removal")
 
 
+_PG_RETRY_DUE = """
+    WITH due AS (
+        SELECT id FROM governance_grant
+        WHERE status = 'revoke_failed' AND updated_at <= %(cutoff)s
+        ORDER BY updated_at, id LIMIT %(limit)s
+        FOR NO KEY UPDATE SKIP LOCKED
+    )
+    UPDATE governance_grant AS g SET status = 'revoking', updated_at = %(now)s
+    FROM due WHERE g.id = due.id
+    RETURNING g.id, g.identity_id, g.entitlement_id
+"""
+
+
+@state_change
 def grants_retry_failed_revocations(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Ask the target again to remove each access whose removal failed REVOKE_FAILED_RETRY_MINUTES ago or more.
 
     Access nobody managed to remove is access still held: the sweep keeps asking until the target
-    confirms (or someone confirms by hand), each grant in its own short transaction.
+    confirms (or someone confirms by hand). What `grant_retry_revoke` does for one grant, set-based in
+    one short transaction: one UPDATE ... RETURNING moves the due grants back to `revoking` (a grant
+    locked by someone else, being confirmed or retried by hand, is skipped until the next sweep), their
+    history rows, one audit event each, and one outbox message each, keyed as `_ask_connector` keys it.
+    The failure time and the cutoff are read from one clock: `updated_at` is written by the
+    application's clock (a save's auto_now), so the cutoff is taken from it too, and the rows moved
+    here are stamped by it.
     """
-    now = now or clock.database_now()
+    now = now or clock.now()
     cutoff = now - timedelta(minutes=settings.REVOKE_FAILED_RETRY_MINUTES)
-    due = (
-        Grant.objects.filter(status=GrantStatus.REVOKE_FAILED, updated_at__lte=cutoff)
-        .order_by("updated_at", "pk")
-        .values_list("pk", flat=True)[:limit]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_RETRY_DUE, {"cutoff": cutoff, "now": now, "limit": limit})
+            rows = sorted(cursor.fetchall())
+    else:  # the embedded database: one writer at a time, no row locks to take
+        rows = list(
+            Grant.objects.filter(status=GrantStatus.REVOKE_FAILED, updated_at__lte=cutoff)
+            .order_by("updated_at", "pk")
+            .values_list("pk", "identity_id", "entitlement_id")[:limit]
+        )
+        Grant.objects.filter(pk__in=[row[0] for row in rows]).update(status=GrantStatus.REVOKING, updated_at=now)
+        rows.sort()
+    if not rows:
+        return 0
+    ids = [row[0] for row in rows]
+    _history_record(ids, now=now)
+    audit_events_record_many(
+        actor=Actor.system(),
+        events=[
+            EventSpec(
+                AuditAction.GRANT_REVOKE_REQUESTED, Target("governance.grant", str(pk), f"Grant #{pk}"), {"retry": True}
+            )
+            for pk, _identity_id, _entitlement_id in rows
+        ],
     )
-    retried = 0
-    for pk in list(due):
-        try:
-            grant_retry_revoke(grant_id=pk, actor=Actor.system())
-        except InvalidTransition:
-            continue  # confirmed or retried meanwhile
-        retried += 1
-    return retried
+    asks = dict(Grant.history.filter(id__in=ids).values("id").annotate(n=Count("*")).values_list("id", "n"))
+    enqueue_many(
+        [
+            OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=f"grant:{pk}:{REVOKE}:{asks[pk]}")
+            for pk in ids
+        ]
+    )
+    return len(rows)
 
 
 @state_change

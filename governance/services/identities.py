@@ -19,6 +19,7 @@ from .credentials import api_tokens_kill
 from .delegation import drop_delegates
 from .external_ids import refuse_reserved_external_id
 from .federation import workload_trusts_end
+from .findings import findings_recheck_on_commit
 
 # What may be edited and what the audit trail records of an identity (never credentials themselves).
 EDITABLE_FIELDS = [
@@ -146,6 +147,7 @@ def identity_update(*, identity_id: int, actor: ActorLike, changes: dict[str, An
     identity.save()
     audit_event_record(actor=actor, action=AuditAction.IDENTITY_UPDATED, target=identity, data=change)
     micro_review_identity_moved(identity, change)  # a move opens a review of the access held
+    findings_recheck_on_commit([identity.pk])  # e.g. a rotation recorded closes its finding at once
     return identity
 
 
@@ -176,6 +178,7 @@ def identity_change_owner(
         actor=actor, action=AuditAction.IDENTITY_OWNER_CHANGED, target=identity, data={**change, "reason": reason}
     )
     micro_review_owner_changed(identity, change)  # the new owner attests the access is still needed
+    findings_recheck_on_commit([identity.pk])  # an orphan with an owner again closes its finding at once
     return identity
 
 
@@ -226,6 +229,7 @@ def identity_reactivate(*, identity_id: int, actor: ActorLike, reason: str = "")
 
 def _move_status(identity: Identity, status: str, actor: ActorLike, action: str, reason: str, **data: Any) -> Identity:
     """Change a locked identity's status, its login with it, and audit both together."""
+    findings_recheck_on_commit([identity.pk])
     identity.status = status
     identity.save(update_fields=["status", "updated_at"])
     active = status == IdentityStatus.ACTIVE
@@ -309,7 +313,8 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
                 data={"former_owner": identity.pk, "reason": "owner offboarded and no active backup owner"},
             )
             result.orphaned.append(child.pk)
-    for backed in Identity.objects.filter(backup_owner=identity).order_by("pk"):  # locked above
+    backed_list = list(Identity.objects.filter(backup_owner=identity).order_by("pk"))  # locked above
+    for backed in backed_list:
         backed.backup_owner = None
         backed.save(update_fields=["backup_owner", "updated_at"])
         audit_event_record(
@@ -330,4 +335,6 @@ def identity_offboard(*, identity_id: int, actor: ActorLike, reason: str) -> Off
             "orphaned": result.orphaned,
         },
     )
+    # Its own findings close; the machines it owned or backed are orphaned or handed over.
+    findings_recheck_on_commit([identity.pk, *(child.pk for child in owned), *(b.pk for b in backed_list)])
     return result

@@ -108,7 +108,18 @@ def import_job_run(*, job_id: int) -> str:
         raise
     finally:
         progress.close()
-    fields = ("entity", "file_name", "rows", "created", "updated", "unchanged", "dry_run", "changed", "sha256")
+    fields = (
+        "entity",
+        "file_name",
+        "rows",
+        "created",
+        "updated",
+        "unchanged",
+        "dry_run",
+        "changed",
+        "sha256",
+        "created_keys",
+    )
     outcome = {field: getattr(result, field) for field in fields}
     return _finish(job, {"status": ImportJob.Status.SUCCEEDED, "result": outcome})
 

@@ -35,6 +35,7 @@ from ..imports import readers
 from ..imports.grant_rules import BlockRules, identities_not_for, sod_message
 from ..imports.plans import Plan, column, plan_for
 from ..imports.readers import RowError
+from ..imports.scope import import_scope
 from ..imports.specs import BATCH_SIZE, ENTITIES, FORMATS, PROGRESS_EVERY, REQUIRED_COLUMNS, allowed_columns, portal_key
 from ..locks import lock_many, share_ids
 from ..models import Entitlement, Grant, Identity, System
@@ -57,6 +58,7 @@ _IMPORT_LOCK_KEY = 0x696D706F7274  # "import"
 # governance.locks' order (identity -> system -> entitlement -> request -> grant; imports lock no requests).
 _LOCK_ORDER: tuple[type[models.Model], ...] = (Identity, System, Entitlement, Grant)
 CHANGED_MEANWHILE = "changed since you checked it; check again"
+CREATED_SHOWN = 20
 
 
 def _rows(row_errors: list[RowError]) -> int:
@@ -105,6 +107,8 @@ class ImportResult:
     updated: int
     unchanged: int
     dry_run: bool = False
+    # The first keys the import creates (CREATED_SHOWN at most), for the page to link to what it made.
+    created_keys: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -485,6 +489,7 @@ def import_apply(
             progress=progress,
             every=PROGRESS_EVERY,
             refused_identities=identities_not_for(acting_user(actor)),
+            scope=import_scope(acting_user(actor)),  # an owner imports only what they answer for
         )
         errors = sorted(parsed.errors + plan.errors, key=lambda e: e.line)
         if errors:
@@ -499,6 +504,7 @@ def import_apply(
             updated=plan.updated,
             unchanged=plan.unchanged,
             dry_run=dry_run,
+            created_keys=tuple(list(plan.new_by_key)[:CREATED_SHOWN]),
         )
         if dry_run or not result.changed:
             return result  # a no-op import leaves no trace: nothing saved, nothing audited

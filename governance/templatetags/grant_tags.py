@@ -1,11 +1,13 @@
-"""Display helpers for grants, durations and people, shared by the inventory and request pages."""
+"""Display helpers for grants, durations, times and people, shared by the inventory and request pages."""
 
 from datetime import datetime, timedelta
 
 from django import template
 from django.core.exceptions import ObjectDoesNotExist
+from django.utils.html import format_html
 
 from audit.kernel import clock
+from audit.templatetags.times import when
 from governance.choices import ApproverSource, GrantKind, GrantStatus, IdentityKind
 
 register = template.Library()
@@ -125,19 +127,59 @@ def person(user) -> str:
     return identity.name if identity is not None else (user.get_full_name() or user.get_username())
 
 
+SORT_ARROWS = {"ascending": "▲", "descending": "▼", "none": "↕"}
+
+
+def _sort_state(request, key: str) -> tuple[str, str]:
+    """The column's state ("ascending", "descending", "none") and the query string its link asks for."""
+    current = request.GET.get("sort", "")
+    state = "ascending" if current == key else "descending" if current == f"-{key}" else "none"
+    query = request.GET.copy()
+    query["sort"] = f"-{key}" if current == key else key
+    query.pop("page", None)
+    return state, query.urlencode()
+
+
+@register.simple_tag(takes_context=True)
+def sort_header(context, key: str, label: str, target: str = "") -> str:
+    """The one sortable column header of every table: a `<th>` whose `aria-sort` tells assistive technology
+    the current order and whose arrow tells the eye (▲ ascending, ▼ descending, ↕ sortable); the link
+    toggles the direction and keeps the filters. With `target` (a results container's selector) htmx
+    swaps only the results, and the address bar keeps the link."""
+    state, query = _sort_state(context["request"], key)
+    if target:
+        link = format_html(
+            '<a class="sort" href="?{}" hx-get="?{}" hx-target="{}" hx-swap="outerHTML" hx-push-url="true">',
+            query,
+            query,
+            target,
+        )
+    else:
+        link = format_html('<a class="sort" href="?{}">', query)
+    return format_html(
+        '<th scope="col" aria-sort="{}">{}{} <span class="sort-arrow" aria-hidden="true">{}</span></a></th>',
+        state,
+        link,
+        label,
+        SORT_ARROWS[state],
+    )
+
+
 @register.simple_tag(takes_context=True)
 def sort_link(context, key: str, label: str) -> str:
-    """A column header that sorts by `key`, toggling direction, keeping the other filters."""
-    from django.utils.html import format_html
+    """The link alone, for a template that writes its own `<th>` (prefer `sort_header`, which also says
+    the order with `aria-sort`); the same arrows."""
+    state, query = _sort_state(context["request"], key)
+    return format_html(
+        '<a class="sort" href="?{}">{} <span class="sort-arrow" aria-hidden="true">{}</span></a>',
+        query,
+        label,
+        SORT_ARROWS[state],
+    )
 
-    request = context["request"]
-    current = request.GET.get("sort", "")
-    target = f"-{key}" if current == key else key
-    query = request.GET.copy()
-    query["sort"] = target
-    query.pop("page", None)
-    arrow = " ▲" if current == key else " ▼" if current == f"-{key}" else ""
-    return format_html('<a class="sort" href="?{}">{}{}</a>', query.urlencode(), label, arrow)
+
+# Times in the portal's one style (`audit.templatetags.times`): every page that loads these tags has them.
+register.filter("when", when, is_safe=True)
 
 
 @register.filter

@@ -1,11 +1,11 @@
-"""Display helpers of the requester's pages: durations in one style, sortable column headers."""
+"""Display helpers of the requester's pages: durations in one style; the portal's sortable column header."""
 
 from datetime import timedelta
 
 from django import template
-from django.utils.html import format_html
 
 from audit.kernel import clock
+from governance.templatetags.grant_tags import sort_header as shared_sort_header
 
 from ..forms import duration_words
 
@@ -21,26 +21,9 @@ def words(value) -> str:
 
 
 @register.simple_tag(takes_context=True)
-def sort_header(context, key: str, label: str) -> str:
-    """A column header that sorts by `key` (toggling direction, keeping the filters), with `aria-sort`
-    saying the current order to assistive technology and an arrow saying it to the eye."""
-    request = context["request"]
-    current = request.GET.get("sort", "")
-    state = "ascending" if current == key else "descending" if current == f"-{key}" else "none"
-    query = request.GET.copy()
-    query["sort"] = f"-{key}" if current == key else key
-    query.pop("page", None)
-    arrow = {"ascending": "▲", "descending": "▼", "none": "↕"}[state]
-    return format_html(
-        '<th scope="col" aria-sort="{}"><a class="sort" href="?{}" hx-get="{}?{}" hx-target="#results" '
-        'hx-swap="outerHTML" hx-push-url="true">{} <span aria-hidden="true">{}</span></a></th>',
-        state,
-        query.urlencode(),
-        request.path,
-        query.urlencode(),
-        label,
-        arrow,
-    )
+def sort_header(context, key: str, label: str, target: str = "#results") -> str:
+    """The portal's one sortable header (`grant_tags.sort_header`); the request pages swap `#results`."""
+    return shared_sort_header(context, key, label, target)
 
 
 @register.filter

@@ -8,6 +8,7 @@ servers. With them it runs on PostgreSQL (psycopg 3) and Redis or RabbitMQ.
 import json
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "audit",
     "governance",
     "jit",
+    "identity_sources",
     "portal",
 ]
 
@@ -59,6 +61,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "portal.middleware.SessionLifetimeMiddleware",
+    # Times in the viewer's zone (their profile's, else their browser's); after the session, which keeps it.
+    "portal.middleware.TimeZoneMiddleware",
+    # The portal's own 404/403 pages for a missing object or a refusal, even with DEBUG on.
+    "portal.middleware.FriendlyErrorPagesMiddleware",
     "portal.middleware.NoStoreForSignedInMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -115,7 +121,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = [
     # First: refuses a sign-in of a locked-out account or client before any password is checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, refusing passwords when LOCAL_PASSWORDS is off (but for the break-glass login).
+    "identity_sources.sso.backends.LocalPasswordBackend",
+    # OpenID Connect sign-in (inert until OIDC_ISSUER and OIDC_RP_CLIENT_ID are set).
+    "identity_sources.sso.backends.SsoBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -314,7 +323,8 @@ REST_FRAMEWORK = {
     # drf-spectacular, with the error answers every operation documents (400/401/403/404/409/429).
     "DEFAULT_SCHEMA_CLASS": "governance.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "governance.api.exceptions.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # Page numbers counted up to 10,000 ("count_capped" beyond); the big lists page by cursor (NewestFirst).
+    "DEFAULT_PAGINATION_CLASS": "audit.kernel.pagination.CappedPageNumberPagination",
     "PAGE_SIZE": 50,
     # Over the rate: 429 with Retry-After and code "throttled" (governance.api.exceptions). Rates are per
     # API token, per user or machine identity (all its tokens together), or per client address
@@ -502,3 +512,79 @@ CONNECTOR_TIMEOUT_SECONDS = env_int("CONNECTOR_TIMEOUT_SECONDS", 10)
 REVOKE_FAILED_RETRY_MINUTES = env_int("REVOKE_FAILED_RETRY_MINUTES", 30)
 # Reconciliation: each reachable system's holdings are compared with the grants in force this often.
 RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 60)
+
+#
+# Single sign-on with OpenID Connect (identity_sources.sso, on mozilla-django-oidc). On when OIDC_ISSUER and
+# OIDC_RP_CLIENT_ID are set. Endpoints come from the issuer's discovery document (fetched once, cached);
+# an OIDC_OP_*_ENDPOINT variable overrides one where a provider's document is wrong or unreachable.
+#
+OIDC_ISSUER = (env_str("OIDC_ISSUER", "") or "").rstrip("/")
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "your organisation")
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET", "")
+OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+for _endpoint in ("AUTHORIZATION", "TOKEN", "USER", "JWKS", "END_SESSION"):
+    if env_str(f"OIDC_OP_{_endpoint}_ENDPOINT"):
+        globals()[f"OIDC_OP_{_endpoint}_ENDPOINT"] = env_str(f"OIDC_OP_{_endpoint}_ENDPOINT")
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_STORE_ID_TOKEN = True  # the id_token_hint that ends the provider's session at sign-out
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT_SECONDS", 10)
+OIDC_CLOCK_SKEW_SECONDS = env_int("OIDC_CLOCK_SKEW_SECONDS", 60)
+OIDC_DISCOVERY_CACHE_SECONDS = env_int("OIDC_DISCOVERY_CACHE_SECONDS", 3600)
+OIDC_AUTHENTICATE_CLASS = "identity_sources.sso.views.SsoStartView"
+OIDC_CALLBACK_CLASS = "identity_sources.sso.views.SsoCallbackView"
+LOGIN_REDIRECT_URL_FAILURE = "login"
+# First sign-in only: a person whose (issuer, sub) is not linked yet is matched to an active human Identity
+# by a verified e-mail in one of these domains. Empty: nobody is matched; an admin links them (no login is made).
+OIDC_LINK_EMAIL_DOMAINS = [d.lower().lstrip("@") for d in env_list("OIDC_LINK_EMAIL_DOMAINS")]
+# Roles from the provider's group claim: {"provider group": "portal role"}. The roles named here are kept by
+# the provider (given and taken at each sign-in); the others stay with the portal. Empty: all stay with the portal.
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+try:
+    OIDC_ROLE_MAP = json.loads(env_str("OIDC_ROLE_MAP", "{}") or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f'OIDC_ROLE_MAP must be JSON like {{"provider group": "portal role"}}: {exc}') from exc
+# Local passwords: "off" refuses every password sign-in but the break-glass login's (audited each time).
+LOCAL_PASSWORDS = (env_str("LOCAL_PASSWORDS", "on") or "on").lower() not in ("off", "0", "false", "no")
+BREAK_GLASS_USERNAME = env_str("BREAK_GLASS_USERNAME", "")
+# First sign-in by e-mail needs the provider to say it verified the address (`email_verified: true`);
+# off only for a provider that never sends the claim but owns the domain (Entra ID work accounts).
+OIDC_REQUIRE_EMAIL_VERIFIED = env_bool("OIDC_REQUIRE_EMAIL_VERIFIED", True)
+
+#
+# SCIM 2.0 provisioning (identity_sources.scim, on django-scim2) at /scim/v2/: identity providers push
+# joiners, movers and leavers with a SCIM source's own bearer token (`manage.py scim_source create NAME`).
+#
+SCIM_SERVICE_PROVIDER = {
+    "USER_MODEL_GETTER": "identity_sources.scim.settings_hooks.user_model",
+    "GROUP_MODEL": "identity_sources.models_scim.ScimGroup",
+    "USER_ADAPTER": "identity_sources.scim.adapters.ScimUserAdapter",
+    "GROUP_ADAPTER": "identity_sources.scim.adapters.ScimGroupAdapter",
+    "USER_FILTER_PARSER": "identity_sources.scim.filters.ScimUserFilter",
+    "GROUP_FILTER_PARSER": "identity_sources.scim.filters.ScimGroupFilter",
+    "SERVICE_PROVIDER_CONFIG_MODEL": "identity_sources.scim.schemas.ServiceProviderConfig",
+    "BASE_LOCATION_GETTER": "identity_sources.scim.settings_hooks.base_location",
+    "GET_EXTRA_MODEL_FILTER_KWARGS_GETTER": "identity_sources.scim.views.source_filter_kwargs_getter",
+    "AUTH_CHECK_MIDDLEWARE": "identity_sources.scim.auth.ScimBearerAuth",
+    # Locations are built from the request's own host; this is only the fallback outside a request.
+    "NETLOC": env_str("SCIM_NETLOC", "localhost:8000"),
+    "SCHEME": env_str("SCIM_SCHEME", "https"),
+    "DOCUMENTATION_URI": None,
+    "AUTHENTICATION_SCHEMES": [
+        {
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "A SCIM source's token (scim_...), made with `manage.py scim_source create NAME`.",
+            "primary": True,
+        }
+    ],
+    "WWW_AUTHENTICATE_HEADER": 'Bearer realm="scim"',
+}
+# Sign-out posts to the portal, which sends the browser on to the provider's end_session_endpoint: a form's
+# redirect, which the pages' CSP form-action must allow.
+for _url in (OIDC_ISSUER, env_str("OIDC_OP_END_SESSION_ENDPOINT", "")):
+    _origin = "{0.scheme}://{0.netloc}".format(urlsplit(_url)) if _url else ""
+    if _origin and _origin not in CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"]:
+        CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"].append(_origin)

@@ -84,3 +84,9 @@ if os.environ.get("PORTAL_TEST_EMAIL_DIR"):
     # A worker process started by a test writes mail where the test can read it.
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = os.environ["PORTAL_TEST_EMAIL_DIR"]
+
+# Single sign-on: django-oauth-toolkit (a dev-only dependency) is the real OpenID provider the SSO tests sign
+# in through; tests/identity_sources/provider.py starts it with an RSA key made by the test and points the
+# portal at it. Off (no OIDC_ISSUER) everywhere else.
+INSTALLED_APPS = [*INSTALLED_APPS, "oauth2_provider"]  # noqa: F405
+OAUTH2_PROVIDER = {"OIDC_ENABLED": False}

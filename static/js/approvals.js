@@ -1,7 +1,7 @@
 // The approver's pages: times typed are read in the browser's time zone (a hidden field the server
 // reads them with), also on cards htmx swaps in; "Select all" ticks every card on the page.
 (() => {
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zone = document.documentElement.dataset.profileTimeZone || Intl.DateTimeFormat().resolvedOptions().timeZone;
   const fillZones = (root) => {
     if (!zone) return;
     root.querySelectorAll("input[type='hidden'][name='time_zone']").forEach((field) => { field.value = zone; });

@@ -14,7 +14,7 @@ document.addEventListener("input", (event) => {
   if (other) other.checked = true;
 });
 document.addEventListener("DOMContentLoaded", () => {
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zone = document.documentElement.dataset.profileTimeZone || Intl.DateTimeFormat().resolvedOptions().timeZone;
   if (!zone) return;
   document.querySelectorAll("input[type='hidden'][name='time_zone']").forEach((field) => { field.value = zone; });
   document.querySelectorAll("[data-time-zone-name]").forEach((label) => { label.textContent = zone; });

@@ -3,6 +3,6 @@
 document.addEventListener("DOMContentLoaded", () => {
   const select = document.querySelector("select[data-browser-time-zone='']");
   if (!select || select.dataset.touched) return;
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zone = document.documentElement.dataset.profileTimeZone || Intl.DateTimeFormat().resolvedOptions().timeZone;
   if (zone && [...select.options].some((option) => option.value === zone)) select.value = zone;
 });

@@ -66,7 +66,7 @@ def test_an_admin_configures_a_webhook_system_and_tests_its_connection(page, log
 
     # the webhook's settings appear when it is picked
     page.get_by_label("Name").fill("Payroll")
-    page.get_by_role("textbox", name="Owner").fill("sol")
+    page.get_by_role("combobox", name="Owner").fill("sol")
     expect(page.locator("#connector-settings")).to_contain_text("needs no settings")
     page.get_by_label("Connector").select_option("webhook")
     expect(page.get_by_label("Target URL")).to_be_visible()

@@ -1,0 +1,68 @@
+"""Times in the portal's one style: relative words ("3 h ago", "in 2 days") with the absolute time in
+the viewer's zone on hover. The zone is activated per request (portal.middleware.TimeZoneMiddleware:
+the person's profile, else their browser's), so `timezone.localtime` here is the viewer's local time.
+
+`{% load times %}`; the inventory's and request pages' tag libraries (grant_tags, jit_tags) carry it too.
+"""
+
+from datetime import date, datetime, timedelta
+
+from django import template
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.html import format_html
+
+from audit.kernel import clock
+
+register = template.Library()
+
+RELATIVE_FOR = timedelta(days=7)
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(abs(delta.total_seconds()))
+    if seconds < 60:
+        return ""
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours = minutes // 60
+    if hours < 24:
+        return f"{hours} h"
+    days = hours // 24
+    return "1 day" if days == 1 else f"{days} days"
+
+
+def relative_words(moment: datetime, now: datetime) -> str:
+    """ "just now", "5 min ago", "in 3 h", "2 days ago"; beyond a week the date ("2026-11-12")."""
+    delta = moment - now
+    if abs(delta) >= RELATIVE_FOR:
+        return date_format(timezone.localtime(moment), "Y-m-d")
+    span = _ago(delta)
+    if not span:
+        return "just now"
+    return f"in {span}" if delta > timedelta(0) else f"{span} ago"
+
+
+@register.filter(is_safe=True)
+def when(value, style: str = "") -> str:
+    """A time in the portal's one style: `<time>` with the relative words ("3 h ago", "in 2 days") and the
+    absolute time in the viewer's zone on hover ("2026-12-03 10:35 CET"). `when:"exact"` shows the
+    absolute time itself (the audit trail, printed reports), still in a `<time>` with the zone on hover.
+    An empty value shows as "—"."""
+    if value in (None, ""):
+        return "—"
+    if not isinstance(value, datetime):
+        if isinstance(value, date):
+            return format_html('<time datetime="{}">{}</time>', value.isoformat(), value.isoformat())
+        return str(value)
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    seconds = ":s" if style == "exact-seconds" else ""
+    absolute = date_format(local, f"Y-m-d H:i{seconds} T" if timezone.is_aware(value) else f"Y-m-d H:i{seconds}")
+    if style == "exact":
+        shown = date_format(local, "Y-m-d H:i")
+    elif style == "exact-seconds":
+        shown = date_format(local, "Y-m-d H:i:s")
+    else:
+        shown = relative_words(value, clock.now())
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), absolute, shown)
