@@ -34,6 +34,8 @@ run: install
 	@echo ""
 	PORT=$(PORT) WEB_LOG_LEVEL=$(WEB_LOG_LEVEL) WORKER_LOG_LEVEL=$(WORKER_LOG_LEVEL) $(BIN)/honcho start -f Procfile
 
+# Two processes: the machines this runs on have two cores; each gets a database of its own (pytest-xdist).
+PYTEST_ARGS ?= -n 2
 test: install
 	DJANGO_SETTINGS_MODULE=portal.settings.test $(BIN)/pytest $(PYTEST_ARGS)
 
