@@ -155,8 +155,11 @@ def read(content: bytes, *, fmt: str, allowed: list[str], required: list[str]) -
         text = decode(content)
     except ValueError as exc:
         return ParsedFile([], [RowError(0, "", str(exc))], [])
-    reader = read_json if fmt == "json" else read_csv
-    return _refuse_nul(reader(text, allowed=allowed, required=required))
+    if fmt != "json":
+        parsed = read_csv(text, allowed=allowed, required=required)
+        # A CSV cell holds only characters of the file: without a NUL in it, no cell has one.
+        return _refuse_nul(parsed) if "\x00" in text else parsed
+    return _refuse_nul(read_json(text, allowed=allowed, required=required))
 
 
 def _nul_column(values: dict[str, Any]) -> str | None:

@@ -6,7 +6,8 @@ is bad. Otherwise `_apply`, one `state_change` transaction, first locks every ex
 changes or relies on (in `governance.locks`' order, a batch per query) and checks that each still
 holds what the plan read: checking a big file takes minutes, and an edit made meanwhile must not be
 reverted, so any such change refuses the whole file (`ImportConflict`, its rows named by line, like
-bad rows). Then it bulk-creates and bulk-updates in batches with their history rows, and records one
+bad rows). Then it bulk-creates and bulk-updates in batches with their history rows (identities on
+PostgreSQL: COPY into a staging table and INSERT ... SELECT / UPDATE ... FROM, `imports.staging`), and records one
 audit event per changed object plus one summary event in a single call. Unchanged rows are neither
 saved nor audited, so importing the same file twice changes nothing.
 """
@@ -31,7 +32,7 @@ from audit.services import ActorLike, EventSpec, Target, acting_user, audit_even
 from .. import policies
 from ..choices import GrantStatus
 from ..errors import ValidationFailed
-from ..imports import readers
+from ..imports import readers, staging
 from ..imports.grant_rules import BlockRules, identities_not_for, sod_message
 from ..imports.plans import Plan, column, plan_for
 from ..imports.readers import RowError
@@ -194,7 +195,15 @@ def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress |
             progress("written", done, total)
             reported = done
 
+    staged = staging.can_stage(plan.model)
+    user_id = user.pk if user is not None else None
     for level in plan.levels:
+        if staged:  # PostgreSQL: a level in one COPY and two statements
+            for obj in level:
+                _resolve_links(plan, obj)
+            staging.create_with_history(level, plan.model, user_id=user_id, reason=reason, when=now)
+            advance(len(level))
+            continue
         for batch in _batches(level):
             for obj in batch:
                 _resolve_links(plan, obj)
@@ -217,7 +226,17 @@ def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress |
         fields.update(changed)
         obj.updated_at = now
         changes.append((obj, {"before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}}))
-    if changes:
+    if changes and staged:
+        staging.update_with_history(
+            [obj for obj, _ in changes],
+            plan.model,
+            fields=sorted(fields | {"updated_at"}),
+            user_id=user_id,
+            reason=reason,
+            when=now,
+        )
+        advance(len(changes))
+    elif changes:
         objs = [obj for obj, _ in changes]
         for batch in _batches(objs):
             bulk_update_with_history(
@@ -230,8 +249,8 @@ def _write(plan: Plan, *, actor: ActorLike, file_name: str, progress: Progress |
                 default_date=now,
             )
             advance(len(batch))
-        if plan.entity == "identities":
-            _drop_former_owners_delegates(changes, actor)
+    if changes and plan.entity == "identities":
+        _drop_former_owners_delegates(changes, actor)
 
     created_action, _ = _ACTIONS[plan.entity]
     label = plan.model._meta.label_lower
