@@ -29,7 +29,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
 from .choices import AuditAction
 from .kernel import clock
@@ -392,7 +391,7 @@ def _record_outcomes(deliveries: list[_Delivery], result: DispatchResult) -> Non
                 failed.append(message)
     if delivered:
         OutboxMessage.objects.filter(pk__in=delivered).update(
-            status=OutboxStatus.DELIVERED, delivered_at=timezone.now(), last_error=""
+            status=OutboxStatus.DELIVERED, delivered_at=now, last_error=""
         )
     if failed:
         OutboxMessage.objects.bulk_update(failed, ["next_attempt_at", "last_error"])

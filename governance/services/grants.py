@@ -628,11 +628,11 @@ def grants_retry_failed_revocations(*, now: datetime | None = None, limit: int =
     one short transaction: one UPDATE ... RETURNING moves the due grants back to `revoking` (a grant
     locked by someone else, being confirmed or retried by hand, is skipped until the next sweep), their
     history rows, one audit event each, and one outbox message each, keyed as `_ask_connector` keys it.
-    The failure time and the cutoff are read from one clock: `updated_at` is written by the
-    application's clock (a save's auto_now), so the cutoff is taken from it too, and the rows moved
-    here are stamped by it.
+    Which grants are due, and the stamp on those moved, come from the database's clock, like every
+    other sweep's decision (the failure's own `updated_at` may be a node's auto_now: minutes of
+    threshold dwarf any skew).
     """
-    now = now or clock.now()
+    now = now or clock.database_now()
     cutoff = now - timedelta(minutes=settings.REVOKE_FAILED_RETRY_MINUTES)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

@@ -68,6 +68,30 @@ def _meta(adapter: "PortalAdapter", created, modified) -> dict[str, Any]:
 
 class PortalAdapter(SCIMMixin):
     id_field = "scim_id"
+    # What each resource type publishes at /ResourceTypes (set by each adapter).
+    endpoint = ""
+    description = ""
+    schema = ""
+    schema_extensions: tuple[str, ...] = ()
+
+    @classmethod
+    def resource_type_dict(cls, request=None) -> dict[str, Any]:
+        path = reverse("scim:resource-types", kwargs={"uuid": cls.resource_type})
+        document = {
+            "schemas": [constants.SchemaURI.RESOURCE_TYPE],
+            "id": cls.resource_type,
+            "name": cls.resource_type,
+            "endpoint": cls.endpoint,  # relative to the base URL (RFC 7643 §6)
+            "description": cls.description,
+            "schema": cls.schema,
+            "meta": {
+                "location": urljoin(get_base_scim_location_getter()(request), path),
+                "resourceType": "ResourceType",
+            },
+        }
+        if cls.schema_extensions:
+            document["schemaExtensions"] = [{"schema": uri, "required": False} for uri in cls.schema_extensions]
+        return document
 
     @property
     def source(self):
@@ -89,6 +113,10 @@ class PortalAdapter(SCIMMixin):
 class ScimUserAdapter(PortalAdapter):
     url_name = "scim:users"
     resource_type = "User"
+    endpoint = "/Users"
+    description = "A person: provisioning one creates a human identity in the inventory."
+    schema = USER
+    schema_extensions = (ENTERPRISE,)
 
     def __init__(self, obj: ScimUser, request=None):
         super().__init__(obj, request)
@@ -174,27 +202,13 @@ class ScimUserAdapter(PortalAdapter):
         with scim_errors():
             services.scim_user_delete(source=self.source, scim_user_id=self.obj.pk)
 
-    @classmethod
-    def resource_type_dict(cls, request=None) -> dict[str, Any]:
-        path = reverse("scim:resource-types", kwargs={"uuid": cls.resource_type})
-        return {
-            "schemas": [constants.SchemaURI.RESOURCE_TYPE],
-            "id": cls.resource_type,
-            "name": "User",
-            "endpoint": "/Users",  # relative to the base URL (RFC 7643 §6)
-            "description": "A person: provisioning one creates a human identity in the inventory.",
-            "schema": USER,
-            "schemaExtensions": [{"schema": ENTERPRISE, "required": False}],
-            "meta": {
-                "location": urljoin(get_base_scim_location_getter()(request), path),
-                "resourceType": "ResourceType",
-            },
-        }
-
 
 class ScimGroupAdapter(PortalAdapter):
     url_name = "scim:groups"
     resource_type = "Group"
+    endpoint = "/Groups"
+    description = "A group as the provider keeps it; membership never grants access in the portal."
+    schema = GROUP
 
     def __init__(self, obj: ScimGroup, request=None):
         super().__init__(obj, request)
@@ -245,19 +259,3 @@ class ScimGroupAdapter(PortalAdapter):
     def delete(self) -> None:
         with scim_errors():
             services.scim_group_delete(source=self.source, group_id=self.obj.pk)
-
-    @classmethod
-    def resource_type_dict(cls, request=None) -> dict[str, Any]:
-        path = reverse("scim:resource-types", kwargs={"uuid": cls.resource_type})
-        return {
-            "schemas": [constants.SchemaURI.RESOURCE_TYPE],
-            "id": cls.resource_type,
-            "name": "Group",
-            "endpoint": "/Groups",
-            "description": "A group as the provider keeps it; membership never grants access in the portal.",
-            "schema": GROUP,
-            "meta": {
-                "location": urljoin(get_base_scim_location_getter()(request), path),
-                "resourceType": "ResourceType",
-            },
-        }
