@@ -207,6 +207,8 @@ AXES_CLIENT_IP_CALLABLE = "audit.middleware.client_ip"  # the same address the a
 AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in the audit trail already
 AXES_ENABLE_ADMIN = False  # no unaudited way to lift a lock in the admin; `manage.py axes_reset_username`
 AXES_VERBOSE = False
+# The SSO callback is never counted or locked: the provider vouched for whoever reaches it.
+AXES_WHITELIST_CALLABLE = "identity_sources.sso.throttling.sso_callback_exempt"
 #
 # Cache: API throttling counts requests here, so production with several processes sets CACHE_URL
 # (redis://host:6379/1); without it each process counts on its own (local memory).

@@ -4,7 +4,7 @@ and the login page's single sign-on button."""
 import pytest
 from django.urls import reverse
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, OutboxMessage
 from tests.factories.governance import PersonFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +35,20 @@ def test_passwords_off_refuse_everyone_but_the_break_glass_login(client, people,
     assert post_login(client, "root-breakglass").status_code == 302
     used = AuditEvent.objects.get(action="user.break_glass_password")
     assert used.actor_label == "root-breakglass"
+
+
+def test_passwords_off_send_a_reset_link_only_to_the_break_glass_login(client, settings):
+    PersonFactory(user__username="alice", user__email="alice@example.org")
+    PersonFactory(user__username="root-breakglass", user__email="root@example.org")
+    settings.LOCAL_PASSWORDS = False
+    settings.BREAK_GLASS_USERNAME = "root-breakglass"
+
+    for email in ("alice@example.org", "root@example.org"):
+        # The same answer for both: the page tells nobody who holds a login.
+        assert client.post(reverse("password_reset"), {"email": email}).status_code == 302
+
+    mailed = OutboxMessage.objects.filter(kind="email.send")
+    assert [message.payload["to"] for message in mailed] == [["root@example.org"]]
 
 
 def test_passwords_off_without_a_break_glass_login_refuse_everyone(client, people, settings):

@@ -152,6 +152,20 @@ def test_someone_not_in_the_inventory_is_refused_with_a_clear_page_and_nothing_m
     assert refused.channel == "sso" and refused.data["reason"] == "no_identity"
 
 
+def test_refused_sso_sign_ins_do_not_lock_the_address_out_of_passwords(client, idp, alice, settings):
+    from axes.models import AccessAttempt
+
+    strangers = [
+        idp_person(f"stranger{n}.at.idp", f"stranger{n}@example.org") for n in range(settings.AXES_FAILURE_LIMIT + 1)
+    ]
+    for stranger in strangers:
+        assert sign_in(client, stranger).status_code == 403
+
+    assert not AccessAttempt.objects.exists()
+    signed_in = client.post(reverse("login"), {"username": "alice", "password": "pw-for-tests"})
+    assert signed_in.status_code == 302 and signed_in_user_id(client) is not None
+
+
 def test_without_a_configured_domain_nobody_is_linked_by_email(client, idp, alice, settings):
     settings.OIDC_LINK_EMAIL_DOMAINS = []
 
