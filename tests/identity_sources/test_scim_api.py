@@ -243,6 +243,8 @@ def test_filter_pagination_and_attributes(idp, django_assert_max_num_queries):
         idp.call("post", "Users", person(f"user{n}", team="Payments" if n % 2 else "Data"))
     found = idp.call("get", "Users", filter='userName eq "user3"').json()
     assert found["totalResults"] == 1 and found["Resources"][0]["userName"] == "user3"
+    # userName is caseExact false (RFC 7643 §4.1.1): Okta and Entra ID send it as the person typed it.
+    assert idp.call("get", "Users", filter='userName eq "USER3"').json()["totalResults"] == 1
     page = idp.call("get", "Users", startIndex=2, count=2).json()
     assert page["totalResults"] == 5 and page["itemsPerPage"] == 2 and page["startIndex"] == 2
     assert [r["userName"] for r in page["Resources"]] == ["user1", "user2"]
