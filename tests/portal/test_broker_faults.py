@@ -141,12 +141,15 @@ def test_an_approval_answers_within_a_second_whatever_the_broker_does(warm_clien
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("url_name", ["health_ready", "health"])
-def test_health_reports_the_broker_down_within_a_second_and_a_half(warm_client, broken_broker, url_name):
+def test_health_reports_the_broker_down_within_its_timeout(warm_client, broken_broker, url_name, settings):
     response, elapsed = _within(5, lambda: warm_client.get(reverse(url_name)))
 
     assert response.status_code == 503
     assert response.json()["checks"]["broker"] == {"ok": False}
-    assert elapsed < 1.5, f"{url_name} took {elapsed:.1f} s with the broker {broken_broker}"
+    # The probe's timeout, and a second for the rest of the checks on a busy machine (it was 1.5 s in all,
+    # which a loaded CI machine once missed by 9 ms); a hung broker without the timeout takes far longer.
+    bound = settings.HEALTH_BROKER_TIMEOUT_SECONDS + 1
+    assert elapsed < bound, f"{url_name} took {elapsed:.1f} s with the broker {broken_broker}"
 
 
 def test_the_broker_check_says_why_to_staff(broken_broker):
