@@ -43,6 +43,7 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("Audit trail", "audit:event_list", frozenset({Role.AUDITOR, Role.ADMIN})),
     NavItem("Inventory export", "governance:export", frozenset({Role.AUDITOR, Role.ADMIN})),
     NavItem("Logins", "governance:login_list", frozenset({Role.ADMIN})),
+    NavItem("Identity sources", "identity_sources:scim_sources", frozenset({Role.ADMIN})),
     NavItem("Admin", "admin:index", frozenset({Role.ADMIN})),
 ]
 

@@ -23,5 +23,6 @@ urlpatterns = [
     re_path(r"^api/(?P<version>v1)/", include("portal.api_urls")),
     # SCIM 2.0 provisioning for identity providers (identity_sources.scim): its own bearer tokens only.
     path("scim/v2/", include("identity_sources.scim.urls")),
+    path("identity-sources/", include("identity_sources.scim.page_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -431,6 +431,18 @@ RULES: dict[str, Rule] = {
     "governance:login_password_reset": Rule(
         {"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, kwargs=obj("login"), data=reason
     ),
+    # SCIM sources (identity_sources.scim.pages): admins only; no source exists in this world, so an admin
+    # learns that (404) and nobody else learns anything (403 first). tests/identity_sources covers the rest.
+    "identity_sources:scim_sources": Rule({"GET": admins_only()}),
+    "identity_sources:scim_source_add": Rule(
+        {"GET": ONLY_POST, "POST": admins_only(ALLOWED)}, data=lambda w, role: {"name": "matrix-source"}
+    ),
+    **{
+        f"identity_sources:{name}": Rule(
+            {"GET": ONLY_POST, "POST": answers(admin=404, rest=403)}, kwargs=lambda w, r, o: {"pk": 999_999}
+        )
+        for name in ("scim_source_rotate", "scim_source_revoke")
+    },
     # Separation-of-duties rules: everyone reads them, admins change them
     "governance:sod_rule_list": Rule({"GET": everyone(200)}),
     "governance:sod_rule_create": Rule({"GET": admins_only(), "POST": admins_only(ALLOWED)}),
