@@ -1,5 +1,7 @@
 """Person fields pick from a live search; approval stages are built, not typed as JSON (issue 16, owner 3, admin 1)."""
 
+import contextlib
+
 import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
@@ -86,3 +88,34 @@ def test_an_admin_builds_a_two_stage_path_and_saves_it(page, login):
         {"approver": "group", "quorum": 2, "group": "dba"},
         {"approver": "entitlement_owner", "quorum": 1},
     ]
+
+
+def test_a_late_refresh_of_the_builder_never_undoes_a_later_change(page, login):
+    PersonFactory(name="Ada Admin", user__username="ada", user__roles=["admin"])
+    Group.objects.create(name="dba")
+    entitlement = EntitlementFactory(name="orders-write", approval_stages=[{"approver": "entitlement_owner"}])
+    login("ada")
+    page.goto(f"/inventory/catalogue/{entitlement.pk}/edit/")
+
+    # the builder's refreshes are held on the way to the server, to be let go in the order the test says
+    held = []
+    page.route("**/catalogue/approval-stages/**", lambda route: held.append(route))
+
+    def until_held(count: int) -> None:
+        while len(held) < count:
+            page.wait_for_timeout(20)
+
+    page.locator("#stage-1-approver").select_option("group")  # the first refresh
+    until_held(1)
+    page.locator("#stage-1-quorum").fill("2")
+    page.locator("#stage-1-quorum").press("Tab")  # the second, while the first is on its way
+    until_held(2)
+    with contextlib.suppress(Exception):  # the browser may have cancelled it already
+        held[0].continue_()
+    page.wait_for_timeout(300)  # the first answer, had it been kept, is swapped in by now
+    held[1].continue_()
+    page.wait_for_load_state("networkidle")
+
+    expect(page.locator("#stage-1-approver")).to_have_value("group")
+    expect(page.locator("#stage-1-group")).to_be_visible()
+    expect(page.locator("#stage-1-quorum")).to_have_value("2")
