@@ -84,12 +84,15 @@ def find_person(text: str, *, signs_in: bool = False) -> Identity:
     return found[0]
 
 
-def person_picker_attrs(name: str, listbox: str, *, signs_in: bool = False) -> dict[str, str]:
+def person_picker_attrs(name: str, listbox: str, *, signs_in: bool = False, lines: bool = False) -> dict[str, str]:
     """A text input's attributes that make it a combobox asking `people_search` as one types (htmx).
 
-    Without script they do nothing: the input stays a plain field taking a login, email or name.
+    Without script they do nothing: the input stays a plain field taking a login, email or name. With
+    `lines` (a textarea of people, one a line) the search is for the last line, and a pick replaces it.
     """
     values = {"field": name, "listbox": listbox, **({"signs_in": "1"} if signs_in else {})}
+    if lines:
+        values["lines"] = "1"
     return {
         "role": "combobox",
         "aria-autocomplete": "list",
@@ -119,6 +122,22 @@ class PersonWidget(forms.TextInput):
         attrs.setdefault("id", f"id_{name}")
         listbox = f"{attrs['id']}_listbox"
         attrs.update(person_picker_attrs(name, listbox, signs_in=self.signs_in))
+        return format_html(
+            '<span class="person-picker">{}<ul role="listbox" id="{}" class="picker-options" '
+            'aria-label="People found" hidden></ul></span>',
+            super().render(name, value, attrs, renderer),
+            listbox,
+        )
+
+
+class PeopleWidget(forms.Textarea):
+    """A textarea of people, one a line, whose last line searches as one types (the person picker's list)."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        attrs = {**self.attrs, **(attrs or {})}
+        attrs.setdefault("id", f"id_{name}")
+        listbox = f"{attrs['id']}_listbox"
+        attrs.update(person_picker_attrs(name, listbox, lines=True))
         return format_html(
             '<span class="person-picker">{}<ul role="listbox" id="{}" class="picker-options" '
             'aria-label="People found" hidden></ul></span>',

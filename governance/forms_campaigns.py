@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 
 from .choices import GrantKind, IdentityKind, LifecycleStatus, RiskTier
-from .forms import find_person, person_text
+from .forms import PeopleWidget, find_person, person_text
 from .models import Entitlement, Identity, System
 from .models.certification import (
     Decision,
@@ -106,8 +106,9 @@ class CampaignForm(forms.Form):
     owners = forms.CharField(
         label="Owners",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
-        help_text="People whose identities, entitlements or systems are reviewed: one login, email or name per line. "
+        widget=PeopleWidget(attrs={"rows": 2, "spellcheck": "false"}),
+        help_text="People whose identities, entitlements or systems are reviewed: one login, email or name per line "
+        "(type part of a name to pick from a list). "
         "Empty: anyone's.",
     )
     teams = forms.MultipleChoiceField(

@@ -22,7 +22,10 @@ def people_search(request):
     if not can_pick_people(request.user):
         raise PermissionDenied("Only people who keep the inventory true pick people.")
     field = request.GET.get("field", "")
-    text = (request.GET.get("q") if "q" in request.GET else request.GET.get(field, "")).strip()
+    text = request.GET.get("q") if "q" in request.GET else request.GET.get(field, "")
+    if request.GET.get("lines") == "1":  # a list of people, one a line: the line being typed is the last
+        text = text.rsplit("\n", 1)[-1]
+    text = text.strip()
     listbox = request.GET.get("listbox", "people") if request.GET.get("listbox", "").isidentifier() else "people"
     context = {"text": text, "listbox": listbox, "people": [], "error": ""}
     status = 200

@@ -1,10 +1,15 @@
 // A person field's combobox (governance.forms.PersonWidget): htmx fills the list as one types; this
 // opens and closes it and works it by keyboard (ArrowDown/ArrowUp to move, Enter to pick, Escape to
 // close) or pointer, per the ARIA combobox pattern. Without this script the input is a plain field.
+// A textarea of people (governance.forms.PeopleWidget, one a line) searches for its last line, and a
+// pick replaces that line and starts a new one; its arrow keys move the cursor unless the list is open.
 (() => {
   const inputOf = (listbox) => document.querySelector(`[data-person-input][aria-controls="${listbox.id}"]`);
   const listboxOf = (input) => document.getElementById(input.getAttribute("aria-controls"));
   const options = (listbox) => [...listbox.querySelectorAll('[role="option"]:not([aria-disabled="true"])')];
+  const isPickerInput = (element) =>
+    (element instanceof HTMLInputElement || element instanceof HTMLTextAreaElement) && element.hasAttribute("data-person-input");
+  const isLines = (input) => input instanceof HTMLTextAreaElement;
 
   function setOpen(input, open) {
     const listbox = listboxOf(input);
@@ -27,7 +32,14 @@
   }
 
   function pick(input, option) {
-    input.value = option.dataset.value;
+    if (isLines(input)) {
+      const lines = input.value.split("\n");
+      lines[lines.length - 1] = option.dataset.value;
+      input.value = lines.join("\n") + "\n";
+      input.setSelectionRange(input.value.length, input.value.length);
+    } else {
+      input.value = option.dataset.value;
+    }
     setOpen(input, false);
     input.dispatchEvent(new Event("change", { bubbles: true }));
   }
@@ -42,10 +54,11 @@
 
   document.addEventListener("keydown", (event) => {
     const input = event.target;
-    if (!(input instanceof HTMLInputElement) || !input.hasAttribute("data-person-input")) return;
+    if (!isPickerInput(input)) return;
     const listbox = listboxOf(input);
     if (!listbox) return;
     const open = !listbox.hidden;
+    if (isLines(input) && !open) return; // the textarea's own keys: move between lines, a new line
     const all = options(listbox);
     const current = all.findIndex((o) => o.id === input.getAttribute("aria-activedescendant"));
     if (event.key === "ArrowDown" || event.key === "ArrowUp") {
@@ -79,6 +92,6 @@
 
   document.addEventListener("focusout", (event) => {
     const input = event.target;
-    if (input instanceof HTMLInputElement && input.hasAttribute("data-person-input")) setOpen(input, false);
+    if (isPickerInput(input)) setOpen(input, false);
   });
 })();

@@ -119,3 +119,37 @@ def test_a_late_refresh_of_the_builder_never_undoes_a_later_change(page, login):
     expect(page.locator("#stage-1-approver")).to_have_value("group")
     expect(page.locator("#stage-1-group")).to_be_visible()
     expect(page.locator("#stage-1-quorum")).to_have_value("2")
+
+
+def test_a_campaigns_owners_are_picked_one_a_line(page, login):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from governance.models import Campaign
+
+    PersonFactory(name="Ada Admin", user__username="ada", user__roles=["admin"])
+    bea = PersonFactory(name="Bea Backup", user__username="bea")
+    ben = PersonFactory(name="Ben Bystander", user__username="ben")
+    login("ada")
+    page.goto("/inventory/campaigns/new/")
+    page.get_by_role("textbox", name="Name", exact=True).fill("Owners Q1")
+    page.get_by_label("Time zone of the dates below").select_option("UTC")
+    page.locator("#id_due_at").fill((timezone.now() + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M"))
+
+    # the first owner by keyboard, the second by pointer; each pick takes its own line
+    owners = page.get_by_role("combobox", name="Owners")
+    options = page.get_by_role("listbox", name="People found")
+    owners.press_sequentially("bea b", delay=30)
+    expect(options.get_by_role("option")).to_have_count(1)
+    owners.press("ArrowDown")
+    owners.press("Enter")
+    expect(owners).to_have_value("bea\n")
+    owners.press_sequentially("bysta", delay=30)
+    options.get_by_role("option", name="Ben Bystander").click()
+    expect(owners).to_have_value("bea\nben\n")
+    assert axe_violations(page) == []
+
+    page.get_by_role("button", name="Save the draft").click()
+    expect(page.locator("#messages")).to_contain_text("Check the preview")
+    assert sorted(Campaign.objects.get(name="Owners Q1").scope["owners"]) == sorted([bea.pk, ben.pk])
