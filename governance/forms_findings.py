@@ -9,7 +9,17 @@ from audit.kernel.text import FREE_TEXT_MAX_LENGTH
 
 from .choices import FindingExceptionStatus, FindingKind
 from .forms import PersonField
-from .services.finding_fixes import ACCEPT, ASSIGN_OWNER, CONVERT_TO_JIT, MARK_ROTATED, MAX_ACCEPT_DAYS, REVOKE
+from .services.finding_fixes import (
+    ACCEPT,
+    ASSIGN_ENTITLEMENT_OWNER,
+    ASSIGN_OWNER,
+    CONVERT_TO_JIT,
+    MARK_ROTATED,
+    MAX_ACCEPT_DAYS,
+    REVOKE,
+    SECRET_MOVED,
+    SUSPEND,
+)
 
 
 class AssignOwnerForm(forms.Form):
@@ -26,6 +36,29 @@ class MarkRotatedForm(forms.Form):
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="How it was rotated: a ticket, a change, the secret's new version.",
+    )
+
+    def arguments(self) -> dict:
+        return {"evidence": self.cleaned_data["evidence"]}
+
+
+class SuspendForm(forms.Form):
+    reason = forms.CharField(
+        label="Why it is suspended",
+        max_length=FREE_TEXT_MAX_LENGTH,
+        help_text="Its access ends now and its tokens stop working; reactivate it if it turns out to be needed.",
+    )
+
+    def arguments(self) -> dict:
+        return {"reason": self.cleaned_data["reason"]}
+
+
+class SecretMovedForm(forms.Form):
+    evidence = forms.CharField(
+        label="Where the secret now lives",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Its path in the secrets manager, or the change that moved it. Revoke the old copy too.",
     )
 
     def arguments(self) -> dict:
@@ -77,6 +110,9 @@ FIX_FORMS: dict[str, type[forms.Form]] = {
     REVOKE: RevokeForm,
     CONVERT_TO_JIT: ConvertForm,
     ACCEPT: AcceptForm,
+    SUSPEND: SuspendForm,
+    SECRET_MOVED: SecretMovedForm,
+    ASSIGN_ENTITLEMENT_OWNER: AssignOwnerForm,
 }
 
 

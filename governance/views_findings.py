@@ -22,6 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from audit.kernel.pagination import DeferredJoinPaginator
+from audit.kernel.widgets import QuickSelect
 
 from . import policies, selectors, selectors_findings
 from .choices import FindingExceptionStatus, FindingKind, FindingStatus, Severity
@@ -46,11 +47,20 @@ FINDING_SORTS = {
 
 
 class FindingFilterForm(forms.Form):
-    kind = forms.ChoiceField(label="Kind", choices=[("", "Any"), *FindingKind.choices], required=False)
-    status = forms.ChoiceField(
-        label="Status", choices=[*FindingStatus.choices, ("all", "Any")], required=False, initial=FindingStatus.OPEN
+    # QuickSelect: options joined in Python, not a template include each.
+    kind = forms.ChoiceField(
+        label="Kind", choices=[("", "Any"), *FindingKind.choices], required=False, widget=QuickSelect
     )
-    severity = forms.ChoiceField(label="Severity", choices=[("", "Any"), *Severity.choices], required=False)
+    status = forms.ChoiceField(
+        label="Status",
+        choices=[*FindingStatus.choices, ("all", "Any")],
+        required=False,
+        initial=FindingStatus.OPEN,
+        widget=QuickSelect,
+    )
+    severity = forms.ChoiceField(
+        label="Severity", choices=[("", "Any"), *Severity.choices], required=False, widget=QuickSelect
+    )
     q = forms.CharField(label="Subject", required=False, widget=forms.TextInput(attrs={"type": "search"}))
     mine = forms.BooleanField(label="Only findings I must act on", required=False)
 
@@ -166,6 +176,9 @@ FIX_SERVICES = {
     finding_fixes.REVOKE: finding_fixes.finding_fix_revoke,
     finding_fixes.CONVERT_TO_JIT: finding_fixes.finding_fix_convert_to_jit,
     finding_fixes.ACCEPT: finding_fixes.finding_accept_risk,
+    finding_fixes.SUSPEND: finding_fixes.finding_fix_suspend,
+    finding_fixes.SECRET_MOVED: finding_fixes.finding_fix_secret_moved,
+    finding_fixes.ASSIGN_ENTITLEMENT_OWNER: finding_fixes.finding_fix_assign_entitlement_owner,
 }
 
 
@@ -180,6 +193,10 @@ def _fixed_message(action: str, finding: Finding, outcome) -> str:
         return f"Grant #{outcome.pk} is now just-in-time and ends {outcome.expires_at:%Y-%m-%d %H:%M}."
     if action == finding_fixes.REVOKE:
         return f"Removal of the grant asked: {subject} is no longer in force."
+    if action == finding_fixes.SUSPEND:
+        return f"{subject} suspended: its access ended and its tokens stopped working."
+    if action == finding_fixes.ASSIGN_ENTITLEMENT_OWNER:
+        return f"{subject} has an owner again and can be requested."
     return f"Fixed: {subject}."
 
 

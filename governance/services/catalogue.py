@@ -21,6 +21,7 @@ from ..policy_loosening import loosened_fields
 from .certification_schedules import micro_review_tier_raised
 from .common import check, diff, full_clean_or_fail, is_system, snapshot
 from .external_ids import refuse_reserved_external_id
+from .findings import findings_recheck_on_commit
 from .policy_changes import policy_change_hold
 
 SYSTEM_FIELDS = ["name", "description", "owner", "criticality", "connector", "connector_settings", "external_id"]
@@ -276,6 +277,8 @@ def entitlement_update(*, entitlement_id: int, actor: ActorLike, changes: dict[s
         _save_named(entitlement)
         audit_event_record(actor=actor, action=AuditAction.ENTITLEMENT_UPDATED, target=entitlement, data=change)
         micro_review_tier_raised(entitlement, change)  # a raised tier opens a review of who holds it
+        if "owner" in change["after"]:  # an ownerless entitlement's finding closes when the change commits
+            findings_recheck_on_commit([entitlement.owner_id])
     return entitlement
 
 

@@ -20,14 +20,15 @@ from audit.kernel import clock
 from audit.services import ActorLike, Target, acting_user, audit_event_record, state_change
 
 from .. import policies
-from ..choices import FindingExceptionStatus, FindingKind, FindingStatus, GrantKind, GrantStatus
+from ..choices import FindingExceptionStatus, FindingKind, FindingStatus, GrantKind, GrantStatus, SecretLocation
 from ..errors import InvalidTransition, ValidationFailed
 from ..locks import lock
 from ..models import Finding, FindingException, Grant, Identity
+from .catalogue import entitlement_update
 from .common import check
 from .findings import findings_recheck_on_commit, lock_findings
 from .grants import grant_revoke
-from .identities import identity_change_owner, identity_update
+from .identities import identity_change_owner, identity_suspend, identity_update
 from .reconciliation import DRIFT_KINDS
 
 #
@@ -38,6 +39,9 @@ MARK_ROTATED = "mark-rotated"
 REVOKE = "revoke"
 CONVERT_TO_JIT = "convert-to-jit"
 ACCEPT = "accept"
+SUSPEND = "suspend"
+SECRET_MOVED = "secret-moved"
+ASSIGN_ENTITLEMENT_OWNER = "assign-entitlement-owner"
 # The fixes of drift (their own service, for the system's owner: governance.services.reconciliation).
 REVOKE_AT_TARGET = "revoke-at-target"
 ADOPT = "adopt"
@@ -61,6 +65,9 @@ FIXES = {
         Fix(REVOKE, "Revoke the grant"),
         Fix(CONVERT_TO_JIT, "Make it just-in-time"),
         Fix(ACCEPT, "Accept the risk"),
+        Fix(SUSPEND, "Suspend the identity"),
+        Fix(SECRET_MOVED, "Record the move to the secrets manager"),
+        Fix(ASSIGN_ENTITLEMENT_OWNER, "Name a new owner"),
         Fix(REVOKE_AT_TARGET, "Revoke at the target", asks=False),
         Fix(ADOPT, "Adopt and send to review", asks=False),
         Fix(REPROVISION, "Provision again", asks=False),
@@ -68,13 +75,13 @@ FIXES = {
 }
 FIXES_BY_KIND: dict[str, tuple[str, ...]] = {
     FindingKind.ORPHANED: (ASSIGN_OWNER, ACCEPT),
-    FindingKind.STALE: (ACCEPT,),
+    FindingKind.STALE: (SUSPEND, ACCEPT),
     FindingKind.ROTATION_OVERDUE: (MARK_ROTATED, ACCEPT),
-    FindingKind.SECRET_OUTSIDE_MANAGER: (ACCEPT,),
+    FindingKind.SECRET_OUTSIDE_MANAGER: (SECRET_MOVED, ACCEPT),
     FindingKind.EXCESSIVE_PRIVILEGE: (REVOKE, ACCEPT),
     FindingKind.STANDING_HIGH_RISK: (CONVERT_TO_JIT, REVOKE, ACCEPT),
     FindingKind.SOD_CONFLICT: (ACCEPT,),
-    FindingKind.ENTITLEMENT_WITHOUT_OWNER: (ACCEPT,),
+    FindingKind.ENTITLEMENT_WITHOUT_OWNER: (ASSIGN_ENTITLEMENT_OWNER, ACCEPT),
     FindingKind.RENEWED_AS_STANDING: (REVOKE, ACCEPT),
     FindingKind.UNGOVERNED_ACCESS: (REVOKE_AT_TARGET, ADOPT),
     FindingKind.MISSING_AT_TARGET: (REPROVISION,),
@@ -86,15 +93,22 @@ MAX_ACCEPT_DAYS = getattr(settings, "FINDING_EXCEPTION_MAX_DAYS", 365)
 def can_fix_finding(user, finding: Finding) -> bool:
     """Who fixes a hygiene finding: its identity's owner or backup owner (active people), or an admin.
 
-    Never an auditor, never a delegate. A finding with no identity (an ownerless entitlement) is the
-    admins'. Drift has its own rule (the system's owner): `reconciliation.can_fix_drift`.
+    Never an auditor, never a delegate. An ownerless entitlement's finding is for those who may edit the
+    entitlement (its system's owner names the new owner). Drift has its own rule (the system's owner):
+    `reconciliation.can_fix_drift`.
     """
     if policies.is_read_only(user):
         return False
     if policies.is_admin(user):
         return True
-    identity = finding.identity if finding.identity_id else None
-    return identity is not None and policies.can_manage_identity(user, identity)
+    if finding.identity_id is None:
+        entitlement = finding.entitlement if finding.entitlement_id else None
+        return (
+            finding.kind == FindingKind.ENTITLEMENT_WITHOUT_OWNER
+            and entitlement is not None
+            and policies.can_edit_entitlement(user, entitlement)
+        )
+    return policies.can_manage_identity(user, finding.identity)
 
 
 def fixes_for(user, finding: Finding) -> list[Fix]:
@@ -109,14 +123,15 @@ def fixes_for(user, finding: Finding) -> list[Fix]:
 #
 def _authorise(finding_id: int, actor: ActorLike, fix: str) -> Finding:
     """The finding as read (unlocked), once the actor may fix it and the fix applies to its kind."""
-    finding = Finding.objects.select_related("identity", "grant").filter(pk=finding_id).first()
+    finding = Finding.objects.select_related("identity", "grant", "entitlement__system").filter(pk=finding_id).first()
     if finding is None:
         raise ValidationFailed(f"Finding {finding_id} does not exist.")
     check(
         actor,
         can_fix_finding,
         finding,
-        "Only the identity's owner, its backup owner or an admin may fix this finding.",
+        "Only the identity's owner, its backup owner (or, for an entitlement, its system's owner) or an admin "
+        "may fix this finding.",
     )
     if finding.kind in DRIFT_KINDS or fix not in FIXES_BY_KIND.get(finding.kind, ()):
         raise ValidationFailed(f"“{FIXES[fix].label}” does not fix a finding of this kind.")
@@ -196,6 +211,48 @@ def finding_fix_revoke(*, finding_id: int, actor: ActorLike, reason: str = "") -
     why = reason.strip() or f"Fix of finding #{finding.pk}: {finding.get_kind_display().lower()}"
     grant_revoke(grant_id=grant.pk, actor=actor, reason=why, end_reason="revoked")
     _record_fix(_still_open(finding_id), actor, REVOKE, grant=grant.pk, reason=reason)
+    return finding
+
+
+@state_change
+def finding_fix_suspend(*, finding_id: int, actor: ActorLike, reason: str) -> Finding:
+    """Suspend an identity nobody uses: its access ends now, and the owner reactivates it if it was needed."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("Say why it is suspended.", field_errors={"reason": ["Required: why it is suspended."]})
+    finding = _authorise(finding_id, actor, SUSPEND)
+    identity_suspend(identity_id=finding.identity_id, actor=actor, reason=f"Fix of finding #{finding.pk}: {reason}")
+    _record_fix(_still_open(finding_id), actor, SUSPEND, reason=reason)
+    return finding
+
+
+@state_change
+def finding_fix_secret_moved(*, finding_id: int, actor: ActorLike, evidence: str) -> Finding:
+    """Record that the machine's static secret now lives in the secrets manager, with the evidence (its path)."""
+    evidence = (evidence or "").strip()
+    if not evidence:
+        raise ValidationFailed(
+            "Say where the secret now lives: the secrets manager's path, or the change that moved it.",
+            field_errors={"evidence": ["Required: the secret's path in the manager, or the change."]},
+        )
+    finding = _authorise(finding_id, actor, SECRET_MOVED)
+    identity_update(
+        identity_id=finding.identity_id, actor=actor, changes={"secret_location": SecretLocation.SECRETS_MANAGER}
+    )
+    _record_fix(_still_open(finding_id), actor, SECRET_MOVED, evidence=evidence)
+    return finding
+
+
+@state_change
+def finding_fix_assign_entitlement_owner(
+    *, finding_id: int, actor: ActorLike, owner: Identity, reason: str = ""
+) -> Finding:
+    """Name an active person the owner of an entitlement whose owner left; it can be requested again."""
+    finding = _authorise(finding_id, actor, ASSIGN_ENTITLEMENT_OWNER)
+    if finding.entitlement_id is None:
+        raise ValidationFailed(f"Finding {finding.pk} names no entitlement.")
+    entitlement_update(entitlement_id=finding.entitlement_id, actor=actor, changes={"owner": owner})
+    _record_fix(_still_open(finding_id), actor, ASSIGN_ENTITLEMENT_OWNER, owner=owner.pk, reason=reason)
     return finding
 
 
