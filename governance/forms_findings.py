@@ -17,8 +17,10 @@ from .services.finding_fixes import (
     MARK_ROTATED,
     MAX_ACCEPT_DAYS,
     REVOKE,
+    REVOKE_ONE,
     SECRET_MOVED,
     SUSPEND,
+    conflicting_grants,
 )
 
 
@@ -63,6 +65,24 @@ class SecretMovedForm(forms.Form):
 
     def arguments(self) -> dict:
         return {"evidence": self.cleaned_data["evidence"]}
+
+
+class RevokeOneForm(forms.Form):
+    """Which of the conflicting grants goes: built for the finding (its grants in force)."""
+
+    needs_finding = True
+    grant = forms.TypedChoiceField(label="The grant to revoke", coerce=int, widget=forms.RadioSelect)
+    reason = forms.CharField(label="Reason (optional)", max_length=FREE_TEXT_MAX_LENGTH, required=False)
+
+    def __init__(self, *args, finding, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["grant"].choices = [
+            (grant.pk, f"{grant.entitlement.system.name} / {grant.entitlement.name} (grant #{grant.pk})")
+            for grant in conflicting_grants(finding)
+        ]
+
+    def arguments(self) -> dict:
+        return {"grant_id": self.cleaned_data["grant"], "reason": self.cleaned_data["reason"]}
 
 
 class RevokeForm(forms.Form):
@@ -113,6 +133,7 @@ FIX_FORMS: dict[str, type[forms.Form]] = {
     SUSPEND: SuspendForm,
     SECRET_MOVED: SecretMovedForm,
     ASSIGN_ENTITLEMENT_OWNER: AssignOwnerForm,
+    REVOKE_ONE: RevokeOneForm,
 }
 
 

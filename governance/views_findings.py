@@ -179,6 +179,7 @@ FIX_SERVICES = {
     finding_fixes.SUSPEND: finding_fixes.finding_fix_suspend,
     finding_fixes.SECRET_MOVED: finding_fixes.finding_fix_secret_moved,
     finding_fixes.ASSIGN_ENTITLEMENT_OWNER: finding_fixes.finding_fix_assign_entitlement_owner,
+    finding_fixes.REVOKE_ONE: finding_fixes.finding_fix_revoke_one,
 }
 
 
@@ -191,7 +192,7 @@ def _fixed_message(action: str, finding: Finding, outcome) -> str:
         )
     if action == finding_fixes.CONVERT_TO_JIT:
         return f"Grant #{outcome.pk} is now just-in-time and ends {outcome.expires_at:%Y-%m-%d %H:%M}."
-    if action == finding_fixes.REVOKE:
+    if action in (finding_fixes.REVOKE, finding_fixes.REVOKE_ONE):
         return f"Removal of the grant asked: {subject} is no longer in force."
     if action == finding_fixes.SUSPEND:
         return f"{subject} suspended: its access ended and its tokens stopped working."
@@ -252,7 +253,8 @@ def finding_fix(request, pk: int, action: str):
         messages.info(request, f"This finding is {finding.get_status_display().lower()} already: nothing to fix.")
         return _back(request)
     form_class = FIX_FORMS[action]
-    form = form_class(request.POST if request.method == "POST" else None)
+    extra = {"finding": finding} if getattr(form_class, "needs_finding", False) else {}
+    form = form_class(request.POST if request.method == "POST" else None, **extra)
     status = 200
     if request.method == "POST":
         if form.is_valid():

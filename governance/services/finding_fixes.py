@@ -42,6 +42,7 @@ ACCEPT = "accept"
 SUSPEND = "suspend"
 SECRET_MOVED = "secret-moved"
 ASSIGN_ENTITLEMENT_OWNER = "assign-entitlement-owner"
+REVOKE_ONE = "revoke-one"
 # The fixes of drift (their own service, for the system's owner: governance.services.reconciliation).
 REVOKE_AT_TARGET = "revoke-at-target"
 ADOPT = "adopt"
@@ -68,6 +69,7 @@ FIXES = {
         Fix(SUSPEND, "Suspend the identity"),
         Fix(SECRET_MOVED, "Record the move to the secrets manager"),
         Fix(ASSIGN_ENTITLEMENT_OWNER, "Name a new owner"),
+        Fix(REVOKE_ONE, "Revoke one of them"),
         Fix(REVOKE_AT_TARGET, "Revoke at the target", asks=False),
         Fix(ADOPT, "Adopt and send to review", asks=False),
         Fix(REPROVISION, "Provision again", asks=False),
@@ -80,7 +82,7 @@ FIXES_BY_KIND: dict[str, tuple[str, ...]] = {
     FindingKind.SECRET_OUTSIDE_MANAGER: (SECRET_MOVED, ACCEPT),
     FindingKind.EXCESSIVE_PRIVILEGE: (REVOKE, ACCEPT),
     FindingKind.STANDING_HIGH_RISK: (CONVERT_TO_JIT, REVOKE, ACCEPT),
-    FindingKind.SOD_CONFLICT: (ACCEPT,),
+    FindingKind.SOD_CONFLICT: (REVOKE_ONE, ACCEPT),
     FindingKind.ENTITLEMENT_WITHOUT_OWNER: (ASSIGN_ENTITLEMENT_OWNER, ACCEPT),
     FindingKind.RENEWED_AS_STANDING: (REVOKE, ACCEPT),
     FindingKind.UNGOVERNED_ACCESS: (REVOKE_AT_TARGET, ADOPT),
@@ -253,6 +255,34 @@ def finding_fix_assign_entitlement_owner(
         raise ValidationFailed(f"Finding {finding.pk} names no entitlement.")
     entitlement_update(entitlement_id=finding.entitlement_id, actor=actor, changes={"owner": owner})
     _record_fix(_still_open(finding_id), actor, ASSIGN_ENTITLEMENT_OWNER, owner=owner.pk, reason=reason)
+    return finding
+
+
+def conflicting_grants(finding: Finding) -> list[Grant]:
+    """The grants in force that make an SoD finding: the identity's grants of the rule's entitlements."""
+    rule_id = (finding.details or {}).get("sod_rule")
+    if finding.kind != FindingKind.SOD_CONFLICT or rule_id is None or finding.identity_id is None:
+        return []
+    return list(
+        Grant.objects.in_force(clock.now())
+        .filter(identity_id=finding.identity_id, entitlement__sod_rules=rule_id)
+        .select_related("entitlement__system")
+        .order_by("entitlement__system__name", "entitlement__name", "pk")
+    )
+
+
+@state_change
+def finding_fix_revoke_one(*, finding_id: int, actor: ActorLike, grant_id: int, reason: str = "") -> Finding:
+    """Break a separation-of-duties conflict by revoking one of the grants that make it (the owner picks which)."""
+    finding = _authorise(finding_id, actor, REVOKE_ONE)
+    if grant_id not in {grant.pk for grant in conflicting_grants(finding)}:
+        raise ValidationFailed(
+            "Pick one of the grants that make this conflict.",
+            field_errors={"grant": ["Pick one of the grants listed."]},
+        )
+    why = reason.strip() or f"Fix of finding #{finding.pk}: separation-of-duties conflict"
+    grant_revoke(grant_id=grant_id, actor=actor, reason=why, end_reason="revoked")
+    _record_fix(_still_open(finding_id), actor, REVOKE_ONE, grant=grant_id, reason=reason)
     return finding
 
 

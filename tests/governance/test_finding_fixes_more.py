@@ -20,14 +20,22 @@ from governance.choices import (
     SecretLocation,
 )
 from governance.errors import PermissionRefused, ValidationFailed
-from governance.models import Entitlement, Finding, Identity
+from governance.models import Entitlement, Finding, Grant, Identity
 from governance.services.finding_fixes import (
     finding_fix_assign_entitlement_owner,
+    finding_fix_revoke_one,
     finding_fix_secret_moved,
     finding_fix_suspend,
 )
 from governance.services.findings import findings_scan
-from tests.factories.governance import EntitlementFactory, GrantFactory, MachineFactory, PersonFactory, with_role
+from tests.factories.governance import (
+    EntitlementFactory,
+    GrantFactory,
+    MachineFactory,
+    PersonFactory,
+    SodRuleFactory,
+    with_role,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -165,3 +173,52 @@ def test_the_findings_page_offers_the_fixes_and_the_fix_page_applies_one(client,
         answer = client.post(fix_url, {"owner": "sam"}, follow=True)
     assert "has an owner again" in answer.content.decode()
     assert Entitlement.objects.get(pk=entitlement.pk).owner_id == successor.pk
+
+
+def sod_conflict():
+    """A person holding both sides of a rule (pay and approve payments), and the rule."""
+    pay, approve = EntitlementFactory(name="payments-pay"), EntitlementFactory(name="payments-approve")
+    rule = SodRuleFactory(name="pay-vs-approve", entitlements=[pay, approve])
+    person = PersonFactory(name="Pat Payer")
+    return (
+        person,
+        GrantFactory(identity=person, entitlement=pay),
+        GrantFactory(identity=person, entitlement=approve),
+        rule,
+    )
+
+
+def test_revoking_one_side_of_a_conflict_closes_it(django_capture_on_commit_callbacks):
+    person, pay, approve, _ = sod_conflict()
+    conflict = open_finding(FindingKind.SOD_CONFLICT, identity=person)
+    admin = PersonFactory(user__roles=["admin"]).user
+    unrelated = GrantFactory(identity=person)
+
+    with pytest.raises(ValidationFailed) as refused:  # only a grant that makes the conflict
+        finding_fix_revoke_one(finding_id=conflict.pk, actor=admin, grant_id=unrelated.pk)
+    assert "grant" in refused.value.field_errors
+    with django_capture_on_commit_callbacks(execute=True):
+        finding_fix_revoke_one(finding_id=conflict.pk, actor=admin, grant_id=approve.pk, reason="pays only")
+
+    approve.refresh_from_db()
+    pay.refresh_from_db()
+    unrelated.refresh_from_db()
+    assert approve.status in (GrantStatus.REVOKING, GrantStatus.REVOKED)
+    assert pay.status == unrelated.status == GrantStatus.ACTIVE
+    conflict.refresh_from_db()
+    assert conflict.status == FindingStatus.RESOLVED
+
+
+def test_the_revoke_one_page_lists_the_conflicting_grants_only(admin_client):
+    person, pay, approve, _ = sod_conflict()
+    other = GrantFactory(identity=person)
+    conflict = open_finding(FindingKind.SOD_CONFLICT, identity=person)
+    url = reverse("governance:finding_fix", args=[conflict.pk, "revoke-one"])
+
+    page = admin_client.get(url).content.decode()
+    assert f'value="{pay.pk}"' in page and f'value="{approve.pk}"' in page and f'value="{other.pk}"' not in page
+    refused = admin_client.post(url, {"grant": other.pk})
+    assert refused.status_code == 400 and "id_grant_error" in refused.content.decode()
+    assert Grant.objects.get(pk=other.pk).status == GrantStatus.ACTIVE
+    admin_client.post(url, {"grant": pay.pk})
+    assert Grant.objects.get(pk=pay.pk).status in (GrantStatus.REVOKING, GrantStatus.REVOKED)
