@@ -19,6 +19,7 @@ from audit.services import Actor
 
 from .choices import GrantStatus
 from .connectors import ConnectorError, Outcome, Result, RetriableError, connector_for
+from .connectors.circuit import call_through_circuit
 from .models import Grant, System
 from .services.certification import LAUNCH, campaign_launch
 from .services.grants import (
@@ -48,12 +49,13 @@ def _revoke_gave_up(payload, error: str) -> None:
 
 
 def _call(grant: Grant, action: str) -> Result:
-    """Ask the system's connector; its errors name the connector and the system, for the alert."""
+    """Ask the system's connector (unless its circuit is open); its errors name the connector and the system."""
+    system = grant.entitlement.system
     try:
-        connector = connector_for(grant.entitlement.system)
+        connector = connector_for(system)
     except Exception as exc:
-        raise _failure(grant.entitlement.system, exc) from exc
-    answer = _answer(connector, grant, action)
+        raise _failure(system, exc) from exc
+    answer = call_through_circuit(system, lambda: _answer(connector, grant, action))
     if isinstance(answer, Exception):
         raise answer
     return answer
@@ -148,14 +150,19 @@ def revoke(items: list[tuple[dict, str]]) -> list[Result | Exception | None]:
             for position, _ in work:
                 answers[position] = _failure(system, exc)
             continue
+
+        def guarded(grant, system=system, connector=connector):
+            # A system that keeps failing is not called for the rest of the batch (connectors.circuit).
+            return call_through_circuit(system, lambda: _answer(connector, grant, "revoke"))
+
         if connector.concurrent_calls and len(work) > 1:
             with ThreadPoolExecutor(max_workers=min(CALL_THREADS, len(work)), thread_name_prefix="revoke") as pool:
-                done = pool.map(_answer, [connector] * len(work), [grant for _, grant in work], ["revoke"] * len(work))
+                done = pool.map(guarded, [grant for _, grant in work])
                 for (position, _), answer in zip(work, done, strict=True):
                     answers[position] = answer
         else:
             for position, grant in work:
-                answers[position] = _answer(connector, grant, "revoke")
+                answers[position] = guarded(grant)
     return answers
 
 

@@ -296,6 +296,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Outbox
 #
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
+# A system whose target failed this many calls in a row is not called for this long (governance.connectors.circuit).
+CONNECTOR_CIRCUIT_TRIP_AFTER = env_int("CONNECTOR_CIRCUIT_TRIP_AFTER", 5)
+CONNECTOR_CIRCUIT_OPEN_SECONDS = env_int("CONNECTOR_CIRCUIT_OPEN_SECONDS", 60)
 OUTBOX_BACKOFF_BASE_SECONDS = env_int("OUTBOX_BACKOFF_BASE_SECONDS", 10)
 OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 3600)
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 100)
