@@ -6,11 +6,22 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import transaction
+from django.urls import reverse
 
 from audit.choices import AuditAction
 from audit.models import AuditEvent
 from governance.choices import FindingKind, FindingStatus, GrantKind, GrantStatus, IdentityKind, RiskTier
-from governance.models import Campaign, CampaignStatus, Entitlement, Finding, Grant, Identity, SodRule, System
+from governance.models import (
+    Campaign,
+    CampaignStatus,
+    Entitlement,
+    Finding,
+    FindingException,
+    Grant,
+    Identity,
+    SodRule,
+    System,
+)
 from governance.selectors_certification import campaign_progress, campaigns_visible_to, review_queue
 from jit.choices import RequestStatus, StageStatus
 from jit.demo import DEMO_REQUESTS
@@ -123,6 +134,19 @@ def test_a_new_user_sees_a_running_review_part_decided_and_a_closed_one():
     events = reviews.count()
     seed()
     assert Campaign.objects.count() == 2 and reviews.count() == events
+
+
+def test_the_exception_register_shows_one_accepted_risk_from_the_start(client):
+    seed()
+
+    accepted = FindingException.objects.get()
+    assert accepted.finding.status == FindingStatus.ACCEPTED and accepted.accepted_by.username == "admin"
+    client.force_login(get_user_model().objects.get(username="auditor"))
+    register = client.get(reverse("governance:finding_exception_list")).content.decode()
+    assert accepted.reason in register
+
+    seed()  # once: a second run adds none
+    assert FindingException.objects.count() == 1
 
 
 def pending_for(user):

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from governance.demo import demo_organisation_build
 from governance.demo_certification import demo_campaigns_build
+from governance.demo_findings import demo_accepted_risk_build
 from governance.services.findings import findings_scan
 from jit.demo import demo_requests_build
 from jit.demo_break_glass import demo_break_glass_build
@@ -52,6 +53,8 @@ class Command(BaseCommand):
             f"Hygiene scan: {summary['open']} open findings ({summary['opened']} new, {summary['resolved']} resolved)"
             f" in {time.monotonic() - started:.1f}s."
         )
+        if not demo_accepted_risk_build()["skipped"]:
+            self.stdout.write("Demo exception register: one accepted risk, for 90 days.")
         if not built["skipped"]:
             made = demo_requests_build()
             self.stdout.write(
