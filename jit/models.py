@@ -266,7 +266,9 @@ class BreakGlassEligibility(models.Model):
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
-    history = HistoricalRecords()
+    # The history keeps its primary key, `id` (`eligibility.history`) and `history_user_id` (deleting a
+    # login): no copies of the eligibility's indexes (see governance.models.Grant).
+    history = HistoricalRecords(no_db_index=["entitlement", "identity", "reviewed_by", "created_by"])
 
     class Meta:
         verbose_name = "break-glass eligibility"

@@ -113,7 +113,9 @@ class Entitlement(models.Model):
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
-    history = HistoricalRecords()
+    # The history keeps its primary key, `id` (`entitlement.history`) and `history_user_id` (deleting a
+    # login): no copies of the entitlement's indexes (see governance.models.Grant).
+    history = HistoricalRecords(no_db_index=["system", "external_id", "owner", "status"])
 
     class Meta:
         verbose_name = "entitlement"
@@ -197,7 +199,9 @@ class SodRule(models.Model):
     is_active = models.BooleanField("active", default=True)
     created_at = models.DateTimeField("created", auto_now_add=True)
 
-    history = HistoricalRecords(m2m_fields=[entitlements])
+    # As the entitlement's; the m2m history also keeps `history_id`, its link to the rule's row (reading a
+    # past rule's entitlements), and `id` on both tables (one list serves both).
+    history = HistoricalRecords(m2m_fields=[entitlements], no_db_index=["name", "sodrule", "entitlement"])
 
     class Meta:
         verbose_name = "separation-of-duties rule"

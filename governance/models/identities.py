@@ -64,7 +64,11 @@ class Identity(models.Model):
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
-    history = HistoricalRecords()
+    # The history keeps its primary key, `id` (the identity page's change history) and `history_user_id`
+    # (deleting a login): no copies of the identity's indexes (see governance.models.Grant).
+    history = HistoricalRecords(
+        no_db_index=["external_id", "name", "kind", "status", "team", "user", "owner", "backup_owner", "manager"]
+    )
     objects = IdentityQuerySet.as_manager()
 
     class Meta:

@@ -31,7 +31,12 @@ class System(models.Model):
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
-    history = HistoricalRecords(excluded_fields=["connector_settings", "connector_secrets", "last_reconciled_at"])
+    # The history keeps its primary key, `id` (`system.history`) and `history_user_id` (deleting a login):
+    # no copies of the system's indexes (see governance.models.Grant).
+    history = HistoricalRecords(
+        excluded_fields=["connector_settings", "connector_secrets", "last_reconciled_at"],
+        no_db_index=["external_id", "status", "owner"],
+    )
 
     class Meta:
         verbose_name = "system"

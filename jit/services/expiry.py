@@ -1,6 +1,6 @@
 """The expiry sweep: set-based, by the database clock, safe to run late, twice, or in parallel."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -19,7 +19,8 @@ from .requests import close_renewals_of_ended_grants
 SWEEP = "jit.expiry_sweep"
 
 # PostgreSQL: take and move one batch in a single statement. The CTE locks due rows that no other
-# sweep (or a person releasing a grant) holds, through the partial index on active expiries.
+# sweep (or a person releasing a grant) holds, through the partial index on active expiries. The
+# expiry comes back as microseconds since the epoch (exact: EXTRACT gives numeric since PostgreSQL 14).
 _PG_EXPIRE_BATCH = """
     WITH due AS (
         SELECT id FROM governance_grant
@@ -32,11 +33,12 @@ _PG_EXPIRE_BATCH = """
     UPDATE governance_grant AS g
     SET status = 'revoking', end_reason = 'expired', updated_at = %s
     FROM due WHERE g.id = due.id
-    RETURNING g.id, g.identity_id, g.entitlement_id, g.expires_at
+    RETURNING g.id, g.identity_id, g.entitlement_id, (EXTRACT(EPOCH FROM g.expires_at) * 1000000)::bigint
 """
 
 
-_START = (datetime(1970, 1, 1, tzinfo=UTC), 0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_START = (_EPOCH, 0)
 
 
 def _take_due_batch(now: datetime, batch_size: int, after: tuple[datetime, int] = _START) -> list[tuple]:
@@ -48,7 +50,12 @@ def _take_due_batch(now: datetime, batch_size: int, after: tuple[datetime, int] 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(_PG_EXPIRE_BATCH, [now, after[0], after[1], batch_size, now])
-            return sorted(cursor.fetchall(), key=lambda row: (row[3], row[0]))
+            rows = sorted(cursor.fetchall(), key=lambda row: (row[3], row[0]))
+        # The same aware UTC datetime as Django's timestamptz loader gives, which runs in Python: 100,000
+        # rows of four columns take it 1.5-1.9 s, against 0.45 s as microseconds (a second per 100k swept).
+        return [
+            (pk, identity, entitlement, _EPOCH + timedelta(microseconds=us)) for pk, identity, entitlement, us in rows
+        ]
     # SQLite (the embedded default): IMMEDIATE transactions already serialise writers.
     due = Grant.objects.due_for_expiry(now).order_by("expires_at", "id")[:batch_size]
     rows = list(due.values_list("id", "identity_id", "entitlement_id", "expires_at"))

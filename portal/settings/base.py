@@ -113,6 +113,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock at BEGIN, so two writers never read the same audit chain head.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# History tables index only what their readers use (governance.models.Grant): rows are read by object.
+SIMPLE_HISTORY_DATE_INDEX = False
 # The owner role `manage.py migrate` connects as (audit/management/commands/migrate.py); the web and the
 # workers use DATABASE_URL, a role that may only SELECT and INSERT on the audit trail (README, "Two database roles").
 MIGRATE_DATABASE_URL = env_str("MIGRATE_DATABASE_URL", "")
