@@ -33,3 +33,12 @@ def test_every_declared_index_is_one_the_table_keeps():
     assert not AuditEvent._meta.get_field("actor_user_id").db_index
     assert not AuditEvent._meta.get_field("actor_identity_id").db_index
     assert not AuditEvent._meta.get_field("hash").db_index and not AuditEvent._meta.get_field("hash").unique
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's catalogue")
+def test_the_chain_head_is_planned_at_each_call():
+    # A plan cached on an empty trail (a sequential scan) would stay with the session as the trail grows.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef('audit_take_chain(bigint)'::regprocedure)")
+        (definition,) = cursor.fetchone()
+    assert "RETURN QUERY EXECUTE 'SELECT seq, hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1'" in definition
