@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from audit.exports import csv_lines
+from audit.exports import csv_lines, spreadsheet_safe
 
 from ..models import Entitlement, Grant, Identity, System
 from .cells import hours_text
@@ -103,6 +103,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, list | dict):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def csv_cell(value: Any) -> str:
+    """The text the CSV export writes for a stored value (escaped as `csv_lines` escapes it): the
+    importer takes a cell equal to it as that value unchanged, without parsing it."""
+    return spreadsheet_safe(_cell(value))
 
 
 def _json_value(value: Any) -> Any:

@@ -27,7 +27,10 @@ class ImportScope:
     def identity_error(self, obj: Identity, is_new: bool) -> str | None:
         if is_new and obj.kind == "human":
             return "only an admin adds people to the inventory"
-        if not is_new and obj.pk not in self.identities:
+        return None if is_new else self.stored_identity_error(obj.pk)
+
+    def stored_identity_error(self, pk: int) -> str | None:
+        if pk not in self.identities:
             return "you do not own this identity: only its owner, backup owner or an admin imports it"
         return None
 

@@ -1,10 +1,11 @@
-"""Set-based writes of an import on PostgreSQL: COPY into a staging table, then merge with SQL.
+"""Set-based writes of an import on PostgreSQL: COPY, then SQL for the history rows.
 
 `bulk_create_with_history` / `bulk_update_with_history` build every row twice in Python (the object
-and its history row) and send them as parameters: most of an import's time. Here the rows go to a
-temporary staging table with one COPY, and the table and its history (django-simple-history: the
-same columns, `history_type` "+" or "~", the same date, user and reason) are written with one
-INSERT ... SELECT or UPDATE ... FROM each. The staging table lives for the transaction only.
+and its history row) and send them as parameters: most of an import's time. Here new rows take their
+ids from the table's sequence and go into the table with one COPY; changed rows go to a temporary
+staging table (for the transaction only) with one COPY and are merged with one UPDATE ... FROM. The
+history (django-simple-history: the same columns, `history_type` "+" or "~", the same date, user
+and reason) is then copied from the table as written with one INSERT ... SELECT.
 
 Only for models whose columns COPY can take as Python values (identities: text, numbers, times,
 booleans). Everything else, and SQLite, keeps the ORM path in `governance.services.imports`.
@@ -49,13 +50,15 @@ def _write_history(
     cursor,
     model: type[models.Model],
     joined: sql.Composable,
+    params: list | None = None,
     *,
     history_type: str,
     user_id: int | None,
     reason: str,
     when: datetime,
 ) -> None:
-    """One history row per row of `joined` (a FROM clause naming the written rows `t`), as they now are."""
+    """One history row per row of `joined` (a FROM clause naming the written rows `t`, with `params`), as
+    they now are."""
     history = model.history.model._meta.db_table
     tracked = _history_columns(model)
     cursor.execute(
@@ -69,49 +72,58 @@ def _write_history(
             joined=joined,
             pk=sql.Identifier(model._meta.pk.column),
         ),
-        [when, reason, history_type, user_id],
+        [when, reason, history_type, user_id, *(params or [])],
     )
+
+
+def assign_ids(objs: list[models.Model], model: type[models.Model]) -> None:
+    """Give new objects their ids from the table's sequence, in their order (the order an INSERT of
+    them would take): references between them can be set before any is written, and all are
+    written in one COPY (the foreign keys are checked at commit)."""
+    if not objs:
+        return
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [model._meta.db_table, model._meta.pk.column, len(objs)],
+        )
+        ids = sorted(pk for (pk,) in c.fetchall())
+    for obj, pk in zip(objs, ids, strict=True):
+        obj.__dict__[model._meta.pk.attname] = pk
 
 
 def create_with_history(
     objs: list[models.Model], model: type[models.Model], *, user_id: int | None, reason: str, when: datetime
 ) -> None:
-    """Insert `objs` (keyed by a unique, non-empty external_id) and their "+" history rows; set their ids.
+    """Insert `objs` (their ids assigned, `assign_ids`) with one COPY, and their "+" history rows
+    from the table as written.
 
     `created_at`/`updated_at` are set to `when`, as the ORM's auto_now would to the moment of saving.
     """
     if not objs:
         return
     table = model._meta.db_table
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    fields = model._meta.concrete_fields
+    stamped = [f.attname for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
     for obj in objs:
-        for field in fields:
-            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-                setattr(obj, field.attname, when)
-    columns = [f.column for f in fields]
+        obj.__dict__.update(dict.fromkeys(stamped, when))
     attnames = [f.attname for f in fields]
     # As stored: the plan holds parsed values (aware times, ints, bools, text) that COPY adapts itself.
     rows = [tuple(map(obj.__dict__.__getitem__, attnames)) for obj in objs]
-    stage = "import_stage_new"
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    cols = sql.SQL(", ").join(sql.Identifier(f.column) for f in fields)
+    pk = sql.Identifier(model._meta.pk.column)
     with connection.cursor() as c, connection.wrap_database_errors:  # IntegrityError as the ORM raises it
         cursor = c.cursor  # psycopg's own: COPY
-        _stage(cursor, stage, table, columns, rows)
-        cursor.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} RETURNING {}, external_id").format(
-                sql.Identifier(table), cols, cols, sql.Identifier(stage), sql.Identifier(model._meta.pk.column)
-            )
-        )
-        ids = dict((key, pk) for pk, key in cursor.fetchall())
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), cols)) as copy:
+            for row in rows:
+                copy.write_row(row)
         for obj in objs:
-            obj.pk = ids[obj.external_id]
             obj._state.adding, obj._state.db = False, connection.alias
         _write_history(
             cursor,
             model,
-            sql.SQL("{} t JOIN {} s ON s.external_id = t.external_id").format(
-                sql.Identifier(table), sql.Identifier(stage)
-            ),
+            sql.SQL("{} t WHERE t.{} = ANY(%s)").format(sql.Identifier(table), pk),
+            [[obj.pk for obj in objs]],
             history_type="+",
             user_id=user_id,
             reason=reason,
