@@ -8,10 +8,15 @@ Loads the demo organisation once, then tops the trail up to --events through the
 and chained, COPY in batches): four in ten are sign-ins, the rest are about the demo's grants,
 requests, identities and entitlements, by its people, so that every sentence names real objects.
 Then each page is requested --runs times through Django's test client (middleware, sessions,
-templates): median and worst time, and the query count, which must not depend on the trail's size.
+templates): median, p95 and worst time, and the query count, which must not depend on the trail's
+size. The floor of each run is the statements that request ran, replayed right after it through one
+cursor (rolled back, as bench_pages.py does): the ratio is what Python adds to the database's work.
+A `RESULT-JSON` line per page carries every run's pair (`make bench` reads those). `--only TEXT`
+times only the pages whose path contains TEXT.
 """
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -116,6 +121,22 @@ def top_up(events: int) -> int:
     return written
 
 
+def replay(statements: list[str]) -> float | None:
+    """The statements a request ran, again through one cursor, rolled back: its database work (ms)."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            started = time.perf_counter()
+            for sql in statements:
+                cursor.execute(sql)
+                if cursor.description is not None:
+                    cursor.fetchall()
+            elapsed = (time.perf_counter() - started) * 1000
+            transaction.set_rollback(True)
+    except Exception:
+        return None
+    return elapsed
+
+
 def pages() -> list[tuple[str, str]]:
     from audit.models import AuditEvent
     from governance.models import Entitlement, Grant, Identity
@@ -147,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", default="", help="only the pages whose path contains this text")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("PostgreSQL only: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_auditbench")
@@ -160,18 +182,38 @@ def main() -> None:
     client = Client()
     client.force_login(get_user_model().objects.get(username="auditor"))
     client.cookies["tz"] = "Europe/Berlin"
-    print(f"\n{AuditEvent.objects.count():,} audit events; {args.runs} runs per page\n")
-    print(f"{'page':<78} {'median':>8} {'worst':>8} {'queries':>8}  status")
+    print(
+        f"\n{AuditEvent.objects.count():,} audit events; {args.runs} runs per page;"
+        f" load {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n"
+    )
+    print(f"{'page':<78} {'median':>8} {'p95':>8} {'worst':>8} {'queries':>8}  status {'SQL alone':>9} {'ratio':>6}")
     for _login, path in pages():
+        if args.only not in path:
+            continue
         client.get(path)  # warm caches and templates
-        times, queries, status = [], 0, 0
+        times, floors, queries, status = [], [], 0, 0
         for _ in range(args.runs):
             with CaptureQueriesContext(connection) as captured:
                 began = time.perf_counter()
                 response = client.get(path)
                 times.append((time.perf_counter() - began) * 1000)
             queries, status = len(captured), response.status_code
-        print(f"{path:<78} {statistics.median(times):>6.0f}ms {max(times):>6.0f}ms {queries:>8}  {status:>6}")
+            floors.append(replay([q["sql"] for q in captured.captured_queries]))
+        floor = statistics.median(floors) if None not in floors else None
+        p95 = sorted(times)[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+        print(
+            f"{path:<78} {statistics.median(times):>6.0f}ms {p95:>6.0f}ms {max(times):>6.0f}ms {queries:>8}  {status:>6}"
+            + (f" {floor:>7.1f}ms {statistics.median(times) / floor:>5.1f}x" if floor else f" {'-':>9} {'-':>6}")
+        )
+        result = {
+            "name": f"audit: {path}",
+            "figure": f"GET {path} as auditor ({queries} queries, {status})",
+            "floor": "the same statements replayed through one cursor",
+            "unit": "ms",
+            "figures": [round(x, 3) for x in times],
+            "floors": [round(x, 3) for x in floors] if None not in floors else None,
+        }
+        print("RESULT-JSON " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,15 @@ def top_up_queue(target: int) -> int:
         made += 1
         if made >= missing:
             break
+    if made:
+        # Statistics as autovacuum would leave them (the bench server runs without it): planned on the
+        # VACUUM ANALYZE taken before these requests, the queue's tables looked empty, and every
+        # request's current stage was found by a sequential scan of all the stages (~250 ms a page).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ANALYZE jit_accessrequest, jit_approvalstage, jit_approvalstage_eligible, jit_approval,"
+                " governance_notification, audit_auditevent"
+            )
     return made
 
 
@@ -188,14 +197,75 @@ def measure(runs: int) -> list[dict]:
     return rows
 
 
+def profile(login: str, path: str, runs: int, top: int, explain: int = 0) -> None:
+    """One page, signed in as `login`: each statement's time (replayed alone, median of `runs`), then
+    where Python spends the request (cProfile over `runs` requests, by own time and cumulative)."""
+    import cProfile
+    import pstats
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=login))
+    client.get(path)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(path)
+    statements = [q["sql"] for q in captured.captured_queries]
+    print(f"{login} {path}: HTTP {response.status_code}, {len(statements)} queries, {len(response.content):,} bytes")
+    timed = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        for i, sql in enumerate(statements):
+            spent = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                try:
+                    cursor.execute(sql)
+                    if cursor.description is not None:
+                        cursor.fetchall()
+                except Exception as error:  # a statement that needs its request's state
+                    spent = [float("nan")]
+                    print(f"  #{i} not replayed: {error}")
+                    break
+                spent.append((time.perf_counter() - started) * 1000)
+            timed.append((statistics.median(spent), i, sql))
+        transaction.set_rollback(True)
+    print(f"SQL alone {sum(t for t, _, _ in timed if t == t):.1f} ms:")
+    slowest = sorted(timed, key=lambda t: -t[0] if t[0] == t[0] else 0)
+    for ms, i, sql in slowest:
+        print(f"  #{i:<3} {ms:7.2f} ms  {sql[:400]}")
+    for _ms, i, sql in slowest[:explain]:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+            plan = "\n    ".join(row[0] for row in cursor.fetchall())
+            transaction.set_rollback(True)
+        print(f"\n#{i}: {sql}\n    {plan}")
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for _ in range(runs):
+        client.get(path)
+    profiler.disable()
+    print(f"\n{runs} requests under cProfile: {(time.perf_counter() - started) * 1000 / runs:.1f} ms each")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--identities", type=int, default=100_000, help="size of the organisation if seeding")
     parser.add_argument("--requests", type=int, default=500, help="pending requests in the approval queue")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--profile", metavar="LOGIN:PATH", help="profile one page instead (each query's time, then cProfile)"
+    )
+    parser.add_argument("--top", type=int, default=30, help="functions cProfile lists (--profile)")
+    parser.add_argument("--explain", type=int, default=0, help="EXPLAIN ANALYZE the slowest statements (--profile)")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("PostgreSQL only: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_seedbench")
+    if args.profile:
+        login, path = args.profile.split(":", 1)
+        profile(login, path, args.runs, args.top, args.explain)
+        return
 
     ensure_organisation(args.identities)
     started = time.perf_counter()

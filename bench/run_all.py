@@ -392,6 +392,14 @@ def benches(opts) -> list[Bench]:
             shared=True,
         ),
         Bench(
+            "concurrency",
+            "bench_concurrency.py",
+            "portal_seedbench",
+            lambda: ["--requests", str(max(20, 5 * r))],
+            parse_result_json,
+            shared=True,
+        ),
+        Bench(
             "expiry_sweep",
             "bench_expiry_sweep.py",
             "portal_sweepbench",

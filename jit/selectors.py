@@ -127,23 +127,17 @@ def pending_requests(*, user) -> QuerySet[AccessRequest]:
 #
 # The approver's queue
 #
-def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -> QuerySet[AccessRequest]:
-    """Pending requests whose current stage is routed to me, that I have not decided, oldest first.
-
-    The current stage is the lowest-positioned pending one. Conflicts of interest are excluded
-    here too (routing already leaves those people out; this keeps fallback approvers honest).
-    Everything a row shows is joined or prefetched, so the query count does not grow with the queue.
-    """
-    me = inventory.identity_of(user)
-    current = (
+def current_stage_position() -> Subquery:
+    """A request's current stage: the position of its lowest pending one."""
+    return Subquery(
         ApprovalStage.objects.filter(request=OuterRef("pk"), status=StageStatus.PENDING)
         .order_by("position")
         .values("position")[:1]
     )
-    routed_to_me = ApprovalStage.objects.filter(
-        request=OuterRef("pk"), position=OuterRef("current_position"), eligible=user
-    )
-    decided_by_me = Approval.objects.filter(request=OuterRef("pk"), approver=user)
+
+
+def past_request_count() -> Coalesce:
+    """How many other requests the request's beneficiary has made (0 when none)."""
     past_requests = (
         AccessRequest.objects.filter(beneficiary=OuterRef("beneficiary"))
         .exclude(pk=OuterRef("pk"))
@@ -152,9 +146,24 @@ def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -
         .annotate(n=Count("pk"))
         .values("n")
     )
+    return Coalesce(Subquery(past_requests, output_field=IntegerField()), Value(0))
+
+
+def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -> QuerySet[AccessRequest]:
+    """Pending requests whose current stage is routed to me, that I have not decided, oldest first.
+
+    The current stage is the lowest-positioned pending one. Conflicts of interest are excluded
+    here too (routing already leaves those people out; this keeps fallback approvers honest).
+    Everything a row shows is joined or prefetched, so the query count does not grow with the queue.
+    """
+    me = inventory.identity_of(user)
+    routed_to_me = ApprovalStage.objects.filter(
+        request=OuterRef("pk"), position=OuterRef("current_position"), eligible=user
+    )
+    decided_by_me = Approval.objects.filter(request=OuterRef("pk"), approver=user)
     queryset = (
         AccessRequest.objects.filter(status=RequestStatus.PENDING)
-        .annotate(current_position=Subquery(current))
+        .annotate(current_position=current_stage_position())
         .filter(Exists(routed_to_me))
         .exclude(Exists(decided_by_me))
         .exclude(requester=user)
@@ -171,7 +180,7 @@ def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -
         queryset = queryset.filter(entitlement__system_id=system_id)
     grants_now = Grant.objects.in_force().select_related("entitlement", "entitlement__system").order_by("pk")
     return (
-        queryset.annotate(past_request_count=Coalesce(Subquery(past_requests, output_field=IntegerField()), Value(0)))
+        queryset.annotate(past_request_count=past_request_count())
         .select_related(*REQUEST_JOINS)
         .prefetch_related(
             Prefetch("stages", queryset=ApprovalStage.objects.order_by("position").prefetch_related("eligible")),

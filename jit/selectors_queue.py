@@ -25,7 +25,14 @@ from governance.selectors import tier_rank
 from .choices import RequestStatus
 from .models import AccessRequest, Approval, ApprovalStage
 from .models_deputies import ApproverAbsence
-from .selectors import RECENT_REQUESTS_SHOWN, REQUEST_JOINS, approval_queue, requests_visible_to
+from .selectors import (
+    RECENT_REQUESTS_SHOWN,
+    REQUEST_JOINS,
+    approval_queue,
+    current_stage_position,
+    past_request_count,
+    requests_visible_to,
+)
 from .services.requests import _in_flight as in_flight  # the rule of "on its way to a grant", one home
 
 User = get_user_model()
@@ -92,10 +99,29 @@ def queue_rows(
         rows = rows.filter(requester__isnull=True, requester_identity_id=int(requester[1:]))
     if waiting_at_least:
         rows = rows.filter(created_at__lte=clock.now() - waiting_at_least)
+    rows = rows.alias(risk_rank=tier_rank("entitlement__risk_tier"), requester_name=REQUESTER_NAME)
+    return _with_card_joins(rows, user=user).order_by(*ORDERS.get(order, ORDERS["oldest"]))
+
+
+def queue_page(keys: list[int], *, user) -> list[AccessRequest]:
+    """The requests `keys` names (a page of `queue_rows`, picked by key), in that order, with the joins
+    and annotations `queue_rows` gives them.
+
+    Read by key, not through the queue's filters: with them, the page's query joined eleven tables
+    beside the routing subqueries, and PostgreSQL took 25-50 ms to plan it (1 ms to run it); by key
+    the same rows plan in a few milliseconds.
+    """
+    rows = AccessRequest.objects.filter(pk__in=keys).annotate(
+        current_position=current_stage_position(), past_request_count=past_request_count()
+    )
+    found = {row.pk: row for row in _with_card_joins(rows, user=user)}
+    return [found[key] for key in keys if key in found]
+
+
+def _with_card_joins(rows: QuerySet[AccessRequest], *, user) -> QuerySet[AccessRequest]:
     visible = requests_visible_to(user).filter(pk=OuterRef("pk"))
     return (
-        rows.alias(risk_rank=tier_rank("entitlement__risk_tier"), requester_name=REQUESTER_NAME)
-        .select_related(*REQUEST_JOINS, "beneficiary__manager", "beneficiary__backup_owner")
+        rows.select_related(*REQUEST_JOINS, "beneficiary__manager", "beneficiary__backup_owner")
         .prefetch_related(None)
         .prefetch_related(
             Prefetch(
@@ -118,7 +144,6 @@ def queue_rows(
                 to_attr="recent_requests",
             ),
         )
-        .order_by(*ORDERS.get(order, ORDERS["oldest"]))
     )
 
 

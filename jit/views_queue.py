@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.kernel import clock
 from audit.kernel.htmx import render_list
+from audit.kernel.pagination import CappedCountPaginator
 from governance import policies as inventory
 from governance.errors import DomainError, InvalidTransition, PermissionRefused
 
@@ -32,7 +33,7 @@ from .forms_queue import (
 from .models import AccessRequest
 from .services.approvals import access_request_decide, access_requests_decide_many
 from .services.deputies import approver_absence_end, approver_absence_set
-from .views import _error_response, _next_url, _page, _render_request_detail, _visible_request
+from .views import _error_response, _next_url, _render_request_detail, _visible_request
 
 # Cards, not table rows: each carries the beneficiary's holdings, conflicts and earlier stages and its
 # own decision form (~4 KB of HTML). Twenty fill a long scroll; "select all" decides one page.
@@ -64,11 +65,27 @@ def _filtered(request) -> bool:
     return any(filters.get(name) for name in ("requester", "risk_tier", "system", "waiting"))
 
 
+class QueuePaginator(CappedCountPaginator):
+    """The queue's pages picked by key, then read by key with what the cards show
+    (`selectors_queue.queue_page`): one query more, and each far cheaper for PostgreSQL to plan."""
+
+    def __init__(self, rows, per_page: int, *, user) -> None:
+        super().__init__(rows, per_page)
+        self.user = user
+
+    def rows(self, bottom: int, top: int):
+        keys = list(self.object_list.prefetch_related(None).values_list("pk", flat=True)[bottom:top])
+        return selectors_queue.queue_page(keys, user=self.user)
+
+
 def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     user = request.user
     form = _filter_form(request)
     rows = selectors_queue.queue_rows(user=user, **form.filters())
-    page_obj, querystring = _page(request, rows, QUEUE_PAGE_SIZE)
+    page_obj = QueuePaginator(rows, QUEUE_PAGE_SIZE, user=user).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    querystring = query.urlencode()
     page_obj.object_list = selectors_queue.queue_cards(list(page_obj.object_list), user=user)
     return {
         "filter_form": form,
