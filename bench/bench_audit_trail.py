@@ -42,6 +42,7 @@ settings.STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+from bench_pages import replay  # noqa: E402  (the same replayed-SQL floor as the list pages)
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
@@ -119,22 +120,6 @@ def top_up(events: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE audit_auditevent")
     return written
-
-
-def replay(statements: list[str]) -> float | None:
-    """The statements a request ran, again through one cursor, rolled back: its database work (ms)."""
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            started = time.perf_counter()
-            for sql in statements:
-                cursor.execute(sql)
-                if cursor.description is not None:
-                    cursor.fetchall()
-            elapsed = (time.perf_counter() - started) * 1000
-            transaction.set_rollback(True)
-    except Exception:
-        return None
-    return elapsed
 
 
 def pages() -> list[tuple[str, str]]:
