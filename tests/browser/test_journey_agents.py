@@ -170,3 +170,19 @@ def test_an_admin_sets_automatic_approval_and_reads_its_conditions(page, login, 
         30,
         RiskTier.MEDIUM,
     )
+
+
+def test_an_agent_chosen_before_the_page_finished_loading_still_gets_the_intent_fields(page, login, estate):
+    sign_in_as(page, login, "alice")
+    # the page's script is held back, as on a slow connection: the choice is made before it listens
+    held = []
+    page.route("**/js/intent-fields.js", lambda route: held.append(route))
+    page.goto(f"/access/request/{estate['orders'].pk}/", wait_until="commit")
+    page.get_by_label("For").select_option(label="reconciler-7 (ai agent you own)")
+    while not held:
+        page.wait_for_timeout(20)
+    held[0].continue_()
+
+    intent = page.locator("#intent-fields")
+    expect(intent).to_be_visible()
+    expect(intent).to_be_enabled()
