@@ -368,13 +368,12 @@ def _record_outcomes(deliveries: list[_Delivery], result: DispatchResult) -> Non
         .order_by("pk")
         .values_list("pk", "status", "attempts")
     }
-    settle_errors = _settle(deliveries)
+    ours = [d for d in deliveries if current.get(d.message.pk) == (OutboxStatus.PENDING, d.message.attempts)]
+    settle_errors = _settle(ours)
     now = clock.database_now()
     delivered, failed, dead, handed_back = [], [], [], []
-    for delivery in deliveries:
+    for delivery in ours:
         message = delivery.message
-        if current.get(message.pk) != (OutboxStatus.PENDING, message.attempts):
-            continue
         error = delivery.error or settle_errors.get(id(delivery), "")
         if not delivery.reached:
             handed_back.append(message.pk)

@@ -26,10 +26,6 @@ def _keys(system_id: int) -> tuple[str, str]:
     return f"connector-circuit:{system_id}:open", f"connector-circuit:{system_id}:failures"
 
 
-def circuit_open(system_id: int) -> bool:
-    return cache.get(_keys(system_id)[0]) is not None
-
-
 def call_through_circuit(system, call: Callable[[], Answer]) -> Answer:
     """`call()` unless the system's circuit is open; counts its outcome. Failures are returned, as batches collect them."""
     opened, failures = _keys(system.pk)

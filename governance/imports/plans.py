@@ -118,11 +118,6 @@ class Plan:
         self.rely_on(type(obj), obj.pk, {**before, **read}, line, key, f"{type(obj)._meta.verbose_name} {key!r}")
 
 
-def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
-    """Allow-listed values as stored, foreign keys by id (the shape `services.common.snapshot` uses)."""
-    return _snapshot(obj, _attnames(tuple(fields)))
-
-
 def _snapshot(obj: models.Model, names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     values = obj.__dict__  # loaded rows and new objects hold every field here: no descriptors per cell
     try:
@@ -359,7 +354,7 @@ def plan_identities(
     # Pass 2: resolve references and build the objects.
     depends: dict[str, set[str]] = {}
     for row, key, parsed in parsed_rows:
-        obj = existing.get(key) if key in stored else None
+        obj = existing.get(key)
         is_new = obj is None
         if is_new:
             obj = _new_identity(key, parsed["kind"], parsed.get("status", _ACTIVE))

@@ -398,14 +398,16 @@ def _micro_review(subject: str, description: str, reviewer: str, grants: QuerySe
 
 
 def micro_review_identity_moved(identity: Identity, change: dict[str, dict[str, Any]]) -> Campaign | None:
-    """After a team or manager change: the identity's access, reviewed by whoever answers for it now
-    (a person's manager, a machine's owner)."""
+    """After a team, manager or job title change: the identity's access, reviewed by whoever answers for
+    it now (a person's manager, a machine's owner)."""
     before, after = change.get("before", {}), change.get("after", {})
     moved = []
     if "team" in after:
         moved.append(f"team {before.get('team') or 'none'} → {after['team'] or 'none'}")
     if "manager" in after:
         moved.append(f"manager {_label(before.get('manager'))} → {_label(after['manager'])}")
+    if "title" in after:  # a job title, as an identity provider keeps it (identity_sources.scim)
+        moved.append(f"title {before.get('title') or 'none'} → {after['title'] or 'none'}")
     if not moved:
         return None
     return _micro_review(

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from audit.choices import AuditAction
 from audit.kernel import clock
@@ -315,5 +316,5 @@ def api_token_authenticate(raw: str, *, client_ip: str = "") -> ApiToken:
             Q(last_used_at__isnull=True)
             | Q(last_used_at__lt=now - LAST_USED_GRANULARITY)
             | ~Q(last_used_from=client_ip)
-        ).update(last_used_at=now, last_used_from=client_ip[:45])
+        ).update(last_used_at=Now(), last_used_from=client_ip[:45])  # recorded by the database's clock
     return token

@@ -258,13 +258,14 @@ def finding_fix_assign_entitlement_owner(
     return finding
 
 
-def conflicting_grants(finding: Finding) -> list[Grant]:
-    """The grants in force that make an SoD finding: the identity's grants of the rule's entitlements."""
+def conflicting_grants(finding: Finding, now: datetime | None = None) -> list[Grant]:
+    """The grants in force (at `now`, the database's clock in a service) that make an SoD finding: the
+    identity's grants of the rule's entitlements."""
     rule_id = (finding.details or {}).get("sod_rule")
     if finding.kind != FindingKind.SOD_CONFLICT or rule_id is None or finding.identity_id is None:
         return []
     return list(
-        Grant.objects.in_force(clock.now())
+        Grant.objects.in_force(now or clock.now())
         .filter(identity_id=finding.identity_id, entitlement__sod_rules=rule_id)
         .select_related("entitlement__system")
         .order_by("entitlement__system__name", "entitlement__name", "pk")
@@ -275,7 +276,7 @@ def conflicting_grants(finding: Finding) -> list[Grant]:
 def finding_fix_revoke_one(*, finding_id: int, actor: ActorLike, grant_id: int, reason: str = "") -> Finding:
     """Break a separation-of-duties conflict by revoking one of the grants that make it (the owner picks which)."""
     finding = _authorise(finding_id, actor, REVOKE_ONE)
-    if grant_id not in {grant.pk for grant in conflicting_grants(finding)}:
+    if grant_id not in {grant.pk for grant in conflicting_grants(finding, clock.database_now())}:
         raise ValidationFailed(
             "Pick one of the grants that make this conflict.",
             field_errors={"grant": ["Pick one of the grants listed."]},

@@ -14,6 +14,7 @@ saved nor audited, so importing the same file twice changes nothing.
 
 import gc
 import hashlib
+import itertools
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -540,7 +541,7 @@ def import_apply(
             updated=plan.updated,
             unchanged=plan.unchanged,
             dry_run=dry_run,
-            created_keys=tuple(list(plan.new_by_key)[:CREATED_SHOWN]),
+            created_keys=tuple(itertools.islice(plan.new_by_key, CREATED_SHOWN)),
         )
         if dry_run or not result.changed:
             return result  # a no-op import leaves no trace: nothing saved, nothing audited

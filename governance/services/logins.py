@@ -7,6 +7,7 @@ neither their own roles nor their own login's state: another admin does, so ther
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -104,20 +105,38 @@ def login_create(*, actor: ActorLike, identity_id: int, username: str, roles: It
         raise ValidationFailed("Give a login name.", field_errors={"username": ["Required."]})
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationFailed("That login name is taken.", field_errors={"username": ["Taken; choose another."]})
+    user = login_make(identity, username, actor=admin, roles=wanted)
+    send_password_link(user, key=f"login:{user.pk}:first-password", first=True)
+    return user
+
+
+def login_make(identity: Identity, username: str, *, actor: ActorLike, roles: Iterable[str] = (), **recorded: Any):
+    """A person's login without a password, linked to them and audited; for callers that checked who
+    may make it (an admin's `login_create`, a provider-verified sign-in). `recorded` goes in the event."""
+    wanted = sorted(set(roles))
     user = User(username=username, email=identity.email, first_name=identity.name[:150])
     user.set_unusable_password()
     user.save()
     identity.user = user
     identity.save(update_fields=["user", "updated_at"])
     audit_event_record(
-        actor=admin,
+        actor=actor,
         action=AuditAction.LOGIN_CREATED,
         target=user,
-        data={"user": username, "identity": identity.pk, "roles": sorted(wanted)},
+        data={"user": username, "identity": identity.pk, "roles": wanted, **recorded},
     )
     user.groups.add(*Group.objects.filter(name__in=wanted))  # audited as role.assigned (portal.signals)
-    send_password_link(user, key=f"login:{user.pk}:first-password", first=True)
     return user
+
+
+def roles_set(user, wanted: set[str], *, within: Iterable[str]) -> None:
+    """Give and take roles so that, of the roles `within`, the login holds exactly `wanted`; each role
+    given or taken is audited by portal.signals."""
+    held = set(user.groups.filter(name__in=within).values_list("name", flat=True))
+    if held - wanted:
+        user.groups.remove(*Group.objects.filter(name__in=held - wanted))
+    if wanted - held:
+        user.groups.add(*Group.objects.filter(name__in=wanted - held))
 
 
 @state_change
@@ -127,11 +146,7 @@ def login_set_roles(*, actor: ActorLike, user_id: int, roles: Iterable[str]):
     wanted = _clean_roles(roles)
     user = lock(User, user_id)
     _refuse_self(admin, user, "roles")
-    held = set(user.groups.filter(name__in=Role.values).values_list("name", flat=True))
-    if held - wanted:
-        user.groups.remove(*Group.objects.filter(name__in=held - wanted))
-    if wanted - held:
-        user.groups.add(*Group.objects.filter(name__in=wanted - held))
+    roles_set(user, wanted, within=Role.values)
     return user
 
 

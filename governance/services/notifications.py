@@ -36,7 +36,7 @@ def notify(*, recipients: Iterable, kind: str, subject: str, body: str = "", lin
         if not created:
             continue
         if user.email:
-            url = f"{settings.PORTAL_BASE_URL.rstrip('/')}{link}" if link else settings.PORTAL_BASE_URL
+            url = _portal_url(link)
             outbox_enqueue(
                 kind=EMAIL,
                 idempotency_key=message_key,

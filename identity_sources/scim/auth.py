@@ -9,14 +9,14 @@ the channel `scim`.
 import json
 from datetime import timedelta
 
-from django.db.models import Q
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 from django.http import HttpResponse
 from django_scim import constants
 from django_scim.middleware import SCIMAuthCheckMiddleware
 
 from audit.choices import Channel
 from audit.context import set_context
-from audit.kernel import clock
 
 from ..models_scim import ScimSource
 from .credentials import source_for_token
@@ -40,9 +40,12 @@ class ScimBearerAuth(SCIMAuthCheckMiddleware):
             return _unauthorized("A SCIM source's bearer token is required.")
         request.scim_source = source
         set_context(channel=Channel.SCIM)
-        now = clock.now()
-        # At most one write a minute, so a busy provider does not write a row per call.
+        # At most one write a minute, so a busy provider does not write a row per call; stamped and
+        # compared by the database's clock, as every recorded time is.
+        a_while_ago = ExpressionWrapper(
+            Now() - timedelta(seconds=LAST_USED_GRANULARITY_SECONDS), output_field=DateTimeField()
+        )
         ScimSource.objects.filter(pk=source.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(seconds=LAST_USED_GRANULARITY_SECONDS))
-        ).update(last_used_at=now)
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=a_while_ago)
+        ).update(last_used_at=Now())
         return None

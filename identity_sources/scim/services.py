@@ -11,11 +11,8 @@ requests closed by jit's offboarding hook); a move (team, manager or title) is a
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.db.models import Exists, OuterRef
 from django.db.models.functions import Lower
 
 from audit.choices import AuditAction
@@ -23,16 +20,13 @@ from audit.kernel import clock
 from audit.services import ActorLike, acting_user, audit_event_record, state_change
 from governance.choices import IdentityKind, IdentityStatus
 from governance.errors import InvalidTransition, ValidationFailed
-from governance.models import Campaign, CampaignStatus, Grant, Identity, ReviewItem
-from governance.models.certification import CampaignKind, ReviewerSource
-from governance.querysets import in_force_q
-from governance.services.certification import campaign_create
-from governance.services.certification_schedules import campaign_launch_for_grants
+from governance.models import Identity
+from governance.services.certification_schedules import micro_review_identity_moved
 from governance.services.credentials import token_digest
 from governance.services.identities import identity_create, identity_offboard, identity_update
 
 from ..models_scim import ScimGroup, ScimSource, ScimUser
-from .credentials import SourceActor, new_secret, source_actor
+from .credentials import new_secret, source_actor
 
 MOVE_FIELDS = ("team", "manager", "title")
 
@@ -209,31 +203,6 @@ def _lock_user(source: ScimSource, scim_user_id: int) -> ScimUser:
     return user
 
 
-def _move_review(identity: Identity, moved: dict[str, dict[str, Any]], actor: SourceActor) -> Campaign | None:
-    """Open an event review of the access a person holds after a move the inventory's own review does
-    not cover (a title change): one campaign of kind EVENT for their grants in force and not already
-    under open review, reviewed by whoever answers for them (their manager)."""
-    now = clock.database_now()
-    under_review = ReviewItem.objects.filter(
-        grant_id=OuterRef("pk"), decision="", campaign__status=CampaignStatus.ACTIVE
-    )
-    grants = Grant.objects.filter(identity=identity).filter(in_force_q(now)).exclude(Exists(under_review))
-    if not grants.exists():
-        return None
-    text = "; ".join(
-        f"{name} {moved['before'].get(name) or 'none'} → {moved['after'][name] or 'none'}" for name in moved["after"]
-    )
-    campaign = campaign_create(
-        actor=actor,
-        name=f"Change review: {identity.name} moved"[:200],
-        kind=CampaignKind.EVENT,
-        description=f"{identity.name} moved ({text}): is the access held still needed?"[:2000],
-        reviewer=ReviewerSource.IDENTITY_OWNER,
-        due_at=now + timedelta(days=settings.CERTIFICATION_EVENT_REVIEW_DAYS),
-    )
-    return campaign_launch_for_grants(campaign_id=campaign.pk, grants=grants, actor=actor)
-
-
 @state_change
 def scim_user_change(*, source: ScimSource, scim_user_id: int, data: ScimUserData) -> ScimUser:
     """Apply the source's new picture of a person (PUT, or PATCH applied to the current one).
@@ -270,8 +239,8 @@ def scim_user_change(*, source: ScimSource, scim_user_id: int, data: ScimUserDat
                 move["before"]["manager"] = user.manager.identity_id if user.manager_id else None
                 move["after"]["manager"] = manager.identity_id if manager else None
             audit_event_record(actor=actor, action=AuditAction.IDENTITY_MOVED, target=identity, data=move)
-            if changed == ["title"]:
-                _move_review(identity, move, actor)
+            if changed == ["title"]:  # a team or manager change opened its review in identity_update
+                micro_review_identity_moved(identity, move)
         if data.active is False:
             identity_offboard(identity_id=identity.pk, actor=actor, reason=f"SCIM source {source}: active is false")
     _store(user, data, manager)

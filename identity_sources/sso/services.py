@@ -11,7 +11,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
 from audit.choices import AuditAction
 from audit.kernel.clock import database_now
@@ -21,6 +20,7 @@ from governance.errors import ValidationFailed
 from governance.locks import lock
 from governance.models import Identity
 from governance.roles import Role
+from governance.services.logins import login_make, roles_set
 
 from ..models import SsoLink
 
@@ -118,18 +118,7 @@ def _login_for(identity: Identity, issuer: str, claims: Mapping[str, Any]):
                 claims,
             )
         return user
-    user = User(username=_free_username(claims), email=identity.email, first_name=identity.name[:150])
-    user.set_unusable_password()
-    user.save()
-    identity.user = user
-    identity.save(update_fields=["user", "updated_at"])
-    audit_event_record(
-        actor=Actor.system(),
-        action=AuditAction.LOGIN_CREATED,
-        target=user,
-        data={"user": user.get_username(), "identity": identity.pk, "roles": [], "source": "sso", "issuer": issuer},
-    )
-    return user
+    return login_make(identity, _free_username(claims), actor=Actor.system(), source="sso", issuer=issuer)
 
 
 def _sync_roles(user, claims: Mapping[str, Any]) -> None:
@@ -142,12 +131,7 @@ def _sync_roles(user, claims: Mapping[str, Any]) -> None:
     if isinstance(groups, str):
         groups = [groups]
     wanted = {role_map[g] for g in groups if isinstance(g, str) and g in role_map} & managed
-    held = set(user.groups.filter(name__in=managed).values_list("name", flat=True))
-    # Each role given or taken is audited by portal.signals, with this request's channel (sso).
-    if held - wanted:
-        user.groups.remove(*Group.objects.filter(name__in=held - wanted))
-    if wanted - held:
-        user.groups.add(*Group.objects.filter(name__in=wanted - held))
+    roles_set(user, wanted, within=managed)  # each audited with this request's channel (sso)
 
 
 @state_change

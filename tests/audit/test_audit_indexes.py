@@ -18,7 +18,7 @@ KEPT = {
 }
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's catalogue")
+@pytest.mark.postgres  # the catalogue read is PostgreSQL's
 def test_the_audit_table_has_six_indexes_and_none_on_the_hash():
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [AuditEvent._meta.db_table])
@@ -35,7 +35,7 @@ def test_every_declared_index_is_one_the_table_keeps():
     assert not AuditEvent._meta.get_field("hash").db_index and not AuditEvent._meta.get_field("hash").unique
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's catalogue")
+@pytest.mark.postgres  # the catalogue read is PostgreSQL's
 def test_the_chain_head_is_planned_at_each_call():
     # A plan cached on an empty trail (a sequential scan) would stay with the session as the trail grows.
     with connection.cursor() as cursor:

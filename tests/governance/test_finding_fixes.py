@@ -175,7 +175,6 @@ def test_the_recheck_costs_the_same_whatever_the_inventory_size():
 
     # then re-checking the one identity runs the same queries (one per detector and the store)
     assert cost() == small
-    print(f"\nfindings_recheck for one identity: {small} queries")
 
 
 def test_the_recheck_leaves_other_identities_findings_alone():

@@ -31,7 +31,7 @@ def _indexed_columns(table: str) -> dict[str, str]:
         return dict(cursor.fetchall())
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's catalogue")
+@pytest.mark.postgres  # the catalogue read is PostgreSQL's
 @pytest.mark.parametrize("model", HISTORIES, ids=lambda model: model.__name__)
 def test_a_history_table_keeps_its_key_the_objects_id_and_the_user(model):
     indexes = _indexed_columns(model.history.model._meta.db_table)
@@ -39,7 +39,7 @@ def test_a_history_table_keeps_its_key_the_objects_id_and_the_user(model):
     assert not [definition for definition in indexes.values() if "pattern_ops" in definition]
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's catalogue")
+@pytest.mark.postgres  # the catalogue read is PostgreSQL's
 def test_a_rules_past_entitlements_are_read_through_the_rules_history_row():
     m2m_history = SodRule.history.model._meta.get_field("historicalsodrule_entitlements").related_model
     assert set(_indexed_columns(m2m_history._meta.db_table)) == {"m2m_history_id", "history_id", "id"}

@@ -16,7 +16,7 @@ from tests.factories.governance import PersonFactory
 
 pytestmark = [
     pytest.mark.django_db,
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="the staged path is PostgreSQL's"),
+    pytest.mark.postgres,  # the staged path is PostgreSQL's
 ]
 
 HEADER = (

@@ -189,4 +189,3 @@ def test_the_queue_with_all_its_context_runs_as_many_queries_for_one_card_as_for
     assert len(page.context["page_obj"]) == 20
     assert all(card.conflicts and card.earlier_stages and card.holdings for card in page.context["page_obj"])
     assert one == twenty, f"approver queue: {one} queries with 2 cards, {twenty} with 20"
-    print(f"\napprover queue with context: {twenty} queries for 2 or 20 cards")
