@@ -237,15 +237,35 @@ def approval_queue_count(*, user) -> int:
 #
 def holder_grants(*, user) -> QuerySet[Grant]:
     """Grants of my identity and of the identities I own, with a flag for a pending extension."""
+    held = _held_grants(user)
+    return held.select_related(*GRANT_JOINS, "source_request").annotate(has_pending_renewal=_pending_renewal())
+
+
+def _held_grants(user) -> QuerySet[Grant]:
     me = inventory.identity_of(user)
-    if me is None:
-        return Grant.objects.none()
-    pending_renewal = AccessRequest.objects.filter(renewal_of=OuterRef("pk"), status=RequestStatus.PENDING)
-    return (
-        Grant.objects.filter(_mine_q(me, "identity"))
-        .select_related(*GRANT_JOINS, "source_request")
-        .annotate(has_pending_renewal=Exists(pending_renewal))
-    )
+    return Grant.objects.none() if me is None else Grant.objects.filter(_mine_q(me, "identity"))
+
+
+def _pending_renewal() -> Exists:
+    return Exists(AccessRequest.objects.filter(renewal_of=OuterRef("pk"), status=RequestStatus.PENDING))
+
+
+# What a grant table shows beside the grant (jit/_grant_table.html): holder, entitlement, system, source request.
+GRANT_SHOWN_JOINS = ("identity", "entitlement__system", "source_request")
+
+
+def grants_shown(keys: list[int]) -> list[Grant]:
+    """The grants `keys` names, in that order, with what a grant table shows.
+
+    A list picks its keys with its filters, then reads the rows by key: joined to the holder's
+    filters, each list's query took PostgreSQL ~8 ms to plan for 0.4 ms to run.
+    """
+    rows = Grant.objects.filter(pk__in=keys).select_related(*GRANT_SHOWN_JOINS)
+    found = {grant.pk: grant for grant in rows.annotate(has_pending_renewal=_pending_renewal())}
+    return [found[key] for key in keys if key in found]
+
+
+SOONEST_EXPIRY_FIRST = (F("expires_at").asc(nulls_last=True), "pk")
 
 
 def my_grants(*, user) -> dict[str, list[Grant]]:
@@ -254,19 +274,19 @@ def my_grants(*, user) -> dict[str, list[Grant]]:
     A grant past its expiry counts as ended even while the sweep has not reached it yet.
     """
     now = clock.now()
-    grants = holder_grants(user=user)
-    in_force = grants.in_force(now)
-    pending = grants.filter(status=GrantStatus.PENDING_PROVISION).order_by("created_at", "pk")
+    grants = _held_grants(user)
     past_expiry = past_expiry_q(now)
     finished = ~Q(status__in=[GrantStatus.ACTIVE, GrantStatus.PENDING_PROVISION]) & Q(
         updated_at__gte=now - RECENTLY_ENDED
     )
-    ended = grants.filter(past_expiry | finished).order_by("-updated_at", "-pk")[:50]
-    return {
-        "in_force": list(in_force.order_by(F("expires_at").asc(nulls_last=True), "pk")),
-        "pending": list(pending),
-        "ended": list(ended),
+    groups = {
+        "in_force": grants.in_force(now).order_by(*SOONEST_EXPIRY_FIRST),
+        "pending": grants.filter(status=GrantStatus.PENDING_PROVISION).order_by("created_at", "pk"),
+        "ended": grants.filter(past_expiry | finished).order_by("-updated_at", "-pk")[:50],
     }
+    keys = {name: list(rows.values_list("pk", flat=True)) for name, rows in groups.items()}
+    shown = {grant.pk: grant for grant in grants_shown([key for group in keys.values() for key in group])}
+    return {name: [shown[key] for key in group if key in shown] for name, group in keys.items()}
 
 
 def ready_to_activate(*, user) -> QuerySet[AccessRequest]:
@@ -288,7 +308,9 @@ def ready_to_activate(*, user) -> QuerySet[AccessRequest]:
 
 
 def grants_in_force_for(*, user, limit: int = 10) -> list[Grant]:
-    return list(holder_grants(user=user).in_force().order_by(F("expires_at").asc(nulls_last=True), "pk")[:limit])
+    return grants_shown(
+        list(_held_grants(user).in_force().order_by(*SOONEST_EXPIRY_FIRST).values_list("pk", flat=True)[:limit])
+    )
 
 
 #

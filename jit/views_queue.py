@@ -5,6 +5,8 @@ outcome replaces it, and the queue's empty state appears when nothing is left. E
 acted on is first checked to be visible to the user (others get 404: no existence leak).
 """
 
+from functools import partial
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -15,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.kernel import clock
 from audit.kernel.htmx import render_list
-from audit.kernel.pagination import CappedCountPaginator
+from audit.kernel.pagination import DeferredJoinPaginator
 from governance import policies as inventory
 from governance.errors import DomainError, InvalidTransition, PermissionRefused
 
@@ -65,24 +67,13 @@ def _filtered(request) -> bool:
     return any(filters.get(name) for name in ("requester", "risk_tier", "system", "waiting"))
 
 
-class QueuePaginator(CappedCountPaginator):
-    """The queue's pages picked by key, then read by key with what the cards show
-    (`selectors_queue.queue_page`): one query more, and each far cheaper for PostgreSQL to plan."""
-
-    def __init__(self, rows, per_page: int, *, user) -> None:
-        super().__init__(rows, per_page)
-        self.user = user
-
-    def rows(self, bottom: int, top: int):
-        keys = list(self.object_list.prefetch_related(None).values_list("pk", flat=True)[bottom:top])
-        return selectors_queue.queue_page(keys, user=self.user)
-
-
 def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     user = request.user
     form = _filter_form(request)
     rows = selectors_queue.queue_rows(user=user, **form.filters())
-    page_obj = QueuePaginator(rows, QUEUE_PAGE_SIZE, user=user).get_page(request.GET.get("page"))
+    # Keys first, then the cards' rows by key: one query more, each far cheaper for PostgreSQL to plan.
+    paginator = DeferredJoinPaginator(rows, QUEUE_PAGE_SIZE, load=partial(selectors_queue.queue_page, user=user))
+    page_obj = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     querystring = query.urlencode()
