@@ -138,9 +138,14 @@ def my_live_activations(*, user, now: datetime | None = None) -> list[BreakGlass
     me = inventory.identity_of(user)
     if me is None:
         return []
+    now = clock.now() if now is None else now
+    mine = Q(identity=me) | Q(activated_by=user)
+    # Almost always none: a look at the activations alone (no join to plan), the banner's join only when any.
+    if not BreakGlassActivation.objects.filter(mine, ends_at__gt=now).exists():
+        return []
     return list(
         live_activations(now)
-        .filter(Q(identity=me) | Q(activated_by=user))
+        .filter(mine)
         .select_related(None)
         .select_related("identity", "entitlement__system", "grant")
         .only(*BANNER_FIELDS)[:5]
