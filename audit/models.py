@@ -106,10 +106,11 @@ class OutboxMessage(models.Model):
 
     kind = models.CharField("kind", max_length=64)
     payload = models.JSONField("payload", default=dict)
+    # Unique (audit_outboxmessage_idempotency_key_key): enqueuing looks a key up (outbox_enqueue's
+    # get_or_create, reconciliation's last removal ask) or skips it on conflict (enqueue_many, the
+    # revoke sweeps' INSERT ... ON CONFLICT). Its text-pattern copy is dropped (audit 0010): no LIKE.
     idempotency_key = models.CharField("idempotency key", max_length=200, unique=True)
-    status = models.CharField(
-        "status", max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING, db_index=True
-    )
+    status = models.CharField("status", max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
     attempts = models.PositiveIntegerField("attempts", default=0)
     next_attempt_at = models.DateTimeField("next attempt", default=timezone.now)
     last_error = models.TextField("last error", blank=True)
@@ -118,13 +119,19 @@ class OutboxMessage(models.Model):
 
     class Meta:
         verbose_name = "outbox message"
+        # The only indexes besides the primary key and the idempotency key (audit 0010 says why the plain
+        # `status` btree went: most rows are delivered, and the retention purge reads those by id).
         indexes = [
-            # The dispatcher's only query: due pending rows, oldest first.
+            # The dispatcher's claim (audit.outbox._claim): due pending rows, oldest first. Also what
+            # reconciliation's "a run is already pending for this system?" check walks (pending rows only).
             models.Index(
                 fields=["next_attempt_at", "id"],
                 name="audit_outbox_due_idx",
                 condition=models.Q(status="pending"),
-            )
+            ),
+            # The admin's list filtered to dead messages (status=dead, newest first, and its count): the
+            # few waiting for a person, found without reading the delivered ones. Inserts never touch it.
+            models.Index(fields=["id"], name="audit_outbox_dead_idx", condition=models.Q(status="dead")),
         ]
 
     def __str__(self) -> str:

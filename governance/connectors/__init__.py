@@ -84,6 +84,19 @@ ACCOUNT_ATTRIBUTES = [
 ]
 
 
+def connector_key(grant_id: int, ask: str, attempt: object = None) -> str:
+    """The idempotency key of one ask of a grant's connector: `grant:<id>:<ask>[:<attempt>]`.
+
+    The one place its shape is written. The outbox keeps one message per key (enqueuing a key again is
+    a no-op, against rows already queued under today's keys) and the webhook connector sends it as the
+    target's Idempotency-Key, so the shape must never change. `ask` is the outbox kind of a single ask
+    (`connector.revoke`) or what a sweep asked (`expired`, `revoke:<end reason>`); `attempt` tells asks
+    of one grant apart: the count of its history rows when asked (one per change, so the same on every
+    retry of a job and new for the next), a bulk revocation's own token, or None for an ask made once.
+    """
+    return f"grant:{grant_id}:{ask}" if attempt is None else f"grant:{grant_id}:{ask}:{attempt}"
+
+
 class ConnectorSettingsForm(forms.Form):
     """What every connector that reaches a target needs: how an identity is named there."""
 

@@ -10,8 +10,8 @@ The key is derived from the grant, since a connector is handed the grant, not th
 `grant:<id>:connector.<provision|revoke>:<number of the grant's history rows>`. Every ask of the
 connector follows a change of the grant (issued, revoke requested, failed then retried), which adds a
 history row, and nothing changes the grant while its ask is outstanding; so the count is the same on
-every retry of one job and new for the next job. For a single ask it equals the outbox's own key
-(governance.services.grants._ask_connector).
+every retry of one job and new for the next job. For a single ask it equals the outbox's own key: both
+are `governance.connectors.connector_key`.
 
 A 2xx confirms (or, for a target that finishes later, `asynchronous`, only says the job was accepted:
 the target confirms with a signed callback, governance.api.connector_callbacks). 401/403/404/400/422,
@@ -45,7 +45,17 @@ from audit.webhooks import (
 )
 
 from ..errors import DomainError, InvalidTransition, ValidationFailed
-from . import BaseConnector, Check, ConnectorSettingsForm, Holding, Outcome, PermanentError, Result, RetriableError
+from . import (
+    BaseConnector,
+    Check,
+    ConnectorSettingsForm,
+    Holding,
+    Outcome,
+    PermanentError,
+    Result,
+    RetriableError,
+    connector_key,
+)
 
 CALLBACK_PATH = "/api/v1/connectors/webhook/callback/"
 CALLBACK_EVENTS = ("grant.provisioned", "grant.revoked", "grant.failed")
@@ -113,7 +123,7 @@ def grant_idempotency_key(grant, action: str) -> str:
     attempt = getattr(grant, "history_count", None)  # counted for a whole batch by the revoke handler
     if attempt is None:
         attempt = grant.history.count()
-    return f"grant:{grant.pk}:connector.{action}:{attempt}"
+    return connector_key(grant.pk, f"connector.{action}", attempt)
 
 
 class WebhookConnector(BaseConnector):

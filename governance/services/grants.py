@@ -31,6 +31,7 @@ from audit.services import (
 
 from .. import policies
 from ..choices import GrantKind, GrantStatus, IdentityKind, IdentityStatus, SodAction
+from ..connectors import connector_key
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..locks import hold_entitlement, lock
 from ..models import Entitlement, Grant, Identity, SodRule
@@ -59,7 +60,7 @@ def _grant_data(grant: Grant, **extra) -> dict:
 
 def _ask_connector(grant: Grant, kind: str) -> None:
     attempt = Grant.history.filter(id=grant.pk).count()  # a fresh key for each new ask of the same grant
-    outbox_enqueue(kind=kind, payload={"grant_id": grant.pk}, idempotency_key=f"grant:{grant.pk}:{kind}:{attempt}")
+    outbox_enqueue(kind=kind, payload={"grant_id": grant.pk}, idempotency_key=connector_key(grant.pk, kind, attempt))
 
 
 @state_change
@@ -313,30 +314,34 @@ _PG_REVOKE_BATCH = """
 _PG_ENQUEUE_REVOKES = """
     INSERT INTO audit_outboxmessage
         (kind, payload, idempotency_key, status, attempts, next_attempt_at, last_error, created_at)
-    SELECT %s, jsonb_build_object('grant_id', id), 'grant:' || id || %s, 'pending', 0,
+    SELECT %s, jsonb_build_object('grant_id', id), idempotency_key, 'pending', 0,
            %s, '', %s
-    FROM unnest(%s::bigint[]) AS id
+    FROM unnest(%s::bigint[], %s::text[]) AS ask(id, idempotency_key)
     ON CONFLICT (idempotency_key) DO NOTHING
 """
 
 
-def enqueue_revokes(ids: list[int], *, key: str) -> None:
+def enqueue_revokes(ids: list[int], *, ask: str, attempt: object = None) -> None:
     """Ask each grant's connector to remove it: one outbox row per grant, set-based (sweeps, bulk
-    revocation). Each idempotency key is `grant:<id><key>`, so the same ask twice is one message."""
+    revocation). Each is keyed `connector_key(id, ask, attempt)`, so the same ask twice is one message."""
     if not ids:
         return
+    keys = [connector_key(pk, ask, attempt) for pk in ids]
     if connection.vendor != "postgresql":
         enqueue_many(
-            [OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=f"grant:{pk}{key}") for pk in ids]
+            [
+                OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=key)
+                for pk, key in zip(ids, keys, strict=True)
+            ]
         )
         return
     with connection.cursor() as cursor:
         now = clock.database_now()
-        cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, key, now, now, ids])
+        cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, now, now, ids, keys])
     wake_dispatcher_on_commit()
 
 
-def _revoke_batch_pg(ids: list[int], *, user_id: int | None, note: str, end_reason: str, key: str) -> list[tuple]:
+def _revoke_batch_pg(ids: list[int], *, user_id: int | None, note: str, end_reason: str) -> list[tuple]:
     now = clock.database_now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -349,11 +354,10 @@ def _revoke_batch_pg(ids: list[int], *, user_id: int | None, note: str, end_reas
             cursor.execute(
                 _history_insert_sql(), [now, note[:100], user_id, changed]
             )  # the change's time, as in the rows themselves
-    enqueue_revokes([row[0] for row in rows if row[1] == GrantStatus.REVOKING], key=key)
     return rows
 
 
-def _revoke_batch_orm(ids: list[int], *, user_id: int | None, note: str, end_reason: str, key: str) -> list[tuple]:
+def _revoke_batch_orm(ids: list[int], *, user_id: int | None, note: str, end_reason: str) -> list[tuple]:
     """The embedded database's form (SQLite: one writer at a time, so no row locks to take)."""
     found = list(
         Grant.objects.filter(pk__in=ids, status__in=_REVOCABLE)
@@ -372,7 +376,6 @@ def _revoke_batch_orm(ids: list[int], *, user_id: int | None, note: str, end_rea
         default_change_reason=note[:100],
         default_user=get_user_model().objects.filter(pk=user_id).first() if user_id else None,
     )
-    enqueue_revokes(revoking, key=key)
     revoked = set(never_provisioned)
     return [
         (pk, GrantStatus.REVOKED if pk in revoked else GrantStatus.REVOKING, identity_id, entitlement_id)
@@ -398,12 +401,15 @@ def _revoke_many(*, grant_ids: list[int], actor: ActorLike, reason: str, end_rea
     """
     user = acting_user(actor)
     user_id = user.pk if getattr(user, "is_authenticated", False) else None
-    key = f":revoke:{end_reason}:{uuid.uuid4().hex[:12]}"  # this revocation's ask, told from any earlier one
+    token = uuid.uuid4().hex[:12]  # this revocation's ask, told from any earlier one
     revoke_batch = _revoke_batch_pg if connection.vendor == "postgresql" else _revoke_batch_orm
     changed: list[int] = []
     for start in range(0, len(grant_ids), _REVOKE_BATCH):
         batch = grant_ids[start : start + _REVOKE_BATCH]
-        rows = revoke_batch(batch, user_id=user_id, note=reason, end_reason=end_reason, key=key)
+        rows = revoke_batch(batch, user_id=user_id, note=reason, end_reason=end_reason)
+        enqueue_revokes(
+            [pk for pk, status, *_ in rows if status == GrantStatus.REVOKING], ask=f"revoke:{end_reason}", attempt=token
+        )
         audit_events_record_many(
             actor=actor,
             events=[
@@ -662,7 +668,7 @@ def grants_retry_failed_revocations(*, now: datetime | None = None, limit: int =
     asks = dict(Grant.history.filter(id__in=ids).values("id").annotate(n=Count("*")).values_list("id", "n"))
     enqueue_many(
         [
-            OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=f"grant:{pk}:{REVOKE}:{asks[pk]}")
+            OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=connector_key(pk, REVOKE, asks[pk]))
             for pk in ids
         ]
     )

@@ -37,8 +37,10 @@ _PG_EXPIRE_BATCH = """
 """
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_START = (_EPOCH, 0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # what the returned microseconds count from (negative before it)
+# The first batch starts before any expiry a grant can hold (the earliest moment Python, and so Django,
+# can write), not at the epoch: a grant that expired before 1970 is due like any other.
+_START = (datetime.min.replace(tzinfo=UTC), 0)
 
 
 def _take_due_batch(now: datetime, batch_size: int, after: tuple[datetime, int] = _START) -> list[tuple]:
@@ -87,7 +89,7 @@ def _expire_batch(rows: list[tuple]) -> None:
             for pk, identity_id, entitlement_id, expires_at in rows
         ],
     )
-    enqueue_revokes(ids, key=":expired")
+    enqueue_revokes(ids, ask="expired")
 
 
 def grants_expire_due(*, now: datetime | None = None, batch_size: int | None = None) -> int:
