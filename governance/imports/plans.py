@@ -81,6 +81,12 @@ class Plan:
     readers: dict[tuple[type[models.Model], int], list[tuple[int, str, str]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    # A non-admin's reach (None: everything), and the rows it let the file write, per model and id,
+    # with the rows of the file that relied on it: the write phase asks the scope again under its locks.
+    scope: ImportScope | None = None
+    scoped: dict[type[models.Model], dict[int, list[tuple[int, str, str]]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
     _pairs: tuple[tuple[str, str], ...] = field(init=False, repr=False, default=())
 
     @property
@@ -107,6 +113,14 @@ class Plan:
         else:
             read.update(values)
         self.readers[(model, pk)].append((line, key, what))
+
+    def within_scope(self, model: type[models.Model], pk: int, line: int, key: str, what: str) -> None:
+        """Row `line` is written because the importer answers for this row (`what` names it); the write
+        locks it (and, for an entitlement, the caller holds its system) and checks that they still do."""
+        if self.scope is None:
+            return
+        self.scoped[model][pk].append((line, key, what))
+        self.hold(model, pk)
 
     def hold(self, model: type[models.Model], pk: int) -> None:
         """Lock this row too when writing (lock order), without relying on anything it holds."""
@@ -312,7 +326,7 @@ def _existing_identities() -> StoredIdentities:
 def plan_identities(
     rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, scope: ImportScope | None = None
 ) -> Plan:
-    plan = Plan("identities", Identity, IDENTITY_AUDITED)
+    plan = Plan("identities", Identity, IDENTITY_AUDITED, scope=scope)
     errors = plan.errors
     existing = _existing_identities()
     stored = existing.rows  # the stored rows by key: `in` on the dict itself, once per row and reference
@@ -447,6 +461,7 @@ def plan_identities(
             depends[key] = {ref for _, ref in pending}
         elif pending or plan.snapshot(obj) != before:
             plan.update(obj, before, row.line, key)
+            plan.within_scope(Identity, obj.pk, row.line, key, f"identity {key!r}")
         else:
             plan.unchanged += 1
 
@@ -515,10 +530,16 @@ def _retired_change(row: Row, key: str, obj, before: dict, plan: Plan, noun: str
     return False
 
 
+def _admin_changes(parsed: dict[str, Any], obj: System) -> list[str]:
+    """The admin-only fields (`catalogue.SYSTEM_ADMIN_FIELDS`, as the forms and API) the row changes:
+    one list for every channel, so an owner's file cannot do what the owner's form refuses."""
+    return sorted(name for name in catalogue.SYSTEM_ADMIN_FIELDS & parsed.keys() if parsed[name] != getattr(obj, name))
+
+
 def plan_systems(
     rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, scope: ImportScope | None = None
 ) -> Plan:
-    plan = Plan("systems", System, SYSTEM_AUDITED)
+    plan = Plan("systems", System, SYSTEM_AUDITED, scope=scope)
     errors = plan.errors
     existing = _index(System.objects.all())
     owners = _index(Identity.objects.only("id", "external_id", "kind", "status"))
@@ -544,8 +565,8 @@ def plan_systems(
         denied = scope.system_error(obj, is_new) if scope is not None else None
         if denied:
             errors.append(RowError(row.line, key, denied))
-        elif scope is not None and "connector" in parsed and parsed["connector"] != obj.connector:
-            denied = "only an admin changes a system's connector"
+        elif scope is not None and (admin_changes := _admin_changes(parsed, obj)):
+            denied = f"only an admin changes a system's {', '.join(admin_changes)}"
             errors.append(RowError(row.line, key, denied))
         owner_id = _owner(row, key, parsed["owner_external_id"], obj, owners, is_new, plan)
         if owner_id is None or denied:
@@ -558,7 +579,8 @@ def plan_systems(
             continue
         if obj.status == LifecycleStatus.ACTIVE:
             live_names.append((obj.name, key, row.line))
-        _keep(plan, obj, key, row.line, before, is_new)
+        if _keep(plan, obj, key, row.line, before, is_new) and not is_new:
+            plan.within_scope(System, obj.pk, row.line, key, f"system {key!r}")
     in_file = {key for _, key, _ in live_names}
     taken = {
         obj.name: key for key, obj in existing.items() if obj.status == LifecycleStatus.ACTIVE and key not in in_file
@@ -641,7 +663,7 @@ _ENTITLEMENT_PLAIN = [
 def plan_entitlements(
     rows: list[Row], *, progress: Progress | None = None, every: int = 10_000, scope: ImportScope | None = None
 ) -> Plan:
-    plan = Plan("entitlements", Entitlement, ENTITLEMENT_AUDITED)
+    plan = Plan("entitlements", Entitlement, ENTITLEMENT_AUDITED, scope=scope)
     errors = plan.errors
     existing = _index(Entitlement.objects.all())
     systems = _index(System.objects.only("id", "external_id", "name", "status"))
@@ -706,8 +728,13 @@ def plan_entitlements(
             continue
         if obj.status == LifecycleStatus.ACTIVE:
             live_names.append(((obj.system_id, obj.name), key, row.line))
-        if _keep(plan, obj, key, row.line, before, is_new) and not is_new:
+        if not _keep(plan, obj, key, row.line, before, is_new):
+            continue
+        if is_new:  # added to a system the importer owns
+            plan.within_scope(System, system.pk, row.line, key, f"system {system_key!r}")
+        else:
             plan.hold(System, system.pk)  # locks.lock_entitlement's order: an entitlement's system first
+            plan.within_scope(Entitlement, obj.pk, row.line, key, f"entitlement {key!r}")
     in_file = {key for _, key, _ in live_names}
     taken = {
         (obj.system_id, obj.name): key
@@ -759,7 +786,7 @@ def plan_grants(
     (`refused_identities`), none that completes a pair an SoD "block" rule forbids.
     """
     now = now or timezone.now()
-    plan = Plan("grants", Grant, GRANT_AUDITED)
+    plan = Plan("grants", Grant, GRANT_AUDITED, scope=scope)
     errors = plan.errors
     existing = _index(
         Grant.objects.only(
@@ -826,6 +853,10 @@ def plan_grants(
                 before = plan.snapshot(obj)
                 obj.last_used_at = used
                 plan.update(obj, before, row.line, key)
+                if plan.scope is not None:  # its entitlement's owners, held with their system to commit
+                    plan.hold(System, entitlement.system_id)
+                    what = f"entitlement {parsed['entitlement_external_id']!r}"
+                    plan.within_scope(Entitlement, entitlement.pk, row.line, key, what)
             elif same:
                 plan.unchanged += 1
             else:
@@ -872,6 +903,7 @@ def plan_grants(
             key,
             f"entitlement {entitlement_key!r}",
         )
+        plan.within_scope(Entitlement, entitlement.pk, row.line, key, f"entitlement {entitlement_key!r}")
         plan.new_by_key[key] = Grant(
             external_id=key,
             identity_id=identity.pk,

@@ -18,10 +18,12 @@ from django.db.models.functions import Lower
 from audit.choices import AuditAction
 from audit.kernel import clock
 from audit.services import ActorLike, acting_user, audit_event_record, state_change
+from governance import policies
 from governance.choices import IdentityKind, IdentityStatus
 from governance.errors import InvalidTransition, ValidationFailed
 from governance.models import Identity
 from governance.services.certification_schedules import micro_review_identity_moved
+from governance.services.common import check
 from governance.services.credentials import token_digest
 from governance.services.identities import identity_create, identity_offboard, identity_update
 
@@ -80,9 +82,16 @@ class ScimUserData:
 #
 # Sources and their credential
 #
+def _require_admin(actor: ActorLike) -> None:
+    """The service's own guard (the page checks too): a source's token provisions people, so only an
+    admin or the system (`manage.py scim_source` acts as the system) may issue, replace or revoke one."""
+    check(actor, lambda user, _obj: policies.is_admin(user), None, "Only admins manage identity sources.")
+
+
 @state_change
 def scim_source_create(*, actor: ActorLike, name: str) -> tuple[ScimSource, str]:
     """Register a source and issue its token (returned once, never stored)."""
+    _require_admin(actor)
     name = (name or "").strip().lower()
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,49}", name):
         raise ValidationFailed("Name the source with letters, digits, - or _ (e.g. okta), at most 50.")
@@ -104,6 +113,7 @@ def scim_source_create(*, actor: ActorLike, name: str) -> tuple[ScimSource, str]
 @state_change
 def scim_source_rotate(*, actor: ActorLike, source_id: int) -> tuple[ScimSource, str]:
     """Replace a source's token at once: the old one stops working in this transaction."""
+    _require_admin(actor)
     source = ScimSource.objects.select_for_update().get(pk=source_id)
     if source.revoked_at is not None:
         raise InvalidTransition(f"SCIM source {source} is revoked.")
@@ -123,6 +133,7 @@ def scim_source_rotate(*, actor: ActorLike, source_id: int) -> tuple[ScimSource,
 @state_change
 def scim_source_revoke(*, actor: ActorLike, source_id: int) -> ScimSource:
     """Stop a source: its token no longer works; the people it provisioned stay as they are."""
+    _require_admin(actor)
     source = ScimSource.objects.select_for_update().get(pk=source_id)
     if source.revoked_at is None:
         source.revoked_at = clock.database_now()

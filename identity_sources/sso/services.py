@@ -14,12 +14,14 @@ from django.contrib.auth import get_user_model
 
 from audit.choices import AuditAction
 from audit.kernel.clock import database_now
-from audit.services import Actor, audit_event_record, state_change
+from audit.services import Actor, ActorLike, audit_event_record, state_change
+from governance import policies
 from governance.choices import IdentityKind, IdentityStatus
 from governance.errors import ValidationFailed
 from governance.locks import lock
 from governance.models import Identity
 from governance.roles import Role
+from governance.services.common import check
 from governance.services.logins import login_make, roles_set
 
 from ..models import SsoLink
@@ -189,10 +191,17 @@ def break_glass_sign_in_record(user) -> None:
     )
 
 
+def _require_admin(actor: ActorLike) -> None:
+    """A link decides who a provider account signs in as, so only an admin or the system
+    (`manage.py sso_link` acts as the system) may set or remove one by hand."""
+    check(actor, lambda user, _obj: policies.is_admin(user), None, "Only admins link logins to the identity provider.")
+
+
 @state_change
-def sso_link_set(*, actor, user_id: int, subject: str, issuer: str = "") -> SsoLink:
+def sso_link_set(*, actor: ActorLike, user_id: int, subject: str, issuer: str = "") -> SsoLink:
     """Link a login to a provider account by hand (`manage.py sso_link`): for the people the e-mail rule
     cannot match. Replaces the login's earlier link at that issuer; refuses a subject linked to another login."""
+    _require_admin(actor)
     issuer = (issuer or settings.OIDC_ISSUER).rstrip("/")
     if not issuer or not subject:
         raise ValidationFailed("Give the provider's issuer and the account's subject (sub).")
@@ -214,7 +223,7 @@ def sso_link_set(*, actor, user_id: int, subject: str, issuer: str = "") -> SsoL
     return link
 
 
-def _unlink(actor, link: SsoLink) -> None:
+def _unlink(actor: ActorLike, link: SsoLink) -> None:
     audit_event_record(
         actor=actor,
         action=AuditAction.SSO_UNLINKED,
@@ -225,8 +234,9 @@ def _unlink(actor, link: SsoLink) -> None:
 
 
 @state_change
-def sso_link_remove(*, actor, user_id: int, issuer: str = "") -> int:
+def sso_link_remove(*, actor: ActorLike, user_id: int, issuer: str = "") -> int:
     """Unlink a login from its provider account(s) (at `issuer`, or everywhere); the next sign-in links anew."""
+    _require_admin(actor)
     user = lock(User, user_id)
     links = SsoLink.objects.select_for_update().filter(user=user)
     if issuer:

@@ -105,3 +105,39 @@ def test_the_list_costs_the_same_queries_for_one_source_or_ten(admin, django_ass
 
 def test_the_empty_page_says_what_to_do(admin):
     assert "No SCIM source yet" in admin.get(PAGE).content.decode()
+
+
+@pytest.mark.parametrize("role", ["requester", "approver", "owner", "auditor"])
+def test_the_services_refuse_a_non_admin_on_their_own_and_write_nothing(make_user, role):
+    """The page checks first; the services refuse too, whoever calls them."""
+    from governance.errors import PermissionRefused
+    from identity_sources.scim.services import scim_source_revoke, scim_source_rotate
+
+    source, _token = scim_source_create(actor=None, name="okta")  # the system (manage.py scim_source)
+    someone = make_user(f"{role}9", roles=(role,))
+    before = set(AuditEvent.objects.values_list("pk", flat=True))
+
+    with pytest.raises(PermissionRefused, match="Only admins"):
+        scim_source_create(actor=someone, name="mine")
+    with pytest.raises(PermissionRefused, match="Only admins"):
+        scim_source_rotate(actor=someone, source_id=source.pk)
+    with pytest.raises(PermissionRefused, match="Only admins"):
+        scim_source_revoke(actor=someone, source_id=source.pk)
+
+    assert list(ScimSource.objects.values_list("name", "prefix", "revoked_at")) == [("okta", source.prefix, None)]
+    assert set(AuditEvent.objects.values_list("pk", flat=True)) == before
+
+
+def test_the_command_line_still_manages_sources_as_the_system():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("scim_source", "create", "okta", stdout=StringIO())
+    call_command("scim_source", "rotate", "okta", stdout=StringIO())
+    call_command("scim_source", "revoke", "okta", stdout=StringIO())
+
+    assert ScimSource.objects.get(name="okta").revoked_at is not None
+    assert list(
+        AuditEvent.objects.filter(action__startswith="scim.").order_by("seq").values_list("action", "actor_type")
+    ) == [("scim.source_created", "system"), ("scim.token_rotated", "system"), ("scim.source_revoked", "system")]

@@ -140,3 +140,36 @@ def test_an_admin_links_and_unlinks_by_hand_from_the_command_line():
         ("user.sso_linked", "admin"),
         ("user.sso_unlinked", None),
     ]
+
+
+@pytest.mark.parametrize("role", ["requester", "approver", "owner", "auditor"])
+def test_linking_by_hand_refuses_a_non_admin_and_writes_nothing(make_user, role):
+    """The command acts as the system; any other caller must be an admin, checked by the service itself."""
+    from governance.errors import PermissionRefused
+    from identity_sources.sso.services import sso_link_remove, sso_link_set
+
+    alice = PersonFactory(user__username="alice")
+    sso_link_set(actor=None, user_id=alice.user.pk, subject="partner-7", issuer=ISSUER)
+    someone = make_user(f"{role}9", roles=(role,))
+    before = set(AuditEvent.objects.values_list("pk", flat=True))
+
+    with pytest.raises(PermissionRefused, match="Only admins"):
+        sso_link_set(actor=someone, user_id=alice.user.pk, subject="partner-8", issuer=ISSUER)
+    with pytest.raises(PermissionRefused, match="Only admins"):
+        sso_link_set(actor=someone, user_id=someone.pk, subject="mine", issuer=ISSUER)
+    with pytest.raises(PermissionRefused, match="Only admins"):
+        sso_link_remove(actor=someone, user_id=alice.user.pk)
+
+    assert list(SsoLink.objects.values_list("user", "issuer", "subject")) == [(alice.user.pk, ISSUER, "partner-7")]
+    assert set(AuditEvent.objects.values_list("pk", flat=True)) == before
+
+
+def test_an_admin_links_and_unlinks_by_hand_through_the_services(admin_user):
+    from identity_sources.sso.services import sso_link_remove, sso_link_set
+
+    alice = PersonFactory(user__username="alice")
+    sso_link_set(actor=admin_user, user_id=alice.user.pk, subject="partner-7", issuer=ISSUER)
+    assert sso_link_remove(actor=admin_user, user_id=alice.user.pk) == 1
+    assert list(
+        AuditEvent.objects.filter(action__startswith="user.sso_").order_by("seq").values_list("action", "actor_label")
+    ) == [("user.sso_linked", "admin1"), ("user.sso_unlinked", "admin1")]
