@@ -3,11 +3,24 @@
 from datetime import datetime
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, IntegerField, Q, Value, When
 
 from audit.kernel import clock
 
-from .choices import GrantStatus, IdentityStatus
+from .choices import GrantStatus, IdentityStatus, RiskTier
+
+
+def tier_rank(field: str) -> Case:
+    """A risk tier, criticality or severity (one scale) as its rank, low 0 to critical 3, to sort by.
+
+    Sorting the stored words would put critical before high before low before medium. Here, below the
+    models, so an index can be built on the very expression the pages sort by (`Finding`'s).
+    """
+    return Case(
+        *(When(**{field: tier}, then=Value(rank)) for rank, tier in enumerate(RiskTier.values)),
+        default=Value(-1),
+        output_field=IntegerField(),
+    )
 
 
 class IdentityQuerySet(models.QuerySet):

@@ -4,15 +4,11 @@ with the joins its list needs declared once (no N+1 in any caller)."""
 from django.db import connection
 from django.db.models import (
     BigIntegerField,
-    Case,
     Count,
-    IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
 )
 from django.db.models.functions import Cast, Coalesce
 from guardian.models import GroupObjectPermission, UserObjectPermission
@@ -20,20 +16,9 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from audit.models import AuditEvent
 
 from . import policies
-from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus, RiskTier
+from .choices import Connector, FindingStatus, GrantStatus, IdentityStatus
 from .models import Entitlement, Finding, Grant, Identity, System
-
-
-def tier_rank(field: str) -> Case:
-    """A risk tier, criticality or severity (one scale) as its rank, low 0 to critical 3, to sort by.
-
-    Sorting the stored words would put critical before high before low before medium.
-    """
-    return Case(
-        *(When(**{field: tier}, then=Value(rank)) for rank, tier in enumerate(RiskTier.values)),
-        default=Value(-1),
-        output_field=IntegerField(),
-    )
+from .querysets import tier_rank  # noqa: F401  (the pages and jit sort by it from here)
 
 
 def _visible_identity_q(user) -> Q:

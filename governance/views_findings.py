@@ -30,12 +30,13 @@ from .errors import DomainError, PermissionRefused, ValidationFailed
 from .forms import add_service_errors
 from .forms_findings import FIX_FORMS, ExceptionFilterForm
 from .models import Finding, System
+from .models.findings import SEVERITY_RANK
 from .services import finding_fixes, reconciliation
 from .views import order_rows
 
 PAGE_SIZE = 25
-# Severities by rank, low to critical (the page shows the worst first unless sorted otherwise).
-SEVERITY_RANK = selectors.tier_rank("severity")
+# The page shows the worst first unless sorted otherwise: severity by rank (low to critical), then the
+# latest seen. The open findings' index is this order (`Finding.Meta.indexes`): keep the two alike.
 WORST_FIRST = ("-severity_rank", "-last_seen_at", "-id")
 FINDING_SORTS = {
     "severity": "severity_rank",
@@ -103,8 +104,10 @@ def finding_list(request):
     query.pop("page", None)
     page_obj = DeferredJoinPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     _mark_drift_fixes(request.user, page_obj.object_list)
-    for finding in page_obj.object_list:
-        finding.fixes = finding_fixes.fixes_for(request.user, finding)
+    for finding, fixes in zip(
+        page_obj.object_list, finding_fixes.fixes_for_each(request.user, page_obj.object_list), strict=True
+    ):
+        finding.fixes = fixes
     return render(
         request,
         "governance/finding_list.html",

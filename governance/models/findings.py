@@ -5,6 +5,11 @@ from django.db.models import F, Q
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH, free_text_field_constraints
 
 from ..choices import FindingExceptionStatus, FindingKind, FindingStatus, Severity
+from ..querysets import tier_rank
+
+# The findings page's order, worst first: its severity as a rank (low 0 to critical 3), then the latest seen.
+# One expression for the page's ORDER BY and its index, so PostgreSQL matches the two.
+SEVERITY_RANK = tier_rank("severity")
 
 
 class Finding(models.Model):
@@ -65,7 +70,18 @@ class Finding(models.Model):
                 fields=["key"], condition=Q(status="open"), name="%(app_label)s_%(class)s_one_open_per_key"
             ),
         ]
-        indexes = [models.Index(fields=["owner_to_act", "status"], name="gov_finding_owner_status_idx")]
+        indexes = [
+            models.Index(fields=["owner_to_act", "status"], name="gov_finding_owner_status_idx"),
+            # The findings page, worst first (the default): its first page read in order off this index
+            # rather than every open finding ranked and sorted (16-24 ms at 26,000 open findings).
+            models.Index(
+                SEVERITY_RANK.desc(),
+                F("last_seen_at").desc(),
+                F("id").desc(),
+                condition=Q(status=FindingStatus.OPEN),
+                name="gov_finding_open_worst_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.details.get('subject', self.key)}"

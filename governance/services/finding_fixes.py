@@ -10,6 +10,7 @@ Lock order: the services called lock the identity or grant first (governance.loc
 row is locked last, and the scan's lock is taken before it, so an accept never races a scan.
 """
 
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -92,12 +93,12 @@ FIXES_BY_KIND: dict[str, tuple[str, ...]] = {
 MAX_ACCEPT_DAYS = getattr(settings, "FINDING_EXCEPTION_MAX_DAYS", 365)
 
 
-def can_fix_finding(user, finding: Finding) -> bool:
+def can_fix_finding(user, finding: Finding, *, delegated: Container[int] | None = None) -> bool:
     """Who fixes a hygiene finding: its identity's owner or backup owner (active people), or an admin.
 
     Never an auditor, never a delegate. An ownerless entitlement's finding is for those who may edit the
-    entitlement (its system's owner names the new owner). Drift has its own rule (the system's owner):
-    `reconciliation.can_fix_drift`.
+    entitlement (its system's owner names the new owner; `delegated`: see `policies.can_edit_entitlement`).
+    Drift has its own rule (the system's owner): `reconciliation.can_fix_drift`.
     """
     if policies.is_read_only(user):
         return False
@@ -108,16 +109,38 @@ def can_fix_finding(user, finding: Finding) -> bool:
         return (
             finding.kind == FindingKind.ENTITLEMENT_WITHOUT_OWNER
             and entitlement is not None
-            and policies.can_edit_entitlement(user, entitlement)
+            and policies.can_edit_entitlement(user, entitlement, delegated=delegated)
         )
     return policies.can_manage_identity(user, finding.identity)
 
 
-def fixes_for(user, finding: Finding) -> list[Fix]:
+def fixes_for(user, finding: Finding, *, delegated: Container[int] | None = None) -> list[Fix]:
     """The hygiene fixes this user may take on this finding now (drift's are the findings page's)."""
-    if finding.status != FindingStatus.OPEN or finding.kind in DRIFT_KINDS or not can_fix_finding(user, finding):
+    if (
+        finding.status != FindingStatus.OPEN
+        or finding.kind in DRIFT_KINDS
+        or not can_fix_finding(user, finding, delegated=delegated)
+    ):
         return []
     return [FIXES[slug] for slug in FIXES_BY_KIND.get(finding.kind, ())]
+
+
+def fixes_for_each(user, findings: Sequence[Finding]) -> list[list[Fix]]:
+    """`fixes_for` of every finding of a page. Whether an entitlement was delegated to the user is asked
+    once for the page: each ownerless entitlement's finding cost a system owner two queries."""
+    nothing: frozenset[int] = frozenset()
+    undecided = [  # open, ownerless, and neither the entitlement's nor its system's owner nor an admin
+        finding.entitlement_id
+        for finding in findings
+        if finding.kind == FindingKind.ENTITLEMENT_WITHOUT_OWNER
+        and finding.status == FindingStatus.OPEN
+        and finding.identity_id is None
+        and finding.entitlement_id is not None
+        and not policies.is_read_only(user)
+        and not can_fix_finding(user, finding, delegated=nothing)
+    ]
+    delegated = policies.entitlements_delegated(user, undecided)
+    return [fixes_for(user, finding, delegated=delegated) for finding in findings]
 
 
 #
