@@ -63,11 +63,20 @@ def user_roles(user) -> set[str]:
         return set()
     cached = getattr(user, "_portal_roles", None)
     if cached is None:
-        if user.is_superuser:
-            cached = set(Role.values)
-        else:
-            cached = set(user.groups.filter(name__in=Role.values).values_list("name", flat=True))
+        cached = set(Role.values) if user.is_superuser else set(group_names(user) & set(Role.values))
         user._portal_roles = cached
+    return cached
+
+
+def group_names(user) -> frozenset[str]:
+    """Every group a user is in: the roles, and the others (a break-glass reviewer group, the security
+    group). Cached on the user object for one request, so a page with several panels asks once."""
+    if not getattr(user, "is_authenticated", False):
+        return frozenset()
+    cached = getattr(user, "_portal_groups", None)
+    if cached is None:
+        cached = frozenset(user.groups.values_list("name", flat=True))
+        user._portal_groups = cached
     return cached
 
 

@@ -7,7 +7,7 @@ needs declared here once, so no page runs a query per row.
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, Window
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 
@@ -152,32 +152,9 @@ def past_request_count() -> Coalesce:
 def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -> QuerySet[AccessRequest]:
     """Pending requests whose current stage is routed to me, that I have not decided, oldest first.
 
-    The current stage is the lowest-positioned pending one. Conflicts of interest are excluded
-    here too (routing already leaves those people out; this keeps fallback approvers honest).
     Everything a row shows is joined or prefetched, so the query count does not grow with the queue.
     """
-    me = inventory.identity_of(user)
-    routed_to_me = ApprovalStage.objects.filter(
-        request=OuterRef("pk"), position=OuterRef("current_position"), eligible=user
-    )
-    decided_by_me = Approval.objects.filter(request=OuterRef("pk"), approver=user)
-    queryset = (
-        AccessRequest.objects.filter(status=RequestStatus.PENDING)
-        .annotate(current_position=current_stage_position())
-        .filter(Exists(routed_to_me))
-        .exclude(Exists(decided_by_me))
-        .exclude(requester=user)
-    )
-    if me is not None and me.status != IdentityStatus.ACTIVE:
-        return AccessRequest.objects.none()
-    if me is not None:
-        queryset = queryset.exclude(beneficiary=me).exclude(
-            Q(beneficiary__owner=me) | Q(beneficiary__backup_owner=me), ~Q(beneficiary__kind="human")
-        )
-    if risk_tier:
-        queryset = queryset.filter(entitlement__risk_tier=risk_tier)
-    if system_id:
-        queryset = queryset.filter(entitlement__system_id=system_id)
+    queryset = routed_to_me(user=user, risk_tier=risk_tier, system_id=system_id)
     grants_now = Grant.objects.in_force().select_related("entitlement", "entitlement__system").order_by("pk")
     return (
         queryset.annotate(past_request_count=past_request_count())
@@ -196,6 +173,35 @@ def approval_queue(*, user, risk_tier: str = "", system_id: int | None = None) -
         )
         .order_by("created_at", "pk")
     )
+
+
+def routed_to_me(*, user, risk_tier: str = "", system_id: int | None = None) -> QuerySet[AccessRequest]:
+    """The rule of my queue alone (`approval_queue` adds what its rows show): no join but the beneficiary's.
+
+    The current stage is the lowest-positioned pending one. Conflicts of interest are excluded
+    here too (routing already leaves those people out; this keeps fallback approvers honest).
+    """
+    me = inventory.identity_of(user)
+    routed = ApprovalStage.objects.filter(request=OuterRef("pk"), position=OuterRef("current_position"), eligible=user)
+    decided_by_me = Approval.objects.filter(request=OuterRef("pk"), approver=user)
+    queryset = (
+        AccessRequest.objects.filter(status=RequestStatus.PENDING)
+        .annotate(current_position=current_stage_position())
+        .filter(Exists(routed))
+        .exclude(Exists(decided_by_me))
+        .exclude(requester=user)
+    )
+    if me is not None and me.status != IdentityStatus.ACTIVE:
+        return AccessRequest.objects.none()
+    if me is not None:
+        queryset = queryset.exclude(beneficiary=me).exclude(
+            Q(beneficiary__owner=me) | Q(beneficiary__backup_owner=me), ~Q(beneficiary__kind="human")
+        )
+    if risk_tier:
+        queryset = queryset.filter(entitlement__risk_tier=risk_tier)
+    if system_id:
+        queryset = queryset.filter(entitlement__system_id=system_id)
+    return queryset
 
 
 def with_my_standing(entitlements: QuerySet, *, me) -> QuerySet:
@@ -307,10 +313,25 @@ def ready_to_activate(*, user) -> QuerySet[AccessRequest]:
     )
 
 
+# What the dashboard shows of a grant: its time left, holder, entitlement and system (no source request,
+# no extension flag). Only these columns: the rows' other columns (JSON among them) cost more to load.
+DASHBOARD_GRANT_JOINS = ("identity", "entitlement__system")
+DASHBOARD_GRANT_FIELDS = (
+    "status",
+    "kind",
+    "expires_at",
+    "identity__name",
+    "identity__kind",
+    "entitlement__name",
+    "entitlement__system__name",
+)
+
+
 def grants_in_force_for(*, user, limit: int = 10) -> list[Grant]:
-    return grants_shown(
-        list(_held_grants(user).in_force().order_by(*SOONEST_EXPIRY_FIRST).values_list("pk", flat=True)[:limit])
-    )
+    """My grants in force, soonest expiry first, as the dashboard lists them: picked by key, read by key."""
+    keys = list(_held_grants(user).in_force().order_by(*SOONEST_EXPIRY_FIRST).values_list("pk", flat=True)[:limit])
+    found = Grant.objects.select_related(*DASHBOARD_GRANT_JOINS).only(*DASHBOARD_GRANT_FIELDS).in_bulk(keys)
+    return [found[key] for key in keys if key in found]
 
 
 #
@@ -365,15 +386,51 @@ def unread_notification_count(*, user) -> int:
 #
 # Dashboard
 #
+# What the dashboard shows of a request, in every panel (jit/_ready_to_activate.html too): its times,
+# entitlement (and risk), system and beneficiary; only these columns.
+DASHBOARD_REQUEST_JOINS = ("beneficiary", "entitlement__system")
+DASHBOARD_REQUEST_FIELDS = (
+    "created_at",
+    "start_at",
+    "activation_deadline",
+    "beneficiary__name",
+    "beneficiary__kind",
+    "entitlement__name",
+    "entitlement__risk_tier",
+    "entitlement__system__name",
+)
+
+
 def dashboard_panels(*, user, limit: int = 10) -> dict:
-    """What the dashboard shows: my grants in force, my pending requests, my approvals, unread notices."""
-    queue = approval_queue(user=user)
+    """What the dashboard shows: access ready to start, my grants in force, my pending requests, my
+    approvals to do (and how many), unread notices.
+
+    Each request panel picks its keys with its own filters and no join (the approvals with their count
+    in the same query), then one query reads the three panels' requests by key with only what they
+    show: seven queries in all. Read through the pages' querysets, with their joins and the queue's
+    prefetches, the panels took eleven, and PostgreSQL ~12 ms to plan them (the approvals' alone ~9 ms,
+    for 1 ms to run).
+    """
+    approvals = list(
+        routed_to_me(user=user)
+        .annotate(waiting=Window(Count("pk")))
+        .order_by("created_at", "pk")
+        .values_list("pk", "waiting")[:limit]
+    )
+    keys = {
+        "ready_to_activate": list(ready_to_activate(user=user).values_list("pk", flat=True)[:limit]),
+        "pending_requests": list(pending_requests(user=user).values_list("pk", flat=True)[:limit]),
+        "approvals_todo": [pk for pk, _ in approvals],
+    }
+    found = (
+        AccessRequest.objects.select_related(*DASHBOARD_REQUEST_JOINS)
+        .only(*DASHBOARD_REQUEST_FIELDS)
+        .in_bulk({pk for panel in keys.values() for pk in panel})
+    )
     return {
-        "ready_to_activate": list(ready_to_activate(user=user)[:limit]),
+        **{panel: [found[pk] for pk in panel_keys if pk in found] for panel, panel_keys in keys.items()},
+        "approvals_todo_count": approvals[0][1] if approvals else 0,
         "grants_in_force": grants_in_force_for(user=user, limit=limit),
-        "pending_requests": list(pending_requests(user=user)[:limit]),
-        "approvals_todo": list(queue[:limit]),
-        "approvals_todo_count": queue.count(),
         "unread_notifications": list(notification_list(user=user).filter(read_at__isnull=True)[:limit]),
     }
 

