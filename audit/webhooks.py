@@ -16,23 +16,46 @@ a 5xx, 408, 425 or 429 may; any other answer (401, 403, 404, 400, 422, a redirec
 certificate that does not verify) will not until a person fixes something. Redirects are followed only
 to the same scheme, host and port, and a POST only by 307/308 (which keep the method and the body):
 a signed event never goes anywhere its URL does not name.
+
+Connections are kept open and used again (HTTP keep-alive), a few per origin, in each process: a bulk
+revocation of thousands of grants to one system does not open thousands of TCP and TLS connections.
+The pool is made on first use in each process (a forked worker never shares its parent's sockets) and
+never retries: a kept connection that the receiver has closed is replaced before anything is sent on
+it, but one that dies while a request is on it fails the call (retriable, "unreachable") rather than
+send the request again. The outbox tries again later with the same Idempotency-Key, so a receiver
+that did get the first one does the work once. A proxy named by HTTP_PROXY / HTTPS_PROXY is used
+unless NO_PROXY names the host, as urllib's opener did.
 """
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import json
+import os
 import ssl
+import string
+import threading
 import time
-import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urljoin, urlparse, urlsplit, urlunparse
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import LocationValueError, NewConnectionError, ProtocolError, ProxyError
+from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 SIGNATURE_VERSION = "v1"
 TIMEOUT_SECONDS = 5
 MAX_ANSWER_BYTES = 64 * 1024  # what is read of an answer unless the caller needs more (a holdings list)
+CONNECTIONS_PER_ORIGIN = 4  # kept open per origin: as many as a dispatch batch sends side by side
+ORIGINS_KEPT = 16  # origins whose connections are kept; the least recently used one's are closed
+MAX_REDIRECTS, MAX_REPEATS = 10, 4  # as urllib's (hops; visits of one URL): then the 3xx is not followed
+_REDIRECT_BODY_BYTES = 4096  # read of a redirect's own body so that its connection can be used again
 
 
 class WebhookFailed(Exception):
@@ -110,25 +133,95 @@ def _same_origin(a: str, b: str) -> bool:
     return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
 
 
-class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect only within the URL's own scheme, host and port; a POST only by 307/308.
-
-    Returning None leaves the 3xx as the answer (an HTTPError), which the caller reports as not followed.
-    """
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if not _same_origin(req.full_url, newurl):
-            return None
-        if req.get_method() == "GET":
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-        if code not in (307, 308):
-            return None  # 301/302/303 would turn the signed POST into a GET without its body
-        return urllib.request.Request(
-            newurl, data=req.data, headers=dict(req.header_items()), method=req.get_method(), unverifiable=True
-        )
+_pools_lock = threading.Lock()
+_pools_of_process: tuple[int, dict[str, urllib3.PoolManager]] | None = None  # by proxy URL ("" for none)
 
 
-_opener = urllib.request.build_opener(_SameOriginRedirects)
+def _pool(proxy: str = "") -> urllib3.PoolManager:
+    """This process's connections, made on first use: a pool made before a fork stays the parent's."""
+    global _pools_of_process
+    pid, made = os.getpid(), _pools_of_process
+    if made is not None and made[0] == pid and proxy in made[1]:
+        return made[1][proxy]
+    with _pools_lock:
+        if _pools_of_process is None or _pools_of_process[0] != pid:
+            _pools_of_process = (pid, {})
+        pools = _pools_of_process[1]
+        if proxy not in pools:
+            pools[proxy] = _new_pool(proxy)
+        return pools[proxy]
+
+
+def _new_pool(proxy: str) -> urllib3.PoolManager:
+    options: dict[str, Any] = {
+        "num_pools": ORIGINS_KEPT,
+        "maxsize": CONNECTIONS_PER_ORIGIN,
+        "block": False,  # a call beyond the few kept opens a connection of its own, closed after
+        "retries": False,  # never a second send: trying again is the outbox's work
+        "ssl_context": ssl.create_default_context(),  # urllib's: the system's CAs, host names checked
+    }
+    if not proxy:
+        return urllib3.PoolManager(**options)
+    auth = urlsplit(proxy).netloc.rpartition("@")[0]
+    headers = urllib3.make_headers(proxy_basic_auth=unquote(auth)) if auth else None
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+
+
+_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "REQUEST_METHOD")
+_proxies_read: tuple[tuple[str | None, ...], dict[str, str]] = ((), {})
+
+
+def _proxy_for(url: str) -> str:
+    """The proxy urllib's opener would have used for this URL ("" for none); the environment is read
+    again only when one of the variables changed (reading it all takes longer than a kept-alive call)."""
+    global _proxies_read
+    variables = tuple(map(os.environ.get, _PROXY_VARIABLES))
+    if variables != _proxies_read[0]:
+        _proxies_read = (variables, urllib.request.getproxies())
+    parts = urlsplit(url)
+    proxy = _proxies_read[1].get(parts.scheme, "")
+    if not proxy or urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
+        return ""
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _after_fork_in_child() -> None:
+    """Forget the parent's pools (their sockets are the parent's) and their lock (a thread may have held it)."""
+    global _pools_lock, _pools_of_process
+    _pools_lock = threading.Lock()
+    _pools_of_process = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _let_go(response: urllib3.BaseHTTPResponse) -> None:
+    """Hand the connection back for the next call if its answer was read to the end; close it otherwise
+    (the unread rest would be taken for the start of the next answer)."""
+    if not response.isclosed():
+        with contextlib.suppress(OSError):
+            response.close()
+    response.release_conn()
+
+
+def _redirect_target(url: str, method: str, status: int, headers: Mapping[str, str]) -> str | None:
+    """Where a redirect may be followed, as urllib's handler resolves it; None when it must not be:
+    another scheme, host or port, or a POST moved by anything but 307/308 (a 301/302/303 would turn the
+    signed POST into a GET without its body)."""
+    location = headers.get("Location")
+    if location is None:
+        location = headers.get("URI")
+    if location is None:
+        return None
+    parts = urlparse(location)
+    if not parts.path and parts.netloc:
+        location = urlunparse(parts._replace(path="/"))
+    target = urljoin(url, quote(location, encoding="iso-8859-1", safe=string.punctuation))
+    if not _same_origin(url, target):
+        return None
+    if method != "GET" and status not in (307, 308):
+        return None
+    return target
 
 
 def _snippet(raw: bytes) -> str:
@@ -152,46 +245,83 @@ def webhook_send(
     headers = signed_headers(secret, body, event=event, idempotency_key=idempotency_key)
     if method != "GET":
         headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=body if method != "GET" else None, method=method, headers=headers)
+    data = body if method != "GET" else None
     where = origin_of(url)
+    visited: dict[str, int] = {}
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            raw = response.read(max_answer_bytes + 1)
-            if len(raw) > max_answer_bytes:
+        while True:
+            response = _pool(_proxy_for(url)).urlopen(
+                method,
+                url,
+                body=data,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),  # each as urllib's socket timeout
+                preload_content=False,
+                decode_content=False,  # the bytes as sent, as urllib gave them
+            )
+            try:
+                status = response.status
+                if 200 <= status < 300:
+                    raw = response.read(max_answer_bytes + 1)
+                    if len(raw) > max_answer_bytes:
+                        raise WebhookFailed(
+                            f"{where} answered more than {max_answer_bytes} bytes", status=status, retriable=False
+                        )
+                    return WebhookAnswer(status, raw, dict(response.headers.items()))
+                if status in (301, 302, 303, 307, 308):
+                    target = _redirect_target(url, method, status, response.headers)
+                    if target is not None and visited.get(target, 0) < MAX_REPEATS and len(visited) < MAX_REDIRECTS:
+                        visited[target] = visited.get(target, 0) + 1
+                        response.read(_REDIRECT_BODY_BYTES)  # an error here is the call's, as urllib's was
+                        url = target
+                        continue
+                if 300 <= status < 400:
+                    location = response.headers.get("Location", "")
+                    raise WebhookFailed(
+                        f"{where} answered {status} (a redirect to {origin_of(location) if location else 'elsewhere'},"
+                        " not followed: name the final address in the settings)",
+                        status=status,
+                        retriable=False,
+                    )
+                try:
+                    snippet = _snippet(response.read(200))
+                except (Urllib3Error, OSError, http.client.HTTPException):
+                    snippet = ""
                 raise WebhookFailed(
-                    f"{where} answered more than {max_answer_bytes} bytes", status=response.status, retriable=False
+                    f"{where} answered {status}{snippet}", status=status, retriable=retriable_status(status)
                 )
-            return WebhookAnswer(response.status, raw, dict(response.headers.items()))
-    except urllib.error.HTTPError as error:
-        status = error.code
-        if 300 <= status < 400:
-            target = error.headers.get("Location", "") if error.headers else ""
-            raise WebhookFailed(
-                f"{where} answered {status} (a redirect to {origin_of(target) if target else 'elsewhere'}, not"
-                " followed: name the final address in the settings)",
-                status=status,
-                retriable=False,
-            ) from None
-        try:
-            snippet = _snippet(error.read(200))
-        except (OSError, http.client.HTTPException):
-            snippet = ""
-        raise WebhookFailed(
-            f"{where} answered {status}{snippet}", status=status, retriable=retriable_status(status)
-        ) from None
-    except urllib.error.URLError as error:
-        reason = error.reason
-        if isinstance(reason, ssl.SSLCertVerificationError):
-            raise WebhookFailed(
-                f"{where}: its TLS certificate does not verify ({reason.verify_message})", retriable=False
-            ) from None
-        if isinstance(reason, TimeoutError):
-            raise WebhookFailed(f"{where} did not answer within {timeout:g} s", retriable=True) from None
-        raise WebhookFailed(f"{where} unreachable: {_describe(reason)}", retriable=True) from None
-    except TimeoutError:
-        raise WebhookFailed(f"{where} did not answer within {timeout:g} s", retriable=True) from None
-    except (OSError, http.client.HTTPException) as error:
-        raise WebhookFailed(f"{where} unreachable: {_describe(error)}", retriable=True) from None
+            finally:
+                _let_go(response)
+    except LocationValueError:
+        raise  # not a URL it can send to: the caller's mistake, a ValueError as urllib's was
+    except (Urllib3Error, OSError, http.client.HTTPException) as error:
+        raise _failure(where, error, timeout) from None
+
+
+def _failure(where: str, error: BaseException, timeout: float) -> WebhookFailed:
+    reason = _cause(error)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return WebhookFailed(f"{where}: its TLS certificate does not verify ({reason.verify_message})", retriable=False)
+    if isinstance(reason, (TimeoutError, Urllib3Timeout)) and not isinstance(reason, NewConnectionError):
+        return WebhookFailed(f"{where} did not answer within {timeout:g} s", retriable=True)
+    return WebhookFailed(f"{where} unreachable: {_describe(reason)}", retriable=True)
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The error under urllib3's wrappers: the refused connection, the certificate, the reset, the timeout."""
+    while True:
+        if isinstance(error, NewConnectionError) and error.__cause__ is not None:
+            error = error.__cause__  # refused, no such host
+        elif (
+            isinstance(error, (ProtocolError, Urllib3SSLError, ProxyError))
+            and error.args
+            and isinstance(error.args[-1], BaseException)
+        ):
+            error = error.args[-1]
+        else:
+            return error
 
 
 def _describe(error: object) -> str:

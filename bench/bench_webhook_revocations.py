@@ -84,6 +84,8 @@ class Target:
         target = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps connections, as a real target does: the portal reuses them
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 ok = webhook_verify(
