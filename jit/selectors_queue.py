@@ -1,44 +1,70 @@
 """The approver's queue as a page shows it: filtered and sorted, and each card with its context.
 
-What is in my queue is `selectors.approval_queue` (the one statement of the rule). Here it gets
+What is in my queue is `selectors.routed_to_me` (the one statement of the rule). Here it gets
 the page's filters and order, and a page of cards gets what an approver needs to judge: the
 beneficiary (team, manager), what they hold now (risk, just-in-time or standing, last use, what was
 just approved), conflicts with their other requests, earlier stages' decisions and past requests.
 A fixed number of queries for the whole page, however many cards (`queue_cards`).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Window
+from django.db.models.functions import Coalesce, RowNumber
+from django.urls import reverse
 
 from audit.kernel import clock
 from governance import policies as inventory
-from governance.choices import GrantStatus, RiskTier
-from governance.models import Entitlement, Grant, SodRule
+from governance.choices import GrantKind, GrantStatus, RiskTier, Severity
+from governance.models import Grant, SodRule
 from governance.querysets import in_force_q
 from governance.roles import Role
 from governance.selectors import tier_rank
+from governance.templatetags.grant_tags import duration
 
 from .choices import RequestStatus
 from .models import AccessRequest, Approval, ApprovalStage
 from .models_deputies import ApproverAbsence
-from .selectors import (
-    RECENT_REQUESTS_SHOWN,
-    REQUEST_JOINS,
-    approval_queue,
-    current_stage_position,
-    past_request_count,
-    requests_visible_to,
-)
+from .selectors import RECENT_REQUESTS_SHOWN, current_stage_position, requests_visible_to, routed_to_me
 from .services.requests import _in_flight as in_flight  # the rule of "on its way to a grant", one home
 
 User = get_user_model()
 
 # Who asked, as a name to sort by: a person's inventory name, else their login; a machine's name.
 REQUESTER_NAME = Coalesce("requester__identity__name", "requester__username", "requester_identity__name")
+# What a card shows of its request's relations (its grant and the beneficiary's backup owner: nothing).
+CARD_JOINS = (
+    "requester",
+    "requester__identity",
+    "requester_identity",
+    "beneficiary",
+    "beneficiary__owner",
+    "beneficiary__manager",
+    "entitlement",
+    "entitlement__system",
+)
+# ... and of those relations, only the columns a card shows (all of them were ~150 values a card).
+CARD_FIELDS = (
+    "requester__username",
+    "requester__first_name",
+    "requester__last_name",
+    "requester__identity__name",
+    "requester_identity__name",
+    "beneficiary__name",
+    "beneficiary__kind",
+    "beneficiary__status",
+    "beneficiary__team",
+    "beneficiary__last_used_at",
+    "beneficiary__owner__name",
+    "beneficiary__manager__name",
+    "entitlement__name",
+    "entitlement__risk_tier",
+    "entitlement__system__name",
+)
+REQUEST_FIELDS = tuple(f.attname for f in AccessRequest._meta.concrete_fields)
 ORDERS = {
     "oldest": ("created_at", "pk"),
     "newest": ("-created_at", "-pk"),
@@ -46,19 +72,48 @@ ORDERS = {
     "requester": ("requester_name", "created_at", "pk"),
 }
 HOLDINGS_SHOWN = 8
-# What an approver may cut a request down to, offered when shorter than what is asked now.
+LINK_MARKER = 9_876_543_210  # a key no row has: `_links` reverses a URL with it, then puts each key in its place
+# What an approver may cut a request down to, offered when shorter than what is asked now: each
+# span with its minutes as the form takes them and its words as the option says them.
 SHORTER = tuple(
-    timedelta(minutes=m) for m in (15, 30, 60, 120, 240, 480, 24 * 60, 3 * 24 * 60, 7 * 24 * 60, 14 * 24 * 60)
+    (span, str(int(span.total_seconds() // 60)), duration(span))
+    for span in (
+        timedelta(minutes=m) for m in (15, 30, 60, 120, 240, 480, 24 * 60, 3 * 24 * 60, 7 * 24 * 60, 14 * 24 * 60)
+    )
 )
 
 
 #
 # The rows
 #
-def queue_requesters(*, user) -> list[tuple[str, str]]:
-    """The people and machines who asked for something in my queue, as filter choices (one query)."""
+@dataclass(frozen=True)
+class QueueRequesters:
+    """Who asked for something in my queue: the requester filter's choices, and how many each asked."""
+
+    choices: list[tuple[str, str]]
+    asked: dict[str, int]
+
+    def count(
+        self,
+        *,
+        requester: str = "",
+        risk_tier: str = "",
+        system_id: int | None = None,
+        waiting_at_least: timedelta | None = None,
+        order: str = "",
+    ) -> int | None:
+        """How many requests `queue_rows` finds under these filters, when these counts tell: None when
+        another filter than the requester narrows the queue."""
+        if risk_tier or system_id or waiting_at_least:
+            return None
+        return self.asked.get(requester, 0) if requester else sum(self.asked.values())
+
+
+def queue_requesters(*, user) -> QueueRequesters:
+    """The people and machines who asked for something in my queue, as filter choices, with how many
+    requests each (one query: the queue's count on an unfiltered page comes with it)."""
     rows = (
-        approval_queue(user=user)
+        routed_to_me(user=user)
         .order_by()
         .values_list(
             "requester_id",
@@ -67,15 +122,17 @@ def queue_requesters(*, user) -> list[tuple[str, str]]:
             "requester_identity_id",
             "requester_identity__name",
         )
-        .distinct()
+        .annotate(asked=Count("pk"))
     )
-    choices = set()
-    for user_id, username, name, machine_id, machine in rows:
+    choices, asked = [], {}
+    for user_id, username, name, machine_id, machine, n in rows:
         if user_id is not None:
-            choices.add((f"u{user_id}", f"{name} ({username})" if name else username))
-        elif machine_id is not None:
-            choices.add((f"i{machine_id}", f"{machine} (API)"))
-    return sorted(choices, key=lambda choice: choice[1].lower())
+            key, label = f"u{user_id}", f"{name} ({username})" if name else username
+        else:
+            key, label = f"i{machine_id}", f"{machine} (API)"
+        choices.append((key, label))
+        asked[key] = asked.get(key, 0) + n
+    return QueueRequesters(sorted(set(choices), key=lambda choice: (choice[1].lower(), choice[0])), asked)
 
 
 def queue_rows(
@@ -87,64 +144,45 @@ def queue_rows(
     waiting_at_least: timedelta | None = None,
     order: str = "oldest",
 ) -> QuerySet[AccessRequest]:
-    """My queue, filtered and sorted, with the joins every card needs (the rest: `queue_cards`).
+    """My queue, filtered and sorted: the keys a page picks (`queue_page` reads their cards).
 
     `requester` is "u<user id>" or "i<identity id>" (a machine on the API); `waiting_at_least`
     keeps requests submitted at least that long ago (a read: this process's clock).
     """
-    rows = approval_queue(user=user, risk_tier=risk_tier, system_id=system_id)
+    rows = routed_to_me(user=user, risk_tier=risk_tier, system_id=system_id)
     if requester[:1] == "u" and requester[1:].isdigit():
         rows = rows.filter(requester_id=int(requester[1:]))
     elif requester[:1] == "i" and requester[1:].isdigit():
         rows = rows.filter(requester__isnull=True, requester_identity_id=int(requester[1:]))
     if waiting_at_least:
         rows = rows.filter(created_at__lte=clock.now() - waiting_at_least)
-    rows = rows.alias(risk_rank=tier_rank("entitlement__risk_tier"), requester_name=REQUESTER_NAME)
-    return _with_card_joins(rows, user=user).order_by(*ORDERS.get(order, ORDERS["oldest"]))
+    # Only the order that sorts by it joins for it: the count and the keys would carry the joins too.
+    if order == "risk":
+        rows = rows.alias(risk_rank=tier_rank("entitlement__risk_tier"))
+    elif order == "requester":
+        rows = rows.alias(requester_name=REQUESTER_NAME)
+    return rows.order_by(*ORDERS.get(order, ORDERS["oldest"]))
 
 
-def queue_page(keys: list[int], *, user) -> list[AccessRequest]:
-    """The requests `keys` names (a page of `queue_rows`, picked by key), in that order, with the joins
-    and annotations `queue_rows` gives them.
+def queue_page(keys: list[int]) -> list[AccessRequest]:
+    """The cards' requests `keys` names (a page of `queue_rows`, picked by key), in that order, with
+    what a card shows of each (`queue_cards` adds the rest).
 
     Read by key, not through the queue's filters: with them, the page's query joined eleven tables
     beside the routing subqueries, and PostgreSQL took 25-50 ms to plan it (1 ms to run it); by key
-    the same rows plan in a few milliseconds.
+    the same rows plan in a few milliseconds. Of the relations, only the columns a card shows; and
+    no ORDER BY (the keys give the order): with one, Django hashed each selected column (~5 ms).
     """
-    rows = AccessRequest.objects.filter(pk__in=keys).annotate(
-        current_position=current_stage_position(), past_request_count=past_request_count()
+    rows = (
+        AccessRequest.objects.filter(pk__in=keys)
+        .annotate(current_position=current_stage_position())
+        .select_related(*CARD_JOINS)
+        .only(*REQUEST_FIELDS, *CARD_FIELDS)
+        .prefetch_related(Prefetch("stages", queryset=ApprovalStage.objects.order_by("position")))
+        .order_by()
     )
-    found = {row.pk: row for row in _with_card_joins(rows, user=user)}
+    found = {row.pk: row for row in rows}
     return [found[key] for key in keys if key in found]
-
-
-def _with_card_joins(rows: QuerySet[AccessRequest], *, user) -> QuerySet[AccessRequest]:
-    visible = requests_visible_to(user).filter(pk=OuterRef("pk"))
-    return (
-        rows.select_related(*REQUEST_JOINS, "beneficiary__manager", "beneficiary__backup_owner")
-        .prefetch_related(None)
-        .prefetch_related(
-            Prefetch(
-                "stages",
-                queryset=ApprovalStage.objects.order_by("position").prefetch_related(
-                    Prefetch(
-                        "approvals",
-                        queryset=Approval.objects.select_related("approver", "approver__identity").order_by(
-                            "decided_at", "pk"
-                        ),
-                    ),
-                ),
-            ),
-            # The latest few (one may be this request), linked where I may open them.
-            Prefetch(
-                "beneficiary__access_requests",
-                queryset=AccessRequest.objects.select_related("entitlement", "entitlement__system")
-                .annotate(linkable=Exists(visible))
-                .order_by("-created_at", "-pk")[: RECENT_REQUESTS_SHOWN + 1],
-                to_attr="recent_requests",
-            ),
-        )
-    )
 
 
 #
@@ -172,6 +210,10 @@ class GrantShown:
     expires_at: datetime | None
     last_used_at: datetime | None
 
+    @property
+    def kind_label(self) -> str:
+        return GRANT_KIND_WORDS.get(self.kind, "break-glass")
+
 
 @dataclass(frozen=True, slots=True)
 class RequestShown:
@@ -180,9 +222,14 @@ class RequestShown:
     pk: int
     status: str
     linkable: bool
+    url: str
+    entitlement: EntitlementShown | None = None  # named in the past requests (a holding has its own)
 
     def __str__(self) -> str:
         return f"Request #{self.pk}"
+
+    def get_status_display(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status)
 
 
 @dataclass
@@ -199,11 +246,25 @@ class Holding:
         return self.grant is None
 
 
+@dataclass(frozen=True, slots=True)
+class RuleShown:
+    """A separation-of-duties rule as a card names it, with the entitlements it names."""
+
+    pk: int
+    name: str
+    severity: str
+    action: str
+    entitlement_ids: tuple[int, ...]
+
+    def get_severity_display(self) -> str:
+        return SEVERITY_LABELS.get(self.severity, self.severity)
+
+
 @dataclass
 class Conflict:
     """A separation-of-duties rule this request would complete, and with what."""
 
-    rule: SodRule
+    rule: RuleShown
     others: list[Holding] = field(default_factory=list)
 
     @property
@@ -215,6 +276,9 @@ class Conflict:
 # each built as three model instances (grant, entitlement, system) for four fields.
 ENTITLEMENT_SHOWN = ("entitlement_id", "entitlement__name", "entitlement__risk_tier", "entitlement__system__name")
 RISK_LABELS = dict(RiskTier.choices)
+STATUS_LABELS = dict(RequestStatus.choices)
+GRANT_KIND_WORDS = {GrantKind.STANDING: "standing", GrantKind.JIT: "just-in-time"}  # else break-glass
+SEVERITY_LABELS = dict(Severity.choices)
 
 
 def _entitlement_shown(row: dict) -> EntitlementShown:
@@ -223,11 +287,8 @@ def _entitlement_shown(row: dict) -> EntitlementShown:
     )
 
 
-def _holdings(
-    beneficiary_ids: set[int], now: datetime, *, user
-) -> tuple[dict[int, list[Holding]], dict[int, list[Holding]]]:
-    """Per beneficiary: grants in force or being provisioned (what was just approved counts), and
-    requests on their way to a grant (pending, or approved and not started). Two queries, values only."""
+def _grants_held(beneficiary_ids: set[int], now: datetime) -> dict[int, list[Holding]]:
+    """Per beneficiary, grants in force or being provisioned (what was just approved counts). One query."""
     grants: dict[int, list[Holding]] = {pk: [] for pk in beneficiary_ids}
     for row in (
         Grant.objects.filter(identity_id__in=beneficiary_ids)
@@ -238,17 +299,60 @@ def _holdings(
         state = "being provisioned" if row["status"] == GrantStatus.PENDING_PROVISION else "in force"
         grant = GrantShown(row["pk"], row["kind"], row["expires_at"], row["last_used_at"])
         grants[row["identity_id"]].append(Holding(_entitlement_shown(row), state, grant=grant))
-    requests: dict[int, list[Holding]] = {pk: [] for pk in beneficiary_ids}
-    for row in (
+    return grants
+
+
+def _links(name: str) -> Callable[[int], str]:
+    """`reverse(name, args=[pk])` for each of a page's keys at the cost of one `reverse`: the URL is
+    reversed once with a marker key, and each key put in its place. `{% url %}` took ~40 µs a link,
+    and a page of cards has ~80 (the card, its form, the beneficiary, the requests it names)."""
+    head, tail = reverse(name, args=[LINK_MARKER]).split(str(LINK_MARKER))
+    return lambda pk: f"{head}{pk}{tail}"
+
+
+def _requests_of(
+    beneficiary_ids: set[int], *, user
+) -> tuple[dict[int, list[Holding]], dict[int, list[RequestShown]], dict[int, int]]:
+    """Per beneficiary: requests on their way to a grant (pending, or approved and not started) as
+    holdings; its latest requests, newest first (one may be the card's own); how many it made.
+
+    Three queries (and the database's clock), values only, each request linked when I may open it.
+    Whether I may is asked once for the requests named, not per request in each query (a correlated
+    subquery, compiled in each).
+    """
+    waiting = list(
         in_flight(AccessRequest.objects.filter(beneficiary_id__in=beneficiary_ids))
-        .annotate(linkable=Exists(requests_visible_to(user).filter(pk=OuterRef("pk"))))
         .order_by("created_at", "pk")
-        .values("pk", "beneficiary_id", "status", "linkable", *ENTITLEMENT_SHOWN)
-    ):
+        .values("pk", "beneficiary_id", "status", *ENTITLEMENT_SHOWN)
+    )
+    newest = (F("created_at").desc(), F("pk").desc())
+    latest = list(
+        AccessRequest.objects.filter(beneficiary_id__in=beneficiary_ids)
+        .annotate(
+            rank=Window(RowNumber(), partition_by=F("beneficiary_id"), order_by=newest),
+            made=Window(Count("pk"), partition_by=F("beneficiary_id")),
+        )
+        .filter(rank__lte=RECENT_REQUESTS_SHOWN + 1)
+        .order_by("rank")
+        .values("pk", "beneficiary_id", "status", "made", *ENTITLEMENT_SHOWN)
+    )
+    named = {row["pk"] for row in waiting} | {row["pk"] for row in latest}
+    linkable = set(requests_visible_to(user).filter(pk__in=named).order_by().values_list("pk", flat=True))
+    request_url = _links("jit:request_detail")
+    requests: dict[int, list[Holding]] = {pk: [] for pk in beneficiary_ids}
+    for row in waiting:
         state = "pending" if row["status"] == RequestStatus.PENDING else "approved, not started"
-        other = RequestShown(row["pk"], row["status"], row["linkable"])
+        other = RequestShown(row["pk"], row["status"], row["pk"] in linkable, request_url(row["pk"]))
         requests[row["beneficiary_id"]].append(Holding(_entitlement_shown(row), state, request=other))
-    return grants, requests
+    recent: dict[int, list[RequestShown]] = {pk: [] for pk in beneficiary_ids}
+    made: dict[int, int] = dict.fromkeys(beneficiary_ids, 0)
+    for row in latest:
+        shown = RequestShown(
+            row["pk"], row["status"], row["pk"] in linkable, request_url(row["pk"]), _entitlement_shown(row)
+        )
+        recent[row["beneficiary_id"]].append(shown)
+        made[row["beneficiary_id"]] = row["made"]
+    return requests, recent, made
 
 
 def _eligible_deputies(stage_ids: set[int], absent: set[int]) -> dict[int, set[int]]:
@@ -263,24 +367,41 @@ def _eligible_deputies(stage_ids: set[int], absent: set[int]) -> dict[int, set[i
     return found
 
 
-def _rules_for(entitlement_ids: set[int]) -> dict[int, list[SodRule]]:
-    """Active separation-of-duties rules naming each entitlement, with all their entitlements. Two queries."""
-    rules = (
-        SodRule.objects.filter(is_active=True, entitlements__in=entitlement_ids)
-        .distinct()
-        .prefetch_related(
-            Prefetch("entitlements", queryset=Entitlement.objects.only("pk").order_by("name", "pk"))  # pks only
-        )
+def _decisions(stages: list[ApprovalStage]) -> None:
+    """Give each earlier stage its decisions (`decisions`), oldest first, with who decided. One query,
+    only when a card has an earlier stage (most wait at their first)."""
+    by_stage: dict[int, list[Approval]] = {stage.pk: [] for stage in stages}
+    if stages:
+        approvals = Approval.objects.filter(stage_id__in=by_stage).select_related("approver", "approver__identity")
+        for approval in approvals.order_by("decided_at", "pk"):
+            by_stage[approval.stage_id].append(approval)
+    for stage in stages:
+        stage.decisions = by_stage[stage.pk]
+
+
+def _rules_for(entitlement_ids: set[int]) -> dict[int, list[RuleShown]]:
+    """Active separation-of-duties rules naming each entitlement, with all their entitlements. One
+    query, values only (the rules' rows and their entitlements were two queries of model instances)."""
+    through = SodRule.entitlements.through.objects
+    naming = through.filter(entitlement_id__in=entitlement_ids).values("sodrule_id")
+    rows = (
+        through.filter(sodrule__is_active=True, sodrule_id__in=naming)
+        .order_by("sodrule__name", "sodrule_id", "entitlement__name", "entitlement_id")
+        .values_list("sodrule_id", "sodrule__name", "sodrule__severity", "sodrule__action", "entitlement_id")
     )
-    found: dict[int, list[SodRule]] = {pk: [] for pk in entitlement_ids}
-    for rule in rules.order_by("name", "pk"):
-        for entitlement in rule.entitlements.all():
-            if entitlement.pk in found:
-                found[entitlement.pk].append(rule)
+    named: dict[int, tuple[tuple, list[int]]] = {}
+    for rule_id, name, severity, action, entitlement_id in rows:
+        named.setdefault(rule_id, ((rule_id, name, severity, action), []))[1].append(entitlement_id)
+    found: dict[int, list[RuleShown]] = {pk: [] for pk in entitlement_ids}
+    for fields, members in named.values():
+        rule = RuleShown(*fields, tuple(members))
+        for entitlement_id in members:
+            if entitlement_id in found:
+                found[entitlement_id].append(rule)
     return found
 
 
-def _conflicts(req: AccessRequest, rules: list[SodRule], held: list[Holding]) -> list[Conflict]:
+def _conflicts(req: AccessRequest, rules: list[RuleShown], held: list[Holding]) -> list[Conflict]:
     """The rules this request would complete with what its beneficiary holds, is being given or asks
     for in another request (the policy's own rule: requests in flight count as held)."""
     by_entitlement: dict[int, list[Holding]] = {}
@@ -290,43 +411,64 @@ def _conflicts(req: AccessRequest, rules: list[SodRule], held: list[Holding]) ->
         by_entitlement.setdefault(holding.entitlement.pk, []).append(holding)
     conflicts = []
     for rule in rules:
-        others = [e.pk for e in rule.entitlements.all() if e.pk != req.entitlement_id]
+        others = [pk for pk in rule.entitlement_ids if pk != req.entitlement_id]
         if others and all(pk in by_entitlement for pk in others):
             conflicts.append(Conflict(rule, [h for pk in others for h in by_entitlement[pk]]))
     return conflicts
 
 
-def queue_cards(rows: list[AccessRequest], *, user) -> list[AccessRequest]:
+def queue_cards(
+    rows: list[AccessRequest], *, user, covering: list[ApproverAbsence] | None = None
+) -> list[AccessRequest]:
     """Give each card of a page what it shows beside the request (attributes on each row).
 
     `holdings` (in force and being provisioned, then on its way), `conflicts` (with the other
     request or grant named), `earlier_stages` (each with its decisions and comments),
     `current_stage`, `deputy_for` (the absent approvers I stand in for here), `shorter` (what an
-    approval may cut the duration to), `stage_count`. Five queries for a page (six when I stand in for
-    someone), none per card; what the holdings show is read as values, not model instances.
+    approval may cut the duration to), `stage_count`, `past_requests` (the beneficiary's latest
+    others) and `past_request_count`, and the links a card follows (`url`, `decide_url`,
+    `beneficiary_url`). `covering`: the absences not yet over for which I am the deputy, when the
+    page read them already (`absences_i_cover`).
+
+    Seven queries for a page (six given `covering`; one more when a card has an earlier stage, one
+    more when I stand in for someone), none per card; what the holdings, past requests and rules
+    show is read as values, not model instances.
     """
     if not rows:
         return rows
     now = clock.now()
-    grants, requests = _holdings({r.beneficiary_id for r in rows}, now, user=user)
+    beneficiary_ids = {r.beneficiary_id for r in rows}
+    grants = _grants_held(beneficiary_ids, now)
+    requests, recent, made = _requests_of(beneficiary_ids, user=user)
     rules = _rules_for({r.entitlement_id for r in rows})
-    standing_in_for = {
+    if covering is None:
+        covering = ApproverAbsence.objects.in_force(now).filter(deputy=user).select_related("approver__identity")
+    standing_in_for = {  # those in force (`ApproverAbsenceQuerySet.in_force`, for rows already read)
         absence.approver_id: absence
-        for absence in ApproverAbsence.objects.in_force(now).filter(deputy=user).select_related("approver__identity")
+        for absence in covering
+        if absence.starts_at <= now < absence.ends_at and absence.ended_at is None
     }
     deputies = _eligible_deputies(
         {s.pk for r in rows for s in r.stages.all() if s.position == r.current_position},
         set(standing_in_for) - {user.pk},
     )
+    _decisions([s for r in rows for s in r.stages.all() if s.position < (r.current_position or 0)])
+    request_url, decide_url = _links("jit:request_detail"), _links("jit:approval_decide")
+    beneficiary_url = _links("governance:identity_detail")
     for req in rows:
+        req.url, req.decide_url = request_url(req.pk), decide_url(req.pk)
+        req.beneficiary_url = beneficiary_url(req.beneficiary_id)
         stages = list(req.stages.all())
         req.stage_count = len(stages)
         req.current_stage = next((s for s in stages if s.position == req.current_position), None)
         req.earlier_stages = [s for s in stages if s.position < (req.current_position or 0)]
+        req.is_selected = False  # the view ticks the cards a refused selection named
         held = grants[req.beneficiary_id]
         waiting = [h for h in requests[req.beneficiary_id] if h.request.pk != req.pk]
         req.holdings = held + waiting
         req.holdings_shown = req.holdings[:HOLDINGS_SHOWN]
+        req.past_requests = [r for r in recent[req.beneficiary_id] if r.pk != req.pk][:RECENT_REQUESTS_SHOWN]
+        req.past_request_count = max(made[req.beneficiary_id] - 1, 0)  # the others: not this one
         req.conflicts = _conflicts(req, rules[req.entitlement_id], req.holdings)
         live = {c.rule.pk for c in req.conflicts}
         req.submission_conflicts = [c for c in req.policy.get("sod_conflicts", []) if c.get("rule") not in live]
@@ -334,7 +476,7 @@ def queue_cards(rows: list[AccessRequest], *, user) -> list[AccessRequest]:
         req.deputy_for = [a for pk, a in standing_in_for.items() if pk in eligible]
         req.asked_duration = timedelta(seconds=req.policy.get("duration_seconds") or req.duration.total_seconds())
         req.shortened = req.duration < req.asked_duration
-        req.shorter = [(int(d.total_seconds() // 60), d) for d in SHORTER if d < req.duration]
+        req.shorter = [(minutes, words) for span, minutes, words in SHORTER if span < req.duration]
     return rows
 
 

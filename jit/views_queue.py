@@ -5,14 +5,13 @@ outcome replaces it, and the queue's empty state appears when nothing is left. E
 acted on is first checked to be visible to the user (others get 404: no existence leak).
 """
 
-from functools import partial
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.kernel import clock
@@ -57,9 +56,10 @@ def _queue_url(request) -> str:
     return reverse("jit:approval_queue") + (f"?{query}" if query else "")
 
 
-def _filter_form(request) -> QueueFilterForm:
+def _filter_form(request, requesters: selectors_queue.QueueRequesters | None = None) -> QueueFilterForm:
     filters = _filters_of(request)
-    return QueueFilterForm(filters or None, requesters=selectors_queue.queue_requesters(user=request.user))
+    requesters = requesters or selectors_queue.queue_requesters(user=request.user)
+    return QueueFilterForm(filters or None, requesters=requesters.choices)
 
 
 def _filtered(request) -> bool:
@@ -67,17 +67,37 @@ def _filtered(request) -> bool:
     return any(filters.get(name) for name in ("requester", "risk_tier", "system", "waiting"))
 
 
+class _QueuePaginator(DeferredJoinPaginator):
+    """The queue's pages, counted by the requester filter's query when its counts tell (`counted`):
+    a COUNT of the queue fewer on most pages."""
+
+    def __init__(self, *args, counted: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.counted = counted
+
+    @cached_property
+    def _counted(self) -> int:
+        if self.counted is None:
+            return super()._counted
+        return min(self.counted, self.count_cap + 1)
+
+
 def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     user = request.user
-    form = _filter_form(request)
-    rows = selectors_queue.queue_rows(user=user, **form.filters())
+    requesters = selectors_queue.queue_requesters(user=user)
+    form = _filter_form(request, requesters)
+    filters = form.filters()
+    rows = selectors_queue.queue_rows(user=user, **filters)
     # Keys first, then the cards' rows by key: one query more, each far cheaper for PostgreSQL to plan.
-    paginator = DeferredJoinPaginator(rows, QUEUE_PAGE_SIZE, load=partial(selectors_queue.queue_page, user=user))
+    paginator = _QueuePaginator(
+        rows, QUEUE_PAGE_SIZE, load=selectors_queue.queue_page, counted=requesters.count(**filters)
+    )
     page_obj = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     querystring = query.urlencode()
-    page_obj.object_list = selectors_queue.queue_cards(list(page_obj.object_list), user=user)
+    covering = list(selectors_queue.absences_i_cover(user=user))  # the page's banner and the cards' deputy badges
+    page_obj.object_list = selectors_queue.queue_cards(list(page_obj.object_list), user=user, covering=covering)
     return {
         "filter_form": form,
         "page_obj": page_obj,
@@ -87,7 +107,7 @@ def _queue_context(request, *, bulk_form=None, results=None) -> dict:
         "filtered": _filtered(request),
         "may_read_inventory": selectors_queue.may_read_inventory(user),
         "away": selectors_queue.my_absences(user=user).first(),
-        "covering": list(selectors_queue.absences_i_cover(user=user)),
+        "covering": covering,
         "read_only": inventory.is_read_only(user),
     }
 
@@ -165,8 +185,9 @@ def approval_decide(request, pk: int):
 
 def _card(request, pk: int):
     """One card of my queue with its context, or None when it is no longer in my queue."""
-    row = selectors_queue.queue_rows(user=request.user).filter(pk=pk).first()
-    return selectors_queue.queue_cards([row], user=request.user)[0] if row is not None else None
+    keys = list(selectors_queue.queue_rows(user=request.user).filter(pk=pk).values_list("pk", flat=True))
+    rows = selectors_queue.queue_page(keys)
+    return selectors_queue.queue_cards(rows, user=request.user)[0] if rows else None
 
 
 def _row_with_errors(request, pk: int, form: QueueDecisionForm):

@@ -16,12 +16,6 @@ def times_out_at(request) -> datetime:
     return request.created_at + settings.JIT_TIMEOUT_AFTER
 
 
-@register.filter
-def others_than(requests, request) -> list:
-    """The requests in a prefetched list other than `request`, at most three."""
-    return [r for r in requests if r.pk != request.pk][:3]
-
-
 #
 # Intent and delegation chains (issue 14)
 #

@@ -116,8 +116,9 @@ def test_the_card_shows_team_manager_title_holdings_usage_and_linked_past_reques
     assert "Last active: <time" in shown and "3 h ago" in shown
     assert "ledger-read" in shown and "High" in shown and "standing" in shown and "2 days ago" in shown
     assert "deploy" in shown and "just-in-time" in shown
-    # the earlier request was routed to this owner, who may open it: linked
+    # the earlier request was routed to this owner, who may open it: linked, and named by its system too
     assert f'href="{reverse("jit:request_detail", args=[earlier.pk])}"' in shown
+    assert f"</a>: {earlier.entitlement.system.name} / old-role <span" in shown
 
 
 def test_past_requests_the_approver_may_not_open_are_named_but_not_linked(

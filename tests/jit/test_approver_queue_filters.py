@@ -61,3 +61,26 @@ def test_a_filter_that_matches_nothing_says_so_and_offers_the_whole_queue(client
     )
     assert b"Nothing waits for you under these filters" in response.content
     assert b"Show the whole queue" in response.content
+
+
+def test_the_queue_is_counted_under_each_filter_and_by_the_requester_filters_own_query(client, queue, ent_owner, alice):
+    # given the requester filter's choices count each requester's requests
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(ent_owner)
+    bob = f"u{queue['bob'].user.pk}"
+
+    def counted(**query) -> tuple[int, list[str]]:
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(reverse("jit:approval_queue"), query)
+        return response.context["page_obj"].paginator.count, [q["sql"] for q in ctx.captured_queries]
+
+    # when / then: the whole queue and one requester's part are counted without a COUNT of the queue
+    for query, expected in (({}, 3), ({"requester": bob}, 1), ({"requester": f"u{alice.user.pk}"}, 2)):
+        count, statements = counted(**query)
+        assert count == expected, query
+        assert not [sql for sql in statements if sql.startswith("SELECT COUNT(*) FROM")], query
+    # the other filters narrow what those counts cannot tell: the queue is counted for them
+    assert counted(risk_tier=RiskTier.HIGH)[0] == 1
+    assert counted(requester=bob, waiting="1d")[0] == 0
