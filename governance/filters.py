@@ -8,7 +8,7 @@ from audit.kernel.widgets import QuickSelect
 
 from . import selectors
 from .choices import FindingKind, IdentityKind, IdentityStatus, LifecycleStatus, RiskTier
-from .models import Entitlement, Finding, Identity, System
+from .models import Entitlement, Identity, System
 
 
 # The selects render with QuickSelect (options joined in Python): Django's template per option cost
@@ -30,7 +30,7 @@ class IdentityFilter(django_filters.FilterSet):
         return selectors.identities_matching(queryset, value)
 
     def with_finding(self, queryset, name, value):
-        return queryset.filter(pk__in=Finding.objects.filter(kind=value, status="open").values("identity_id"))
+        return selectors.identities_with_open_finding(queryset, value)
 
 
 class SystemFilter(django_filters.FilterSet):

@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from django.db import models
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.db.models import Case, IntegerField, Lookup, Q, Value, When
 
 from audit.kernel import clock
 
@@ -21,6 +21,18 @@ def tier_rank(field: str) -> Case:
         default=Value(-1),
         output_field=IntegerField(),
     )
+
+
+class EqualsAny(Lookup):
+    """`lhs = ANY(rhs)`, rhs an array (PostgreSQL), such as an `ArraySubquery`: the subquery is read once,
+    first, and its values looked up by key; `lhs IN (subquery)` leaves the planner free to join."""
+
+    lookup_name = "equals_any"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} = ANY({rhs})", (*lhs_params, *rhs_params)
 
 
 class IdentityQuerySet(models.QuerySet):

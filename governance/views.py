@@ -53,14 +53,17 @@ def order_rows(rows, sort: str, sorts: dict[str, str], *, then: tuple[str, ...] 
     return rows.order_by(f"-{field}" if sort.startswith("-") else field, *then)
 
 
-def _listing(request, queryset, filter_class, sorts: dict[str, str], default: str) -> dict:
-    """Filter, sort by an allowed key and paginate a list; the context every list template expects."""
+def _listing(request, queryset, filter_class, sorts: dict[str, str], default: str, *, load=None) -> dict:
+    """Filter, sort by an allowed key and paginate a list; the context every list template expects.
+
+    `load` reads the page's rows from their keys (`DeferredJoinPaginator`), as the template shows them.
+    """
     filterset = filter_class(request.GET or None, queryset=queryset)
     rows = filterset.qs if filterset.is_bound and filterset.is_valid() else queryset
     rows = order_rows(rows, request.GET.get("sort", default), sorts)
     query = request.GET.copy()
     query.pop("page", None)
-    page = DeferredJoinPaginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = DeferredJoinPaginator(rows, PAGE_SIZE, load=load).get_page(request.GET.get("page"))
     return {"filter": filterset, "page_obj": page, "querystring": query.urlencode()}
 
 
@@ -122,7 +125,14 @@ IDENTITY_SORTS = {
 def identity_list(request):
     if not policies.can_view_inventory(request.user):
         raise PermissionDenied("Only owners, approvers, auditors and admins see the whole inventory.")
-    context = _listing(request, selectors.identity_list(user=request.user), IdentityFilter, IDENTITY_SORTS, "name")
+    context = _listing(
+        request,
+        selectors.identities_visible_to(user=request.user),
+        IdentityFilter,
+        IDENTITY_SORTS,
+        "name",
+        load=selectors.identity_rows,
+    )
     context.update(
         title="Identities",
         intro="Every person and machine that can hold access, and who answers for it.",
@@ -134,7 +144,12 @@ def identity_list(request):
 @login_required
 def my_identities(request):
     context = _listing(
-        request, selectors.identities_owned_by(user=request.user), IdentityFilter, IDENTITY_SORTS, "name"
+        request,
+        selectors.identities_owned_by(user=request.user),
+        IdentityFilter,
+        IDENTITY_SORTS,
+        "name",
+        load=selectors.identity_rows,
     )
     context.update(
         title="My identities",

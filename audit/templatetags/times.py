@@ -6,11 +6,12 @@ the person's profile, else their browser's), so `timezone.localtime` here is the
 """
 
 from datetime import date, datetime, timedelta
+from html import escape
 
 from django import template
 from django.utils import timezone
-from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from audit.kernel import clock
 
@@ -33,11 +34,13 @@ def _ago(delta: timedelta) -> str:
     return "1 day" if days == 1 else f"{days} days"
 
 
-def relative_words(moment: datetime, now: datetime) -> str:
-    """ "just now", "5 min ago", "in 3 h", "2 days ago"; beyond a week the date ("2026-11-12")."""
+def relative_words(moment: datetime, now: datetime, local: datetime | None = None) -> str:
+    """ "just now", "5 min ago", "in 3 h", "2 days ago"; beyond a week the date ("2026-11-12") in the
+    viewer's zone (`local`: the moment already in it)."""
     delta = moment - now
     if abs(delta) >= RELATIVE_FOR:
-        return date_format(timezone.localtime(moment), "Y-m-d")
+        local = timezone.localtime(moment) if local is None else local
+        return f"{local.year:04d}-{local.month:02d}-{local.day:02d}"  # date_format(local, "Y-m-d"), written out
     span = _ago(delta)
     if not span:
         return "just now"
@@ -79,5 +82,6 @@ def when(value, style: str = "") -> str:
     elif style == "exact-seconds":
         shown = _stamp(local, seconds=True, zone=False)
     else:
-        shown = relative_words(value, clock.now())
-    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), absolute, shown)
+        shown = relative_words(value, clock.now(), local)
+    # format_html, written out (the standard library's escape is Django's): a list of 50 rows shows 50.
+    return mark_safe(f'<time datetime="{value.isoformat()}" title="{escape(absolute)}">{escape(shown)}</time>')

@@ -21,7 +21,7 @@ class Identity(models.Model):
 
     external_id = models.CharField("external id", max_length=200, unique=True, null=True, blank=True)
     name = models.CharField("name", max_length=200, db_index=True)
-    kind = models.CharField("kind", max_length=32, choices=IdentityKind.choices, db_index=True)
+    kind = models.CharField("kind", max_length=32, choices=IdentityKind.choices)  # indexed with the name (Meta)
     status = models.CharField(
         "status", max_length=16, choices=IdentityStatus.choices, default=IdentityStatus.ACTIVE, db_index=True
     )
@@ -96,7 +96,12 @@ class Identity(models.Model):
             ),
             *free_text_field_constraints("description"),
         ]
-        indexes = [models.Index(fields=["owner", "status"], name="gov_identity_owner_status_idx")]
+        indexes = [
+            models.Index(fields=["owner", "status"], name="gov_identity_owner_status_idx"),
+            # A kind in the lists' order (by name): page 1 of "workload" walked the name index past 87,000
+            # others (35 ms at 100,000 identities). It serves any filter on kind (no index on kind alone).
+            models.Index(fields=["kind", "name", "id"], name="gov_identity_kind_name_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name

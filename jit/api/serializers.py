@@ -15,7 +15,8 @@ class ApprovalSerializer(serializers.ModelSerializer):
 
 
 class StageSerializer(serializers.ModelSerializer):
-    approvals = ApprovalSerializer(many=True, read_only=True)
+    # Lists prefetched by `jit.api.views.visible_requests` (to_attr): no related manager per stage.
+    approvals = ApprovalSerializer(many=True, read_only=True, source="approvals_shown")
 
     class Meta:
         model = ApprovalStage
@@ -29,7 +30,7 @@ class AccessRequestSerializer(serializers.ModelSerializer):
     beneficiary_name = serializers.CharField(source="beneficiary.name")
     entitlement_name = serializers.CharField(source="entitlement.name")
     duration_seconds = serializers.SerializerMethodField()
-    stages = StageSerializer(many=True, read_only=True)
+    stages = StageSerializer(many=True, read_only=True, source="stages_shown")  # as `approvals` above
 
     class Meta:
         model = AccessRequest

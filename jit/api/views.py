@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from audit.kernel.pagination import NewestFirst
 from governance.api.authentication import MachinePrincipal, api_actor
 from governance.errors import PermissionRefused
-from jit.models import AccessRequest, ApprovalStage
+from jit.models import AccessRequest, Approval, ApprovalStage
 from jit.selectors import requests_visible_to
 from jit.services.approvals import access_request_decide
 from jit.services.lifecycle import grant_release
@@ -32,6 +32,11 @@ from .serializers import (
     SubmittedRequestSerializer,
 )
 
+# What a request shows of the people and entitlement it names, and of each approval (AccessRequestSerializer):
+# read without the rest of their rows (an entitlement's four JSON settings, a login's password hash).
+NAMED = ("requester__username", "beneficiary__name", "entitlement__name")
+APPROVAL_SHOWN = ("stage", "approver__username", "decision", "comment", "decided_at")
+
 
 def visible_requests(user):
     """The requests this user may see (`jit.selectors.requests_visible_to`), with what the API shows.
@@ -42,8 +47,17 @@ def visible_requests(user):
         found = AccessRequest.objects.filter(Q(requester_identity=machine) | Q(beneficiary=machine))
     else:
         found = requests_visible_to(user)
-    return found.select_related("requester", "beneficiary", "entitlement").prefetch_related(
-        Prefetch("stages", queryset=ApprovalStage.objects.prefetch_related("approvals__approver"))
+    own = [field.name for field in AccessRequest._meta.concrete_fields]
+    approvals = Approval.objects.select_related("approver").only(*APPROVAL_SHOWN)
+    # As lists (`to_attr`, what the serializer reads): a related manager's queryset cloned for each request
+    # and each stage was a sixth of a page's time.
+    stages = ApprovalStage.objects.prefetch_related(
+        Prefetch("approvals", queryset=approvals, to_attr="approvals_shown")
+    )
+    return (
+        found.select_related("requester", "beneficiary", "entitlement")
+        .only(*own, *NAMED)
+        .prefetch_related(Prefetch("stages", queryset=stages, to_attr="stages_shown"))
     )
 
 

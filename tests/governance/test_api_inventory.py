@@ -57,6 +57,26 @@ def test_a_requester_cannot_see_patch_or_offboard_someone_elses_identity(bot):
     assert [row["id"] for row in client.get(f"{API}/identities/").json()["results"]] == [stranger.pk]
 
 
+def test_the_identity_list_joins_each_identitys_owner_alone(admin, owner, bot):
+    # given a backed-up, managed API key beside a service account
+    key = MachineFactory(name="ci-key", kind="api_key", owner=owner, backup_owner=admin, manager=admin)
+    client = api(admin.user)
+    client.get(f"{API}/identities/")  # warm the user's cached roles
+    # when the API lists the API keys
+    with CaptureQueriesContext(connection) as ctx:
+        (listed,) = client.get(f"{API}/identities/", {"kind": "api_key"}).json()["results"]
+    # then the owner is named, the backup owner and manager given by id
+    assert (listed["id"], listed["owner_name"], listed["backup_owner"], listed["manager"]) == (
+        key.pk,
+        "Olu",
+        admin.pk,
+        admin.pk,
+    )
+    # from one join, the owner's: not three people built as model instances for each identity
+    (rows,) = [query["sql"] for query in ctx.captured_queries if '"governance_identity"."external_id"' in query["sql"]]
+    assert rows.count(" JOIN ") == 1, rows
+
+
 def test_an_owner_of_other_things_may_read_but_not_change(bot):
     other = role(PersonFactory(), "owner")
     client = api(other.user)

@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -200,6 +202,90 @@ def test_identity_list_filters_by_owner_name_and_open_finding(client, owner, bot
     assert [i.name for i in by_owner.context["page_obj"]] == ["other-bot"]
     by_finding = client.get(reverse("governance:identity_list"), {"finding": "orphaned"})
     assert [i.name for i in by_finding.context["page_obj"]] == ["billing-bot"]
+
+
+def _sql_of(ctx, start: str) -> str:
+    (sql,) = [query["sql"] for query in ctx.captured_queries if query["sql"].startswith(start)]
+    return sql
+
+
+def _plan(sql: str) -> str:
+    """The plan PostgreSQL can choose at scale: a test's few rows would be read whole instead."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("SET LOCAL enable_seqscan = on")
+    return plan
+
+
+KEYS = 'SELECT "governance_identity"."id" AS "pk" FROM'
+
+
+def test_the_identity_list_reads_its_page_by_key_with_only_what_its_rows_show(client, owner, bot):
+    # given a bot with a live grant and an open finding, and another whose owner has left
+    GrantFactory(identity=bot)
+    now = timezone.now()
+    Finding.objects.create(key="stale:1", kind="stale", identity=bot, first_seen_at=now, last_seen_at=now)
+    gone = PersonFactory(name="Gone Owner", status=IdentityStatus.OFFBOARDED)
+    MachineFactory(name="billing-orphan", owner=gone, team="p" * 70)
+    client.force_login(owner.user)
+    # when a search lists them
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(reverse("governance:identity_list"), {"q": "billing"})
+    # then each row shows its owner (and whether they left), its team cut short, its counts
+    body = response.content.decode()
+    assert [i.name for i in response.context["page_obj"]] == ["billing-bot", "billing-orphan"]
+    assert 'Gone Owner <span class="badge status-offboarded">Offboarded</span>' in body
+    assert f"<td>{'p' * 59}…</td>" in body
+    assert '<span class="badge risk-high">1</span>' in body
+    assert f'<a href="{reverse("governance:identity_detail", args=[bot.pk])}">billing-bot</a>' in body
+    # read by key, without the search again, and only the columns a row shows
+    rows = _sql_of(ctx, 'SELECT "governance_identity"."id" AS "pk", "governance_identity"."name"')
+    assert "LIKE" not in rows and '"description"' not in rows and '"backup_owner_id"' not in rows, rows
+
+
+def test_the_open_finding_filter_reads_the_findings_identities_off_an_index(client, owner):
+    # given stale bots owned by Zed and by Amy, a bot whose stale finding was resolved, one orphaned
+    now = timezone.now()
+    zed, amy = PersonFactory(name="Zed"), PersonFactory(name="Amy")
+    stale = [MachineFactory(name="a-bot", owner=zed), MachineFactory(name="b-bot", owner=amy)]
+    resolved, orphaned = MachineFactory(name="c-bot", owner=amy), MachineFactory(name="d-bot", owner=amy)
+    for n, (identity, kind, status) in enumerate(
+        [
+            (stale[0], "stale", "open"),
+            (stale[1], "stale", "open"),
+            (resolved, "stale", "resolved"),
+            (orphaned, "orphaned", "open"),
+        ]
+    ):
+        Finding.objects.create(
+            key=f"k{n}", kind=kind, status=status, identity=identity, first_seen_at=now, last_seen_at=now
+        )
+    client.force_login(owner.user)
+    # when the list shows the identities with an open stale finding, by owner
+    with CaptureQueriesContext(connection) as ctx:
+        page = client.get(reverse("governance:identity_list"), {"finding": "stale", "sort": "owner"}).context
+    # then only those, in their owners' order
+    assert [i.name for i in page["page_obj"]] == ["b-bot", "a-bot"]
+    # the findings' identities read first, as one array off the open findings' (kind, identity) index, then
+    # the identities by key: never every identity joined to the findings (50 ms at 100,000)
+    assert "= ANY((ARRAY(SELECT" in _sql_of(ctx, KEYS)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'gov_finding_open_kind_idx'")
+        (definition,) = cursor.fetchone()
+    assert "(kind, identity_id) WHERE ((status)::text = 'open'::text)" in definition, definition
+
+
+def test_a_kind_is_read_off_an_index_in_the_lists_order(client, owner, bot):
+    MachineFactory(name="zeta-key", kind="api_key", owner=owner)
+    client.force_login(owner.user)
+    with CaptureQueriesContext(connection) as ctx:
+        page = client.get(reverse("governance:identity_list"), {"kind": "api_key"}).context["page_obj"]
+    assert [i.name for i in page] == ["zeta-key"]
+    # in name order off (kind, name, id): no walk of the name index past every other kind, no sort
+    plan = _plan(_sql_of(ctx, KEYS))
+    assert "gov_identity_kind_name_idx" in plan and "Sort" not in plan, plan
 
 
 def test_identity_list_sorts_by_every_column_and_paginates(client, owner):

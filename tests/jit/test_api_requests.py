@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -81,8 +82,6 @@ def test_cancel_then_approve_is_a_conflict(submit, entitlement, alice, ent_owner
 
 
 def test_list_query_count_is_constant(alice, entitlement, submit):
-    from django.db import connection
-
     from tests.factories.governance import EntitlementFactory
 
     client = client_for(alice.user)
@@ -150,3 +149,21 @@ def test_a_person_cannot_let_intent_stand_for_a_justification(alice, entitlement
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"justification"}
     assert not AccessRequest.objects.exists() and not AuditEvent.objects.filter(action="request.submitted").exists()
+
+
+def test_the_list_shows_each_stages_approvals_reading_only_the_names_it_shows(submit, entitlement, ent_owner, alice):
+    # given a request whose first stage the entitlement owner approved
+    request = submit(entitlement)
+    client_for(ent_owner).post(f"{URL}{request.pk}/approve/", {"stage": 1, "comment": "fine"}, format="json")
+    # when its requester lists their requests
+    with CaptureQueriesContext(connection) as ctx:
+        (listed,) = client_for(alice.user).get(URL).json()["results"]
+    # then each stage carries its approvals, with the approver's login
+    first, second = listed["stages"]
+    assert [(a["approver"], a["decision"], a["comment"]) for a in first["approvals"]] == [
+        ("entowner", "approve", "fine")
+    ]
+    assert second["approvals"] == [] and listed["requester"] == "alice" and listed["entitlement_name"] == "db-write"
+    # and the people and entitlement it names are read for their names alone (no password hash, no settings)
+    sql = "\n".join(query["sql"] for query in ctx.captured_queries if "jit_" in query["sql"])
+    assert '"password"' not in sql and '"approval_stages"' not in sql, sql
