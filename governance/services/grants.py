@@ -31,7 +31,7 @@ from audit.services import (
 
 from .. import policies
 from ..choices import GrantKind, GrantStatus, IdentityKind, IdentityStatus, SodAction
-from ..connectors import connector_key
+from ..connectors import CONNECTOR_KEY_PREFIX, connector_key, connector_key_suffix
 from ..errors import InvalidTransition, PermissionRefused, ValidationFailed
 from ..locks import hold_entitlement, lock
 from ..models import Entitlement, Grant, Identity, SodRule
@@ -314,9 +314,9 @@ _PG_REVOKE_BATCH = """
 _PG_ENQUEUE_REVOKES = """
     INSERT INTO audit_outboxmessage
         (kind, payload, idempotency_key, status, attempts, next_attempt_at, last_error, created_at)
-    SELECT %s, jsonb_build_object('grant_id', id), idempotency_key, 'pending', 0,
+    SELECT %s, jsonb_build_object('grant_id', id), %s || id || %s, 'pending', 0,
            %s, '', %s
-    FROM unnest(%s::bigint[], %s::text[]) AS ask(id, idempotency_key)
+    FROM unnest(%s::bigint[]) AS id
     ON CONFLICT (idempotency_key) DO NOTHING
 """
 
@@ -326,18 +326,18 @@ def enqueue_revokes(ids: list[int], *, ask: str, attempt: object = None) -> None
     revocation). Each is keyed `connector_key(id, ask, attempt)`, so the same ask twice is one message."""
     if not ids:
         return
-    keys = [connector_key(pk, ask, attempt) for pk in ids]
     if connection.vendor != "postgresql":
         enqueue_many(
             [
-                OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=key)
-                for pk, key in zip(ids, keys, strict=True)
+                OutboxMessage(kind=REVOKE, payload={"grant_id": pk}, idempotency_key=connector_key(pk, ask, attempt))
+                for pk in ids
             ]
         )
         return
     with connection.cursor() as cursor:
         now = clock.database_now()
-        cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, now, now, ids, keys])
+        suffix = connector_key_suffix(ask, attempt)
+        cursor.execute(_PG_ENQUEUE_REVOKES, [REVOKE, CONNECTOR_KEY_PREFIX, suffix, now, now, ids])
     wake_dispatcher_on_commit()
 
 
