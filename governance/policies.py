@@ -11,7 +11,7 @@ change refuses a user whose only portal role is auditor, whatever they own or we
 from collections.abc import Container, Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
-from guardian.models import GroupObjectPermission, UserObjectPermission
+from guardian.shortcuts import get_objects_for_user
 
 from .choices import IdentityKind, IdentityStatus
 from .errors import PermissionRefused
@@ -140,25 +140,16 @@ def can_edit_entitlement(user, entitlement, *, delegated: Container[int] | None 
 
 def entitlements_delegated(user, entitlement_ids: Iterable[int]) -> set[int]:
     """Those of these entitlements delegated to this user to edit, directly or through a group: the answer
-    `has_perm` gives one entitlement at a time (two queries each), in one query for a page of them."""
-    wanted = {str(pk) for pk in entitlement_ids}
+    `has_perm` gives one entitlement at a time, asked of django-guardian once for a page of them."""
+    from .models import Entitlement
+
+    wanted = set(entitlement_ids)
     if not wanted or not getattr(user, "is_active", False) or not isinstance(getattr(user, "pk", None), int):
         return set()  # has_perm: an inactive login holds nothing; a machine's token no object permission
-    if user.is_superuser:
-        return {int(pk) for pk in wanted}  # has_perm: an active superuser holds every permission
-    app_label, codename = EDIT_ENTITLEMENT_PERMISSION.split(".")
-    held = {
-        "permission__codename": codename,
-        "content_type__app_label": app_label,
-        "content_type__model": "entitlement",
-        "object_pk__in": wanted,
-    }
-    granted = (
-        UserObjectPermission.objects.filter(user=user, **held)
-        .values_list("object_pk", flat=True)
-        .union(GroupObjectPermission.objects.filter(group__user=user, **held).values_list("object_pk", flat=True))
+    delegated = get_objects_for_user(
+        user, EDIT_ENTITLEMENT_PERMISSION, klass=Entitlement.objects.filter(pk__in=wanted), accept_global_perms=False
     )
-    return {int(pk) for pk in granted}
+    return set(delegated.values_list("pk", flat=True))
 
 
 def can_confirm_provisioning(user, grant) -> bool:

@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.functional import cached_property
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.kernel import clock
@@ -67,21 +66,6 @@ def _filtered(request) -> bool:
     return any(filters.get(name) for name in ("requester", "risk_tier", "system", "waiting"))
 
 
-class _QueuePaginator(DeferredJoinPaginator):
-    """The queue's pages, counted by the requester filter's query when its counts tell (`counted`):
-    a COUNT of the queue fewer on most pages."""
-
-    def __init__(self, *args, counted: int | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.counted = counted
-
-    @cached_property
-    def _counted(self) -> int:
-        if self.counted is None:
-            return super()._counted
-        return min(self.counted, self.count_cap + 1)
-
-
 def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     user = request.user
     requesters = selectors_queue.queue_requesters(user=user)
@@ -89,7 +73,7 @@ def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     filters = form.filters()
     rows = selectors_queue.queue_rows(user=user, **filters)
     # Keys first, then the cards' rows by key: one query more, each far cheaper for PostgreSQL to plan.
-    paginator = _QueuePaginator(
+    paginator = DeferredJoinPaginator(
         rows, QUEUE_PAGE_SIZE, load=selectors_queue.queue_page, counted=requesters.count(**filters)
     )
     page_obj = paginator.get_page(request.GET.get("page"))

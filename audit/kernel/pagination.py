@@ -44,14 +44,19 @@ class CappedCountPaginator(Paginator):
 
     count_cap = COUNT_CAP
 
-    def __init__(self, object_list, per_page, *args, count_cap: int | None = None, **kwargs):
+    def __init__(
+        self, object_list, per_page, *args, count_cap: int | None = None, counted: int | None = None, **kwargs
+    ):
         super().__init__(object_list, per_page, *args, **kwargs)
         if count_cap is not None:
             self.count_cap = count_cap
+        self.known_count = counted  # the rows' number when a query the page runs anyway told it
 
     @cached_property
     def _counted(self) -> int:
         """How many rows, counted up to one past the cap (any rows will do: no ORDER BY)."""
+        if self.known_count is not None:
+            return min(self.known_count, self.count_cap + 1)
         rows = self.object_list
         if not isinstance(rows, QuerySet):
             return len(rows)

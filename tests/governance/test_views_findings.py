@@ -135,7 +135,6 @@ def test_query_count_does_not_grow_with_the_number_of_findings(client, admin_use
     # then
     assert len(client.get(URL).context["page_obj"]) == 20
     assert one == twenty, f"findings page: {one} queries with 1 row, {twenty} with 20"
-    print(f"\nfindings page: {twenty} queries for 1 or 20 findings")
 
 
 def test_findings_sort_by_each_column_header(client, auditor):
@@ -239,7 +238,6 @@ def test_ownerless_entitlements_cost_a_system_owner_no_query_each(client, count_
     page = client.get(URL)
     assert len(page.context["page_obj"]) == 10 and fix_link(delegated) in page.content.decode()
     assert two == ten, f"findings page of a system owner: {two} queries with 2 ownerless entitlements, {ten} with 10"
-    print(f"\nfindings page of a system owner: {ten} queries for 2 or 10 ownerless entitlements")
 
 
 @pytest.mark.postgres
