@@ -7,6 +7,7 @@ from django.db.models import Count, Q, QuerySet
 from . import policies
 from .models import Campaign, ReviewItem
 from .models.certification import Decision, RemediationStatus
+from .roles import group_names
 
 
 def _my_identity_id(user) -> int | None:
@@ -25,7 +26,7 @@ def campaigns_visible_to(user) -> QuerySet:
 
 def _items_of(user) -> Q:
     """The items a person answers for: theirs to review (or their group's), and those on what they own."""
-    groups = list(user.groups.values_list("name", flat=True))
+    groups = sorted(group_names(user))
     mine = Q(reviewer=user) | Q(reviewer__isnull=True, reviewer_group__in=groups)
     me = _my_identity_id(user)
     if me is not None:
@@ -43,7 +44,7 @@ def campaign_items_visible_to(user, campaign: Campaign) -> QuerySet:
 
 def review_queue(user) -> QuerySet:
     """The open items `user` may decide in running campaigns: theirs, or their group's; never their own access."""
-    groups = list(user.groups.values_list("name", flat=True))
+    groups = sorted(group_names(user))
     items = ReviewItem.objects.filter(decision="", campaign__status="active").filter(
         Q(reviewer=user) | Q(reviewer__isnull=True, reviewer_group__in=groups)
     )

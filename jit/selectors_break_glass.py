@@ -53,7 +53,7 @@ def _holder_q(identity: Identity | None, user) -> Q:
     if identity is not None:
         holder |= Q(identity=identity)
     if user is not None and getattr(user, "is_active", False) and (identity is None or identity.kind == "human"):
-        groups = list(user.groups.values_list("name", flat=True))
+        groups = sorted(group_names(user))
         if groups:
             holder |= Q(identity__isnull=True, group__in=groups)
     return holder
@@ -163,10 +163,7 @@ def activations_visible_to(user) -> QuerySet[BreakGlassActivation]:
     from django.conf import settings
 
     base = BreakGlassActivation.objects.all()
-    if (
-        has_role(user, Role.ADMIN, Role.AUDITOR)
-        or user.groups.filter(name=settings.BREAK_GLASS_SECURITY_GROUP).exists()
-    ):
+    if has_role(user, Role.ADMIN, Role.AUDITOR) or settings.BREAK_GLASS_SECURITY_GROUP in group_names(user):
         return base
     me = inventory.identity_of(user)
     mine = Q(activated_by=user) | _reviewer_q(user)
