@@ -75,9 +75,14 @@ def group_names(user) -> frozenset[str]:
         return frozenset()
     cached = getattr(user, "_portal_groups", None)
     if cached is None:
-        cached = frozenset(user.groups.values_list("name", flat=True))
-        user._portal_groups = cached
+        cached = remember_group_names(user, user.groups.values_list("name", flat=True))
     return cached
+
+
+def remember_group_names(user, names) -> frozenset[str]:
+    """Keep the user's groups for this request: read with the user itself when the session loads it."""
+    user._portal_groups = frozenset(names)
+    return user._portal_groups
 
 
 def has_role(user, *roles: str) -> bool:

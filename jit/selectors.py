@@ -379,8 +379,12 @@ def notifications_about(notes: list[Notification]) -> list[Notification]:
     return notes
 
 
+def unread_notifications(*, user) -> QuerySet[Notification]:
+    return Notification.objects.filter(recipient=user, read_at__isnull=True)
+
+
 def unread_notification_count(*, user) -> int:
-    return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+    return unread_notifications(user=user).count()
 
 
 #

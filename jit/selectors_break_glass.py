@@ -133,23 +133,38 @@ BANNER_FIELDS = (
 )
 
 
-def my_live_activations(*, user, now: datetime | None = None) -> list[BreakGlassActivation]:
-    """The break-glass access this person holds right now (for the banner on every page): only what it shows."""
+def my_live_activations(
+    *, user, now: datetime | None = None, any_live: bool | None = None
+) -> list[BreakGlassActivation]:
+    """The break-glass access this person holds right now (for the banner on every page): only what it shows.
+
+    `any_live`: whether `mine_live_activations` found any, when the caller asked it along with something else.
+    """
     me = inventory.identity_of(user)
     if me is None:
         return []
     now = clock.now() if now is None else now
-    mine = Q(identity=me) | Q(activated_by=user)
     # Almost always none: a look at the activations alone (no join to plan), the banner's join only when any.
-    if not BreakGlassActivation.objects.filter(mine, ends_at__gt=now).exists():
+    if not (mine_live_activations(user=user, me=me, now=now).exists() if any_live is None else any_live):
         return []
     return list(
         live_activations(now)
-        .filter(mine)
+        .filter(_mine(user, me))
         .select_related(None)
         .select_related("identity", "entitlement__system", "grant")
         .only(*BANNER_FIELDS)[:5]
     )
+
+
+def mine_live_activations(*, user, me: Identity | int | None, now: datetime) -> QuerySet[BreakGlassActivation]:
+    """Activations of this person (held or activated by them) before their hard end; no joins, for a
+    cheap "any?" (their grant may have ended early: `my_live_activations` then finds none to show).
+    `user` and `me` may be ids (or a prepared query's slots)."""
+    return BreakGlassActivation.objects.filter(_mine(user, me), ends_at__gt=now)
+
+
+def _mine(user, me) -> Q:
+    return Q(identity=me) | Q(activated_by=user)
 
 
 def _reviewer_q(user) -> Q:

@@ -1,6 +1,9 @@
 """The navigation each role sees. Pages still check permission themselves: hiding is not securing."""
 
 from dataclasses import dataclass
+from functools import cache
+
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from governance.roles import READ_INVENTORY_ROLES, Role, user_roles
 
@@ -12,6 +15,18 @@ class NavItem:
     roles: frozenset[str]  # empty: every signed-in user
     # Work of one's own (requests, grants, reviews): not shown to someone who only audits, who has none.
     acting: bool = False
+    # A count loaded after the page (htmx), so no page pays for it.
+    count_url_name: str = ""
+
+
+@dataclass(frozen=True)
+class NavLink:
+    """A menu entry as base.html shows it: built in Python once per page, not per item in the template."""
+
+    label: str
+    url: str
+    current: bool
+    count_url: str
 
 
 EVERYONE: frozenset[str] = frozenset()
@@ -28,6 +43,13 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("My identities", "governance:my_identities", EVERYONE, acting=True),
     NavItem("Identities", "governance:identity_list", frozenset(READ_INVENTORY_ROLES)),
     NavItem("Systems", "governance:system_list", frozenset(READ_INVENTORY_ROLES)),
+    # Grants a connector gave up on.
+    NavItem(
+        "Failed grants",
+        "governance:grant_failures",
+        frozenset({Role.ADMIN}),
+        count_url_name="governance:grant_failures_count",
+    ),
     NavItem("Findings", "governance:finding_list", EVERYONE),
     NavItem("Exceptions", "governance:finding_exception_list", frozenset({Role.OWNER, Role.AUDITOR, Role.ADMIN})),
     NavItem("My reviews", "governance:review_queue", EVERYONE, acting=True),
@@ -54,3 +76,20 @@ def nav_for(user) -> list[NavItem]:
     roles = user_roles(user)
     only_audits = roles == {Role.AUDITOR}
     return [item for item in NAV_ITEMS if (not item.roles or item.roles & roles) and not (item.acting and only_audits)]
+
+
+def nav_links(user, *, current_view: str, unread: int) -> list[NavLink]:
+    """The menu of this user on the page `current_view` names; Notifications says how many are unread."""
+    links = []
+    for item in nav_for(user):
+        label = f"{item.label} ({unread})" if unread and item.url_name == "jit:notification_list" else item.label
+        count_url = _path(item.count_url_name, get_script_prefix(), get_urlconf()) if item.count_url_name else ""
+        url = _path(item.url_name, get_script_prefix(), get_urlconf())
+        links.append(NavLink(label, url, item.url_name == current_view, count_url))
+    return links
+
+
+@cache
+def _path(url_name: str, prefix: str, urlconf) -> str:
+    """The menu's paths take no arguments: reversed once per process (and prefix), not on every page."""
+    return reverse(url_name, urlconf=urlconf)

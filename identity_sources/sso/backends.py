@@ -6,19 +6,69 @@ import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import Group
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import SuspiciousOperation
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import OuterRef
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+
+from audit.kernel.prepared import PreparedQuery
+from governance.models import Identity
+from governance.roles import remember_group_names
 
 from . import config
 from .services import SsoRefused, break_glass_sign_in_record, sso_refusal_record, sso_sign_in
 
 
 def session_user(backend: ModelBackend, user_id):
-    """ModelBackend.get_user, with the person's identity read in the same query: nearly every page asks
-    for it (the menu, the break-glass banner, what they answer for), one query more each time."""
-    users = get_user_model()._default_manager
-    user = users.select_related("identity").filter(pk=user_id).first()
-    return user if user is not None and ModelBackend.user_can_authenticate(backend, user) else None
+    """ModelBackend.get_user, with the person's identity and groups read in the same query: nearly every
+    page asks for them (the menu, the break-glass banner, what they answer for), one query more each.
+    The query's SQL is built once per process (audit.kernel.prepared): Django took longer to build it
+    than PostgreSQL to run it."""
+    rows = _SESSION_USER.rows(user_id)
+    if not rows:
+        return None
+    user = _session_user_from(rows[0])
+    return user if ModelBackend.user_can_authenticate(backend, user) else None
+
+
+def _user_fields() -> list[str]:
+    return [field.attname for field in get_user_model()._meta.concrete_fields]
+
+
+def _identity_fields() -> list[str]:
+    return [field.attname for field in Identity._meta.concrete_fields]
+
+
+def _session_user_query(user_id):
+    users = get_user_model()._default_manager.filter(pk=user_id)
+    columns = [*_user_fields(), *(f"identity__{name}" for name in _identity_fields())]
+    if connection.vendor != "postgresql":
+        return users.values_list(*columns)  # groups: asked for when a page needs them
+    groups = ArraySubquery(Group.objects.filter(user=OuterRef("pk")).order_by().values("name"))
+    return users.values_list(*columns, groups)
+
+
+_SESSION_USER = PreparedQuery(_session_user_query)
+
+
+def _session_user_from(row: tuple):
+    """The user (and their identity, or the knowledge they have none) as select_related would give them."""
+    user_fields, identity_fields = _user_fields(), _identity_fields()
+    user_values, rest = row[: len(user_fields)], row[len(user_fields) :]
+    user = get_user_model().from_db(DEFAULT_DB_ALIAS, user_fields, user_values)
+    identity_values = rest[: len(identity_fields)]
+    identity = (
+        None if identity_values[0] is None else Identity.from_db(DEFAULT_DB_ALIAS, identity_fields, identity_values)
+    )
+    link = Identity._meta.get_field("user")
+    link.remote_field.set_cached_value(user, identity)  # user.identity, without a query
+    if identity is not None:
+        link.set_cached_value(identity, user)
+    if len(rest) > len(identity_fields):
+        remember_group_names(user, rest[-1])
+    return user
 
 
 class LocalPasswordBackend(ModelBackend):

@@ -197,6 +197,7 @@ SESSION_ABSOLUTE_LIFETIME_SECONDS = env_int("SESSION_ABSOLUTE_LIFETIME_SECONDS",
 if not 0 < SESSION_IDLE_TIMEOUT_SECONDS <= SESSION_ABSOLUTE_LIFETIME_SECONDS:
     raise ImproperlyConfigured("SESSION_IDLE_TIMEOUT_SECONDS must be above 0 and at most the absolute lifetime.")
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_LIFETIME_SECONDS
+SESSION_ENGINE = "portal.sessions"  # Django's database sessions, read with SQL built once per process
 #
 # Sign-in throttling (django-axes): AXES_FAILURE_LIMIT failed sign-ins for one login, or from one
 # client address, lock that login or address out for AXES_COOLOFF_MINUTES; each lock-out is audited.

@@ -42,7 +42,7 @@ def test_dashboard_requires_login(client):
 def test_navigation_shows_each_role_what_it_may_use(client, make_user, roles, visible, hidden):
     client.force_login(make_user(roles=roles))
     response = client.get(reverse("dashboard"))
-    labels = [item.label for item in response.context["nav_items"]]
+    labels = [item.label for item in response.context["nav_links"]]
     assert all(label in labels for label in visible)
     assert not any(label in labels for label in hidden)
 
