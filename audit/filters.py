@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .choices import AuditAction, Channel
-from .kernel.widgets import QuickSelect
+from .kernel.widgets import QuickCheckboxInput, QuickHiddenInput, QuickInput, QuickSelect, QuickTextInput
 from .kernel.zones import zone_name
 from .models import AuditEvent
 from .sentences import targets_named
@@ -84,7 +84,7 @@ class Moment(NamedTuple):
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class MomentInput(forms.DateTimeInput):
+class MomentInput(QuickInput, forms.DateTimeInput):
     """A datetime-local input. A date alone (an older link) shows as the day's first or last minute."""
 
     input_type = "datetime-local"
@@ -149,7 +149,9 @@ class AuditFilterForm(forms.Form):
 class AuditEventFilter(django_filters.FilterSet):
     """Search the trail by actor, action, target and time (the auditor's questions)."""
 
-    actor = django_filters.CharFilter(method="filter_actor", label="Actor", help_text="Login or name")
+    actor = django_filters.CharFilter(
+        method="filter_actor", label="Actor", help_text="Login or name", widget=QuickTextInput
+    )
     # ~150 options: Django's template per option cost more than the rest of the page (QuickSelect).
     action = django_filters.ChoiceFilter(
         choices=action_choices,
@@ -165,18 +167,19 @@ class AuditEventFilter(django_filters.FilterSet):
     target = django_filters.CharFilter(
         method="filter_target",
         label="Target",
+        widget=QuickTextInput,
         help_text="Exact: a name (s3-logs-reader, Riya Requester), request #8, or type:id",
     )
     # Ranges on occurred_at, so that the index serves them; read in the viewer's time zone.
     since = MomentFilter(method="filter_since", label="From", widget=MomentInput())
     until = MomentFilter(method="filter_until", label="To", widget=MomentInput(end=True))
-    correlation_id = django_filters.CharFilter(label="Correlation id")
+    correlation_id = django_filters.CharFilter(label="Correlation id", widget=QuickTextInput)
     hide_sign_ins = django_filters.BooleanFilter(
-        method="filter_hide_sign_ins", label="Hide sign-ins and sign-outs", widget=forms.CheckboxInput
+        method="filter_hide_sign_ins", label="Hide sign-ins and sign-outs", widget=QuickCheckboxInput
     )
     # The zone the times above are in: the browser's, filled in by static/js/browser-time-zone.js.
     tz = django_filters.CharFilter(
-        method="filter_nothing", widget=forms.HiddenInput(attrs={"data-browser-time-zone": ""})
+        method="filter_nothing", widget=QuickHiddenInput(attrs={"data-browser-time-zone": ""})
     )
 
     class Meta:

@@ -1,23 +1,37 @@
 """Filters for the inventory lists, shared by the pages (and usable by the API)."""
 
 import django_filters
-from django import forms
+import django_filters.fields
 from django.db.models import Q
 
-from audit.kernel.widgets import QuickSelect
+from audit.kernel.widgets import ListedChoices, QuickSelect, QuickTextInput
 
 from . import selectors
 from .choices import FindingKind, IdentityKind, IdentityStatus, LifecycleStatus, RiskTier
 from .models import Entitlement, Identity, System
 
 
-# The selects render with QuickSelect (options joined in Python): Django's template per option cost
-# several milliseconds a page on the lists everyone opens.
+class _ListedFilterChoices(django_filters.fields.ModelChoiceIterator, ListedChoices):
+    """django-filter's options (with its "None" choice), read in one query, not a server-side cursor."""
+
+
+class _ListedFilterField(django_filters.fields.ModelChoiceField):
+    iterator = _ListedFilterChoices
+
+
+class ListedModelChoiceFilter(django_filters.ModelChoiceFilter):
+    field_class = _ListedFilterField
+
+
+# The selects and inputs render in Python (QuickSelect, QuickTextInput): Django's templates per option
+# and per input cost several milliseconds a page on the lists everyone opens.
 class IdentityFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Search")
+    q = django_filters.CharFilter(method="search", label="Search", widget=QuickTextInput)
     kind = django_filters.ChoiceFilter(choices=IdentityKind.choices, label="Kind", widget=QuickSelect)
     status = django_filters.ChoiceFilter(choices=IdentityStatus.choices, label="Status", widget=QuickSelect)
-    owner = django_filters.CharFilter(field_name="owner__name", lookup_expr="icontains", label="Owner")
+    owner = django_filters.CharFilter(
+        field_name="owner__name", lookup_expr="icontains", label="Owner", widget=QuickTextInput
+    )
     finding = django_filters.ChoiceFilter(
         choices=FindingKind.choices, method="with_finding", label="Open finding", widget=QuickSelect
     )
@@ -34,7 +48,7 @@ class IdentityFilter(django_filters.FilterSet):
 
 
 class SystemFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Search")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Search", widget=QuickTextInput)
     status = django_filters.ChoiceFilter(choices=LifecycleStatus.choices, label="Status", widget=QuickSelect)
 
     class Meta:
@@ -43,13 +57,13 @@ class SystemFilter(django_filters.FilterSet):
 
 
 class EntitlementFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Search")
-    system = django_filters.ModelChoiceFilter(
+    q = django_filters.CharFilter(method="search", label="Search", widget=QuickTextInput)
+    system = ListedModelChoiceFilter(
         queryset=System.objects.order_by("name"), label="System", empty_label="Any", widget=QuickSelect
     )
     risk_tier = django_filters.ChoiceFilter(choices=RiskTier.choices, label="Risk tier", widget=QuickSelect)
     requestable = django_filters.BooleanFilter(
-        label="Requestable", widget=forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
+        label="Requestable", widget=QuickSelect(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
     )
     status = django_filters.ChoiceFilter(choices=LifecycleStatus.choices, label="Status", widget=QuickSelect)
 

@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator
 from django.utils import timezone
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
+from audit.kernel.widgets import ListedModelChoiceField, QuickSelect, QuickTextInput
 from governance.choices import RiskTier
 from governance.models import Entitlement, System
 
@@ -66,11 +67,13 @@ def add_service_errors(form: forms.Form, error, renamed: dict[str, str] | None =
 
 
 class CatalogueFilterForm(forms.Form):
-    q = forms.CharField(
-        label="Search", required=False, max_length=200, widget=forms.TextInput(attrs={"type": "search"})
+    q = forms.CharField(label="Search", required=False, max_length=200, widget=QuickTextInput(attrs={"type": "search"}))
+    system = ListedModelChoiceField(
+        label="System", queryset=System.objects.none(), required=False, empty_label="Any", widget=QuickSelect
     )
-    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False, empty_label="Any")
-    risk_tier = forms.ChoiceField(label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False)
+    risk_tier = forms.ChoiceField(
+        label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False, widget=QuickSelect
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,21 +81,15 @@ class CatalogueFilterForm(forms.Form):
 
 
 class RequestFilterForm(forms.Form):
-    status = forms.ChoiceField(label="Status", choices=[("", "Any"), *RequestStatus.choices], required=False)
+    status = forms.ChoiceField(
+        label="Status", choices=[("", "Any"), *RequestStatus.choices], required=False, widget=QuickSelect
+    )
     order = forms.ChoiceField(
         label="Sort",
         choices=[("-created_at", "Newest first"), ("created_at", "Oldest first")],
         required=False,
+        widget=QuickSelect,
     )
-
-
-class QueueFilterForm(forms.Form):
-    risk_tier = forms.ChoiceField(label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False)
-    system = forms.ModelChoiceField(label="System", queryset=System.objects.none(), required=False, empty_label="Any")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["system"].queryset = System.objects.filter(status="active").order_by("name")
 
 
 PRESETS = (timedelta(hours=1), timedelta(hours=4), timedelta(days=1), timedelta(days=7))
