@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from governance.choices import GrantStatus, IdentityStatus
-from governance.models import Identity
+from governance.models import Finding, Identity
 from tests.api import API, api
 from tests.factories.governance import (
     EntitlementFactory,
@@ -75,6 +75,28 @@ def test_the_identity_list_joins_each_identitys_owner_alone(admin, owner, bot):
     # from one join, the owner's: not three people built as model instances for each identity
     (rows,) = [query["sql"] for query in ctx.captured_queries if '"governance_identity"."external_id"' in query["sql"]]
     assert rows.count(" JOIN ") == 1, rows
+
+
+@pytest.mark.parametrize(("resource", "table"), [("grants", "governance_grant"), ("findings", "governance_finding")])
+def test_grant_and_finding_lists_read_their_own_rows_without_joins(admin, owner, bot, resource, table):
+    # given a grant of the machine and a finding about it
+    grant = GrantFactory(identity=bot)
+    Finding.objects.create(
+        key="stale-bot",
+        kind="stale",
+        identity=bot,
+        owner_to_act=owner,
+        first_seen_at=timezone.now(),
+        last_seen_at=timezone.now(),
+    )
+    client = api(admin.user)
+    # when the API lists them
+    with CaptureQueriesContext(connection) as ctx:
+        (listed,) = client.get(f"{API}/{resource}/").json()["results"]
+    # then related objects go out as ids, read off the row itself: no table joined to build them
+    assert listed["identity"] == bot.pk and (resource != "grants" or listed["entitlement"] == grant.entitlement_id)
+    (rows,) = [query["sql"] for query in ctx.captured_queries if f'FROM "{table}"' in query["sql"]]
+    assert " JOIN " not in rows, rows
 
 
 def test_an_owner_of_other_things_may_read_but_not_change(bot):
