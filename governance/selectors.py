@@ -16,9 +16,9 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import Cast, Coalesce
-from django.urls import reverse
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from audit.kernel.links import links_for
 from audit.models import AuditEvent
 
 from . import policies
@@ -157,13 +157,13 @@ def identity_rows(keys: list[int]) -> list[IdentityRow]:
     page built 200 model instances to show nine values a row.
     """
     rows = Identity.objects.filter(pk__in=keys).annotate(**_identity_counts()).order_by()
+    link = links_for("governance:identity_detail")
     found = {}
     for pk, name, kind, status, team, last_used_at, owner_name, owner_status, grants, findings in rows.values_list(
         *IDENTITY_ROW, "live_grant_count", "open_finding_count"
     ):
         owner = OwnerShown(owner_name, owner_status) if owner_name is not None else None
-        url = reverse("governance:identity_detail", args=[pk])
-        found[pk] = IdentityRow(pk, name, kind, status, team, last_used_at, owner, grants, findings, url)
+        found[pk] = IdentityRow(pk, name, kind, status, team, last_used_at, owner, grants, findings, link(pk))
     return [found[key] for key in keys if key in found]
 
 
