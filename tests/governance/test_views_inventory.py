@@ -565,3 +565,28 @@ def test_saving_the_edit_form_unchanged_keeps_every_value(client, owner, bot):
     refreshed = Identity.objects.get(pk=bot.pk)
     assert refreshed.last_used_at is not None and refreshed.rotation_period_days == bot.rotation_period_days
     assert abs(refreshed.last_rotated_at - bot.last_rotated_at) < timedelta(minutes=1)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "query", ["?sort=-last_used_at", "?kind=service_account&sort=-last_used_at", "?sort=last_used_at"]
+)
+def test_the_lists_sorted_by_last_use_read_page_one_off_an_index(client, admin_user, query):
+    # Sorted by last use, page 1 sorted every identity (of the kind): 6 ms for 20,000 service accounts.
+    # It walks the (last_used_at, id) index instead; only ties on the time are sorted (Incremental Sort).
+    for days in range(6):
+        MachineFactory(kind="service_account", last_used_at=timezone.now() - timedelta(days=days))
+    client.force_login(admin_user)
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(reverse("governance:identity_list") + query).status_code == 200
+    (keys,) = [
+        q["sql"] for q in ctx.captured_queries if q["sql"].startswith('SELECT "governance_identity"."id" AS "pk" FROM')
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN {keys}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "gov_identity_last_used_idx" in plan, plan
+    assert all("Incremental Sort" in line for line in plan.splitlines() if "Sort  " in line or "-> Sort" in line), plan
