@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 from django import forms
 from django.conf import settings
 from django.utils import timezone
+from django.utils.choices import BaseChoiceIterator
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
-from audit.kernel.widgets import QuickSelect
+from audit.kernel.widgets import ListedModelChoiceField, QuickSelect
 from governance.choices import RiskTier
 from governance.models import System
 
@@ -57,23 +58,6 @@ def local_datetime_field(label: str, *, required: bool = False, help_text: str =
     )
 
 
-class _ListedChoices(forms.models.ModelChoiceIterator):
-    """The options read by one plain query: Django's `iterator()` opened a server-side cursor for
-    them (DECLARE, FETCH, CLOSE: three round trips for a dozen systems)."""
-
-    def __iter__(self):
-        if self.field.empty_label is not None:
-            yield ("", self.field.empty_label)
-        for obj in self.queryset:
-            yield self.choice(obj)
-
-
-class ListedModelChoiceField(forms.ModelChoiceField):
-    """A ModelChoiceField whose few options are read as a list, not through a server-side cursor."""
-
-    iterator = _ListedChoices
-
-
 class QueueFilterForm(forms.Form):
     """Filter the queue by requester, risk, system and age, and sort it (the selector does the work)."""
 
@@ -91,7 +75,7 @@ class QueueFilterForm(forms.Form):
 
     def __init__(self, *args, requesters: list[tuple[str, str]] = (), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["requester"].choices = [("", "Anyone"), *requesters]
+        self.fields["requester"].choices = _Pairs([("", "Anyone"), *requesters])
         self.fields["system"].queryset = System.objects.filter(status="active").order_by("name")
 
     def filters(self) -> dict:

@@ -68,10 +68,11 @@ def _filtered(request) -> bool:
 
 def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     user = request.user
-    requesters = selectors_queue.queue_requesters(user=user)
+    routed = selectors.routed_to_me(user=user)  # the requester filter's choices and (unless narrowed) the rows
+    requesters = selectors_queue.queue_requesters(user=user, routed=routed)
     form = _filter_form(request, requesters)
     filters = form.filters()
-    rows = selectors_queue.queue_rows(user=user, **filters)
+    rows = selectors_queue.queue_rows(user=user, routed=routed, **filters)
     # Keys first, then the cards' rows by key: one query more, each far cheaper for PostgreSQL to plan.
     paginator = DeferredJoinPaginator(
         rows, QUEUE_PAGE_SIZE, load=selectors_queue.queue_page, counted=requesters.count(**filters)
@@ -80,7 +81,7 @@ def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     query = request.GET.copy()
     query.pop("page", None)
     querystring = query.urlencode()
-    covering = list(selectors_queue.absences_i_cover(user=user))  # the page's banner and the cards' deputy badges
+    away, covering = selectors_queue.queue_absences(user=user)  # the page's banners; covering: the cards' deputy badges
     page_obj.object_list = selectors_queue.queue_cards(list(page_obj.object_list), user=user, covering=covering)
     return {
         "filter_form": form,
@@ -90,7 +91,7 @@ def _queue_context(request, *, bulk_form=None, results=None) -> dict:
         "results": results or [],
         "filtered": _filtered(request),
         "may_read_inventory": selectors_queue.may_read_inventory(user),
-        "away": selectors_queue.my_absences(user=user).first(),
+        "away": away,
         "covering": covering,
         "read_only": inventory.is_read_only(user),
     }

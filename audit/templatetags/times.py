@@ -47,7 +47,7 @@ def relative_words(moment: datetime, now: datetime, local: datetime | None = Non
     return f"in {span}" if delta > timedelta(0) else f"{span} ago"
 
 
-def _stamp(local: datetime, *, seconds: bool, zone: bool) -> str:
+def stamp(local: datetime, *, seconds: bool, zone: bool) -> str:
     """`date_format(local, "Y-m-d H:i[:s][ T]")`, written out: the audit trail prints two a row, and
     Django's formatter (a method call per character) cost more than the rest of the row."""
     text = f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
@@ -76,11 +76,11 @@ def when(value, style: str = "") -> str:
     aware = timezone.is_aware(value)
     local = timezone.localtime(value) if aware else value
     seconds = style == "exact-seconds"
-    absolute = _stamp(local, seconds=seconds, zone=aware)
+    absolute = stamp(local, seconds=seconds, zone=aware)
     if style == "exact":
-        shown = _stamp(local, seconds=False, zone=False)
+        shown = stamp(local, seconds=False, zone=False)
     elif style == "exact-seconds":
-        shown = _stamp(local, seconds=True, zone=False)
+        shown = stamp(local, seconds=True, zone=False)
     else:
         shown = relative_words(value, clock.now(), local)
     # format_html, written out (the standard library's escape is Django's): a list of 50 rows shows 50.
