@@ -58,6 +58,20 @@ def local_datetime_field(label: str, *, required: bool = False, help_text: str =
     )
 
 
+class _Pairs(BaseChoiceIterator):
+    """(value, label) pairs already as Django keeps them: a field and its widget each normalised the
+    queue's ~500 requesters again; a choice iterator is kept as it is."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self.pairs = pairs
+
+    def __iter__(self):
+        return iter(self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
 class QueueFilterForm(forms.Form):
     """Filter the queue by requester, risk, system and age, and sort it (the selector does the work)."""
 
