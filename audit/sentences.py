@@ -8,27 +8,49 @@ knows no model above it. So the apps above say how their objects are named: each
 kind of object on it (a request, a grant, a person...), however long the page: never one per row.
 """
 
+import html
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache, lru_cache
 from typing import Any
 
 from django.utils.dateparse import parse_datetime, parse_duration
 from django.utils.formats import date_format
-from django.utils.html import conditional_escape, format_html
+from django.utils.functional import cached_property
 from django.utils.module_loading import autodiscover_modules
-from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import capfirst
+from django.utils.safestring import SafeString
 from django.utils.timezone import is_aware, localtime
 
 from .choices import ActorType, AuditAction, Channel
+from .kernel.links import links_for
 from .models import AuditEvent
 
 #
 # What the apps above register
 #
+
+
+# Django's `conditional_escape`, `escape`, `mark_safe` and `capfirst` through their lazy-text wrappers cost
+# a few µs a call, and a page of 50 events makes some 1,500: these are the same without the wrappers.
+def _escaped(value: Any) -> str:
+    """`conditional_escape`: safe html as it is, anything else escaped."""
+    return value.__html__() if hasattr(value, "__html__") else html.escape(str(value))
+
+
+def _escape(text: str) -> SafeString:
+    """`escape`: text as safe html."""
+    return SafeString(html.escape(text))
+
+
+def _capfirst(text: Any) -> Any:
+    if not text:
+        return text
+    text = str(text)
+    return text[0].upper() + text[1:]
 
 
 @dataclass(frozen=True)
@@ -39,12 +61,17 @@ class Ref:
     url: str = ""
 
     def __html__(self) -> str:
+        return self._html
+
+    @cached_property
+    def _html(self) -> str:
+        """Built once: the same person or entitlement is named on many rows of a page."""
         if self.url:
-            return format_html('<a href="{}">{}</a>', self.url, self.text)
-        return str(conditional_escape(self.text))
+            return SafeString(f'<a href="{_escaped(self.url)}">{_escaped(self.text)}</a>')
+        return SafeString(_escaped(self.text))
 
     def capitalised(self) -> "Ref":
-        return Ref(capfirst(self.text), self.url)
+        return Ref(_capfirst(self.text), self.url)
 
 
 @dataclass(frozen=True)
@@ -92,18 +119,34 @@ def register_data_keys(keys: Mapping[str, str], *, lists: bool = False) -> None:
 
 def _kind_of_ids(key: str, value: Any) -> tuple[str | None, list[int]]:
     """The kind and ids a data value holds under a registered key; (None, []) when it holds none."""
-    if isinstance(value, bool):
-        return None, []
-    if isinstance(value, int) and key in _DATA_KEYS:
-        return _DATA_KEYS[key], [value]
+    kind = _DATA_KEYS.get(key)
+    if kind is not None and isinstance(value, int) and not isinstance(value, bool):
+        return kind, [value]
+    kind = _DATA_LIST_KEYS.get(key)
     if (
-        isinstance(value, list)
-        and key in _DATA_LIST_KEYS
+        kind is not None
+        and isinstance(value, list)
         and value
         and all(isinstance(item, int) and not isinstance(item, bool) for item in value)
     ):
-        return _DATA_LIST_KEYS[key], list(value)
+        return kind, list(value)
     return None, []
+
+
+# The link makers of the page `describe` is naming (URL name -> pk -> URL): a `reverse()` each (~30 µs),
+# never kept past the page, as `reverse` depends on the request (its script prefix).
+_PAGE_LINKS: ContextVar[dict[str, Callable[[int], str]] | None] = ContextVar("audit_page_links", default=None)
+
+
+def page_links(name: str) -> Callable[[int], str]:
+    """pk -> the URL of `name`'s page for that pk (`audit.kernel.links.links_for`), made once a page: a
+    `names` function links its rows through it, and several kinds link to the same pages."""
+    made = _PAGE_LINKS.get()
+    if made is None:
+        return links_for(name)
+    if name not in made:
+        made[name] = links_for(name)
+    return made[name]
 
 
 def register_actor_identity_kind(target_type: str) -> None:
@@ -348,7 +391,7 @@ _CODES = frozenset(
 
 def _join(parts: Iterable[Any], separator: str = ", ") -> SafeString:
     """Escape each part (safe ones stay as they are) and join them: a SafeString's join is a plain str."""
-    return mark_safe(separator.join(str(conditional_escape(part)) for part in parts))
+    return SafeString(separator.join([_escaped(part) for part in parts]))
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -393,7 +436,11 @@ class DescribedEvent:
 def describe(events: Sequence[AuditEvent]) -> list[DescribedEvent]:
     """Each event read as a sentence with names; one query per kind of object on the page."""
     known = kinds()
-    names = _fetch_names(events, known)
+    page = _PAGE_LINKS.set({})
+    try:
+        names = _fetch_names(events, known)
+    finally:
+        _PAGE_LINKS.reset(page)
     return [_describe_one(event, names) for event in events]
 
 
@@ -402,10 +449,10 @@ def _data_refs(data: Mapping[str, Any]) -> Iterable[tuple[str, int]]:
     for key, value in data.items():
         if isinstance(value, dict) and key in ("before", "after"):
             yield from _data_refs(value)
-            continue
-        kind, ids = _kind_of_ids(key, value)
-        for pk in ids:
-            yield kind, pk
+        elif key in _DATA_KEYS or key in _DATA_LIST_KEYS:
+            kind, ids = _kind_of_ids(key, value)
+            for pk in ids:
+                yield kind, pk
 
 
 def _fetch_names(events: Sequence[AuditEvent], known: Mapping[str, Kind]) -> dict[str, Mapping[int, Named]]:
@@ -434,6 +481,7 @@ class _Reader:
         if event.target_id.isdigit():
             target = names.get(event.target_type, {}).get(int(event.target_id))
         self.target_named = target
+        self._actor: Ref | None = None
         if target is not None:
             self.target: Ref | None = target.ref
         elif event.target_type or event.target_label:
@@ -442,6 +490,11 @@ class _Reader:
             self.target = None
 
     def actor(self) -> Ref:
+        if self._actor is None:
+            self._actor = self._find_actor()
+        return self._actor
+
+    def _find_actor(self) -> Ref:
         event = self.event
         if event.actor_type == ActorType.SYSTEM:
             return SYSTEM
@@ -498,49 +551,50 @@ _MAYBE_THE_ACTOR = frozenset({"beneficiary", "identity", "holder", "delegate"})
 THEMSELF = Ref("themself")
 
 
+@cache
+def _pieces(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A template's placeholders, and the html of the text around them (one more than the placeholders)."""
+    pieces = _PLACEHOLDER.split(template)
+    return tuple(pieces[1::2]), tuple(html.escape(text) for text in pieces[::2])
+
+
 def _sentence(reader: _Reader, templates: Sequence[str]) -> tuple[SafeString, set[str]]:
     for template in templates:
-        parts: list[Any] = []
-        used: set[str] = set()
-        actor = reader.actor() if "{actor}" in template else None
-        for index, piece in enumerate(_PLACEHOLDER.split(template)):
-            if index % 2 == 0:
-                parts.append(piece)
-                continue
-            value = reader.name(piece)
+        placeholders, texts = _pieces(template)
+        parts = [texts[0]]
+        actor = reader.actor() if "actor" in placeholders else None
+        for index, placeholder in enumerate(placeholders):
+            value = reader.name(placeholder)
             if value is None:
                 break
-            used.add(piece)
-            if piece in _MAYBE_THE_ACTOR and actor is not None and actor.url and value == actor:
+            if placeholder in _MAYBE_THE_ACTOR and actor is not None and actor.url and value == actor:
                 value = THEMSELF
-            parts.append(value)
+            if index == 0 and not texts[0] and isinstance(value, Ref):
+                value = value.capitalised()  # the sentence starts with it
+            parts += (_escaped(value), texts[index + 1])
         else:
-            first = parts[0] if parts[0] != "" else (parts[1] if len(parts) > 1 else "")
-            if isinstance(first, Ref):
-                parts[parts.index(first)] = first.capitalised()
-            return _join(parts, ""), used
+            return SafeString("".join(parts)), set(placeholders)
     return _fallback(reader), {"actor", "target"}
 
 
 def _fallback(reader: _Reader) -> SafeString:
-    label = _action_label(reader.event.action)
+    said = f"{_escaped(reader.actor())}: {_escaped(_action_label(reader.event.action).lower())}"
     if reader.target is None:
-        return format_html("{}: {}", reader.actor(), label.lower())
-    return format_html("{}: {}, {}", reader.actor(), label.lower(), reader.target)
+        return SafeString(said)
+    return SafeString(f"{said}, {_escaped(reader.target)}")
+
+
+# An action's and a channel's label by its value, as `AuditAction(action).label` without the enum's lookup.
+_ACTION_LABELS: dict[str, Any] = dict(AuditAction.choices)
+_CHANNEL_LABELS: dict[str, Any] = dict(Channel.choices)
 
 
 def _action_label(action: str) -> str:
-    try:
-        return str(AuditAction(action).label)
-    except ValueError:
-        return action
+    return str(_ACTION_LABELS.get(action, action))
 
 
 def _channel_label(channel: str) -> str:
-    try:
-        return str(Channel(channel).label)
-    except ValueError:
-        return channel
+    return str(_CHANNEL_LABELS.get(channel, channel))
 
 
 def _describe_one(event: AuditEvent, names: Mapping[str, Mapping[int, Named]]) -> DescribedEvent:
@@ -566,12 +620,16 @@ def _describe_one(event: AuditEvent, names: Mapping[str, Mapping[int, Named]]) -
 #
 
 
+@lru_cache(maxsize=1024)
 def label_of(key: str) -> str:
-    return LABELS.get(key) or capfirst(key.replace("_", " "))
+    return LABELS.get(key) or _capfirst(key.replace("_", " "))
 
 
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
+
+
+_NOTHING, _DASH, _YES, _NO = SafeString(""), SafeString("—"), SafeString("yes"), SafeString("no")
 
 
 def _fields(reader: _Reader, *, skip: set[str]) -> tuple[list[Field], list[Change]]:
@@ -589,18 +647,21 @@ def _fields(reader: _Reader, *, skip: set[str]) -> tuple[list[Field], list[Chang
             changes.append(
                 Change(
                     label_of(key),
-                    format_value(key, old, reader) if before else mark_safe(""),
+                    format_value(key, old, reader) if before else _NOTHING,
                     format_value(key, new, reader),
                 )
             )
+    hidden = HIDDEN_KEYS.get(reader.event.action, ())
+    about_a_login = reader.event.target_type == USER_KIND
     for key in sorted(data):
-        if key in skip or key in ("before", "after") or _empty(data[key]):
+        value = data[key]
+        if key in skip or key in ("before", "after") or _empty(value):
             continue
-        if key == "user" and reader.event.target_type == USER_KIND:
+        if key == "user" and about_a_login:
             continue  # the login's name: the sentence names it already
-        if key in HIDDEN_KEYS.get(reader.event.action, ()):
+        if key in hidden:
             continue
-        fields.append(Field(label_of(key), format_value(key, data[key], reader)))
+        fields.append(Field(label_of(key), format_value(key, value, reader)))
     return fields, changes
 
 
@@ -609,29 +670,29 @@ def format_value(key: str, value: Any, reader: _Reader | None = None) -> SafeStr
     if reader is not None:
         refs = reader.refs_html(key, value)
         if refs is not None:
-            return conditional_escape(refs)
+            return refs.__html__()
     if value is None:
-        return mark_safe("—")
+        return _DASH
     if isinstance(value, bool):
-        return mark_safe("yes" if value else "no")
+        return _YES if value else _NO
     if isinstance(value, int | float) and key.endswith("_seconds"):
-        return conditional_escape(duration_words(timedelta(seconds=value)))
+        return _escape(duration_words(timedelta(seconds=value)))
     if isinstance(value, str):
-        return conditional_escape(value.replace("_", " ") if key in _CODES else _text(value))
+        return _escape(value.replace("_", " ") if key in _CODES else _text(value))
     if isinstance(value, dict):
         if "name" in value and isinstance(value["name"], str):
-            return conditional_escape(value["name"])
-        return _join(
-            (format_html("{}: {}", label_of(str(k)), format_value(str(k), v, reader)) for k, v in value.items()), "; "
+            return _escape(value["name"])
+        return SafeString(
+            "; ".join(
+                f"{_escaped(label_of(str(k)))}: {_escaped(format_value(str(k), v, reader))}" for k, v in value.items()
+            )
         )
     if isinstance(value, list):
         if value and all(isinstance(item, dict) for item in value):
-            return format_html(
-                '<ul class="compact">{}</ul>',
-                _join((format_html("<li>{}</li>", _item(item, reader)) for item in value), ""),
-            )
+            items = "".join(f"<li>{_escaped(_item(item, reader))}</li>" for item in value)
+            return SafeString(f'<ul class="compact">{items}</ul>')
         return _join(format_value(key, item, reader) for item in value)
-    return conditional_escape(str(value))
+    return _escape(str(value))
 
 
 def _item(item: Mapping[str, Any], reader: _Reader | None) -> SafeString:
@@ -640,13 +701,13 @@ def _item(item: Mapping[str, Any], reader: _Reader | None) -> SafeString:
         group = f" “{item['group']}”" if item.get("group") else ""
         quorum = item["quorum"]
         many = f", {quorum} approvals" if isinstance(quorum, int) and quorum > 1 else ""
-        return format_html("{}{}{}", str(item["approver"]).replace("_", " "), group, many)
+        return SafeString(f"{_escaped(str(item['approver']).replace('_', ' '))}{_escaped(group)}{_escaped(many)}")
     if "detail" in item:
         held = item.get("held")
         mark = "" if held is None else (" ✓" if held else " ✗ not met")
-        return format_html("{}{}", item["detail"], mark)
+        return SafeString(f"{_escaped(item['detail'])}{_escaped(mark)}")
     if "name" in item and "ok" in item:
-        return format_html("{}: {}", item["name"], "ok" if item["ok"] else "failed")
+        return SafeString(f"{_escaped(item['name'])}: {'ok' if item['ok'] else 'failed'}")
     return format_value("", dict(item), reader)
 
 
@@ -665,7 +726,17 @@ def _text(value: str) -> str:
 
 def moment_text(moment: datetime) -> str:
     """A time in the active zone (the viewer's), to the second, with the zone's abbreviation."""
-    return date_format(localtime(moment) if is_aware(moment) else moment, "Y-m-d H:i:s T")
+    if not is_aware(moment):
+        return date_format(moment, "Y-m-d H:i:s T")
+    # date_format(local, "Y-m-d H:i:s T"), written out: Django's formatter makes a method call a character.
+    local = localtime(moment)
+    zone = local.tzinfo
+    # As its "T": nothing for a wall time the zone passes twice or skips.
+    ambiguous = zone.utcoffset(local.replace(fold=not local.fold)) != zone.utcoffset(local)
+    day = f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
+    return (
+        f"{day} {local.hour:02d}:{local.minute:02d}:{local.second:02d} {'' if ambiguous else str(zone.tzname(local))}"
+    )
 
 
 def duration_words(duration: timedelta) -> str:

@@ -3,11 +3,10 @@ of their identities and entitlements. Found by `audit.sentences.discover` (like 
 """
 
 from django.db.models import Q
-from django.urls import reverse
 
-from audit.sentences import USER_KIND, Named, Ref, register_data_keys, register_kind
+from audit.sentences import USER_KIND, Named, Ref, page_links, register_data_keys, register_kind
 from audit.timeline import register_related
-from governance.audit_names import ENTITLEMENT, IDENTITY, entitlement_ref
+from governance.audit_names import ENTITLEMENT, IDENTITY, batch_rows, entitlement_refs, identity_refs
 
 from .models import AccessRequest, BreakGlassActivation, BreakGlassDrill, BreakGlassEligibility
 from .models_delegations import Delegation
@@ -19,8 +18,23 @@ DRILL = "jit.breakglassdrill"
 DELEGATION = "jit.delegation"
 
 
-def _identity(pk, name) -> Ref | None:
-    return Ref(name, reverse("governance:identity_detail", args=[pk])) if pk is not None else None
+_REQUESTS = batch_rows(
+    AccessRequest, "pk", "entitlement_id", "entitlement__name", "entitlement__system__name", "beneficiary_id",
+    "beneficiary__name",
+)  # fmt: skip
+_ACTIVATIONS = batch_rows(
+    BreakGlassActivation, "pk", "identity_id", "identity__name", "entitlement_id", "entitlement__name",
+    "entitlement__system__name",
+)  # fmt: skip
+_ELIGIBILITIES = batch_rows(
+    BreakGlassEligibility, "pk", "identity_id", "identity__name", "entitlement_id", "entitlement__name",
+    "entitlement__system__name",
+)  # fmt: skip
+_DRILLS = batch_rows(
+    BreakGlassDrill, "pk", "eligibility__identity_id", "eligibility__identity__name", "eligibility__entitlement_id",
+    "eligibility__entitlement__name", "eligibility__entitlement__system__name",
+)  # fmt: skip
+_DELEGATIONS = batch_rows(Delegation, "pk", "delegator_id", "delegator__name", "delegate_id", "delegate__name")
 
 
 def _named(ref: Ref, **related: Ref | None) -> Named:
@@ -28,78 +42,66 @@ def _named(ref: Ref, **related: Ref | None) -> Named:
 
 
 def request_names(ids: list[int]) -> dict[int, Named]:
-    rows = AccessRequest.objects.filter(pk__in=ids).values_list(
-        "pk", "entitlement_id", "entitlement__name", "entitlement__system__name", "beneficiary_id", "beneficiary__name"
-    )
-    return {
-        pk: _named(
-            Ref(f"request #{pk}", reverse("jit:request_detail", args=[pk])),
+    request_url, identity_ref, entitlement_ref = page_links("jit:request_detail"), identity_refs(), entitlement_refs()
+    named = {}
+    for pk, entitlement_id, entitlement, system, beneficiary_id, beneficiary in _REQUESTS.rows(ids):
+        beneficiary_ref = identity_ref(beneficiary_id, beneficiary)  # "{beneficiary}" and "{identity}" alike
+        named[pk] = _named(
+            Ref(f"request #{pk}", request_url(pk)),
             entitlement=entitlement_ref(entitlement_id, entitlement, system),
-            beneficiary=_identity(beneficiary_id, beneficiary),
-            identity=_identity(beneficiary_id, beneficiary),
+            beneficiary=beneficiary_ref,
+            identity=beneficiary_ref,
         )
-        for pk, entitlement_id, entitlement, system, beneficiary_id, beneficiary in rows
-    }
+    return named
 
 
 def activation_names(ids: list[int]) -> dict[int, Named]:
-    rows = BreakGlassActivation.objects.filter(pk__in=ids).values_list(
-        "pk", "identity_id", "identity__name", "entitlement_id", "entitlement__name", "entitlement__system__name"
-    )
+    activation_url, identity_ref, entitlement_ref = (
+        page_links("jit:break_glass_detail"), identity_refs(), entitlement_refs(),
+    )  # fmt: skip
     return {
         pk: _named(
-            Ref(f"break-glass #{pk}", reverse("jit:break_glass_detail", args=[pk])),
-            identity=_identity(identity_id, identity),
+            Ref(f"break-glass #{pk}", activation_url(pk)),
+            identity=identity_ref(identity_id, identity),
             entitlement=entitlement_ref(entitlement_id, entitlement, system),
         )
-        for pk, identity_id, identity, entitlement_id, entitlement, system in rows
+        for pk, identity_id, identity, entitlement_id, entitlement, system in _ACTIVATIONS.rows(ids)
     }
 
 
 def eligibility_names(ids: list[int]) -> dict[int, Named]:
-    rows = BreakGlassEligibility.objects.filter(pk__in=ids).values_list(
-        "pk", "identity_id", "identity__name", "entitlement_id", "entitlement__name", "entitlement__system__name"
-    )
+    identity_ref, entitlement_ref = identity_refs(), entitlement_refs()
     return {
         pk: _named(
             Ref(f"break-glass eligibility #{pk}"),
-            identity=_identity(identity_id, identity),
+            identity=identity_ref(identity_id, identity),
             entitlement=entitlement_ref(entitlement_id, entitlement, system),
         )
-        for pk, identity_id, identity, entitlement_id, entitlement, system in rows
+        for pk, identity_id, identity, entitlement_id, entitlement, system in _ELIGIBILITIES.rows(ids)
     }
 
 
 def drill_names(ids: list[int]) -> dict[int, Named]:
-    rows = BreakGlassDrill.objects.filter(pk__in=ids).values_list(
-        "pk",
-        "eligibility__identity_id",
-        "eligibility__identity__name",
-        "eligibility__entitlement_id",
-        "eligibility__entitlement__name",
-        "eligibility__entitlement__system__name",
-    )
+    identity_ref, entitlement_ref = identity_refs(), entitlement_refs()
     return {
         pk: _named(
             Ref(f"drill #{pk}"),
-            identity=_identity(identity_id, identity),
+            identity=identity_ref(identity_id, identity),
             entitlement=entitlement_ref(entitlement_id, entitlement, system),
         )
-        for pk, identity_id, identity, entitlement_id, entitlement, system in rows
+        for pk, identity_id, identity, entitlement_id, entitlement, system in _DRILLS.rows(ids)
     }
 
 
 def delegation_names(ids: list[int]) -> dict[int, Named]:
-    rows = Delegation.objects.filter(pk__in=ids).values_list(
-        "pk", "delegator_id", "delegator__name", "delegate_id", "delegate__name"
-    )
+    identity_ref = identity_refs()
     return {
         pk: _named(
             Ref(f"delegation #{pk}"),
-            delegator=_identity(delegator_id, delegator),
-            delegate=_identity(delegate_id, delegate),
+            delegator=identity_ref(delegator_id, delegator),
+            delegate=identity_ref(delegate_id, delegate),
         )
-        for pk, delegator_id, delegator, delegate_id, delegate in rows
+        for pk, delegator_id, delegator, delegate_id, delegate in _DELEGATIONS.rows(ids)
     }
 
 
