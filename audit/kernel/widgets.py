@@ -1,16 +1,11 @@
 """Form widgets built in Python where Django's template rendering costs per option or per input, and a
 model choice field that reads its few options in one query."""
 
-from html import escape
-
 from django import forms
 from django.forms.utils import flatatt
 from django.utils.safestring import SafeString, mark_safe
 
-
-def _text(value) -> str:
-    """Escaped for HTML, unless already safe (as Django's conditional_escape)."""
-    return value.__html__() if hasattr(value, "__html__") else escape(str(value))
+from .html import html_text
 
 
 class QuickSelect(forms.Select):
@@ -28,18 +23,18 @@ class QuickSelect(forms.Select):
             attrs["multiple"] = True
         wanted = {str(v) for v in self.format_value(value)}
         found = False
-        parts = [f'<select name="{_text(name)}"{flatatt(attrs)}>']
+        parts = [f'<select name="{html_text(name)}"{flatatt(attrs)}>']
 
         def option(option_value, label) -> str:
             nonlocal found
             key = "" if option_value is None else str(option_value)
             chosen = key in wanted and (self.allow_multiple_selected or not found)
             found = found or chosen
-            return f'<option value="{_text(key)}"{" selected" if chosen else ""}>{_text(label)}</option>'
+            return f'<option value="{html_text(key)}"{" selected" if chosen else ""}>{html_text(label)}</option>'
 
         for option_value, label in self.choices:
             if isinstance(label, (list, tuple)):
-                parts.append(f'<optgroup label="{_text(option_value)}">')
+                parts.append(f'<optgroup label="{html_text(option_value)}">')
                 parts.extend(option(v, sub_label) for v, sub_label in label)
                 parts.append("</optgroup>")
             else:
@@ -57,14 +52,14 @@ class QuickInput(forms.widgets.Input):
 
     def render(self, name, value, attrs=None, renderer=None) -> SafeString:
         widget = self.get_context(name, value, attrs)["widget"]
-        parts = [f'<input type="{_text(widget["type"])}" name="{_text(widget["name"])}"']
+        parts = [f'<input type="{html_text(widget["type"])}" name="{html_text(widget["name"])}"']
         if widget["value"] is not None:
-            parts.append(f' value="{_text(widget["value"])}"')
+            parts.append(f' value="{html_text(widget["value"])}"')
         for key, attr in widget["attrs"].items():
             if attr is True:
-                parts.append(f" {_text(key)}")
+                parts.append(f" {html_text(key)}")
             elif attr is not False:
-                parts.append(f' {_text(key)}="{_text(attr)}"')
+                parts.append(f' {html_text(key)}="{html_text(attr)}"')
         return mark_safe("".join(parts) + ">")
 
 
