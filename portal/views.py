@@ -3,6 +3,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
+from governance.roles import user_roles
 from jit.selectors import dashboard_panels
 from jit.selectors_break_glass import live_panel
 
@@ -29,4 +30,6 @@ def health_ready(request):
 def dashboard(request):
     context = dashboard_panels(user=request.user)
     context["break_glass_panel"] = live_panel(user=request.user)
+    # In order: `user_roles|dictsort:0` sorted by first letter only, the rest in the set's order (a process's).
+    context["roles_shown"] = sorted(user_roles(request.user))
     return render(request, "portal/dashboard.html", context)
