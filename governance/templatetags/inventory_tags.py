@@ -18,15 +18,13 @@ from django.utils import timezone
 from audit.kernel.links import links_for
 from audit.kernel.prepared import PreparedQuery
 from governance import policies, selectors
-from governance.choices import FindingKind, FindingStatus, GrantStatus, IdentityKind, IdentityStatus
+from governance.choices import FindingKind, FindingStatus, GrantStatus, IdentityStatus
 from governance.models import Finding, Identity
 from governance.querysets import EqualsAny
 
 register = template.Library()
 
 PANEL_ROWS = 5
-KIND_LABELS = dict(IdentityKind.choices)  # as get_kind_display(), without its ~5 us a call
-STATUS_LABELS = dict(IdentityStatus.choices)
 FINDING_LABELS = dict(FindingKind.choices)
 
 
@@ -88,9 +86,9 @@ def _owned_by(me: Identity) -> list[OwnedShown]:
 
 def _kind_words(kind: str, status: str) -> str:
     """ "Service account", or "Service account, suspended": as the panel printed kind and status."""
-    words = KIND_LABELS.get(kind, kind)
+    words = selectors.KIND_LABELS.get(kind, kind)
     if status != IdentityStatus.ACTIVE:
-        words += f", {STATUS_LABELS.get(status, status).lower()}"
+        words += f", {selectors.STATUS_LABELS.get(status, status).lower()}"
     return words
 
 
