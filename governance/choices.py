@@ -53,6 +53,10 @@ class RiskTier(models.TextChoices):
         return cls.values.index(tier)
 
 
+# As get_risk_tier_display(), without its ~5 µs a call: the lists and cards print one a row.
+RISK_LABELS = dict(RiskTier.choices)
+
+
 # A system's criticality and a finding's severity use the same four levels as risk tiers.
 Criticality = RiskTier
 Severity = RiskTier

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from audit.kernel.htmx import render_list
 from audit.kernel.pagination import DeferredJoinPaginator
 
-from . import policies, selectors
+from . import policies, selectors, selectors_catalogue
 from .choices import FindingStatus, GrantStatus, LifecycleStatus
 from .errors import DomainError, PermissionRefused
 from .filters import EntitlementFilter, IdentityFilter, SystemFilter
@@ -629,7 +629,9 @@ ENTITLEMENT_SORTS = {"name": "name", "system": "system__name", "risk": "risk_ran
 @login_required
 def entitlement_list(request):
     rows = selectors.entitlement_list(user=request.user).alias(risk_rank=selectors.tier_rank("risk_tier"))
-    context = _listing(request, rows, EntitlementFilter, ENTITLEMENT_SORTS, "system")
+    context = _listing(
+        request, rows, EntitlementFilter, ENTITLEMENT_SORTS, "system", load=selectors_catalogue.entitlement_rows
+    )
     return render_list(request, "governance/entitlement_list.html", "governance/_entitlement_results.html", context)
 
 

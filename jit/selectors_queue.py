@@ -23,7 +23,7 @@ from audit.kernel.links import links_for
 from audit.kernel.prepared import PreparedQuery
 from audit.templatetags.times import stamp, when
 from governance import policies as inventory
-from governance.choices import GrantKind, GrantStatus, IdentityKind, IdentityStatus, RiskTier, Severity
+from governance.choices import RISK_LABELS, GrantKind, GrantStatus, IdentityKind, IdentityStatus, Severity
 from governance.models import Grant, SodRule
 from governance.querysets import EqualsAny, in_force_q
 from governance.roles import Role
@@ -347,7 +347,6 @@ class Conflict:
 # What a card shows of an entitlement, read as values: a page's holdings were a few hundred grants,
 # each built as three model instances (grant, entitlement, system) for four fields.
 ENTITLEMENT_SHOWN = ("entitlement_id", "entitlement__name", "entitlement__risk_tier", "entitlement__system__name")
-RISK_LABELS = dict(RiskTier.choices)
 STATUS_LABELS = dict(RequestStatus.choices)
 GRANT_KIND_WORDS = {GrantKind.STANDING: "standing", GrantKind.JIT: "just-in-time"}  # else break-glass
 SEVERITY_LABELS = dict(Severity.choices)

@@ -24,7 +24,7 @@ from governance.forms_campaigns import TIME_ZONE_SESSION_KEY
 from governance.models import Grant
 from governance.services.notifications import notifications_mark_read
 
-from . import policies, selectors
+from . import policies, selectors, selectors_catalogue
 from .choices import RequestStatus
 from .forms import (
     MAX_TOGETHER,
@@ -189,7 +189,10 @@ def request_catalogue(request):
         if data["risk_tier"]:
             queryset = queryset.filter(risk_tier=data["risk_tier"])
     queryset = selectors.with_my_standing(queryset, me=inventory.identity_of(request.user))
-    page_obj, querystring = _page(request, selectors.catalogue_order(queryset, request.GET.get("sort", "")))
+    queryset = selectors.catalogue_order(queryset, request.GET.get("sort", ""))
+    page_obj = _CataloguePages(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
     return render_list(
         request,
         "jit/request_catalogue.html",
@@ -197,13 +200,21 @@ def request_catalogue(request):
         {
             "filter_form": form,
             "page_obj": page_obj,
-            "querystring": querystring,
+            "querystring": query.urlencode(),
             "has_identity": inventory.identity_of(request.user) is not None,
             "may_request": policies.may_request(request.user),
             "not_a_requester": policies.NOT_A_REQUESTER,
             "max_together": MAX_TOGETHER,
         },
     )
+
+
+class _CataloguePages(CappedCountPaginator):
+    """The catalogue's pages, each read as the rows it shows (`catalogue_rows`: values and links, in
+    one query as the page's model instances were)."""
+
+    def rows(self, bottom: int, top: int):
+        return selectors_catalogue.catalogue_rows(super().rows(bottom, top))
 
 
 def _request_together(request):
