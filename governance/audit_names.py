@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
-from django.db.models import F, Model, Q
+from django.db.models import Model, Q
 from django.urls import reverse
 
 from audit.kernel.prepared import PreparedQuery
@@ -38,7 +38,7 @@ from .models import (
     SodRule,
     System,
 )
-from .querysets import EqualsAny
+from .querysets import one_of
 
 IDENTITY = "governance.identity"
 ENTITLEMENT = "governance.entitlement"
@@ -47,8 +47,8 @@ GRANT = "governance.grant"
 
 def batch_rows(model: type[Model], *fields: str, key: str = "pk") -> PreparedQuery:
     """`.rows(ids)`: the `fields` of the rows whose `key` is one of `ids`, in no order. One SQL for any
-    number of ids (`key = ANY(ids)`), so Django builds it once per process, not at every page."""
-    return PreparedQuery(lambda ids: model.objects.filter(EqualsAny(F(key), ids)).order_by().values_list(*fields))
+    number of ids (`key = ANY(ids)` on PostgreSQL), so Django builds it once per process, not at every page."""
+    return PreparedQuery(lambda ids: model.objects.filter(one_of(key, ids)).order_by().values_list(*fields))
 
 
 RefMaker = Callable[..., Ref | None]

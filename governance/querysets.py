@@ -2,8 +2,8 @@
 
 from datetime import datetime
 
-from django.db import models
-from django.db.models import Case, IntegerField, Lookup, Q, Value, When
+from django.db import connection, models
+from django.db.models import Case, F, IntegerField, Lookup, Q, Value, When
 
 from audit.kernel import clock
 
@@ -33,6 +33,14 @@ class EqualsAny(Lookup):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         return f"{lhs} = ANY({rhs})", (*lhs_params, *rhs_params)
+
+
+def one_of(field_name: str, keys) -> Q | EqualsAny:
+    """`field IN keys` with the keys as one value (`= ANY(array)` on PostgreSQL), so that a prepared query's
+    SQL (audit.kernel.prepared) is the same however many keys a page has; elsewhere a plain `IN`."""
+    if connection.vendor == "postgresql":
+        return EqualsAny(F(field_name), keys)
+    return Q(**{f"{field_name}__in": keys})
 
 
 class IdentityQuerySet(models.QuerySet):

@@ -8,8 +8,7 @@ and the template reversed two URLs, looked up two labels and truncated the purpo
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils.text import Truncator
 
 from audit.kernel.links import links_for
@@ -17,7 +16,7 @@ from audit.kernel.prepared import PreparedQuery
 
 from .choices import RISK_LABELS, IdentityStatus, LifecycleStatus
 from .models import Entitlement
-from .querysets import EqualsAny
+from .querysets import one_of
 from .templatetags.grant_tags import duration
 
 STATUS_LABELS = dict(LifecycleStatus.choices)
@@ -51,16 +50,9 @@ def truncated(text: str, length: int) -> str:
     return Truncator(text).chars(length)
 
 
-def _one_of(field_name: str, keys) -> Q | EqualsAny:
-    """`field IN keys` as one array value on PostgreSQL, so the prepared SQL fits any number of keys."""
-    if connection.vendor == "postgresql":
-        return EqualsAny(F(field_name), keys)
-    return Q(**{f"{field_name}__in": keys})
-
-
 def _rows_query(keys) -> QuerySet:
     return (
-        Entitlement.objects.filter(_one_of("pk", keys))
+        Entitlement.objects.filter(one_of("pk", keys))
         .order_by()
         .values_list(
             "pk",

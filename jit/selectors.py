@@ -25,7 +25,7 @@ from audit.models import AuditEvent
 from governance import policies as inventory
 from governance.choices import RISK_LABELS, GrantStatus, IdentityKind, IdentityStatus
 from governance.models import Entitlement, Grant, Identity, Notification, SodRule
-from governance.querysets import EqualsAny, past_expiry_q
+from governance.querysets import EqualsAny, one_of, past_expiry_q
 from governance.roles import Role, has_role
 
 from .choices import RequestStatus, StageStatus
@@ -584,8 +584,7 @@ def _approvals_query(status, limit, user_id, identity_id) -> QuerySet:
 
 
 def _requests_by_key_query(keys) -> QuerySet:
-    picked = EqualsAny(F("pk"), keys) if connection.vendor == "postgresql" else Q(pk__in=keys)
-    return AccessRequest.objects.filter(picked).order_by().values_list(*PANEL_REQUEST_COLUMNS)
+    return AccessRequest.objects.filter(one_of("pk", keys)).order_by().values_list(*PANEL_REQUEST_COLUMNS)
 
 
 def _ready_query(status, limit, user_id, identity_id, now) -> QuerySet:

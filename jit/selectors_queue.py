@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.template.defaultfilters import timesince_filter, truncatechars
@@ -25,7 +24,7 @@ from audit.templatetags.times import stamp, when
 from governance import policies as inventory
 from governance.choices import RISK_LABELS, GrantKind, GrantStatus, IdentityKind, IdentityStatus, Severity
 from governance.models import Grant, SodRule
-from governance.querysets import EqualsAny, in_force_q
+from governance.querysets import in_force_q, one_of
 from governance.roles import Role
 from governance.selectors import tier_rank
 from governance.templatetags.grant_tags import approver_label, duration, expires_soon, person, timeleft
@@ -86,14 +85,6 @@ SHORTER = tuple(
         timedelta(minutes=m) for m in (15, 30, 60, 120, 240, 480, 24 * 60, 3 * 24 * 60, 7 * 24 * 60, 14 * 24 * 60)
     )
 )
-
-
-def _one_of(field_name: str, keys) -> Q | EqualsAny:
-    """`field IN keys` with the keys as one value (`= ANY(array)` on PostgreSQL), so that a prepared
-    query's SQL is the same however many keys a page has."""
-    if connection.vendor == "postgresql":
-        return EqualsAny(F(field_name), keys)
-    return Q(**{f"{field_name}__in": keys})
 
 
 #
@@ -221,7 +212,7 @@ class StageShown:
 
 def _stages_query(request_ids) -> QuerySet:
     return (
-        ApprovalStage.objects.filter(_one_of("request_id", request_ids))
+        ApprovalStage.objects.filter(one_of("request_id", request_ids))
         .order_by("position")
         .values_list("pk", "request_id", "position", "approver_source", "reason", "status")
     )
@@ -356,7 +347,7 @@ IDENTITY_STATUS_LABELS = dict(IdentityStatus.choices)
 
 def _grants_query(identity_ids, now) -> QuerySet:
     return (
-        Grant.objects.filter(_one_of("identity_id", identity_ids))
+        Grant.objects.filter(one_of("identity_id", identity_ids))
         .filter(in_force_q(now) | Q(status=GrantStatus.PENDING_PROVISION))
         .order_by(F("expires_at").asc(nulls_last=True), "pk")
         .values_list("pk", "identity_id", "status", "kind", "expires_at", "last_used_at", *ENTITLEMENT_SHOWN)
@@ -415,7 +406,7 @@ def _latest_query(beneficiary_ids) -> QuerySet:
     """Each beneficiary's latest requests, newest first, with how many it made (`_requests_of`)."""
     newest = (F("created_at").desc(), F("pk").desc())
     return (
-        AccessRequest.objects.filter(_one_of("beneficiary_id", beneficiary_ids))
+        AccessRequest.objects.filter(one_of("beneficiary_id", beneficiary_ids))
         .annotate(
             rank=Window(RowNumber(), partition_by=F("beneficiary_id"), order_by=newest),
             made=Window(Count("pk"), partition_by=F("beneficiary_id")),
@@ -455,7 +446,7 @@ def _decisions(stages: list[StageShown]) -> None:
 
 def _rules_query(entitlement_ids) -> QuerySet:
     through = SodRule.entitlements.through.objects
-    naming = through.filter(_one_of("entitlement_id", entitlement_ids)).values("sodrule_id")
+    naming = through.filter(one_of("entitlement_id", entitlement_ids)).values("sodrule_id")
     return (
         through.filter(sodrule__is_active=True, sodrule_id__in=naming)
         .order_by("sodrule__name", "sodrule_id", "entitlement__name", "entitlement_id")
