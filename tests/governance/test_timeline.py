@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
@@ -92,6 +93,23 @@ def test_an_identitys_timeline_tells_its_story_in_order_and_nothing_else(client,
     # and newest first by default
     newest = [item.event.seq for item in client.get(url).context["events"]]
     assert newest == sorted(seqs, reverse=True)
+
+
+@pytest.mark.parametrize("name", ["identity_timeline", "entitlement_timeline"])
+def test_a_database_without_limits_in_a_union_reads_the_same_timeline(client, auditor, story, monkeypatch, name):
+    # SQLite (`make run`) takes no LIMIT inside a UNION: there the timeline's branches are one query
+    from django.db import connection
+
+    client.force_login(auditor)
+    url = reverse(f"governance:{name}", args=[story["bot" if name == "identity_timeline" else "reader"].pk])
+    for order in ({}, {"order": "oldest"}):
+        with_union = [item.event.seq for item in client.get(url, order).context["events"]]
+        monkeypatch.setattr(connection.features, "supports_slicing_ordering_in_compound", False)
+        with CaptureQueriesContext(connection) as ctx:
+            without = [item.event.seq for item in client.get(url, order).context["events"]]
+        monkeypatch.undo()
+        assert without == with_union and len(with_union) > 3
+        assert not any("UNION" in query["sql"] for query in ctx.captured_queries)
 
 
 def test_an_entitlements_timeline_holds_every_holders_requests_and_grants(client, auditor, story):
