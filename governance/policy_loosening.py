@@ -13,16 +13,15 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-
 from .auto_approval import FindingTolerance
 from .choices import RiskTier
+from .models.entitlements import effective_max_duration
 
 GUARDED_TIERS = frozenset({RiskTier.HIGH, RiskTier.CRITICAL})
 
 
 def _cap(values: dict[str, Any]) -> timedelta:
-    return values["max_duration"] or settings.MAX_DURATION_BY_RISK[values["risk_tier"]]
+    return effective_max_duration(values["max_duration"], values["risk_tier"])
 
 
 def _stage_kept(stage: dict, stages: list[dict]) -> bool:

@@ -7,7 +7,6 @@ and the template reversed two URLs, looked up two labels and truncated the purpo
 
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.text import Truncator
 
@@ -16,6 +15,7 @@ from audit.kernel.prepared import PreparedQuery
 
 from .choices import RISK_LABELS, IdentityStatus, LifecycleStatus
 from .models import Entitlement
+from .models.entitlements import effective_max_duration
 from .querysets import one_of
 from .templatetags.grant_tags import duration
 
@@ -79,7 +79,6 @@ def entitlement_rows(keys: list[int]) -> list[EntitlementRow]:
         return []
     detail = links_for("governance:entitlement_detail")
     request = links_for("jit:request_create")
-    defaults = settings.MAX_DURATION_BY_RISK
     found = {}
     for pk, name, system_name, purpose, tier, max_duration, status, requestable, owner_name, owner_status in _ROWS.rows(
         list(keys)
@@ -99,7 +98,7 @@ def entitlement_rows(keys: list[int]) -> list[EntitlementRow]:
             risk_label=RISK_LABELS.get(tier, tier),
             owner_name=owner_name,
             owner_active=owner_active,
-            maximum=duration(max_duration or defaults[tier]),  # `Entitlement.effective_max_duration`
+            maximum=duration(effective_max_duration(max_duration, tier)),
             state=state,
             requestable_now=active and requestable and owner_active,
             url=detail(pk),

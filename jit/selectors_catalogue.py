@@ -8,12 +8,12 @@ per row; here each is made once, the links from one `reverse()` per kind.
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
 
 from audit.kernel.links import links_for
 from governance.choices import RISK_LABELS
+from governance.models.entitlements import effective_max_duration
 from governance.selectors_catalogue import truncated
 
 from .forms import duration_words
@@ -80,7 +80,7 @@ class _RowMaker:
         self.words: dict[timedelta, str] = {}
 
     def maximum(self, max_duration: timedelta | None, tier: str) -> str:
-        maximum = max_duration or settings.MAX_DURATION_BY_RISK[tier]  # `Entitlement.effective_max_duration`
+        maximum = effective_max_duration(max_duration, tier)
         if maximum not in self.words:
             self.words[maximum] = duration_words(maximum)
         return self.words[maximum]

@@ -179,7 +179,7 @@ class Entitlement(models.Model):
     @property
     def effective_max_duration(self) -> timedelta:
         """The entitlement's own maximum, or its risk tier's default (settings.MAX_DURATION_BY_RISK)."""
-        return self.max_duration or settings.MAX_DURATION_BY_RISK[self.risk_tier]
+        return effective_max_duration(self.max_duration, self.risk_tier)
 
     @property
     def is_live(self) -> bool:
@@ -212,3 +212,8 @@ class SodRule(models.Model):
 
     def clean(self) -> None:
         clean_names(self, ("name",))
+
+
+def effective_max_duration(max_duration: timedelta | None, risk_tier: str) -> timedelta:
+    """`Entitlement.effective_max_duration` from the two values (lists that read rows as values)."""
+    return max_duration or settings.MAX_DURATION_BY_RISK[risk_tier]
