@@ -1,11 +1,8 @@
 """The request pages use the inventory's display helpers (`{% load jit_tags %}` = `{% load grant_tags %}`)."""
 
 from datetime import datetime
-from html import escape
 
 from django.conf import settings
-from django.template.defaultfilters import stringformat
-from django.utils.safestring import mark_safe
 
 from audit.kernel import clock
 from governance.templatetags.grant_tags import register
@@ -17,20 +14,6 @@ __all__ = ["register"]
 def times_out_at(request) -> datetime:
     """When a pending request times out if nobody decides it."""
     return request.created_at + settings.JIT_TIMEOUT_AFTER
-
-
-@register.simple_tag
-def shorter_options(card, form=None) -> str:
-    """A queue card's `<option>`s to approve for less time (`card.shorter`: minutes and words), the
-    one its refused form asked for selected. Joined here as audit.kernel.widgets.QuickSelect joins
-    a select's options: through the template each cost ~6 us, and twenty cards have ~150."""
-    chosen = stringformat(form["duration_minutes"].value(), "s") if form else ""  # as |stringformat:"s"
-    return mark_safe(
-        "".join(
-            f'<option value="{escape(minutes)}"{" selected" if minutes == chosen else ""}>{escape(words)}</option>'
-            for minutes, words in card.shorter
-        )
-    )
 
 
 #
