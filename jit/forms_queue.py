@@ -90,7 +90,8 @@ class QueueFilterForm(forms.Form):
     def __init__(self, *args, requesters: list[tuple[str, str]] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["requester"].choices = _Pairs([("", "Anyone"), *requesters])
-        self.fields["system"].queryset = System.objects.filter(status="active").order_by("name")
+        # An option shows a system's name (`str`) and its key: only those columns are read.
+        self.fields["system"].queryset = System.objects.filter(status="active").order_by("name").only("pk", "name")
 
     def filters(self) -> dict:
         """The selector's keyword arguments; an invalid filter is ignored (shown as an error beside it)."""

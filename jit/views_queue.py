@@ -5,6 +5,8 @@ outcome replaces it, and the queue's empty state appears when nothing is left. E
 acted on is first checked to be visible to the user (others get 404: no existence leak).
 """
 
+from functools import partial
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -68,14 +70,18 @@ def _filtered(request) -> bool:
 
 def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     user = request.user
-    routed = selectors.routed_to_me(user=user)  # the requester filter's choices and (unless narrowed) the rows
-    requesters = selectors_queue.queue_requesters(user=user, routed=routed)
+    requesters = selectors_queue.queue_requesters(user=user)
     form = _filter_form(request, requesters)
     filters = form.filters()
-    rows = selectors_queue.queue_rows(user=user, routed=routed, **filters)
     # Keys first, then the cards' rows by key: one query more, each far cheaper for PostgreSQL to plan.
+    # The keys and (unless narrowed) the count come by SQL built once per process: the queryset of
+    # the rows is built only where those cannot tell (a risk or system filter, a deep page).
     paginator = DeferredJoinPaginator(
-        rows, QUEUE_PAGE_SIZE, load=selectors_queue.queue_page, counted=requesters.count(**filters)
+        partial(selectors_queue.queue_rows, user=user, **filters),
+        QUEUE_PAGE_SIZE,
+        load=selectors_queue.queue_page,
+        keys=selectors_queue.queue_keys(user=user, per_page=QUEUE_PAGE_SIZE, **filters),
+        counted=requesters.count(**filters),
     )
     page_obj = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()

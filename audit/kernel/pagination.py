@@ -130,14 +130,39 @@ class DeferredJoinPaginator(CappedCountPaginator):
     200 of 100,000 identities did that for 10,000 rows. Here the skipped rows cost an index scan.
     `load` reads the picked keys another way (say, as the rows a page shows rather than models);
     it returns them in the keys' order.
+
+    `keys(bottom, top)` picks them another way (by SQL built once per process, say): the keys of the
+    queryset's slice, or None where the queryset must pick them. `object_list` may then be a callable
+    that builds the queryset, called only when a page or the count needs it (with `counted` and
+    `keys`, maybe never: building a list's rule can cost more than running it).
     """
 
-    def __init__(self, object_list, per_page, *args, load=None, **kwargs):
+    def __init__(self, object_list, per_page, *args, load=None, keys=None, **kwargs):
+        self._build = object_list if callable(object_list) else None
         super().__init__(object_list, per_page, *args, **kwargs)
         self.load = load
+        self.keys = keys
+
+    @property
+    def object_list(self):
+        if self._build is not None:
+            build, self._build = self._build, None
+            self._rows = build()
+            super()._check_object_list_is_ordered()
+        return self._rows
+
+    @object_list.setter
+    def object_list(self, rows):
+        self._rows = rows
+
+    def _check_object_list_is_ordered(self):
+        if self._build is None:  # else when built
+            super()._check_object_list_is_ordered()
 
     def rows(self, bottom: int, top: int):
-        keys = list(self.object_list.prefetch_related(None).values_list("pk", flat=True)[bottom:top])
+        keys = self.keys(bottom, top) if self.keys is not None else None
+        if keys is None:
+            keys = list(self.object_list.prefetch_related(None).values_list("pk", flat=True)[bottom:top])
         if self.load is not None:
             return self.load(keys)
         found = {row.pk: row for row in self.object_list.filter(pk__in=keys)}

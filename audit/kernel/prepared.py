@@ -13,7 +13,8 @@ queryset is built and evaluated as usual: their drivers return values Django sti
 from collections.abc import Callable
 
 from django.db import connections
-from django.db.models import Expression, QuerySet
+from django.db.models import Expression, Model, QuerySet
+from django.db.models.query import get_related_populators
 
 
 class Slot(Expression):
@@ -62,3 +63,51 @@ class PreparedQuery:
         sql, params = compiler.as_sql()
         converters = compiler.get_converters([column for column, _, _ in compiler.select[: compiler.col_count]])
         return sql, tuple(params), compiler, converters
+
+
+class PreparedInstances:
+    """`PreparedQuery` for a queryset of model instances (with `select_related` and `only`): its SQL
+    and how its rows become instances are worked out once per process; each run binds the values
+    and builds the instances as Django's own iteration does (`ModelIterable`, less what these
+    querysets do not use: annotations, known related objects).
+
+    Compiling the approval queue's cards' requests with their relations cost ~1 ms of CPU a page.
+    Elsewhere than on PostgreSQL the queryset is built and read as usual.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], *, using: str = "default"):
+        self.build = build
+        self.using = using
+        self._compiled: dict[str, tuple] = {}
+
+    def rows(self, *values) -> list[Model]:
+        connection = connections[self.using]
+        if connection.vendor != "postgresql":
+            return list(self.build(*values))
+        compiled = self._compiled.get(connection.alias)
+        if compiled is None:
+            compiled = self._compiled[connection.alias] = self._compile(connection.alias, len(values))
+        sql, params, compiler, model, init_list, start, end, populators = compiled
+        bound = [values[param.index] if isinstance(param, Slot) else param for param in params]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, bound)
+            rows = cursor.fetchall()
+        found = []
+        for row in compiler.results_iter([rows]):
+            obj = model.from_db(connection.alias, init_list, row[start:end])
+            for populator in populators:
+                populator.populate(row, obj)
+            found.append(obj)
+        return found
+
+    def _compile(self, alias: str, count: int) -> tuple:
+        queryset = self.build(*(Slot(index) for index in range(count)))
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()
+        if compiler.annotation_col_map or queryset._known_related_objects:
+            raise ValueError("PreparedInstances reads no annotations nor known related objects")
+        select, klass_info = compiler.select, compiler.klass_info
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        init_list = [column[0].target.attname for column in select[start:end]]
+        populators = get_related_populators(klass_info, select, alias)
+        return sql, tuple(params), compiler, klass_info["model"], init_list, start, end, populators
