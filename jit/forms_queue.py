@@ -6,10 +6,9 @@ from datetime import datetime, timedelta
 from django import forms
 from django.conf import settings
 from django.utils import timezone
-from django.utils.choices import BaseChoiceIterator
 
 from audit.kernel.text import FREE_TEXT_MAX_LENGTH
-from audit.kernel.widgets import ListedModelChoiceField, QuickSelect
+from audit.kernel.widgets import ListedModelChoiceField, QuickSelect, QuickTextInput
 from governance.choices import RiskTier
 from governance.models import System
 
@@ -58,26 +57,20 @@ def local_datetime_field(label: str, *, required: bool = False, help_text: str =
     )
 
 
-class _Pairs(BaseChoiceIterator):
-    """(value, label) pairs already as Django keeps them: a field and its widget each normalised the
-    queue's ~500 requesters again; a choice iterator is kept as it is."""
-
-    def __init__(self, pairs: list[tuple[str, str]]):
-        self.pairs = pairs
-
-    def __iter__(self):
-        return iter(self.pairs)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-
 class QueueFilterForm(forms.Form):
     """Filter the queue by requester, risk, system and age, and sort it (the selector does the work)."""
 
-    # Quick: one option per person waiting, each a template include with Django's Select (and the
-    # other selects too: their dozen options cost more than the requester's hundreds).
-    requester = forms.ChoiceField(label="Requester", required=False, widget=QuickSelect)
+    # A search, not a choice: a select of everyone waiting (~500, mostly machines) was hard to use, and
+    # grouping and naming them cost more than the page's cards. A "u<id>"/"i<id>" key (links,
+    # bookmarks) still names one requester exactly (`selectors_queue.queue_rows`).
+    # Quick: Django's selects and inputs render each through templates (QuickSelect, QuickTextInput).
+    requester = forms.CharField(
+        label="Requester",
+        required=False,
+        max_length=150,
+        help_text="Name or login",
+        widget=QuickTextInput(attrs={"type": "search"}),
+    )
     risk_tier = forms.ChoiceField(
         label="Risk tier", choices=[("", "Any"), *RiskTier.choices], required=False, widget=QuickSelect
     )
@@ -87,15 +80,16 @@ class QueueFilterForm(forms.Form):
     waiting = forms.ChoiceField(label="Waiting", choices=WAITING_CHOICES, required=False, widget=QuickSelect)
     order = forms.ChoiceField(label="Sort by", choices=ORDERS, required=False, widget=QuickSelect)
 
-    def __init__(self, *args, requesters: list[tuple[str, str]] = (), **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["requester"].choices = _Pairs([("", "Anyone"), *requesters])
         # An option shows a system's name (`str`) and its key: only those columns are read.
         self.fields["system"].queryset = System.objects.filter(status="active").order_by("name").only("pk", "name")
 
     def filters(self) -> dict:
-        """The selector's keyword arguments; an invalid filter is ignored (shown as an error beside it)."""
-        data = self.cleaned_data if self.is_valid() else {}
+        """The selector's keyword arguments; an invalid filter is ignored (shown as an error beside it),
+        the valid ones still apply."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})  # an unbound form has none: no filter
         system = data.get("system")
         return {
             "requester": data.get("requester") or "",

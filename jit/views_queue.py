@@ -57,10 +57,8 @@ def _queue_url(request) -> str:
     return reverse("jit:approval_queue") + (f"?{query}" if query else "")
 
 
-def _filter_form(request, requesters: selectors_queue.QueueRequesters | None = None) -> QueueFilterForm:
-    filters = _filters_of(request)
-    requesters = requesters or selectors_queue.queue_requesters(user=request.user)
-    return QueueFilterForm(filters or None, requesters=requesters.choices)
+def _filter_form(request) -> QueueFilterForm:
+    return QueueFilterForm(_filters_of(request) or None)
 
 
 def _filtered(request) -> bool:
@@ -70,8 +68,7 @@ def _filtered(request) -> bool:
 
 def _queue_context(request, *, bulk_form=None, results=None) -> dict:
     user = request.user
-    requesters = selectors_queue.queue_requesters(user=user)
-    form = _filter_form(request, requesters)
+    form = _filter_form(request)
     filters = form.filters()
     # Keys first, then the cards' rows by key: one query more, each far cheaper for PostgreSQL to plan.
     # The keys and (unless narrowed) the count come by SQL built once per process: the queryset of
@@ -81,7 +78,7 @@ def _queue_context(request, *, bulk_form=None, results=None) -> dict:
         QUEUE_PAGE_SIZE,
         load=selectors_queue.queue_page,
         keys=selectors_queue.queue_keys(user=user, per_page=QUEUE_PAGE_SIZE, **filters),
-        counted=requesters.count(**filters),
+        counted=selectors_queue.queue_count(user=user, **filters),
     )
     page_obj = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()

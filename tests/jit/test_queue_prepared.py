@@ -143,30 +143,41 @@ def test_a_suspended_approver_and_a_login_without_identity_have_empty_prepared_r
     for user in (ent_owner, nobody):
         # then
         assert selectors_queue.queue_keys(user=user, per_page=20)(0, 20) == []
-        assert selectors_queue.queue_requesters(user=user) == selectors_queue.QueueRequesters([], {})
+        assert selectors_queue.queue_count(user=user) == 0
 
 
-def test_the_requesters_are_named_and_counted_as_the_queue_holds_them(queue, ent_owner, sys_owner, alice):
-    # when
-    owner, system_owner = (selectors_queue.queue_requesters(user=user) for user in (ent_owner, sys_owner))
-    # then: people by name and login, the machine as itself on the API, by label
-    bob, bot = queue["bob"].user, queue["bot"]
-    assert owner.choices == [
-        (f"u{alice.user.pk}", "Alice (alice)"),
-        (f"u{bob.pk}", "Bob (bob)"),
-        (f"i{bot.pk}", "etl-bot (API)"),
-    ]
-    assert owner.asked == {f"u{alice.user.pk}": 2, f"u{bob.pk}": 2, f"i{bot.pk}": 1}
-    assert system_owner.asked == {f"u{alice.user.pk}": 1, f"u{bob.pk}": 1}
-    for user, requesters in ((ent_owner, owner), (sys_owner, system_owner)):
-        for requester in ("", *requesters.asked):
-            assert (
-                requesters.count(requester=requester)
-                == selectors_queue.queue_rows(user=user, requester=requester).count()
-            )
+def test_the_prepared_count_is_the_querysets_count_under_every_filter_and_order(queue, ent_owner, sys_owner):
+    bob, bot, alice = f"u{queue['bob'].user.pk}", f"i{queue['bot'].pk}", f"u{queue['made'][0].requester_id}"
+    for user in (ent_owner, sys_owner):
+        for order in ORDERS:
+            for requester in ("", bob, bot, alice, "u0", "i0"):
+                for waiting in (None, timedelta(days=1), timedelta(days=30)):
+                    filters = {"requester": requester, "waiting_at_least": waiting, "order": order}
+                    expected = selectors_queue.queue_rows(user=user, **filters).count()
+                    assert selectors_queue.queue_count(user=user, **filters) == expected, (user, filters)
+    # then: the owner's five are counted, Bob's two of them, the machine's one
+    assert selectors_queue.queue_count(user=ent_owner) == 5
+    assert selectors_queue.queue_count(user=ent_owner, requester=bob) == 2
+    assert selectors_queue.queue_count(user=ent_owner, requester=bot) == 1
 
 
-def test_a_requester_without_an_identity_is_named_by_login(entitlement, ent_owner, make_user):
+def test_the_risk_and_system_filters_and_a_search_are_counted_by_the_queryset(queue, ent_owner):
+    for filters in ({"risk_tier": RiskTier.HIGH}, {"system_id": 1}, {"requester": "bob"}, {"requester": "u"}):
+        assert selectors_queue.queue_count(user=ent_owner, **filters) is None, filters
+        assert selectors_queue.queue_keys(user=ent_owner, per_page=2, **filters)(0, 2) is None, filters
+
+
+def test_the_count_is_one_row_of_one_statement_without_grouping(queue, ent_owner):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        selectors_queue.queue_count(user=ent_owner, requester=f"u{queue['bob'].user.pk}")
+    counts = [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"]]
+    assert len(counts) == 1 and "GROUP BY" not in counts[0]
+
+
+def test_a_requester_without_an_identity_is_found_by_login(entitlement, ent_owner, make_user):
     # given a login with no identity asks (for a person it may ask for: here by hand, as an import would)
     person = PersonFactory(name="Carol", user__username="carol")
     request = access_request_submit(
@@ -175,7 +186,9 @@ def test_a_requester_without_an_identity_is_named_by_login(entitlement, ent_owne
     loner = make_user("loner")
     AccessRequest.objects.filter(pk=request.pk).update(requester=loner)
     # then
-    assert selectors_queue.queue_requesters(user=ent_owner).choices == [(f"u{loner.pk}", "loner")]
+    assert [r.pk for r in selectors_queue.queue_rows(user=ent_owner, requester="LON")] == [request.pk]
+    assert list(selectors_queue.queue_rows(user=ent_owner, requester="carol")) == []
+    assert selectors_queue.queue_count(user=ent_owner, requester=f"u{loner.pk}") == 1
 
 
 def test_a_page_read_by_key_gives_the_cards_relations_as_select_related_did(
