@@ -460,15 +460,11 @@ def _requests_of(
     """Per beneficiary: requests on their way to a grant (pending, or approved and not started) as
     holdings; its latest requests, newest first (one may be the card's own); how many it made.
 
-    Three queries (and the database's clock), values only, each request linked when I may open it.
-    Whether I may is asked once for the requests named, not per request in each query (a correlated
-    subquery, compiled in each): `_linkable`.
+    Three queries (and the database's clock), values only, their SQL built once per process, each
+    request linked when I may open it. Whether I may is asked once for the requests named, not per
+    request in each query (a correlated subquery, compiled in each): `_linkable`.
     """
-    waiting = list(
-        in_flight(AccessRequest.objects.filter(beneficiary_id__in=beneficiary_ids))
-        .order_by("created_at", "pk")
-        .values_list("pk", "beneficiary_id", "status", *ENTITLEMENT_SHOWN)
-    )
+    waiting = _WAITING.rows(list(beneficiary_ids), clock.database_now())
     latest = _LATEST.rows(list(beneficiary_ids))
     named = {row[0] for row in waiting} | {row[0] for row in latest}
     linkable = _linkable(named, user=user)
@@ -485,6 +481,18 @@ def _requests_of(
         recent[beneficiary_id].append(shown)
         made[beneficiary_id] = count
     return requests, recent, made
+
+
+def _waiting_query(beneficiary_ids, now) -> QuerySet:
+    """Each beneficiary's requests on their way to a grant, oldest first (`_requests_of`)."""
+    return (
+        in_flight(AccessRequest.objects.filter(one_of("beneficiary_id", beneficiary_ids)), now)
+        .order_by("created_at", "pk")
+        .values_list("pk", "beneficiary_id", "status", *ENTITLEMENT_SHOWN)
+    )
+
+
+_WAITING = PreparedQuery(_waiting_query)
 
 
 def _latest_query(beneficiary_ids) -> QuerySet:

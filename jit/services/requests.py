@@ -80,14 +80,16 @@ def _renewal_facts(grant: Grant | None, now: datetime) -> tuple[int, timedelta]:
     return renewals, cumulative
 
 
-def _in_flight(requests):
+def _in_flight(requests, now=None):
     """Requests still on their way to a grant: pending, or approved with no grant issued yet.
 
     An approved request whose activation window has passed is on its way nowhere (the chaser
-    closes it); until then it must not block asking again.
+    closes it); until then it must not block asking again. `now`: the database's clock as the
+    caller read it (or a prepared query's slot for it); by default read here.
     """
+    now = clock.database_now() if now is None else now
     waiting = Q(status=RequestStatus.APPROVED, grant__isnull=True) & (
-        Q(activation_deadline__isnull=True) | Q(activation_deadline__gt=clock.database_now())
+        Q(activation_deadline__isnull=True) | Q(activation_deadline__gt=now)
     )
     return requests.filter(Q(status=RequestStatus.PENDING) | waiting)
 

@@ -263,3 +263,24 @@ def test_the_paginator_builds_its_queryset_only_when_the_keys_or_the_count_need_
     # keys declined: built once, for the count and the slice
     page = DeferredJoinPaginator(rows, 2, load=load, keys=lambda bottom, top: None).get_page(1)
     assert list(page) == [] and built == [1]
+
+
+def test_a_cards_requests_on_their_way_read_the_databases_clock_at_each_run(alice, entitlement, submit, ent_owner):
+    """Built once, the SQL of what is on its way to the beneficiary still takes each run's time: an
+    approval waiting to be activated is held until its window closes, then no longer."""
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        shell = EntitlementFactory(risk_tier=RiskTier.HIGH)
+        approved = submit(shell)
+        access_request_decide(request_id=approved.pk, approver=shell.owner.user, decision="approve", stage_position=1)
+        approved.refresh_from_db()
+        pending = submit(entitlement)
+        assert approved.activation_deadline and approved.grant_id is None
+        requests, _, _ = selectors_queue._requests_of({alice.pk}, user=ent_owner)
+        assert [(h.request.pk, h.state) for h in requests[alice.pk]] == [
+            (approved.pk, "approved, not started"),
+            (pending.pk, "pending"),
+        ]
+    with time_machine.travel(approved.activation_deadline + timedelta(minutes=1), tick=False):
+        requests, _, _ = selectors_queue._requests_of({alice.pk}, user=ent_owner)
+        assert [(h.request.pk, h.state) for h in requests[alice.pk]] == [(pending.pk, "pending")]
