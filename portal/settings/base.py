@@ -109,6 +109,16 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Prepared statements on PostgreSQL: a statement run DB_PREPARE_THRESHOLD times on a connection is
+# prepared there, and PostgreSQL stops parsing and planning it again. A page's dozen-odd queries spent
+# ~5 ms a request in planning; the approval queue's 8-client p95 went from ~200 to ~140 ms (bench/README,
+# "Fourth pass"). Behind a pooler in transaction mode that does not track prepared statements (PgBouncer
+# before 1.21), set DB_PREPARE_THRESHOLD=0: values are then bound on the server, nothing prepared.
+DB_PREPARE_THRESHOLD = env_int("DB_PREPARE_THRESHOLD", 5)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=DB_PREPARE_THRESHOLD or None
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock at BEGIN, so two writers never read the same audit chain head.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
