@@ -43,21 +43,29 @@ class PreparedQuery:
         self._compiled: dict[str, tuple] = {}
 
     def rows(self, *values) -> list[tuple]:
-        connection = connections[self.using]
-        if connection.vendor != "postgresql":
+        fetched = self._fetch(values)
+        if fetched is None:
             return list(self.build(*values))
-        compiled = self._compiled.get(connection.alias)
-        if compiled is None:
-            compiled = self._compiled[connection.alias] = self._compile(connection.alias, len(values))
-        sql, params, compiler, converters = compiled
-        bound = [values[param.index] if isinstance(param, Slot) else param for param in params]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, bound)
-            rows = cursor.fetchall()
+        rows, (_, _, compiler, converters) = fetched
         # As Django's own iteration: fields that convert what the driver returns (JSON, say) still do.
         return [tuple(row) for row in compiler.apply_converters(rows, converters)] if converters else rows
 
-    def _compile(self, alias: str, count: int):
+    def _fetch(self, values: tuple) -> tuple[list, tuple] | None:
+        """The rows of a run and what `_compile` worked out (its SQL first, then its parameters), or
+        None off PostgreSQL: there the caller builds and evaluates the queryset itself."""
+        connection = connections[self.using]
+        if connection.vendor != "postgresql":
+            return None
+        compiled = self._compiled.get(connection.alias)
+        if compiled is None:
+            compiled = self._compiled[connection.alias] = self._compile(connection.alias, len(values))
+        sql, params = compiled[0], compiled[1]
+        bound = [values[param.index] if isinstance(param, Slot) else param for param in params]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, bound)
+            return cursor.fetchall(), compiled
+
+    def _compile(self, alias: str, count: int) -> tuple:
         queryset = self.build(*(Slot(index) for index in range(count)))
         compiler = queryset.query.get_compiler(using=alias)
         sql, params = compiler.as_sql()
@@ -65,7 +73,7 @@ class PreparedQuery:
         return sql, tuple(params), compiler, converters
 
 
-class PreparedInstances:
+class PreparedInstances(PreparedQuery):
     """`PreparedQuery` for a queryset of model instances (with `select_related` and `only`): its SQL
     and how its rows become instances are worked out once per process; each run binds the values
     and builds the instances as Django's own iteration does (`ModelIterable`, less what these
@@ -75,26 +83,15 @@ class PreparedInstances:
     Elsewhere than on PostgreSQL the queryset is built and read as usual.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], *, using: str = "default"):
-        self.build = build
-        self.using = using
-        self._compiled: dict[str, tuple] = {}
-
     def rows(self, *values) -> list[Model]:
-        connection = connections[self.using]
-        if connection.vendor != "postgresql":
+        fetched = self._fetch(values)
+        if fetched is None:
             return list(self.build(*values))
-        compiled = self._compiled.get(connection.alias)
-        if compiled is None:
-            compiled = self._compiled[connection.alias] = self._compile(connection.alias, len(values))
-        sql, params, compiler, model, init_list, start, end, populators = compiled
-        bound = [values[param.index] if isinstance(param, Slot) else param for param in params]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, bound)
-            rows = cursor.fetchall()
+        rows, (_, _, compiler, model, init_list, start, end, populators) = fetched
+        alias = connections[self.using].alias
         found = []
         for row in compiler.results_iter([rows]):
-            obj = model.from_db(connection.alias, init_list, row[start:end])
+            obj = model.from_db(alias, init_list, row[start:end])
             for populator in populators:
                 populator.populate(row, obj)
             found.append(obj)
