@@ -26,14 +26,21 @@ from governance import policies as inventory
 from governance.choices import RISK_LABELS, GrantKind, GrantStatus, IdentityKind, IdentityStatus, Severity
 from governance.models import Grant, Identity, SodRule
 from governance.querysets import in_force_q, one_of
-from governance.roles import Role, has_role
+from governance.roles import Role
 from governance.selectors import tier_rank
 from governance.templatetags.grant_tags import approver_label, duration, expires_soon, person, timeleft
 
 from .choices import RequestStatus, StageStatus
 from .models import AccessRequest, Approval, ApprovalStage
 from .models_deputies import ApproverAbsence
-from .selectors import RECENT_REQUESTS_SHOWN, login_stand_in, panel_rows, requests_involving, routed_to_me
+from .selectors import (
+    RECENT_REQUESTS_SHOWN,
+    login_stand_in,
+    panel_rows,
+    requests_involving,
+    routed_to_me,
+    sees_every_request,
+)
 from .services.requests import _in_flight as in_flight  # the rule of "on its way to a grant", one home
 from .templatetags.jit_tags import intent_summary, times_out_at
 
@@ -153,6 +160,20 @@ def queue_rows(
     return _narrowed(routed, kind, requester_id, cutoff, order)
 
 
+def _prepared_filters(user, requester: str, risk_tier: str, system_id, waiting_at_least) -> tuple | None:
+    """The shape and the values of my queue's prepared keys and count under these filters (`_keys_query`,
+    `_count_query`): my identity's status, the requester key's kind, whether an age filter applies;
+    my login, my identity, the requester and the cutoff. None where the queryset must do (a risk or
+    system filter, a search by name)."""
+    kind, requester_id = _requester_of(requester)
+    if risk_tier or system_id or (requester and not kind):
+        return None
+    me = inventory.identity_of(user)
+    cutoff = clock.now() - waiting_at_least if waiting_at_least else None
+    shape = (_status_of(me), kind, cutoff is not None)
+    return shape, (user.pk, None if me is None else me.pk, requester_id, cutoff)
+
+
 # The first pages of each shape of the queue have their keys' SQL built once per process (an OFFSET
 # is no parameter: each page is its own statement, ~70 KB kept); deeper pages are sliced from `queue_rows`.
 PREPARED_PAGES = 3
@@ -183,20 +204,17 @@ def queue_keys(
     times what PostgreSQL takes to run it; here each page's SQL is built once per process for each
     shape (my identity's status, which filters, which order, which page), its values bound at each run.
     """
-    kind, requester_id = _requester_of(requester)
-    if risk_tier or system_id or (requester and not kind):
+    prepared = _prepared_filters(user, requester, risk_tier, system_id, waiting_at_least)
+    if prepared is None:
         return lambda bottom, top: None
-    me = inventory.identity_of(user)
-    cutoff = clock.now() - waiting_at_least if waiting_at_least else None
+    shape, values = prepared
     order = order if order in ORDERS else "oldest"
     span = per_page + 1  # a page, and one more to know whether another follows (a list over the count's cap)
 
     def keys(bottom: int, top: int) -> list[int] | None:
         if bottom >= PREPARED_PAGES * per_page or top - bottom > span:
             return None
-        shape = (_status_of(me), kind, cutoff is not None, order, bottom, span)
-        values = (user.pk, None if me is None else me.pk, requester_id, cutoff)
-        return [pk for (pk,) in panel_rows(_keys_query, shape, *values)[: top - bottom]]
+        return [pk for (pk,) in panel_rows(_keys_query, (*shape, order, bottom, span), *values)[: top - bottom]]
 
     return keys
 
@@ -225,13 +243,10 @@ def queue_count(
     Counting per requester for the old requester filter's choices grouped the whole queue and read
     ~500 names (~8.5 ms on the bench machine); the paginator needs one number.
     """
-    kind, requester_id = _requester_of(requester)
-    if risk_tier or system_id or (requester and not kind):
+    prepared = _prepared_filters(user, requester, risk_tier, system_id, waiting_at_least)
+    if prepared is None:
         return None
-    me = inventory.identity_of(user)
-    cutoff = clock.now() - waiting_at_least if waiting_at_least else None
-    shape = (_status_of(me), kind, cutoff is not None)
-    values = (user.pk, None if me is None else me.pk, requester_id, cutoff)
+    shape, values = prepared
     counted = panel_rows(_count_query, shape, *values)
     return counted[0][0] if counted else 0
 
@@ -521,7 +536,7 @@ def _linkable(keys: set[int], *, user) -> set[int]:
     """Which of these requests I may open (`requests_visible_to`): all of them for those who see every
     request, no query; for anyone else one, its SQL built once per process (building and compiling the
     rule cost ~1.3 ms of CPU a page)."""
-    if not keys or has_role(user, Role.ADMIN, Role.AUDITOR):
+    if not keys or sees_every_request(user):
         return set(keys)
     me = inventory.identity_of(user)
     shape = (_status_of(me),)
@@ -673,9 +688,8 @@ def queue_cards(
 
     Seven queries for a page (six given `covering`, one fewer for those who see every request; one
     more when a card has an earlier stage, one more when I stand in for someone), none per card; what
-    the holdings, past requests and rules show is read as values, not model instances, and all but
-    the requests on their way have their SQL built once per process (Django built it at each run,
-    ~1 ms each).
+    the holdings, past requests and rules show is read as values, not model instances, and each
+    query's SQL is built once per process (Django built it at each run, ~1 ms each).
     """
     if not rows:
         return rows
