@@ -10,7 +10,8 @@ files collected once into a directory of its own, as a deployment serves them), 
 approval queue, the auditor for the audit page) and gives the admin, the owner and the requester a
 read-only API token each, for the API lists.
 
-Then, per concurrency level (1, then --clients), per page: every client sends --requests GETs of that
+First every page is fetched a few times by --clients at once (`warm_up`: each worker has served each
+page, as in a process that has been up a while). Then, per concurrency level (1, then --clients), per page: every client sends --requests GETs of that
 page one after another over its own keep-alive connection (gunicorn's sync workers close it after
 each response, so the client connects again: what a browser behind no proxy gets). Right before each
 page, the same clients send as many `GET /health/ready/` (one SELECT 1 and the broker check): the floor,
@@ -215,13 +216,28 @@ class Burst:
             conn.close()
 
 
+def warm_up(port: int, clients: int, cookies, secrets) -> None:
+    """Every page fetched by `clients` at once, three times: each worker has served each page.
+
+    A sync worker's first request of a page compiles its templates and builds its SQL (the dashboard,
+    the first page, also loads the URL patterns): 100-250 ms, once per process. Without this, one client
+    met it on whichever worker its first requests landed, and the p95 of 20 GETs was that start-up.
+    """
+    burst = Burst(port, clients)
+    try:
+        for login, path in LISTS:
+            burst.run(path, headers_for(login, path, cookies, secrets), 3)
+    finally:
+        burst.close()
+
+
 def measure(port: int, clients: int, requests: int, cookies, secrets) -> tuple[list[dict], list[float]]:
     burst = Burst(port, clients)
     rows, floor_all = [], []
     try:
         for login, path in LISTS:
             headers = headers_for(login, path, cookies, secrets)
-            burst.run(path, headers, 1)  # every worker has rendered it once
+            burst.run(path, headers, 1)
             floor, _ = burst.run(FLOOR, {}, requests)
             times, statuses = burst.run(path, headers, requests)
             floor_all += floor
@@ -274,6 +290,7 @@ def main() -> None:
     )
     results = {}
     try:
+        warm_up(port, max(args.clients, args.workers), cookies, secrets)
         for clients in sorted({1, args.clients}):
             results[clients] = measure(port, clients, args.requests, cookies, secrets)
     finally:

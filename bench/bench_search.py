@@ -7,8 +7,9 @@ Reads a database seeded by bench_seed.py (or `make bench`), changes nothing. For
 round after round (the order of the two flips each round):
 
 - figure: what the list does for `?q=TEXT&status=active`, signed in as `admin`: the list's filter
-  (`IdentityFilter`) over `identity_list`, ordered by name, page 1 through the list's paginator
-  (its count, the page's keys, the page's rows with their joins and counts), rows built;
+  (`IdentityFilter`) over `identities_visible_to`, ordered by name, page 1 through the list's paginator
+  as `governance.views._listing` builds it (the page's keys and their count, then the page's rows
+  with their counts as `identity_rows` reads them), rows built;
 - floor: the match alone, `SELECT id` of every identity whose name, email or team contains the
   text (the comparison the filter makes, through the trigram indexes), through a plain cursor.
 
@@ -48,10 +49,12 @@ def figure(user, text: str) -> int:
     from governance import selectors
     from governance.filters import IdentityFilter
 
-    filterset = IdentityFilter({"q": text, "status": "active"}, queryset=selectors.identity_list(user=user))
+    filterset = IdentityFilter({"q": text, "status": "active"}, queryset=selectors.identities_visible_to(user=user))
     assert filterset.is_valid(), filterset.errors
-    page = DeferredJoinPaginator(filterset.qs.order_by("name", "id"), PAGE_SIZE).get_page(1)
-    return len(list(page.object_list))
+    rows = filterset.qs.order_by("name", "pk")
+    counted_with_keys = filterset.reads_every_match  # as governance.views._listing
+    page = DeferredJoinPaginator(rows, PAGE_SIZE, load=selectors.identity_rows, count_with_keys=counted_with_keys)
+    return len(list(page.get_page(1).object_list))
 
 
 def floor(text: str) -> int:

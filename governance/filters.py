@@ -2,6 +2,7 @@
 
 import django_filters
 import django_filters.fields
+from django.db import connection
 from django.db.models import Q
 
 from audit.kernel.widgets import ListedChoices, QuickSelect, QuickTextInput
@@ -45,6 +46,15 @@ class IdentityFilter(django_filters.FilterSet):
 
     def with_finding(self, queryset, name, value):
         return selectors.identities_with_open_finding(queryset, value)
+
+    @property
+    def reads_every_match(self) -> bool:
+        """Whether the page's keys' query reads every matching identity, whatever its sort and page: the
+        finding filter looks its identities up by key, and a search on PostgreSQL reads its matches
+        through the trigram indexes (`selectors.identities_matching`). Its COUNT would read them again."""
+        data = self.form.cleaned_data
+        searched = connection.vendor == "postgresql" and len(data.get("q") or "") >= selectors.TRIGRAM
+        return bool(data.get("finding")) or searched
 
 
 class SystemFilter(django_filters.FilterSet):

@@ -59,11 +59,15 @@ def _listing(request, queryset, filter_class, sorts: dict[str, str], default: st
     `load` reads the page's rows from their keys (`DeferredJoinPaginator`), as the template shows them.
     """
     filterset = filter_class(request.GET or None, queryset=queryset)
-    rows = filterset.qs if filterset.is_bound and filterset.is_valid() else queryset
-    rows = order_rows(rows, request.GET.get("sort", default), sorts)
+    filtered = filterset.is_bound and filterset.is_valid()
+    rows = order_rows(filterset.qs if filtered else queryset, request.GET.get("sort", default), sorts)
     query = request.GET.copy()
     query.pop("page", None)
-    page = DeferredJoinPaginator(rows, PAGE_SIZE, load=load).get_page(request.GET.get("page"))
+    # Where the filters make the keys' query read every match anyway, the page counts them there too.
+    counted_with_keys = filtered and getattr(filterset, "reads_every_match", False)
+    page = DeferredJoinPaginator(rows, PAGE_SIZE, load=load, count_with_keys=counted_with_keys).get_page(
+        request.GET.get("page")
+    )
     return {"filter": filterset, "page_obj": page, "querystring": query.urlencode()}
 
 

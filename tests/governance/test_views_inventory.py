@@ -220,6 +220,7 @@ def _plan(sql: str) -> str:
 
 
 KEYS = 'SELECT "governance_identity"."id" AS "pk" FROM'
+KEYS_COUNTED = 'SELECT "governance_identity"."id" AS "pk", COUNT(*) OVER () AS "_total" FROM'
 
 
 def test_the_identity_list_reads_its_page_by_key_with_only_what_its_rows_show(client, owner, bot):
@@ -270,11 +271,36 @@ def test_the_open_finding_filter_reads_the_findings_identities_off_an_index(clie
     assert [i.name for i in page["page_obj"]] == ["b-bot", "a-bot"]
     # the findings' identities read first, as one array off the open findings' (kind, identity) index, then
     # the identities by key: never every identity joined to the findings (50 ms at 100,000)
-    assert "= ANY((ARRAY(SELECT" in _sql_of(ctx, KEYS)
+    keys = _sql_of(ctx, KEYS_COUNTED)
+    assert "= ANY((ARRAY(SELECT" in keys
+    # every one of them is read to sort them, so they are counted there, not by a COUNT reading them again
+    assert page["page_obj"].paginator.count == 2
+    assert not [q for q in ctx.captured_queries if "governance_identity" in q["sql"] and "SELECT COUNT(*)" in q["sql"]]
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'gov_finding_open_kind_idx'")
         (definition,) = cursor.fetchone()
     assert "(kind, identity_id) WHERE ((status)::text = 'open'::text)" in definition, definition
+
+
+@pytest.mark.parametrize(("text", "counted_with_keys"), [("billing", True), ("bi", False)])
+def test_a_search_counts_its_matches_where_it_reads_them_all(client, owner, bot, text, counted_with_keys):
+    # given two of 23 identities named "billing-..."
+    MachineFactory(name="billing-two", owner=owner)
+    MachineFactory.create_batch(20, owner=owner)
+    client.force_login(owner.user)
+    # when the list is searched
+    with CaptureQueriesContext(connection) as ctx:
+        page = client.get(reverse("governance:identity_list"), {"q": text}).context["page_obj"]
+    # then: a search through the trigram indexes reads every match to sort them, so it counts them
+    # there; text too short for a trigram walks the list's order and stops at a page, so it counts apart
+    assert [i.name for i in page][:2] == ["billing-bot", "billing-two"]
+    assert page.paginator.count == len(page)
+    counts = [
+        q for q in ctx.captured_queries if q["sql"].startswith("SELECT COUNT(*)") and "governance_identity" in q["sql"]
+    ]
+    assert (len(counts), any(q["sql"].startswith(KEYS_COUNTED) for q in ctx.captured_queries)) == (
+        (0, True) if counted_with_keys else (1, False)
+    )
 
 
 def test_a_kind_is_read_off_an_index_in_the_lists_order(client, owner, bot):

@@ -152,3 +152,66 @@ def test_an_api_list_under_the_cap_counts_exactly(admin_user):
     SystemFactory.create_batch(2)
     body = api(admin_user).get(f"{API}/systems/").json()
     assert body["count"] >= 2 and body["count_capped"] is False and body["next"] is None
+
+
+#
+# A list whose keys' query reads every match anyway counts them there: `COUNT(*) OVER ()`, no COUNT query.
+#
+@pytest.mark.parametrize("number", [1, 2, 3, "2", None, "x"])
+def test_counted_with_its_keys_a_page_is_the_page_a_separate_count_gives(number, django_assert_num_queries):
+    for n in range(23):
+        PersonFactory(name=f"Person {n:02}")
+    rows = Identity.objects.order_by("name", "pk")
+    expected = DeferredJoinPaginator(rows, 10).get_page(number)
+
+    with django_assert_num_queries(2):  # the keys with the total, then the rows
+        page = DeferredJoinPaginator(rows, 10, count_with_keys=True).get_page(number)
+        names = [row.name for row in page]
+
+    assert names == [row.name for row in expected]
+    assert (page.number, page.paginator.count, page.has_next(), page.has_previous()) == (
+        expected.number,
+        23,
+        expected.has_next(),
+        expected.has_previous(),
+    )
+
+
+def test_counted_with_its_keys_a_page_past_the_end_counts_and_gives_the_last_page(django_assert_num_queries):
+    for n in range(12):
+        PersonFactory(name=f"Person {n:02}")
+    paginator = DeferredJoinPaginator(Identity.objects.order_by("name", "pk"), 5, count_with_keys=True)
+
+    # the keys' query finds nothing there, so the page counts as usual and reads the last one
+    with django_assert_num_queries(4):
+        page = paginator.get_page(9)
+        names = [row.name for row in page]
+
+    assert page.number == 3 and names == ["Person 10", "Person 11"]
+    # and a page before the first gives the last one, as Django's get_page does
+    assert (
+        DeferredJoinPaginator(Identity.objects.order_by("name", "pk"), 5, count_with_keys=True).get_page(0).number == 3
+    )
+
+
+def test_counted_with_its_keys_the_last_page_takes_its_orphans():
+    for n in range(12):
+        PersonFactory(name=f"Person {n:02}")
+    rows = Identity.objects.order_by("name", "pk")
+
+    page = DeferredJoinPaginator(rows, 5, orphans=2, count_with_keys=True).get_page(2)
+
+    assert [row.name for row in page] == [f"Person {n:02}" for n in range(5, 12)] and not page.has_next()
+
+
+def test_counted_with_its_keys_over_the_cap_the_count_is_capped_and_pages_go_on(cap_of_five):
+    for n in range(12):
+        PersonFactory(name=f"Person {n:02}")
+    rows = Identity.objects.order_by("name", "pk")
+
+    second = DeferredJoinPaginator(rows, 5, count_with_keys=True).get_page(2)
+    last = DeferredJoinPaginator(rows, 5, count_with_keys=True).get_page(3)
+
+    assert (second.paginator.count_label, second.has_next()) == ("more than 5", True)
+    assert [row.name for row in second] == [f"Person {n:02}" for n in range(5, 10)]
+    assert [row.name for row in last] == ["Person 10", "Person 11"] and not last.has_next()
