@@ -16,19 +16,18 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.template.defaultfilters import timesince_filter, truncatechars
-from django.utils import timezone
 
 from audit.kernel import clock
 from audit.kernel.links import links_for
 from audit.kernel.prepared import PreparedInstances, PreparedQuery
-from audit.templatetags.times import stamp, when
+from audit.templatetags.times import when
 from governance import policies as inventory
 from governance.choices import RISK_LABELS, GrantKind, GrantStatus, IdentityKind, IdentityStatus, Severity
 from governance.models import Grant, Identity, SodRule
 from governance.querysets import in_force_q, one_of
 from governance.roles import Role
 from governance.selectors import tier_rank
-from governance.templatetags.grant_tags import approver_label, duration, expires_soon, person, timeleft
+from governance.templatetags.grant_tags import approver_label, duration, person
 
 from .choices import RequestStatus, StageStatus
 from .models import AccessRequest, Approval, ApprovalStage
@@ -42,7 +41,7 @@ from .selectors import (
     sees_every_request,
 )
 from .services.requests import _in_flight as in_flight  # the rule of "on its way to a grant", one home
-from .templatetags.jit_tags import intent_summary, times_out_at
+from .templatetags.jit_tags import intent_summary, time_out
 
 User = get_user_model()
 
@@ -646,11 +645,7 @@ def _card_text(req: AccessRequest) -> None:
         req.asked_by = f"{getattr(req.requester_identity, 'name', '')} (API)"
     req.asked_at = when(req.created_at, "exact")
     req.waited = timesince_filter(req.created_at)
-    ends = times_out_at(req)
-    left = timeleft(ends)
-    req.times_out_soon = expires_soon(ends)
-    req.times_out_title = stamp(timezone.localtime(ends), seconds=False, zone=True)  # = |date:"Y-m-d H:i T"
-    req.times_out_words = "timing out now" if left == "expired" else f"times out in {left}"
+    req.times_out = time_out(req)
     kind = KIND_LABELS.get(beneficiary.kind, beneficiary.kind)
     if beneficiary.owner:
         kind += f", owned by {beneficiary.owner.name}"

@@ -12,15 +12,14 @@ from collections.abc import Iterable
 
 from django import template
 from django.template.defaultfilters import timesince_filter
-from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from audit.kernel.html import html_text
-from audit.templatetags.times import stamp, when
+from audit.templatetags.times import when
 from governance.templatetags.grant_tags import expires_soon, timeleft
 
 from ..selectors import PanelGrant, PanelNotice, PanelRequest
-from .jit_tags import times_out_at
+from .jit_tags import time_out
 
 register = template.Library()
 
@@ -58,12 +57,7 @@ def _pending(request: PanelRequest) -> str:
 
 def _time_out(request: PanelRequest) -> str:
     """What jit/_time_out.html draws (its file's closing newline included)."""
-    ends = times_out_at(request)
-    left = timeleft(ends)
-    words = "timing out now" if left == "expired" else f"times out in {html_text(left)}"
-    title = html_text(stamp(timezone.localtime(ends), seconds=False, zone=True))  # = |date:"Y-m-d H:i T"
-    soon = " soon" if expires_soon(ends) else ""
-    return f'<span class="time-left{soon}" title="{title}">{words}</span>\n'
+    return time_out(request) + "\n"
 
 
 @register.simple_tag

@@ -3,9 +3,13 @@
 from datetime import datetime
 
 from django.conf import settings
+from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
 
 from audit.kernel import clock
-from governance.templatetags.grant_tags import register
+from audit.kernel.html import html_text
+from audit.templatetags.times import stamp
+from governance.templatetags.grant_tags import expires_soon, register, timeleft
 
 __all__ = ["register"]
 
@@ -14,6 +18,18 @@ __all__ = ["register"]
 def times_out_at(request) -> datetime:
     """When a pending request times out if nobody decides it."""
     return request.created_at + settings.JIT_TIMEOUT_AFTER
+
+
+@register.simple_tag
+def time_out(request) -> SafeString:
+    """When a pending request times out, as every page words it (the request's page and list, the queue's
+    cards, the dashboard): "times out in 2 d 3 h" or "timing out now", the moment on hover, marked when soon."""
+    ends = times_out_at(request)
+    left = timeleft(ends)
+    words = "timing out now" if left == "expired" else f"times out in {left}"
+    title = stamp(timezone.localtime(ends), seconds=False, zone=True)  # = |date:"Y-m-d H:i T"
+    soon = " soon" if expires_soon(ends) else ""
+    return mark_safe(f'<span class="time-left{soon}" title="{html_text(title)}">{html_text(words)}</span>')
 
 
 #

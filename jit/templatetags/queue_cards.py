@@ -120,7 +120,6 @@ def _conflicts(req) -> str:
 
 def _facts(req, may_read_inventory: bool) -> str:
     """Who asked, how long it waited, for whom, for how long, from when and why."""
-    soon = " soon" if req.times_out_soon else ""
     beneficiary = h(req.beneficiary.name)
     if may_read_inventory:
         beneficiary = f'<a href="{h(req.beneficiary_url)}">{beneficiary}</a>'
@@ -143,8 +142,7 @@ def _facts(req, may_read_inventory: bool) -> str:
     return (
         "<dl>"
         f"\n      <dt>Asked by</dt><dd>{h(req.asked_by)}, {h(req.asked_at)}</dd>"
-        f"\n      <dt>Waiting</dt><dd>{h(req.waited)} · "
-        f'<span class="time-left{soon}" title="{h(req.times_out_title)}">{h(req.times_out_words)}</span></dd>'
+        f"\n      <dt>Waiting</dt><dd>{h(req.waited)} · {req.times_out}</dd>"
         f'\n      <dt>For</dt><dd>{beneficiary} <small class="muted">{h(req.beneficiary_kind)}</small>'
         '\n        <ul class="compact beneficiary-facts">'
         f"\n          <li>Team: {h(req.beneficiary_team)}</li>"

@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.template import Context, engines
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 
 from governance.choices import GrantKind
 from jit.forms_queue import QueueDecisionForm
@@ -55,7 +56,7 @@ TEMPLATE_CARD = """{% load jit_tags l10n %}{% localize off %}{# ids and counts a
   <div class="grid queue-context">
     <dl>
       <dt>Asked by</dt><dd>{{ req.asked_by }}, {{ req.asked_at }}</dd>
-      <dt>Waiting</dt><dd>{{ req.waited }} · {# jit/_time_out.html's words, worked out by the selector #}<span class="time-left{% if req.times_out_soon %} soon{% endif %}" title="{{ req.times_out_title }}">{{ req.times_out_words }}</span></dd>
+      <dt>Waiting</dt><dd>{{ req.waited }} · {# jit/_time_out.html, drawn by the selector (jit_tags.time_out) #}{{ req.times_out }}</dd>
       <dt>For</dt><dd>{% if may_read_inventory %}<a href="{{ req.beneficiary_url }}">{{ req.beneficiary.name }}</a>{% else %}{{ req.beneficiary.name }}{% endif %} <small class="muted">{{ req.beneficiary_kind }}</small>
         <ul class="compact beneficiary-facts">
           <li>Team: {{ req.beneficiary_team }}</li>
@@ -159,9 +160,7 @@ def card(pk: int = 7, **fields) -> Card:
         "asked_by": f"Alice {ODD}",
         "asked_at": '<time datetime="2026-03-10T08:00:00+00:00">2026-03-10 08:00</time>',
         "waited": "1\xa0hour, 30\xa0minutes",
-        "times_out_soon": False,
-        "times_out_title": "2026-03-13 08:00 UTC",
-        "times_out_words": "times out in 2 d 22 h",
+        "times_out": mark_safe('<span class="time-left" title="2026-03-13 08:00 UTC">times out in 2 d 22 h</span>'),
         "beneficiary": SimpleNamespace(name=f"Alice {ODD}"),
         "beneficiary_kind": "Person",
         "beneficiary_team": "Payments & <co>",
@@ -238,8 +237,7 @@ def cards() -> list[Card]:
             deputy_for=[absence, absence],
             conflicts=[Conflict(block, [holdings[0]]), Conflict(flag, [holdings[3], holdings[4], holdings[2]])],
             submission_conflicts=[{"rule": 9, "name": f"Old rule {ODD}", "severity": "low"}],
-            times_out_soon=True,
-            times_out_words="timing out now",
+            times_out=mark_safe('<span class="time-left soon" title="2026-03-13 08:00 UTC">timing out now</span>'),
             beneficiary_kind="Service account, owned by Bob, suspended",
             beneficiary_manager=f"Manager {ODD}",
             shortened=True,
