@@ -11,10 +11,10 @@ from .html import html_text
 class QuickSelect(forms.Select):
     """A `<select>` with the markup of Django's, its options joined in Python.
 
-    Django renders every option through a template include (~0.3 ms each on the bench machine):
-    the approval queue's requester filter, one option per person waiting, cost more than the
-    page's 25 cards. The attributes (`id`, `aria-invalid`, `aria-describedby`) and the selected
-    option come out as Django's (the first match only, unless the select is multiple).
+    Django renders every option through a template include (~0.3 ms each on the bench machine), and
+    every list page draws its filter form's selects (kinds, statuses, systems) on every request. The
+    attributes (`id`, `aria-invalid`, `aria-describedby`) and the selected option come out as Django's
+    (the first match only, unless the select is multiple).
     """
 
     def render(self, name, value, attrs=None, renderer=None):
