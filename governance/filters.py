@@ -30,9 +30,7 @@ class IdentityFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search", widget=QuickTextInput)
     kind = django_filters.ChoiceFilter(choices=IdentityKind.choices, label="Kind", widget=QuickSelect)
     status = django_filters.ChoiceFilter(choices=IdentityStatus.choices, label="Status", widget=QuickSelect)
-    owner = django_filters.CharFilter(
-        field_name="owner__name", lookup_expr="icontains", label="Owner", widget=QuickTextInput
-    )
+    owner = django_filters.CharFilter(method="with_owner_named", label="Owner", widget=QuickTextInput)
     finding = django_filters.ChoiceFilter(
         choices=FindingKind.choices, method="with_finding", label="Open finding", widget=QuickSelect
     )
@@ -47,14 +45,20 @@ class IdentityFilter(django_filters.FilterSet):
     def with_finding(self, queryset, name, value):
         return selectors.identities_with_open_finding(queryset, value)
 
+    def with_owner_named(self, queryset, name, value):
+        return selectors.identities_with_owner_named(queryset, value)
+
     @property
     def reads_every_match(self) -> bool:
         """Whether the page's keys' query reads every matching identity, whatever its sort and page: the
-        finding filter looks its identities up by key, and a search on PostgreSQL reads its matches
-        through the trigram indexes (`selectors.identities_matching`). Its COUNT would read them again."""
+        finding filter looks its identities up by key, and on PostgreSQL a search or an owner's name reads
+        its matches through the trigram indexes (`selectors.identities_matching`,
+        `identities_with_owner_named`). Its COUNT would read them again."""
         data = self.form.cleaned_data
-        searched = connection.vendor == "postgresql" and len(data.get("q") or "") >= selectors.TRIGRAM
-        return bool(data.get("finding")) or searched
+        trigrams = connection.vendor == "postgresql" and any(
+            len(data.get(field) or "") >= selectors.TRIGRAM for field in ("q", "owner")
+        )
+        return bool(data.get("finding")) or trigrams
 
 
 class SystemFilter(django_filters.FilterSet):

@@ -303,6 +303,33 @@ def test_a_search_counts_its_matches_where_it_reads_them_all(client, owner, bot,
     )
 
 
+@pytest.mark.parametrize(("text", "through_the_owners_keys"), [("zed", True), ("ZE", False), ("d_o", True)])
+def test_the_owner_filter_finds_identities_by_a_part_of_their_owners_name(
+    client, owner, bot, text, through_the_owners_keys
+):
+    # given bots of Zed Other's and of Amy's, and one of Ed_Old's (an underscore is a plain character)
+    zed = PersonFactory(name="Zed Other")
+    MachineFactory(name="zed-bot-1", owner=zed)
+    MachineFactory(name="zed-bot-2", owner=zed)
+    MachineFactory(name="amy-bot", owner=PersonFactory(name="Amy Dowd"))
+    MachineFactory(name="old-bot", owner=PersonFactory(name="Ed_Old"))
+    client.force_login(owner.user)
+    # when the list is filtered by the owner's name
+    with CaptureQueriesContext(connection) as ctx:
+        page = client.get(reverse("governance:identity_list"), {"owner": text}).context["page_obj"]
+    # then: the identities of the owners so named, whatever the case, counted right
+    expected = {"zed": ["zed-bot-1", "zed-bot-2"], "ZE": ["zed-bot-1", "zed-bot-2"], "d_o": ["old-bot"]}[text]
+    assert [i.name for i in page] == expected and page.paginator.count == len(expected)
+    # owners read first as one array (their names through the trigram index), their identities by key,
+    # and counted there; text too short for a trigram joins the owners and counts apart
+    keys = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith((KEYS, KEYS_COUNTED))]
+    assert len(keys) == 1
+    assert ('"owner_id" = ANY((ARRAY(SELECT' in keys[0], keys[0].startswith(KEYS_COUNTED)) == (
+        through_the_owners_keys,
+        through_the_owners_keys,
+    )
+
+
 def test_a_kind_is_read_off_an_index_in_the_lists_order(client, owner, bot):
     MachineFactory(name="zeta-key", kind="api_key", owner=owner)
     client.force_login(owner.user)
