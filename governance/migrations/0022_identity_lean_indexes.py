@@ -3,9 +3,10 @@
 Gone: the `varchar_pattern_ops` twins of name, status and team (a LIKE 'x%' on the raw column, which no
 query makes: the searches compare UPPER(...) through the trigram indexes of migration 0016), and the
 owner's own index, which (owner, status) serves. The name's index becomes (name, id), the lists' order.
-Every insert, and every update of an indexed column (each recorded use moves `last_used_at`), wrote
-19 indexes; now 15. At 100,000 identities: a first import 9.2-9.8 -> 8.8 s, the bare COPY of its rows
-with the table's indexes 1.97 -> 1.74 s (bench/README.md, "Fifth pass").
+Every insert, and every update of an indexed column (`last_used_at` reported by an import or a
+connector, a new owner or status), wrote 19 indexes; now 15. At 100,000 identities: a first import
+9.2-9.8 -> 8.5-8.8 s, the bare COPY of its rows with the table's indexes 1.95-2.05 -> 1.73-1.82 s
+(bench/README.md, "Fifth pass").
 
 Plain CREATE INDEX: built in well under a second at 100,000 identities.
 """
