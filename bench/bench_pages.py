@@ -55,6 +55,7 @@ PAGES = [
     ("admin", "/inventory/identities/?kind=service_account&sort=-last_used_at"),
     ("admin", "/inventory/identities/?q=svc-data&status=active"),
     ("admin", "/inventory/identities/?finding=stale&sort=owner"),
+    ("admin", "/inventory/identities/?owner=costa"),
     ("admin", "/inventory/identities/?page=200"),
     ("owner", "/inventory/mine/"),
     ("admin", "/inventory/systems/"),
