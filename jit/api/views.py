@@ -20,6 +20,7 @@ from jit.services.lifecycle import grant_release
 from jit.services.requests import access_request_activate, access_request_cancel, access_request_submit
 
 from .filters import AccessRequestFilter
+from .request_rows import request_rows, request_values
 from .schema_examples import SUBMIT_EXAMPLES
 from .serializers import (
     AccessRequestSerializer,
@@ -38,15 +39,19 @@ NAMED = ("requester__username", "beneficiary__name", "entitlement__name")
 APPROVAL_SHOWN = ("stage", "approver__username", "decision", "comment", "decided_at")
 
 
-def visible_requests(user):
-    """The requests this user may see (`jit.selectors.requests_visible_to`), with what the API shows.
+def requests_seen_by(user):
+    """The requests this user may see (`jit.selectors.requests_visible_to`).
 
     A machine signed in by its token sees the requests it made and those for itself."""
     if isinstance(user, MachinePrincipal):
         machine = user.identity
-        found = AccessRequest.objects.filter(Q(requester_identity=machine) | Q(beneficiary=machine))
-    else:
-        found = requests_visible_to(user)
+        return AccessRequest.objects.filter(Q(requester_identity=machine) | Q(beneficiary=machine))
+    return requests_visible_to(user)
+
+
+def visible_requests(user):
+    """The requests this user may see, with what the API shows of one (`AccessRequestSerializer`)."""
+    found = requests_seen_by(user)
     own = [field.name for field in AccessRequest._meta.concrete_fields]
     approvals = Approval.objects.select_related("approver").only(*APPROVAL_SHOWN)
     # As lists (`to_attr`, what the serializer reads): a related manager's queryset cloned for each request
@@ -73,6 +78,11 @@ class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return AccessRequest.objects.none()
         return visible_requests(self.request.user)
+
+    def list(self, request, *args, **kwargs):
+        """A page of requests, read as values and written as the serializer writes them (`request_rows`)."""
+        rows = request_values(self.filter_queryset(requests_seen_by(request.user)))
+        return self.get_paginated_response(request_rows(self.paginate_queryset(rows)))
 
     def _done(self, request_obj, code=status.HTTP_200_OK) -> Response:
         return Response(AccessRequestSerializer(self.get_queryset().get(pk=request_obj.pk)).data, status=code)
