@@ -56,6 +56,7 @@ PAGES = [
     ("admin", "/inventory/identities/?q=svc-data&status=active"),
     ("admin", "/inventory/identities/?finding=stale&sort=owner"),
     ("admin", "/inventory/identities/?owner=costa"),
+    ("admin", "/inventory/identities/?sort=owner"),
     ("admin", "/inventory/identities/?page=200"),
     ("owner", "/inventory/mine/"),
     ("admin", "/inventory/systems/"),

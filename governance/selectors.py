@@ -1,6 +1,7 @@
 """Read paths for pages and the API: each returns a queryset restricted to what the user may see,
 with the joins its list needs declared once (no N+1 in any caller)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -217,6 +218,40 @@ def identities_with_owner_named(queryset: QuerySet[Identity], text: str) -> Quer
         return queryset.filter(owner__name__icontains=text)
     owners = Identity.objects.filter(name__icontains=text).order_by().values("pk")
     return queryset.filter(EqualsAny(F("owner_id"), ArraySubquery(owners)))
+
+
+OWNER_WALK_ROWS = 5_000  # rows before a page sorted by owner: past them, one sorted query is cheaper
+
+
+def identity_keys_by_owner(rows: QuerySet[Identity], sort: str) -> Callable[[int, int], list[int]] | None:
+    """The identity lists' keys sorted by owner (`sort` "owner" or "-owner"), the owned and the unowned
+    read apart; None for any other sort.
+
+    As one query sorted by the owner's name, PostgreSQL joined every identity to its owner and sorted
+    them all for any page (a hash join of 100,000, ~40 ms). Apart, the owned ones in their owners' name
+    order walk the owners' (name, id) index and each one's identities off (owner, status): page 1 in
+    ~1.2 ms. Those without an owner come last (first when descending, as PostgreSQL sorts NULL) in key
+    order. How many the first part holds is counted only for a page that reaches past it. The walk grows
+    with the page (page 100: ~5,000 identities): past OWNER_WALK_ROWS the one sorted query reads them.
+    """
+    if sort.lstrip("-") != "owner":
+        return None
+    descending = sort.startswith("-")
+    owned = rows.filter(owner__name__isnull=False).order_by("-owner__name" if descending else "owner__name", "pk")
+    unowned = rows.filter(owner__isnull=True).order_by("pk")
+    first, then = (unowned, owned) if descending else (owned, unowned)
+
+    def keys(bottom: int, top: int) -> list[int] | None:
+        if bottom >= OWNER_WALK_ROWS:
+            return None  # deep: the one sorted query, whose cost does not grow with the page
+        found = list(first.values_list("pk", flat=True)[bottom:top])
+        if len(found) == top - bottom:
+            return found
+        in_first = bottom + len(found) if found else first.count()
+        start = max(0, bottom - in_first)
+        return found + list(then.values_list("pk", flat=True)[start : start + top - bottom - len(found)])
+
+    return keys
 
 
 def identities_owned_by(*, user) -> QuerySet[Identity]:

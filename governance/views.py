@@ -53,10 +53,11 @@ def order_rows(rows, sort: str, sorts: dict[str, str], *, then: tuple[str, ...] 
     return rows.order_by(f"-{field}" if sort.startswith("-") else field, *then)
 
 
-def _listing(request, queryset, filter_class, sorts: dict[str, str], default: str, *, load=None) -> dict:
+def _listing(request, queryset, filter_class, sorts: dict[str, str], default: str, *, load=None, keys_for=None) -> dict:
     """Filter, sort by an allowed key and paginate a list; the context every list template expects.
 
-    `load` reads the page's rows from their keys (`DeferredJoinPaginator`), as the template shows them.
+    `load` reads the page's rows from their keys (`DeferredJoinPaginator`), as the template shows them;
+    `keys_for(rows, sort)` picks a page's keys another way for some sorts (None: the queryset's slice).
     """
     filterset = filter_class(request.GET or None, queryset=queryset)
     filtered = filterset.is_bound and filterset.is_valid()
@@ -65,7 +66,9 @@ def _listing(request, queryset, filter_class, sorts: dict[str, str], default: st
     query.pop("page", None)
     # Where the filters make the keys' query read every match anyway, the page counts them there too.
     counted_with_keys = filtered and getattr(filterset, "reads_every_match", False)
-    page = DeferredJoinPaginator(rows, PAGE_SIZE, load=load, count_with_keys=counted_with_keys).get_page(
+    # Those filters read every match and sort them: a sort's own way to the keys is for the rest.
+    keys = keys_for(rows, request.GET.get("sort", default)) if keys_for and not counted_with_keys else None
+    page = DeferredJoinPaginator(rows, PAGE_SIZE, load=load, keys=keys, count_with_keys=counted_with_keys).get_page(
         request.GET.get("page")
     )
     return {"filter": filterset, "page_obj": page, "querystring": query.urlencode()}
@@ -136,6 +139,7 @@ def identity_list(request):
         IDENTITY_SORTS,
         "name",
         load=selectors.identity_rows,
+        keys_for=selectors.identity_keys_by_owner,
     )
     context.update(
         title="Identities",
