@@ -234,8 +234,8 @@ def identity_keys_by_owner(rows: QuerySet[Identity], sort: str) -> Callable[[int
     order. How many the first part holds is counted only for a page that reaches past it. The walk grows
     with the page (page 100: ~5,000 identities): past OWNER_WALK_ROWS the one sorted query reads them.
     """
-    if sort.lstrip("-") != "owner":
-        return None
+    if sort.lstrip("-") != "owner" or connection.vendor != "postgresql":
+        return None  # (elsewhere NULL sorts first, and the plans this counts on are PostgreSQL's)
     descending = sort.startswith("-")
     owned = rows.filter(owner__name__isnull=False).order_by("-owner__name" if descending else "owner__name", "pk")
     unowned = rows.filter(owner__isnull=True).order_by("pk")

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 # A COUNT(*) of 100,000 identities (or a million events) was most of a list page's time; counting
 # to 10,001 costs the same however big the table grows.
 COUNT_CAP = 10_000
+MAX_OFFSET = 2**62  # past the cap any page number is accepted, but an OFFSET is a bigint
 
 
 class CappedPage(Page):
@@ -93,6 +94,8 @@ class CappedCountPaginator(Paginator):
             raise PageNotAnInteger(self.error_messages["invalid_page"]) from None
         if number < 1:
             raise EmptyPage(self.error_messages["min_page"])
+        if (number - 1) * self.per_page > MAX_OFFSET:
+            raise EmptyPage(self.error_messages["no_results"])  # an OFFSET PostgreSQL cannot take
         return number
 
     def get_page(self, number):
@@ -161,9 +164,9 @@ class DeferredJoinPaginator(CappedCountPaginator):
             number = int(number) if number is not None else 1
         except (TypeError, ValueError):
             number = 1
-        if number < 1:
-            return
         bottom = (number - 1) * self.per_page
+        if number < 1 or bottom > self.count_cap:
+            return  # before the first page, or past what a count would tell: counted as usual
         rows = self.object_list.prefetch_related(None).annotate(_total=Window(Count("*")))
         found = list(rows.values_list("pk", "_total")[bottom : bottom + self.per_page + self.orphans + 1])
         if found:

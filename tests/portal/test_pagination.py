@@ -215,3 +215,19 @@ def test_counted_with_its_keys_over_the_cap_the_count_is_capped_and_pages_go_on(
     assert (second.paginator.count_label, second.has_next()) == ("more than 5", True)
     assert [row.name for row in second] == [f"Person {n:02}" for n in range(5, 10)]
     assert [row.name for row in last] == ["Person 10", "Person 11"] and not last.has_next()
+
+
+@pytest.mark.parametrize("capped", [False, True])
+def test_a_page_number_past_any_offset_gives_the_last_page_not_an_error(capped, monkeypatch):
+    from audit.kernel import pagination
+
+    if capped:
+        monkeypatch.setattr(pagination.CappedCountPaginator, "count_cap", 5)
+    for n in range(12):
+        PersonFactory(name=f"Person {n:02}")
+    rows = Identity.objects.order_by("name", "pk")
+    huge = "2000000000000000000"  # times 5 rows a page: past what a bigint OFFSET holds
+
+    for counted_with_keys in (False, True):
+        page = DeferredJoinPaginator(rows, 5, count_with_keys=counted_with_keys).get_page(huge)
+        assert page.number == page.paginator.num_pages and len(page) > 0
