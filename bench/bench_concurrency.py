@@ -11,9 +11,10 @@ approval queue, the auditor for the audit page) and gives the admin, the owner a
 read-only API token each, for the API lists.
 
 First every page is fetched a few times by --clients at once (`warm_up`: each worker has served each
-page, as in a process that has been up a while). Then, per concurrency level (1, then --clients), per page: every client sends --requests GETs of that
-page one after another over its own keep-alive connection (gunicorn's sync workers close it after
-each response, so the client connects again: what a browser behind no proxy gets). Right before each
+page, as in a process that has been up a while). Then, per concurrency level (1, then --clients), per
+page: every client sends --requests GETs of that page one after another over its own keep-alive
+connection (gunicorn's sync workers close it after each response, so the client connects again: what
+a browser behind no proxy gets). Right before each
 page, the same clients send as many `GET /health/ready/` (one SELECT 1 and the broker check): the floor,
 timed the same way at the same concurrency, so the ratio says what the page costs above a request
 that does nearly nothing, on the machine as loaded as it was then. Prints p50 / p95 per page for each

@@ -2,7 +2,6 @@
 
 import django_filters
 import django_filters.fields
-from django.db import connection
 from django.db.models import Q
 
 from audit.kernel.widgets import ListedChoices, QuickSelect, QuickTextInput
@@ -55,10 +54,8 @@ class IdentityFilter(django_filters.FilterSet):
         its matches through the trigram indexes (`selectors.identities_matching`,
         `identities_with_owner_named`). Its COUNT would read them again."""
         data = self.form.cleaned_data
-        trigrams = connection.vendor == "postgresql" and any(
-            len(data.get(field) or "") >= selectors.TRIGRAM for field in ("q", "owner")
-        )
-        return bool(data.get("finding")) or trigrams
+        searched = any(selectors.searched_by_trigrams(data.get(field) or "") for field in ("q", "owner"))
+        return bool(data.get("finding")) or searched
 
 
 class SystemFilter(django_filters.FilterSet):

@@ -61,13 +61,14 @@ def _listing(request, queryset, filter_class, sorts: dict[str, str], default: st
     """
     filterset = filter_class(request.GET or None, queryset=queryset)
     filtered = filterset.is_bound and filterset.is_valid()
-    rows = order_rows(filterset.qs if filtered else queryset, request.GET.get("sort", default), sorts)
+    sort = request.GET.get("sort", default)
+    rows = order_rows(filterset.qs if filtered else queryset, sort, sorts)
     query = request.GET.copy()
     query.pop("page", None)
     # Where the filters make the keys' query read every match anyway, the page counts them there too.
     counted_with_keys = filtered and getattr(filterset, "reads_every_match", False)
     # Those filters read every match and sort them: a sort's own way to the keys is for the rest.
-    keys = keys_for(rows, request.GET.get("sort", default)) if keys_for and not counted_with_keys else None
+    keys = keys_for(rows, sort) if keys_for and not counted_with_keys else None
     page = DeferredJoinPaginator(rows, PAGE_SIZE, load=load, keys=keys, count_with_keys=counted_with_keys).get_page(
         request.GET.get("page")
     )
